@@ -1,0 +1,286 @@
+//! Policy files: golden error messages for broken files, the full shape of a valid one, the
+//! shipped examples, and the README's reference against the real key table.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use busyguard::policy::{
+    self, Endpoint, Guards, HangSignal, Limits, Mode, OnBusy, OnHang, OnUnkillable, Probe,
+    Receiver, RedisTarget, Secret, Then,
+};
+
+fn check_output(paths: &[&str]) -> (bool, String) {
+    let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+    let mut out = Vec::new();
+    let ok = busyguard::check::check(&paths, &mut out).unwrap();
+    (ok, String::from_utf8(out).unwrap())
+}
+
+/// Every broken fixture gives exactly the message in the golden file (BLESS=1 rewrites it).
+#[test]
+fn broken_policies_match_golden_messages() {
+    let (ok, out) = check_output(&["tests/fixtures/broken"]);
+    assert!(!ok);
+    let golden = Path::new("tests/fixtures/broken.expected");
+    if std::env::var_os("BLESS").is_some() {
+        std::fs::write(golden, &out).unwrap();
+    }
+    let expected = std::fs::read_to_string(golden).unwrap();
+    assert_eq!(out, expected, "check output differs from {golden:?}");
+}
+
+#[test]
+fn every_broken_fixture_is_rejected_with_a_position() {
+    let (_, out) = check_output(&["tests/fixtures/broken"]);
+    let files = policy::expand_paths(&[PathBuf::from("tests/fixtures/broken")]).unwrap();
+    assert!(files.len() >= 15, "at least 15 distinct broken files");
+    for file in files {
+        let prefix = format!("{}:", file.display());
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no error for {file:?}"));
+        let mut parts = line[prefix.len()..].splitn(3, ':');
+        let (l, c) = (parts.next().unwrap(), parts.next().unwrap());
+        assert!(
+            l.parse::<usize>().unwrap() >= 1 && c.parse::<usize>().unwrap() >= 1,
+            "{line}"
+        );
+        assert!(!out.contains(&format!("{}: ok", file.display())));
+    }
+}
+
+#[test]
+fn secrets_written_inline_never_reach_the_output() {
+    let (_, out) = check_output(&["tests/fixtures/broken"]);
+    assert!(!out.contains("hunter2"), "{out}");
+}
+
+#[test]
+fn a_file_with_every_key_loads_to_the_expected_policy() {
+    let report = policy::load(&[PathBuf::from("tests/fixtures/valid/every-key.yaml")]);
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+    let p = &report.policies[0];
+    let bytes = std::fs::read("tests/fixtures/valid/every-key.yaml").unwrap();
+    assert_eq!(p.content_hash.len(), 64);
+    assert_ne!(p.content_hash, format!("{:x}", 0), "{bytes:?}");
+    let ms = Duration::from_millis;
+    let expected = policy::Policy {
+        instance: "every-key.01".into(),
+        source: "tests/fixtures/valid/every-key.yaml".into(),
+        content_hash: p.content_hash.clone(),
+        redis: RedisTarget {
+            endpoint: Endpoint::Tcp {
+                host: "::1".into(),
+                port: 7000,
+                tls: true,
+            },
+            username: Some("busyguard".into()),
+            password: Some(Secret::new("s3cret-pass")),
+            connect_timeout: ms(250),
+        },
+        mode: Mode::DryRun,
+        probe: Probe {
+            interval: ms(50),
+            snapshot_every: ms(30_000),
+        },
+        on_busy: OnBusy {
+            kill_after: ms(1000),
+            on_unkillable: OnUnkillable {
+                wait: ms(90_000),
+                then: Then::Shutdown,
+                force: true,
+            },
+        },
+        on_hang: OnHang {
+            after: ms(20_000),
+            signal: HangSignal::Sigkill,
+            signal_after: ms(40_000),
+        },
+        limits: Limits {
+            max_shutdowns: 3,
+            per: ms(7_200_000),
+        },
+        guards: Guards {
+            max_unsaved_changes: Some(1000),
+            keep_primary_with_replicas: true,
+        },
+        notify: vec![
+            Receiver::Slack {
+                url: Secret::new("https://hooks.slack.example/services/T0/B0/xyz"),
+            },
+            Receiver::PagerDuty {
+                routing_key: Secret::new("pd-routing-key-0123"),
+                events_url: "http://127.0.0.1:9/v2/enqueue".into(),
+            },
+            Receiver::Webhook {
+                url: Secret::new("https://ops.example/hook"),
+                secret: Some(Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")),
+            },
+        ],
+    };
+    assert_eq!(p, &expected);
+    // Inline webhook URL is allowed, and warned about.
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(report.warnings[0].message.contains("notify.webhook.url"));
+    // Debug output of a policy hides every secret.
+    let debug = format!("{p:?}");
+    for secret in ["s3cret-pass", "pd-routing-key", "whsec_", "hooks.slack"] {
+        assert!(!debug.contains(secret), "{secret} leaked in {debug}");
+    }
+}
+
+#[test]
+fn a_minimal_file_gets_the_documented_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("min.yaml");
+    std::fs::write(&file, "instance: m\nredis:\n  url: redis://localhost\n").unwrap();
+    let report = policy::load(&[file]);
+    let p = &report.policies[0];
+    for key in policy::keys::KEYS {
+        let shown = match key.path {
+            "redis.connect_timeout" => {
+                humantime::format_duration(p.redis.connect_timeout).to_string()
+            }
+            "mode" => {
+                if p.mode == Mode::Enforce {
+                    "enforce".into()
+                } else {
+                    "dry-run".into()
+                }
+            }
+            "probe.interval" => humantime::format_duration(p.probe.interval).to_string(),
+            "probe.snapshot_every" => {
+                humantime::format_duration(p.probe.snapshot_every).to_string()
+            }
+            "on_busy.kill_after" => humantime::format_duration(p.on_busy.kill_after).to_string(),
+            "on_busy.on_unkillable.wait" => {
+                humantime::format_duration(p.on_busy.on_unkillable.wait).to_string()
+            }
+            "on_busy.on_unkillable.then" => {
+                format!("{:?}", p.on_busy.on_unkillable.then).to_lowercase()
+            }
+            "on_busy.on_unkillable.force" => p.on_busy.on_unkillable.force.to_string(),
+            "on_hang.after" => humantime::format_duration(p.on_hang.after).to_string(),
+            "on_hang.signal" => format!("{:?}", p.on_hang.signal).to_lowercase(),
+            "on_hang.signal_after" => {
+                humantime::format_duration(p.on_hang.signal_after).to_string()
+            }
+            "limits.max_shutdowns" => p.limits.max_shutdowns.to_string(),
+            "limits.per" => humantime::format_duration(p.limits.per).to_string(),
+            "guards.keep_primary_with_replicas" => p.guards.keep_primary_with_replicas.to_string(),
+            "guards.max_unsaved_changes" => p
+                .guards
+                .max_unsaved_changes
+                .map_or("off".into(), |n| n.to_string()),
+            _ => continue,
+        };
+        assert_eq!(shown, key.default, "documented default of `{}`", key.path);
+    }
+}
+
+#[test]
+fn two_files_claiming_one_instance_are_an_error_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        "instance: same\nredis:\n  url: redis://127.0.0.1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("b.yaml"),
+        "# b\ninstance: same\nredis:\n  url: redis://127.0.0.1:6380\n",
+    )
+    .unwrap();
+    let (ok, out) = check_output(&[dir.path().to_str().unwrap()]);
+    assert!(!ok);
+    let a = dir.path().join("a.yaml");
+    let b = dir.path().join("b.yaml");
+    assert_eq!(
+        out,
+        format!(
+            "{}: ok\n{}:2:11: instance `same` is already defined in {}:1:11; each instance needs its own name\n",
+            a.display(),
+            b.display(),
+            a.display()
+        )
+    );
+}
+
+#[test]
+fn shipped_example_policies_all_pass_check() {
+    let (ok, out) = check_output(&["policies"]);
+    assert!(ok, "{out}");
+    for name in [
+        "cache.yaml",
+        "critical-primary.yaml",
+        "staging.yaml",
+        "demo.yaml",
+    ] {
+        assert!(out.contains(&format!("policies/{name}: ok")), "{out}");
+    }
+}
+
+#[test]
+fn check_binary_exit_codes_follow_the_contract() {
+    let ok = Command::new(support::busyguard_bin())
+        .args(["check", "policies"])
+        .output()
+        .unwrap();
+    assert_eq!(ok.status.code(), Some(0));
+    let bad = Command::new(support::busyguard_bin())
+        .args([
+            "check",
+            "policies/demo.yaml",
+            "tests/fixtures/broken/01-typo-key.yaml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let out = String::from_utf8(bad.stdout).unwrap();
+    assert!(out.starts_with("policies/demo.yaml: ok\n"), "{out}");
+    assert!(
+        out.contains("01-typo-key.yaml:5:3: unknown key `kil_after`"),
+        "{out}"
+    );
+}
+
+/// The README's policy reference lists exactly the keys the validator knows, with their defaults.
+#[test]
+fn readme_policy_reference_matches_the_key_table() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let section = readme
+        .split("## Policy reference")
+        .nth(1)
+        .expect("README has a `## Policy reference` section");
+    let section = section.split("\n## ").next().unwrap();
+    let documented: Vec<(String, String)> = section
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let key = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+            Some((key.to_string(), cells.get(2)?.to_string()))
+        })
+        .collect();
+    let real: Vec<(String, String)> = policy::keys::KEYS
+        .iter()
+        .map(|k| (k.path.to_string(), k.default.to_string()))
+        .collect();
+    for (key, default) in &documented {
+        assert!(
+            real.iter().any(|(k, _)| k == key),
+            "README documents `{key}`, which does not exist"
+        );
+        let real_default = &real.iter().find(|(k, _)| k == key).unwrap().1;
+        assert_eq!(default, real_default, "default of `{key}`");
+    }
+    for (key, _) in &real {
+        assert!(
+            documented.iter().any(|(k, _)| k == key),
+            "`{key}` is not documented in README"
+        );
+    }
+}

@@ -1,0 +1,316 @@
+//! The real-Redis test harness: a `redis-server` per test in its own temporary folder (unix
+//! socket and a free TCP port), runaway scripts run from their own threads, and cleanup on drop
+//! (SIGKILL, and the kernel's parent-death signal should the test process itself die).
+#![allow(dead_code)]
+
+pub mod resp;
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub use resp::{Conn, Reply};
+
+/// How long a server may take to start answering before the test gives up.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Options for a test server.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// `busy-reply-threshold` in milliseconds.
+    pub threshold_ms: u64,
+    /// Extra `directive value` lines for the config file.
+    pub extra: Vec<String>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            threshold_ms: 200,
+            extra: Vec::new(),
+        }
+    }
+}
+
+/// A running redis-server owned by one test.
+pub struct RedisServer {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub port: u16,
+    child: Option<Child>,
+    options: ServerOptions,
+}
+
+impl RedisServer {
+    pub fn start(options: ServerOptions) -> RedisServer {
+        let mut dir = tempfile::Builder::new()
+            .prefix("busyguard-redis-")
+            .tempdir()
+            .expect("temp dir");
+        let socket = dir.path().join("redis.sock");
+        // A freed port can be taken by a parallel test before redis binds it: try a few.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut server = RedisServer {
+                socket: socket.clone(),
+                port,
+                child: None,
+                options: options.clone(),
+                dir,
+            };
+            if server.spawn().is_ok() {
+                return server;
+            }
+            dir = server.take_dir();
+        }
+        panic!("redis-server did not start after 5 attempts");
+    }
+
+    fn take_dir(mut self) -> tempfile::TempDir {
+        self.kill();
+        let placeholder = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.dir, placeholder)
+    }
+
+    fn config(&self) -> String {
+        let mut lines = vec![
+            format!("port {}", self.port),
+            "bind 127.0.0.1".into(),
+            format!("unixsocket {}", self.socket.display()),
+            "unixsocketperm 700".into(),
+            format!("dir {}", self.dir.path().display()),
+            "logfile redis.log".into(),
+            "save \"\"".into(),
+            "appendonly no".into(),
+            format!("busy-reply-threshold {}", self.options.threshold_ms),
+            "enable-debug-command yes".into(),
+        ];
+        lines.extend(self.options.extra.iter().cloned());
+        lines.join("\n") + "\n"
+    }
+
+    /// Start the process (again, after a shutdown) and wait until it answers PING.
+    pub fn spawn(&mut self) -> Result<(), String> {
+        let conf = self.dir.path().join("redis.conf");
+        std::fs::write(&conf, self.config()).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new("redis-server");
+        cmd.arg(&conf).stdout(Stdio::null()).stderr(Stdio::null());
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to SIGKILL the server
+        // when the thread that started it dies, so a crashed test leaves no server behind.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("spawn redis-server: {e}"))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                return Err(format!(
+                    "redis-server exited: {status}; log: {}",
+                    self.log()
+                ));
+            }
+            if let Ok(mut c) = Conn::open(&self.socket)
+                && c.call(&["PING"]).ok() == Some(Reply::Status("PONG".into()))
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("redis-server did not answer; log: {}", self.log()));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn conn(&self) -> Conn {
+        Conn::open(&self.socket).expect("connect to test redis")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// True once the process has exited (reaping it).
+    pub fn exited(&mut self) -> bool {
+        match self.child.as_mut() {
+            None => true,
+            Some(c) => matches!(c.try_wait(), Ok(Some(_))),
+        }
+    }
+
+    /// Wait until the process has exited, up to `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.exited() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    /// `INFO section` as a map of field to value.
+    pub fn info(&self, section: &str) -> HashMap<String, String> {
+        let reply = self.conn().call(&["INFO", section]).expect("INFO");
+        parse_info(reply.text().expect("INFO text"))
+    }
+
+    /// `errorstat_<CODE>` count (0 when absent).
+    pub fn errorstat(&self, code: &str) -> u64 {
+        self.info("errorstats")
+            .get(&format!("errorstat_{code}"))
+            .and_then(|v| v.strip_prefix("count="))
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// `calls` of one command from INFO commandstats (`script|kill` for subcommands).
+    pub fn command_calls(&self, command: &str) -> u64 {
+        self.info("commandstats")
+            .get(&format!("cmdstat_{command}"))
+            .and_then(|v| v.split(',').find_map(|f| f.strip_prefix("calls=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Wait until PING gets a BUSY reply (the threshold passed), up to `limit`.
+    pub fn wait_busy(&self, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let reply = self.conn().call(&["PING"]).expect("PING");
+            if let Some(e) = reply.error()
+                && e.split(' ').next() == Some("BUSY")
+            {
+                return e.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server never became BUSY: {reply:?}"
+            );
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn parse_info(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Runaway scripts, as the callers in production would send them.
+pub mod scripts {
+    /// Never writes, never ends: SCRIPT KILL stops it.
+    pub const READ_ONLY_LOOP: &str = "while true do end";
+    /// Writes once, then never ends: UNKILLABLE.
+    pub const WRITING_LOOP: &str = "redis.call('SET', KEYS[1], 'written') while true do end";
+    /// Writes once, then spins for ARGV[1] milliseconds of wall time and ends (needs a server
+    /// whose TIME moves inside scripts: 7.0 and earlier).
+    pub const WRITE_THEN_SPIN_MS: &str = "redis.call('SET', KEYS[1], 'written') \
+        local t = redis.call('TIME') local start = t[1] * 1000 + t[2] / 1000 \
+        while true do t = redis.call('TIME') \
+        if t[1] * 1000 + t[2] / 1000 - start >= tonumber(ARGV[1]) then return 'done' end end";
+    /// Reads only and spins for ARGV[1] milliseconds: a legitimate slow script.
+    pub const SPIN_MS: &str = "local t = redis.call('TIME') local start = t[1] * 1000 + t[2] / 1000 \
+        while true do t = redis.call('TIME') \
+        if t[1] * 1000 + t[2] / 1000 - start >= tonumber(ARGV[1]) then return 'done' end end";
+    /// A library with a function that never ends.
+    pub const SPIN_LIBRARY: &str = "#!lua name=busyguard_test\n\
+        redis.register_function('spin', function(keys, args) while true do end end)";
+}
+
+/// A client that runs one command on its own connection and thread, as an application would.
+pub struct Caller {
+    handle: JoinHandle<std::io::Result<Reply>>,
+    pub started: Instant,
+}
+
+impl Caller {
+    /// Start `args` on a new connection to `server` (returns once the command is written).
+    pub fn start(server: &RedisServer, args: &[&str]) -> Caller {
+        let mut conn = server.conn();
+        conn.send(args).expect("send runaway command");
+        let started = Instant::now();
+        Caller {
+            handle: std::thread::spawn(move || conn.read()),
+            started,
+        }
+    }
+
+    /// `EVAL script numkeys keys... args...`
+    pub fn eval(server: &RedisServer, script: &str, keys: &[&str], args: &[&str]) -> Caller {
+        let n = keys.len().to_string();
+        let mut all = vec!["EVAL", script, n.as_str()];
+        all.extend_from_slice(keys);
+        all.extend_from_slice(args);
+        Caller::start(server, &all)
+    }
+
+    /// The caller's reply (blocks until the command ends).
+    pub fn reply(self) -> std::io::Result<Reply> {
+        self.handle.join().expect("caller thread")
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+}
+
+/// Poll `cond` until it holds or `limit` passes; the condition wait tests use instead of sleep.
+pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The path of the built `busyguard` binary.
+pub fn busyguard_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_busyguard"))
+}

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use busyguard::cli::{Cli, Command};
+use busyguard::cli::{AuditCommand, Cli, Command};
+use busyguard::daemon::{self, RunEnd, RunOptions};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -17,9 +18,74 @@ fn main() -> ExitCode {
                 _ => ExitCode::from(1),
             }
         }
-        Command::Run { .. } | Command::Audit { .. } => {
-            eprintln!("busyguard: not built yet");
-            ExitCode::from(2)
+        Command::Run {
+            policies,
+            state_dir,
+            dry_run,
+            metrics: _,
+        } => {
+            init_logging();
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("busyguard: cannot start the runtime: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = RunOptions {
+                policies,
+                state_dir,
+                dry_run,
+            };
+            match runtime.block_on(daemon::run(opts)) {
+                Ok(RunEnd::Stopped) => ExitCode::SUCCESS,
+                Ok(RunEnd::NoValidPolicy) => ExitCode::from(2),
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    ExitCode::from(2)
+                }
+            }
         }
+        Command::Audit { command } => match command {
+            AuditCommand::Verify { file } => match busyguard::audit::verify(&file) {
+                Ok(n) => {
+                    println!("{}: intact, {n} records", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(b) => {
+                    println!("{}:{}: {}", file.display(), b.line, b.reason);
+                    ExitCode::from(1)
+                }
+            },
+            AuditCommand::Show { file, incident } => {
+                match busyguard::show::show(
+                    &file,
+                    incident.as_deref(),
+                    &mut std::io::stdout().lock(),
+                ) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("busyguard: {}: {e}", file.display());
+                        ExitCode::from(1)
+                    }
+                }
+            }
+        },
     }
+}
+
+/// Logs go to stderr (journald when run by systemd); `RUST_LOG` overrides the level.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        // fred reports every closed connection as a warning; the watchdog reports what matters.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fred=error"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
 }

@@ -77,3 +77,24 @@ fn threshold_is_applied_and_servers_restart_in_place() {
     server.spawn().unwrap();
     assert_ne!(server.info("server")["run_id"], run_id);
 }
+
+/// The trap the remediation avoids, shown on the real server: with a lagging replica, a plain
+/// `SHUTDOWN NOSAVE` during a busy script gets no reply and the server keeps running.
+#[test]
+fn plain_shutdown_nosave_hangs_behind_a_lagging_replica() {
+    let (mut primary, _replica) = support::lagging_replica_pair();
+    let _caller = Caller::eval(&primary, scripts::WRITING_LOOP, &["k"], &[]);
+    primary.wait_busy(Duration::from_secs(10));
+    let mut conn = primary.conn();
+    conn.set_read_timeout(Duration::from_millis(1500));
+    conn.send(&["SHUTDOWN", "NOSAVE"]).unwrap();
+    let err = conn.read().unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "{err:?}"
+    );
+    assert!(!primary.exited(), "the server should still be running");
+}

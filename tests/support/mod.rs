@@ -1,8 +1,9 @@
 //! The real-Redis test harness: a `redis-server` per test in its own temporary folder (unix
 //! socket and a free TCP port), runaway scripts run from their own threads, and cleanup on drop
 //! (SIGKILL, and the kernel's parent-death signal should the test process itself die).
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
+pub mod daemon;
 pub mod resp;
 
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub use daemon::Daemon;
 pub use resp::{Conn, Reply};
 
 /// How long a server may take to start answering before the test gives up.
@@ -210,6 +212,30 @@ impl RedisServer {
         }
     }
 
+    /// A policy for this server over its unix socket, with `rest` appended (YAML).
+    pub fn policy(&self, instance: &str, rest: &str) -> String {
+        format!(
+            "instance: {instance}\nredis:\n  url: unix://{}\nprobe:\n  interval: 50ms\n{rest}",
+            self.socket.display()
+        )
+    }
+
+    /// Wait until a busyguard watchdog has taken its healthy snapshot (the server counted its
+    /// CONFIG GET), so the decisions of the test rest on real INFO values.
+    pub fn wait_snapshot(&self) {
+        assert!(
+            wait_for(Duration::from_secs(10), || self.command_calls("config|get")
+                >= 1),
+            "busyguard never took its snapshot"
+        );
+    }
+
+    /// Send a signal to the server process (SIGSTOP to make a replica lag).
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.pid().expect("running") as i32);
+        nix::sys::signal::kill(pid, sig).unwrap();
+    }
+
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -222,6 +248,29 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A primary with one replica that is frozen (SIGSTOP) and behind it: the setting in which a
+/// plain `SHUTDOWN NOSAVE` waits for the replica during a busy script (Redis 7.0+).
+pub fn lagging_replica_pair() -> (RedisServer, RedisServer) {
+    let primary = RedisServer::start(ServerOptions::default());
+    let replica = RedisServer::start(ServerOptions {
+        extra: vec![format!("replicaof 127.0.0.1 {}", primary.port)],
+        ..Default::default()
+    });
+    let field = |s: &RedisServer, k: &str| s.info("replication").get(k).cloned();
+    assert!(wait_for(Duration::from_secs(20), || {
+        field(&primary, "connected_slaves").as_deref() == Some("1")
+            && field(&replica, "master_link_status").as_deref() == Some("up")
+    }));
+    replica.signal(nix::sys::signal::Signal::SIGSTOP);
+    for i in 0..100 {
+        primary
+            .conn()
+            .call(&["SET", &format!("lag{i}"), "x"])
+            .unwrap();
+    }
+    (primary, replica)
 }
 
 pub fn parse_info(text: &str) -> HashMap<String, String> {

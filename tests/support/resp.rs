@@ -48,6 +48,10 @@ impl Conn {
         })
     }
 
+    pub fn set_read_timeout(&mut self, limit: Duration) {
+        self.reader.get_ref().set_read_timeout(Some(limit)).unwrap();
+    }
+
     pub fn send(&mut self, args: &[&str]) -> std::io::Result<()> {
         let mut buf = format!("*{}\r\n", args.len()).into_bytes();
         for a in args {

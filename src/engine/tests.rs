@@ -1,0 +1,566 @@
+//! The ladder step by step with time as a number, and property tests of the safety invariants.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::policy::Guards;
+
+const SCRIPT_BUSY: &str =
+    "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
+const FUNCTION_BUSY: &str =
+    "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.";
+const MODULE_BUSY: &str = "BUSY Redis is busy running a module command.";
+
+fn rules() -> Rules {
+    Rules {
+        instance: "t".into(),
+        dry_run: false,
+        kill_after: 0,
+        wait: 2_000,
+        then: Then::Shutdown,
+        force: false,
+        hang_after: 30_000,
+        hang_signal: HangSignal::None,
+        signal_after: 60_000,
+        max_shutdowns: 1,
+        per: 3_600_000,
+        guards: Guards::default(),
+    }
+}
+
+fn at(mono: Millis) -> At {
+    At {
+        mono,
+        unix_ms: 1_700_000_000_000 + mono,
+    }
+}
+
+fn snapshot(version: &str, run_id: &str) -> Snapshot {
+    Snapshot {
+        version: Some(version.into()),
+        run_id: Some(run_id.into()),
+        busy_threshold_ms: Some(200),
+        aof_enabled: Some(false),
+        rdb_changes_since_last_save: Some(10),
+        role: Some("master".into()),
+        connected_replicas: Some(0),
+        ..Snapshot::default()
+    }
+}
+
+fn busy(text: &str) -> Observation {
+    Observation::Busy {
+        kind: BusyKind::from_error(text).unwrap(),
+        reply: text.into(),
+    }
+}
+
+fn pong() -> Observation {
+    Observation::Pong { snapshot: None }
+}
+
+fn names(step: &Step) -> Vec<&'static str> {
+    step.events.iter().map(|e| e.kind.name()).collect()
+}
+
+fn engine_with(rules: Rules) -> Engine {
+    let mut e = Engine::new(rules);
+    e.observe(
+        at(0),
+        Observation::Pong {
+            snapshot: Some(Box::new(snapshot("7.0.15", "run-a"))),
+        },
+    );
+    e
+}
+
+#[test]
+fn busy_kind_reads_the_exact_code() {
+    assert_eq!(BusyKind::from_error(SCRIPT_BUSY), Some(BusyKind::Script));
+    assert_eq!(
+        BusyKind::from_error(FUNCTION_BUSY),
+        Some(BusyKind::Function)
+    );
+    assert_eq!(BusyKind::from_error(MODULE_BUSY), Some(BusyKind::Module));
+    assert_eq!(
+        BusyKind::from_error(
+            "BUSY Valkey is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+        ),
+        Some(BusyKind::Script)
+    );
+    assert_eq!(
+        BusyKind::from_error("BUSYKEY Target key name already exists."),
+        None
+    );
+    assert_eq!(
+        BusyKind::from_error("BUSYGROUP Consumer Group name already exists"),
+        None
+    );
+}
+
+#[test]
+fn a_killable_script_is_killed_at_once_and_confirmed_by_pong() {
+    let mut e = engine_with(rules());
+    let s = e.observe(at(1000), busy(SCRIPT_BUSY));
+    assert_eq!(names(&s), ["busy_detected", "kill_sent"]);
+    assert_eq!(s.action, Some(Action::Kill(KillCommand::ScriptKill)));
+    let incident = s.events[0].incident.clone().unwrap();
+    assert_eq!(s.events[1].incident.as_ref(), Some(&incident));
+    assert!(
+        e.observe(at(1001), Observation::KillReply(KillReply::Ok))
+            .events
+            .is_empty()
+    );
+    // The script has not reached its hook yet: still BUSY, nothing new is sent.
+    let s = e.observe(at(1002), busy(SCRIPT_BUSY));
+    assert!(s.events.is_empty() && s.action.is_none());
+    let s = e.observe(at(1003), pong());
+    assert_eq!(names(&s), ["killed", "recovered"]);
+    assert_eq!(s.events[1].detail["how"], "killed");
+    assert_eq!(e.state(), "healthy");
+}
+
+#[test]
+fn a_function_gets_function_kill() {
+    let mut e = engine_with(rules());
+    let s = e.observe(at(5), busy(FUNCTION_BUSY));
+    assert_eq!(s.action, Some(Action::Kill(KillCommand::FunctionKill)));
+}
+
+#[test]
+fn kill_after_is_a_deadline_met_by_the_next_busy_reply() {
+    let mut e = engine_with(Rules {
+        kill_after: 1_000,
+        ..rules()
+    });
+    let s = e.observe(at(100), busy(SCRIPT_BUSY));
+    assert_eq!(names(&s), ["busy_detected"]);
+    assert_eq!(e.next_deadline(), Some(1_100));
+    assert!(e.observe(at(1_099), busy(SCRIPT_BUSY)).action.is_none());
+    let s = e.observe(at(1_100), busy(SCRIPT_BUSY));
+    assert_eq!(s.action, Some(Action::Kill(KillCommand::ScriptKill)));
+}
+
+#[test]
+fn an_unkillable_script_that_ends_inside_the_budget_is_left_alone() {
+    let mut e = engine_with(rules());
+    e.observe(at(0), busy(SCRIPT_BUSY));
+    let s = e.observe(
+        at(1),
+        Observation::KillReply(KillReply::Unkillable("UNKILLABLE Sorry".into())),
+    );
+    assert_eq!(names(&s), ["unkillable"]);
+    assert_eq!(s.events[0].detail["budget_left_ms"], 1_999);
+    assert_eq!(e.next_deadline(), Some(2_000));
+    assert!(e.observe(at(1_500), busy(SCRIPT_BUSY)).action.is_none());
+    let s = e.observe(at(1_800), pong());
+    assert_eq!(names(&s), ["recovered"]);
+    assert_eq!(s.events[0].detail["how"], "ended by itself");
+}
+
+#[test]
+fn past_the_budget_an_unkillable_script_ends_in_a_version_aware_shutdown() {
+    let mut e = engine_with(rules());
+    e.observe(at(0), busy(SCRIPT_BUSY));
+    e.observe(
+        at(1),
+        Observation::KillReply(KillReply::Unkillable("UNKILLABLE".into())),
+    );
+    let s = e.observe(at(2_000), busy(SCRIPT_BUSY));
+    assert_eq!(names(&s), ["shutdown_sent"]);
+    assert_eq!(
+        s.action,
+        Some(Action::Shutdown(ShutdownCommand {
+            abort_first: true,
+            words: vec!["SHUTDOWN", "NOSAVE", "NOW"]
+        }))
+    );
+    assert_eq!(s.events[0].detail["data_at_risk"]["persistence"], "none");
+    let s = e.observe(
+        at(2_002),
+        Observation::Shutdown(ShutdownOutcome::Confirmed { elapsed_ms: 2 }),
+    );
+    assert_eq!(names(&s), ["shutdown_confirmed"]);
+    assert_eq!(e.state(), "down");
+    assert!(
+        e.observe(
+            at(2_100),
+            Observation::Unreachable {
+                reason: "refused".into()
+            }
+        )
+        .events
+        .is_empty()
+    );
+    let s = e.observe(
+        at(3_000),
+        Observation::Pong {
+            snapshot: Some(Box::new(snapshot("7.0.15", "run-b"))),
+        },
+    );
+    assert_eq!(names(&s), ["recovered"]);
+    assert_eq!(s.events[0].detail["restarted"], true);
+}
+
+#[test]
+fn redis_6_gets_exactly_shutdown_nosave_and_force_is_opt_in() {
+    assert_eq!(
+        ShutdownCommand::for_version(Some(6), true).words,
+        ["SHUTDOWN", "NOSAVE"]
+    );
+    assert!(!ShutdownCommand::for_version(Some(6), true).abort_first);
+    assert_eq!(
+        ShutdownCommand::for_version(Some(7), true).words,
+        ["SHUTDOWN", "NOSAVE", "NOW", "FORCE"]
+    );
+    assert_eq!(
+        ShutdownCommand::for_version(None, false).words,
+        ["SHUTDOWN", "NOSAVE", "NOW"]
+    );
+}
+
+fn run_to_budget(e: &mut Engine, start: Millis) -> Step {
+    e.observe(at(start), busy(SCRIPT_BUSY));
+    e.observe(
+        at(start + 1),
+        Observation::KillReply(KillReply::Unkillable("UNKILLABLE".into())),
+    );
+    e.observe(at(start + 2_000), busy(SCRIPT_BUSY))
+}
+
+#[test]
+fn limits_withhold_a_second_shutdown_in_the_window() {
+    let mut e = engine_with(rules());
+    assert!(matches!(
+        run_to_budget(&mut e, 0).action,
+        Some(Action::Shutdown(_))
+    ));
+    e.observe(
+        at(2_001),
+        Observation::Shutdown(ShutdownOutcome::Confirmed { elapsed_ms: 1 }),
+    );
+    e.observe(
+        at(2_500),
+        Observation::Pong {
+            snapshot: Some(Box::new(snapshot("7.0.15", "run-b"))),
+        },
+    );
+    let s = run_to_budget(&mut e, 10_000);
+    assert_eq!(names(&s), ["escalation_withheld"]);
+    assert!(s.action.is_none());
+    assert!(
+        s.events[0].detail["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("limits:")
+    );
+    // Past the window the next one is allowed again.
+    e.observe(at(13_000), pong());
+    let s = run_to_budget(&mut e, 3_700_000);
+    assert!(matches!(s.action, Some(Action::Shutdown(_))));
+}
+
+#[test]
+fn then_notify_never_shuts_down() {
+    let mut e = engine_with(Rules {
+        then: Then::Notify,
+        ..rules()
+    });
+    let s = run_to_budget(&mut e, 0);
+    assert_eq!(names(&s), ["escalation_withheld"]);
+    assert!(s.action.is_none());
+}
+
+#[test]
+fn data_at_risk_guards_withhold_with_their_reason() {
+    let guards = Guards {
+        max_unsaved_changes: Some(5),
+        keep_primary_with_replicas: false,
+    };
+    let mut e = engine_with(Rules { guards, ..rules() });
+    let s = run_to_budget(&mut e, 0);
+    assert!(
+        s.events[0].detail["reason"]
+            .as_str()
+            .unwrap()
+            .contains("10 unsaved changes")
+    );
+
+    let guards = Guards {
+        max_unsaved_changes: None,
+        keep_primary_with_replicas: true,
+    };
+    let mut e = Engine::new(Rules { guards, ..rules() });
+    let mut snap = snapshot("7.0.15", "r");
+    snap.connected_replicas = Some(2);
+    e.observe(
+        at(0),
+        Observation::Pong {
+            snapshot: Some(Box::new(snap)),
+        },
+    );
+    let s = run_to_budget(&mut e, 0);
+    assert!(s.action.is_none());
+    assert!(
+        s.events[0].detail["reason"]
+            .as_str()
+            .unwrap()
+            .contains("2 replica(s)")
+    );
+}
+
+#[test]
+fn a_busy_module_goes_straight_to_the_budget() {
+    let mut e = engine_with(rules());
+    let s = e.observe(at(0), busy(MODULE_BUSY));
+    assert_eq!(names(&s), ["busy_detected"]);
+    assert!(s.action.is_none());
+    let s = e.observe(at(2_000), busy(MODULE_BUSY));
+    assert!(matches!(s.action, Some(Action::Shutdown(_))));
+}
+
+#[test]
+fn dry_run_decides_and_records_everything_and_sends_nothing() {
+    let mut e = engine_with(Rules {
+        dry_run: true,
+        ..rules()
+    });
+    let s = e.observe(at(0), busy(SCRIPT_BUSY));
+    assert_eq!(names(&s), ["busy_detected", "kill_sent"]);
+    assert!(s.events[1].dry_run && s.action.is_none());
+    let s = e.observe(at(2_000), busy(SCRIPT_BUSY));
+    assert_eq!(names(&s), ["shutdown_sent"]);
+    assert!(s.events[0].dry_run && s.action.is_none());
+    assert_eq!(e.state(), "busy");
+    assert_eq!(names(&e.observe(at(9_000), pong())), ["recovered"]);
+}
+
+#[test]
+fn silence_opens_a_hang_incident_that_becomes_busy() {
+    let mut e = engine_with(rules());
+    assert_eq!(e.silence_deadline(), Some(30_000));
+    assert!(
+        e.observe(at(20_000), Observation::Silent { for_ms: 20_000 })
+            .events
+            .is_empty()
+    );
+    let s = e.observe(at(30_000), Observation::Silent { for_ms: 30_000 });
+    assert_eq!(names(&s), ["hang_detected"]);
+    let id = s.events[0].incident.clone();
+    let s = e.observe(at(31_000), busy(SCRIPT_BUSY));
+    assert_eq!(names(&s), ["busy_detected", "kill_sent"]);
+    assert_eq!(s.events[0].incident, id);
+}
+
+#[test]
+fn a_hung_local_server_is_signalled_only_when_the_policy_says_so() {
+    let r = Rules {
+        hang_signal: HangSignal::Sigkill,
+        ..rules()
+    };
+    let mut e = Engine::new(r);
+    let mut snap = snapshot("7.0.15", "r");
+    snap.process_id = Some(4242);
+    snap.process_start_ticks = Some(99);
+    e.observe(
+        at(0),
+        Observation::Pong {
+            snapshot: Some(Box::new(snap)),
+        },
+    );
+    e.observe(at(30_000), Observation::Silent { for_ms: 30_000 });
+    assert_eq!(e.silence_deadline(), Some(60_000));
+    let s = e.observe(at(60_000), Observation::Silent { for_ms: 60_000 });
+    assert_eq!(names(&s), ["signal_sent"]);
+    assert_eq!(
+        s.action,
+        Some(Action::Signal {
+            pid: 4242,
+            start_ticks: 99
+        })
+    );
+    assert!(
+        e.observe(at(70_000), Observation::Silent { for_ms: 70_000 })
+            .action
+            .is_none()
+    );
+}
+
+#[test]
+fn faults_are_reported_once_and_never_acted_on() {
+    let mut e = engine_with(rules());
+    let fault = || Observation::Fault {
+        reply: "NOPERM this user has no permissions to run the 'ping' command".into(),
+    };
+    assert_eq!(names(&e.observe(at(1), fault())), ["probe_fault"]);
+    assert!(e.observe(at(2), fault()).events.is_empty());
+    assert_eq!(e.state(), "fault");
+}
+
+#[test]
+fn a_server_that_goes_away_is_unreachable_then_recovered_with_no_action() {
+    let mut e = engine_with(rules());
+    let s = e.observe(
+        at(1),
+        Observation::Unreachable {
+            reason: "connection refused".into(),
+        },
+    );
+    assert_eq!(names(&s), ["unreachable"]);
+    assert!(
+        e.observe(
+            at(2),
+            Observation::Unreachable {
+                reason: "connection refused".into()
+            }
+        )
+        .events
+        .is_empty()
+    );
+    let s = e.observe(
+        at(3),
+        Observation::Pong {
+            snapshot: Some(Box::new(snapshot("7.0.15", "run-b"))),
+        },
+    );
+    assert_eq!(names(&s), ["recovered"]);
+    assert_eq!(s.events[0].detail["how"], "reachable again");
+}
+
+/// Any observation, at any time.
+fn any_observation() -> impl Strategy<Value = Observation> {
+    prop_oneof![
+        Just(pong()),
+        Just(Observation::Pong {
+            snapshot: Some(Box::new(snapshot("7.0.15", "run-x")))
+        }),
+        Just(busy(SCRIPT_BUSY)),
+        Just(busy(FUNCTION_BUSY)),
+        Just(busy(MODULE_BUSY)),
+        (0u64..100_000).prop_map(|for_ms| Observation::Silent { for_ms }),
+        Just(Observation::Loading),
+        Just(Observation::Fault {
+            reply: "NOAUTH Authentication required.".into()
+        }),
+        Just(Observation::Unreachable {
+            reason: "refused".into()
+        }),
+        Just(Observation::KillReply(KillReply::Ok)),
+        Just(Observation::KillReply(KillReply::Unkillable(
+            "UNKILLABLE".into()
+        ))),
+        Just(Observation::KillReply(KillReply::Error("NOTBUSY".into()))),
+        Just(Observation::Shutdown(ShutdownOutcome::Confirmed {
+            elapsed_ms: 1
+        })),
+        Just(Observation::Shutdown(ShutdownOutcome::Refused(
+            "ERR".into()
+        ))),
+    ]
+}
+
+fn any_rules() -> impl Strategy<Value = Rules> {
+    (
+        any::<bool>(),
+        0u64..3_000,
+        0u64..5_000,
+        any::<bool>(),
+        0u32..3,
+        any::<bool>(),
+    )
+        .prop_map(
+            |(dry_run, kill_after, extra, notify, max_shutdowns, sigkill)| Rules {
+                dry_run,
+                kill_after,
+                wait: kill_after + extra + 1,
+                then: if notify { Then::Notify } else { Then::Shutdown },
+                max_shutdowns,
+                hang_after: 1_000,
+                signal_after: 2_000,
+                hang_signal: if sigkill {
+                    HangSignal::Sigkill
+                } else {
+                    HangSignal::None
+                },
+                ..rules()
+            },
+        )
+}
+
+/// Observations with increasing times.
+fn any_run() -> impl Strategy<Value = Vec<(Millis, Observation)>> {
+    prop::collection::vec((0u64..700, any_observation()), 1..80).prop_map(|steps| {
+        let mut t = 0;
+        steps
+            .into_iter()
+            .map(|(dt, o)| {
+                t += dt;
+                (t, o)
+            })
+            .collect()
+    })
+}
+
+fn replay(rules: &Rules, run: &[(Millis, Observation)]) -> Vec<Step> {
+    let mut e = Engine::new(rules.clone());
+    run.iter()
+        .map(|(t, o)| e.observe(at(*t), o.clone()))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// A kill or a shutdown answers only a BUSY reply that just arrived, and its `*_sent`
+    /// record comes in the same step, before it.
+    #[test]
+    fn actions_answer_only_a_busy_reply(rules in any_rules(), run in any_run()) {
+        for ((_, obs), step) in run.iter().zip(replay(&rules, &run)) {
+            if let Some(Action::Kill(_) | Action::Shutdown(_)) = &step.action {
+                prop_assert!(matches!(obs, Observation::Busy { .. }), "action after {obs:?}");
+                let last = step.events.last().expect("a record before the action");
+                prop_assert!(last.kind.announces_an_action() && !last.dry_run);
+            }
+            if let Some(Action::Signal { .. }) = &step.action {
+                prop_assert!(matches!(obs, Observation::Silent { .. }), "signal after {:?}", obs);
+            }
+        }
+    }
+
+    #[test]
+    fn at_most_one_shutdown_per_incident(rules in any_rules(), run in any_run()) {
+        let mut per_incident = std::collections::HashMap::new();
+        for step in replay(&rules, &run) {
+            for ev in step.events.iter().filter(|e| e.kind == EventKind::ShutdownSent) {
+                let n = per_incident.entry(ev.incident.clone()).or_insert(0);
+                *n += 1;
+                prop_assert!(*n == 1, "two shutdowns in {:?}", ev.incident);
+            }
+        }
+    }
+
+    #[test]
+    fn dry_run_never_acts(rules in any_rules(), run in any_run()) {
+        let rules = Rules { dry_run: true, ..rules };
+        for step in replay(&rules, &run) {
+            prop_assert!(step.action.is_none());
+        }
+    }
+
+    #[test]
+    fn shutdowns_stay_within_limits(rules in any_rules(), run in any_run()) {
+        let times: Vec<Millis> = run.iter().zip(replay(&rules, &run))
+            .filter(|(_, s)| matches!(s.action, Some(Action::Shutdown(_))))
+            .map(|((t, _), _)| *t)
+            .collect();
+        for (i, t) in times.iter().enumerate() {
+            let within = times[..=i].iter().filter(|u| t - **u < rules.per).count();
+            prop_assert!(within <= rules.max_shutdowns as usize);
+        }
+    }
+
+    #[test]
+    fn decisions_are_deterministic(rules in any_rules(), run in any_run()) {
+        prop_assert_eq!(replay(&rules, &run), replay(&rules, &run));
+    }
+}

@@ -1,0 +1,231 @@
+//! The probe's connection: the only code besides `remedy` that speaks to Redis.
+//!
+//! One dedicated fred client per instance, configured for a server that may be busy: RESP3 so
+//! authentication happens in HELLO (allowed while busy), database 0 and no CLIENT SETNAME (both
+//! refused while busy), no command timeout (a PING outstanding through the silent phase is the
+//! whole point: it is answered BUSY the moment the threshold passes), no automatic reconnect and
+//! `max_command_attempts = 1`, so no command is ever sent twice. A lost connection is the
+//! watchdog's to notice and re-open.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use fred::prelude::*;
+use fred::types::config::{ServerConfig, TlsConfig};
+use fred::types::{ClusterHash, ConnectHandle, CustomCommand, RespVersion};
+use tokio::sync::watch;
+
+use crate::engine::{BusyKind, Observation};
+use crate::policy::{Endpoint, RedisTarget};
+use crate::snapshot::Snapshot;
+
+/// How a command's outcome reads.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// A normal reply.
+    Reply(Value),
+    /// An error reply, as the server wrote it (`BUSY Redis is busy ...`).
+    ErrorReply(String),
+    /// No reply: the connection closed, was reset or could not send.
+    Lost(String),
+}
+
+impl Outcome {
+    fn from_result(result: Result<Value, Error>) -> Outcome {
+        match result {
+            Ok(v) => Outcome::Reply(v),
+            Err(e) => match e.kind() {
+                ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Timeout | ErrorKind::Tls => {
+                    Outcome::Lost(format!("{:?}: {}", e.kind(), e.details()))
+                }
+                // Error replies keep the server's text in `details` (fred's `pretty_error`).
+                _ => Outcome::ErrorReply(e.details().to_string()),
+            },
+        }
+    }
+
+    /// What this outcome of a probe command tells the engine (`None` for a healthy reply).
+    pub fn observation(&self) -> Option<Observation> {
+        match self {
+            Outcome::Reply(_) => None,
+            Outcome::ErrorReply(line) => Some(classify_error(line)),
+            Outcome::Lost(reason) => Some(Observation::Unreachable {
+                reason: reason.clone(),
+            }),
+        }
+    }
+}
+
+/// An error reply to a probe: BUSY (by its exact first word), LOADING, or a fault.
+pub fn classify_error(line: &str) -> Observation {
+    if let Some(kind) = BusyKind::from_error(line) {
+        return Observation::Busy {
+            kind,
+            reply: line.to_string(),
+        };
+    }
+    if line.split(' ').next() == Some("LOADING") {
+        return Observation::Loading;
+    }
+    Observation::Fault {
+        reply: line.to_string(),
+    }
+}
+
+/// Why a connection could not be opened.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConnectError {
+    /// Refused, unreachable, timed out, TLS failure.
+    Unreachable(String),
+    /// The server answered set-up with an error (WRONGPASS, NOPERM, ...).
+    Rejected(String),
+}
+
+/// One open connection to one server.
+pub struct Connection {
+    client: Client,
+    /// fred's connection task, aborted when the connection is dropped.
+    task: tokio::task::AbortHandle,
+    /// Turns true when fred's connection task ends. Without a reconnect policy fred then stops
+    /// serving commands, and a command sent after that would wait forever: every call races it.
+    closed: watch::Receiver<bool>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Watch fred's connection task and say when it ends.
+fn watch_closed(task: ConnectHandle) -> (tokio::task::AbortHandle, watch::Receiver<bool>) {
+    let abort = task.abort_handle();
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let _ = task.await;
+        let _ = tx.send(true);
+    });
+    (abort, rx)
+}
+
+/// Open a connection. `setup_timeout` bounds the set-up commands (HELLO): during a script's
+/// silent phase they are answered only once the threshold passes, so it should exceed it.
+pub async fn connect(
+    target: &RedisTarget,
+    setup_timeout: Duration,
+) -> Result<Connection, ConnectError> {
+    let server = match &target.endpoint {
+        Endpoint::Tcp { host, port, .. } => ServerConfig::new_centralized(host.clone(), *port),
+        Endpoint::Unix { path } => ServerConfig::Unix { path: path.clone() },
+    };
+    let tls = match &target.endpoint {
+        Endpoint::Tcp { tls: true, .. } => Some(TlsConfig::from(
+            fred::types::config::TlsConnector::default_rustls()
+                .map_err(|e| ConnectError::Unreachable(format!("TLS set-up: {e}")))?,
+        )),
+        _ => None,
+    };
+    let config = Config {
+        server,
+        username: target.username.clone(),
+        password: target.password.as_ref().map(|p| p.expose().to_string()),
+        version: RespVersion::RESP3,
+        database: None,
+        fail_fast: true,
+        tls,
+        ..Config::default()
+    };
+    let client = Builder::from_config(config)
+        .with_connection_config(|c| {
+            c.connection_timeout = target.connect_timeout;
+            c.internal_command_timeout = setup_timeout;
+            c.max_command_attempts = 1;
+            c.max_redirections = 0;
+            c.reconnect_on_auth_error = false;
+            c.auto_client_setname = false;
+            c.disable_cluster_health_check = true;
+        })
+        .with_performance_config(|p| {
+            p.default_command_timeout = Duration::ZERO;
+        })
+        .build()
+        .map_err(|e| ConnectError::Unreachable(e.details().to_string()))?;
+    match client.init().await {
+        Ok(task) => {
+            let (task, closed) = watch_closed(task);
+            Ok(Connection {
+                client,
+                task,
+                closed,
+            })
+        }
+        Err(e) => Err(match e.kind() {
+            ErrorKind::Auth | ErrorKind::Unknown => ConnectError::Rejected(e.details().to_string()),
+            _ => ConnectError::Unreachable(format!("{:?}: {}", e.kind(), e.details())),
+        }),
+    }
+}
+
+impl Connection {
+    /// Send one command, once, and wait for its outcome with no time limit.
+    pub async fn call(&self, words: &[&'static str]) -> Outcome {
+        let (name, args) = words.split_first().expect("a command");
+        let cmd = CustomCommand::new_static(name, ClusterHash::FirstKey, false);
+        let args: Vec<Value> = args.iter().map(|a| Value::from(*a)).collect();
+        let mut closed = self.closed.clone();
+        tokio::select! {
+            result = self.client.custom::<Value, _>(cmd, args) => Outcome::from_result(result),
+            _ = closed.wait_for(|c| *c) => Outcome::Lost("connection closed".into()),
+        }
+    }
+
+    pub async fn ping(&self) -> Outcome {
+        self.call(&["PING"]).await
+    }
+
+    /// The healthy snapshot: INFO server, persistence and replication, then CONFIG GET of what
+    /// INFO does not say. A refused CONFIG (ACL) leaves those fields empty; any other error
+    /// (BUSY, a lost connection) is returned for the probe to classify.
+    pub async fn snapshot(&self) -> Result<Snapshot, Outcome> {
+        let info = match self
+            .call(&["INFO", "server", "persistence", "replication"])
+            .await
+        {
+            Outcome::Reply(v) => v.as_string().unwrap_or_default(),
+            other => return Err(other),
+        };
+        let config = match self
+            .call(&[
+                "CONFIG",
+                "GET",
+                "busy-reply-threshold",
+                "lua-time-limit",
+                "appendonly",
+                "appendfsync",
+                "save",
+            ])
+            .await
+        {
+            Outcome::Reply(v) => config_pairs(v),
+            Outcome::ErrorReply(e) if e.starts_with("NOPERM") => HashMap::new(),
+            other => return Err(other),
+        };
+        Ok(Snapshot::from_info(&info, &config))
+    }
+}
+
+/// CONFIG GET's reply (a RESP3 map, or a flat RESP2 array) as pairs.
+fn config_pairs(v: Value) -> HashMap<String, String> {
+    match v {
+        Value::Map(map) => map
+            .inner()
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_string()?)))
+            .collect(),
+        Value::Array(items) => items
+            .chunks(2)
+            .filter_map(|p| Some((p.first()?.as_string()?, p.get(1)?.as_string()?)))
+            .collect(),
+        _ => HashMap::new(),
+    }
+}

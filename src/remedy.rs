@@ -1,0 +1,93 @@
+//! The commands and signals that change a server. Each is sent exactly once, on the probe's own
+//! connection (where BUSY was just seen), and never retried: its outcome goes back to the engine.
+
+use std::time::{Duration, Instant};
+
+use crate::engine::{KillCommand, KillReply, ShutdownCommand, ShutdownOutcome};
+use crate::policy::Endpoint;
+use crate::probe::{Connection, Outcome};
+use crate::snapshot::process_start_ticks;
+
+/// How long a server may take to stop accepting connections after closing ours on SHUTDOWN.
+const SHUTDOWN_CONFIRM_LIMIT: Duration = Duration::from_secs(10);
+
+/// Send SCRIPT KILL or FUNCTION KILL.
+pub async fn kill(conn: &Connection, command: KillCommand) -> KillReply {
+    match conn.call(&command.words()).await {
+        Outcome::Reply(_) => KillReply::Ok,
+        Outcome::ErrorReply(e) if e.split(' ').next() == Some("UNKILLABLE") => {
+            KillReply::Unkillable(e)
+        }
+        Outcome::ErrorReply(e) => KillReply::Error(e),
+        Outcome::Lost(e) => KillReply::Lost(e),
+    }
+}
+
+/// Send the shutdown (after `SHUTDOWN ABORT` where a plain shutdown may be pending). Success is
+/// the connection closing with no reply and the server then refusing connections; any reply is
+/// a failure.
+pub async fn shutdown(
+    conn: &Connection,
+    command: &ShutdownCommand,
+    endpoint: &Endpoint,
+) -> ShutdownOutcome {
+    if command.abort_first {
+        // `-ERR No shutdown in progress.` is the usual answer, and harmless.
+        if let Outcome::Lost(e) = conn.call(&["SHUTDOWN", "ABORT"]).await {
+            return ShutdownOutcome::Failed(format!("connection lost before the shutdown: {e}"));
+        }
+    }
+    let sent = Instant::now();
+    match conn.call(&command.words).await {
+        Outcome::ErrorReply(e) => ShutdownOutcome::Refused(e),
+        Outcome::Reply(v) => ShutdownOutcome::Failed(format!("unexpected reply {v:?}")),
+        Outcome::Lost(_) => match wait_refused(endpoint, SHUTDOWN_CONFIRM_LIMIT).await {
+            true => ShutdownOutcome::Confirmed {
+                elapsed_ms: sent.elapsed().as_millis() as u64,
+            },
+            false => ShutdownOutcome::Failed(
+                "the connection closed but the server still accepts connections".into(),
+            ),
+        },
+    }
+}
+
+/// True once a connection to `endpoint` is refused (or its socket file is gone).
+pub async fn wait_refused(endpoint: &Endpoint, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        let refused = match endpoint {
+            Endpoint::Tcp { host, port, .. } => {
+                tokio::net::TcpStream::connect((host.as_str(), *port))
+                    .await
+                    .is_err()
+            }
+            Endpoint::Unix { path } => tokio::net::UnixStream::connect(path).await.is_err(),
+        };
+        if refused {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// SIGKILL a local pid, only if it is still the process the snapshot saw (same start time).
+pub fn sigkill(pid: u32, start_ticks: u64) -> Result<(), String> {
+    match process_start_ticks(pid) {
+        Some(t) if t == start_ticks => {}
+        Some(_) => {
+            return Err(format!(
+                "pid {pid} now belongs to another process: not signalled"
+            ));
+        }
+        None => return Err(format!("pid {pid} is gone")),
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .map_err(|e| format!("kill({pid}, SIGKILL): {e}"))
+}

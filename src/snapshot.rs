@@ -1,0 +1,163 @@
+//! The healthy snapshot: what the server said about itself the last time it answered.
+//!
+//! While a script is busy the server answers INFO and CONFIG with BUSY, so every fact a decision
+//! needs (version, role, replicas, persistence, threshold, pid, run id) must come from here, and
+//! its age goes with it into every decision record.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+
+/// Facts read from `INFO server`, `persistence`, `replication` and `CONFIG GET`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Snapshot {
+    /// `redis_version` (Valkey reports one too, for compatibility).
+    pub version: Option<String>,
+    /// `valkey` when the server says so, else `redis`.
+    pub server_name: String,
+    pub process_id: Option<u32>,
+    /// Changes on every start: how a restart is told from a reconnect.
+    pub run_id: Option<String>,
+    pub uptime_seconds: Option<u64>,
+    pub aof_enabled: Option<bool>,
+    pub aof_last_write_status: Option<String>,
+    pub rdb_changes_since_last_save: Option<u64>,
+    pub rdb_last_save_time: Option<u64>,
+    pub role: Option<String>,
+    pub connected_replicas: Option<u64>,
+    pub master_repl_offset: Option<u64>,
+    /// The `slaveN:` lines as the server wrote them (address, state, offset, lag).
+    pub replicas: Vec<String>,
+    /// `busy-reply-threshold` (`lua-time-limit` on 6.2) in ms; `None` if CONFIG was refused.
+    pub busy_threshold_ms: Option<u64>,
+    pub appendonly: Option<String>,
+    pub appendfsync: Option<String>,
+    pub save: Option<String>,
+    /// Start time of `process_id` (clock ticks since boot, /proc), when the server is local:
+    /// a signal goes only to the same process, never to a reused pid.
+    pub process_start_ticks: Option<u64>,
+}
+
+impl Snapshot {
+    /// Build from the text of `INFO server persistence replication` and CONFIG GET pairs.
+    pub fn from_info(info: &str, config: &HashMap<String, String>) -> Snapshot {
+        let f: HashMap<&str, &str> = info
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k, v.trim()))
+            .collect();
+        let num = |k: &str| f.get(k).and_then(|v| v.parse::<u64>().ok());
+        let text = |k: &str| f.get(k).map(|v| v.to_string());
+        Snapshot {
+            version: text("redis_version"),
+            server_name: text("server_name").unwrap_or_else(|| "redis".into()),
+            process_id: num("process_id").map(|p| p as u32),
+            run_id: text("run_id"),
+            uptime_seconds: num("uptime_in_seconds"),
+            aof_enabled: num("aof_enabled").map(|v| v == 1),
+            aof_last_write_status: text("aof_last_write_status"),
+            rdb_changes_since_last_save: num("rdb_changes_since_last_save"),
+            rdb_last_save_time: num("rdb_last_save_time"),
+            role: text("role"),
+            connected_replicas: num("connected_slaves"),
+            master_repl_offset: num("master_repl_offset"),
+            replicas: info
+                .lines()
+                .filter(|l| l.starts_with("slave") && l.contains(":ip="))
+                .map(str::to_string)
+                .collect(),
+            busy_threshold_ms: config
+                .get("busy-reply-threshold")
+                .or(config.get("lua-time-limit"))
+                .and_then(|v| v.parse().ok()),
+            appendonly: config.get("appendonly").cloned(),
+            appendfsync: config.get("appendfsync").cloned(),
+            save: config.get("save").cloned(),
+            process_start_ticks: None,
+        }
+    }
+
+    /// The major version, for the version-aware SHUTDOWN form.
+    pub fn major_version(&self) -> Option<u32> {
+        self.version.as_deref()?.split('.').next()?.parse().ok()
+    }
+
+    /// What a SHUTDOWN NOSAVE would lose, as the audit's data-at-risk estimate.
+    pub fn data_at_risk(&self) -> Value {
+        match self.aof_enabled {
+            Some(true) => json!({
+                "persistence": "aof",
+                "loses": "only the running script's own writes (AOF is flushed at shutdown)",
+                "aof_last_write_status": self.aof_last_write_status,
+            }),
+            Some(false) if self.save.as_deref().is_some_and(|s| !s.is_empty()) => json!({
+                "persistence": "rdb",
+                "loses": "every change since the last save",
+                "rdb_changes_since_last_save": self.rdb_changes_since_last_save,
+                "rdb_last_save_time": self.rdb_last_save_time,
+            }),
+            Some(false) => json!({
+                "persistence": "none",
+                "loses": "the whole dataset (no AOF, no RDB save points)",
+                "rdb_changes_since_last_save": self.rdb_changes_since_last_save,
+            }),
+            None => json!({"persistence": "unknown"}),
+        }
+    }
+
+    /// The snapshot as an audit detail object.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "version": self.version,
+            "server_name": self.server_name,
+            "process_id": self.process_id,
+            "run_id": self.run_id,
+            "uptime_seconds": self.uptime_seconds,
+            "role": self.role,
+            "connected_replicas": self.connected_replicas,
+            "master_repl_offset": self.master_repl_offset,
+            "replicas": self.replicas,
+            "busy_threshold_ms": self.busy_threshold_ms,
+            "appendonly": self.appendonly,
+            "appendfsync": self.appendfsync,
+            "save": self.save,
+            "aof_enabled": self.aof_enabled,
+            "rdb_changes_since_last_save": self.rdb_changes_since_last_save,
+        })
+    }
+}
+
+/// Start time (field 22 of /proc/PID/stat, clock ticks since boot) of a local process.
+pub fn process_start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split(' ').nth(19)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_fields_decisions_need() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nprocess_id:42\r\nrun_id:abc\r\n\
+                    # Persistence\r\naof_enabled:0\r\nrdb_changes_since_last_save:17\r\n\
+                    # Replication\r\nrole:master\r\nconnected_slaves:1\r\n\
+                    slave0:ip=127.0.0.1,port=7001,state=online,offset=10,lag=0\r\n";
+        let config = HashMap::from([("lua-time-limit".to_string(), "250".to_string())]);
+        let s = Snapshot::from_info(info, &config);
+        assert_eq!(s.major_version(), Some(7));
+        assert_eq!(s.process_id, Some(42));
+        assert_eq!(s.aof_enabled, Some(false));
+        assert_eq!(s.rdb_changes_since_last_save, Some(17));
+        assert_eq!(s.connected_replicas, Some(1));
+        assert_eq!(s.replicas.len(), 1);
+        assert_eq!(s.busy_threshold_ms, Some(250));
+    }
+
+    #[test]
+    fn own_process_start_time_is_readable() {
+        assert!(process_start_ticks(std::process::id()).is_some());
+    }
+}

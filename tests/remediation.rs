@@ -1,0 +1,362 @@
+//! The remediation ladder end to end: the real daemon against real redis-servers running real
+//! runaway scripts, each test asserting what Redis itself shows.
+
+mod support;
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use support::{Caller, Daemon, RedisServer, Reply, ServerOptions, scripts, wait_for};
+
+const LONG: Duration = Duration::from_secs(20);
+
+fn shutdown_policy(wait: &str) -> String {
+    format!("on_busy:\n  kill_after: 0s\n  on_unkillable:\n    wait: {wait}\n    then: shutdown\n")
+}
+
+fn count(daemon: &Daemon, event: &str) -> usize {
+    daemon.events().iter().filter(|e| *e == event).count()
+}
+
+#[test]
+fn a_read_only_eval_loop_is_killed_once_and_the_incident_recovers() {
+    let server = RedisServer::start(ServerOptions::default());
+    let daemon = Daemon::start(&server.policy("ro", &shutdown_policy("5s")), &[]);
+    server.wait_snapshot();
+    let caller = Caller::eval(&server, scripts::READ_ONLY_LOOP, &[], &[]);
+    let reply = caller.reply().unwrap();
+    assert!(
+        reply.error().unwrap().contains("Script killed by user"),
+        "{reply:?}"
+    );
+    let recovered = daemon.wait_event("recovered", LONG);
+    assert_eq!(recovered["detail"]["how"], "killed");
+    assert_eq!(server.command_calls("script|kill"), 1);
+    assert_eq!(server.command_calls("shutdown"), 0);
+    assert_eq!(
+        daemon.events(),
+        [
+            "policy_loaded",
+            "watchdog_started",
+            "busy_detected",
+            "kill_sent",
+            "killed",
+            "recovered"
+        ]
+    );
+    // Every record of the incident carries the same id.
+    let ids: Vec<Value> = daemon
+        .records()
+        .iter()
+        .filter(|r| r["event"] != "watchdog_started" && !r["incident"].is_null())
+        .map(|r| r["incident"].clone())
+        .collect();
+    assert!(
+        ids.len() >= 4 && ids.iter().all(|i| *i == ids[0]),
+        "{ids:?}"
+    );
+    // The decision rested on the real server's values.
+    let busy = daemon.wait_event("busy_detected", LONG);
+    assert_eq!(busy["detail"]["threshold_ms"], 200);
+    assert_eq!(
+        busy["detail"]["snapshot"]["version"],
+        server.info("server")["redis_version"].as_str()
+    );
+    assert!(
+        busy["detail"]["reply"]
+            .as_str()
+            .unwrap()
+            .starts_with("BUSY ")
+    );
+}
+
+#[test]
+fn a_busy_fcall_is_ended_with_function_kill() {
+    let server = RedisServer::start(ServerOptions::default());
+    server
+        .conn()
+        .call(&["FUNCTION", "LOAD", scripts::SPIN_LIBRARY])
+        .unwrap();
+    let daemon = Daemon::start(&server.policy("fn", &shutdown_policy("5s")), &[]);
+    server.wait_snapshot();
+    let caller = Caller::start(&server, &["FCALL", "spin", "0"]);
+    let reply = caller.reply().unwrap();
+    assert!(reply.error().unwrap().contains("killed"), "{reply:?}");
+    daemon.wait_event("recovered", LONG);
+    assert_eq!(server.command_calls("function|kill"), 1);
+    assert_eq!(server.command_calls("script|kill"), 0);
+    assert_eq!(
+        daemon.wait_event("kill_sent", LONG)["detail"]["command"],
+        "FUNCTION KILL"
+    );
+}
+
+#[test]
+fn an_unkillable_script_that_ends_inside_the_budget_is_left_alone() {
+    let server = RedisServer::start(ServerOptions::default());
+    let daemon = Daemon::start(&server.policy("inside", &shutdown_policy("10s")), &[]);
+    server.wait_snapshot();
+    let caller = Caller::eval(&server, scripts::WRITE_THEN_SPIN_MS, &["kept"], &["1200"]);
+    daemon.wait_event("unkillable", LONG);
+    assert_eq!(caller.reply().unwrap(), Reply::Bulk(Some("done".into())));
+    let recovered = daemon.wait_event("recovered", LONG);
+    assert_eq!(recovered["detail"]["how"], "ended by itself");
+    assert_eq!(
+        server.conn().call(&["GET", "kept"]).unwrap().text(),
+        Some("written")
+    );
+    assert_eq!(count(&daemon, "shutdown_sent"), 0);
+    assert_eq!(server.command_calls("shutdown"), 0);
+}
+
+#[test]
+fn past_the_budget_an_unkillable_script_ends_in_a_shutdown_and_limits_withhold_the_next() {
+    let mut server = RedisServer::start(ServerOptions::default());
+    let policy = server.policy(
+        "past",
+        &(shutdown_policy("1s") + "limits:\n  max_shutdowns: 1\n  per: 1h\n"),
+    );
+    let daemon = Daemon::start(&policy, &[]);
+    server.wait_snapshot();
+    let caller = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
+    let confirmed = daemon.wait_event("shutdown_confirmed", LONG);
+    assert!(
+        server.wait_exit(Duration::from_secs(5)),
+        "redis-server still running"
+    );
+    assert!(
+        caller.reply().is_err(),
+        "the caller's connection closed with the server"
+    );
+    let sent = daemon.wait_event("shutdown_sent", LONG);
+    assert_eq!(sent["detail"]["command"], "SHUTDOWN NOSAVE NOW");
+    let waited = sent["detail"]["since_first_busy_ms"].as_u64().unwrap();
+    assert!(
+        (1000..1500).contains(&waited),
+        "shut down {waited}ms after the first BUSY"
+    );
+    assert_eq!(confirmed["incident"], sent["incident"]);
+
+    // The server comes back (as systemd would restart it): a new run id, the incident recovers.
+    server.spawn().unwrap();
+    let recovered = daemon.wait_event("recovered", LONG);
+    assert_eq!(recovered["detail"]["restarted"], true);
+    assert_eq!(recovered["incident"], sent["incident"]);
+
+    // A second unkillable script within the hour: escalation is withheld, the server lives.
+    server.wait_snapshot();
+    let _second = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
+    let withheld = daemon.wait_event("escalation_withheld", LONG);
+    assert!(
+        withheld["detail"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("limits:"),
+        "{withheld}"
+    );
+    assert!(!server.exited());
+    assert_eq!(count(&daemon, "shutdown_sent"), 1);
+}
+
+#[test]
+fn a_lagging_replica_does_not_stop_the_shutdown() {
+    let (mut primary, replica) = support::lagging_replica_pair();
+    let daemon = Daemon::start(&primary.policy("lagging", &shutdown_policy("500ms")), &[]);
+    primary.wait_snapshot();
+    let _caller = Caller::eval(&primary, scripts::WRITING_LOOP, &["k"], &[]);
+    daemon.wait_event("shutdown_confirmed", LONG);
+    assert!(primary.wait_exit(Duration::from_secs(5)));
+    let sent = daemon.wait_event("shutdown_sent", LONG);
+    assert_eq!(sent["detail"]["snapshot"]["connected_replicas"], 1);
+    replica.signal(Signal::SIGCONT);
+}
+
+#[test]
+fn dry_run_decides_and_records_but_the_server_receives_nothing() {
+    let server = RedisServer::start(ServerOptions::default());
+    let daemon = Daemon::start(
+        &server.policy("dry", &shutdown_policy("600ms")),
+        &["--dry-run"],
+    );
+    server.wait_snapshot();
+    let caller = Caller::eval(&server, scripts::READ_ONLY_LOOP, &[], &[]);
+    let sent = daemon.wait_event("shutdown_sent", LONG);
+    assert_eq!(sent["dry_run"], true);
+    let kill = daemon.wait_event("kill_sent", LONG);
+    assert_eq!(kill["dry_run"], true);
+    // The script runs on: the server is still BUSY.
+    assert!(!caller.is_finished());
+    server.wait_busy(LONG);
+    // End it ourselves; the server counted only our kill and no shutdown.
+    server.conn().call(&["SCRIPT", "KILL"]).unwrap();
+    assert!(caller.reply().unwrap().error().unwrap().contains("killed"));
+    assert_eq!(server.command_calls("script|kill"), 1);
+    assert_eq!(server.command_calls("shutdown"), 0);
+    daemon.wait_event("recovered", LONG);
+}
+
+#[test]
+fn steady_load_and_short_scripts_cause_no_action() {
+    let server = RedisServer::start(ServerOptions {
+        threshold_ms: 300,
+        ..Default::default()
+    });
+    let daemon = Daemon::start(&server.policy("calm", &shutdown_policy("1s")), &[]);
+    server.wait_snapshot();
+    let bench = std::process::Command::new("redis-benchmark")
+        .args([
+            "-s",
+            server.socket.to_str().unwrap(),
+            "-n",
+            "100000",
+            "-c",
+            "20",
+            "-q",
+            "-t",
+            "set,get,incr,lpush",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-benchmark (package redis-tools)");
+    // Legitimate scripts just under the threshold, back to back.
+    for _ in 0..8 {
+        let caller = Caller::eval(&server, scripts::SPIN_MS, &[], &["220"]);
+        assert_eq!(caller.reply().unwrap(), Reply::Bulk(Some("done".into())));
+    }
+    let status = bench.wait_with_output().unwrap().status;
+    assert!(status.success());
+    assert_eq!(
+        daemon.events(),
+        ["policy_loaded", "watchdog_started"],
+        "{}",
+        daemon.stderr()
+    );
+    assert_eq!(server.command_calls("script|kill"), 0);
+}
+
+#[test]
+fn a_server_stopped_and_started_again_is_unreachable_then_recovered_with_no_action() {
+    let mut server = RedisServer::start(ServerOptions::default());
+    let daemon = Daemon::start(&server.policy("bounce", &shutdown_policy("1s")), &[]);
+    server.wait_snapshot();
+    assert!(server.conn().call(&["SHUTDOWN", "NOSAVE"]).is_err());
+    assert!(server.wait_exit(Duration::from_secs(5)));
+    daemon.wait_event("unreachable", LONG);
+    server.spawn().unwrap();
+    let recovered = daemon.wait_event("recovered", LONG);
+    assert_eq!(recovered["detail"]["how"], "reachable again");
+    assert_eq!(
+        daemon.events(),
+        [
+            "policy_loaded",
+            "watchdog_started",
+            "unreachable",
+            "recovered"
+        ]
+    );
+}
+
+/// The rights busyguard needs, exactly as the README documents them.
+const ACL_RULES: &[&str] = &[
+    "on",
+    "resetkeys",
+    "resetchannels",
+    "-@all",
+    "+ping",
+    "+info",
+    "+config|get",
+    "+script|kill",
+    "+function|kill",
+    "+shutdown",
+];
+
+fn add_busyguard_user(server: &RedisServer, password: &str) {
+    let pass = format!(">{password}");
+    let mut args = vec!["ACL", "SETUSER", "busyguard"];
+    args.extend_from_slice(ACL_RULES);
+    args.push(&pass);
+    assert_eq!(
+        server.conn().call(&args).unwrap(),
+        Reply::Status("OK".into())
+    );
+}
+
+fn acl_policy(url: &str, password_file: &std::path::Path) -> String {
+    format!(
+        "instance: acl\nredis:\n  url: {url}\n  username: busyguard\n  password_file: {}\nprobe:\n  interval: 50ms\n{}",
+        password_file.display(),
+        shutdown_policy("5s")
+    )
+}
+
+#[test]
+fn a_least_privilege_acl_user_works_over_tcp_and_unix_socket() {
+    let server = RedisServer::start(ServerOptions::default());
+    add_busyguard_user(&server, "s3cret-for-busyguard");
+    let secret = server.dir.path().join("busyguard.pass");
+    std::fs::write(&secret, "s3cret-for-busyguard\n").unwrap();
+    for url in [
+        format!("redis://127.0.0.1:{}", server.port),
+        format!("unix://{}", server.socket.display()),
+    ] {
+        let snapshots = server.command_calls("config|get");
+        let daemon = Daemon::start(&acl_policy(&url, &secret), &[]);
+        assert!(wait_for(LONG, || server.command_calls("config|get") > snapshots));
+        let before = server.command_calls("script|kill");
+        let caller = Caller::eval(&server, scripts::READ_ONLY_LOOP, &[], &[]);
+        assert!(
+            caller
+                .reply()
+                .unwrap()
+                .error()
+                .unwrap()
+                .contains("Script killed"),
+            "{url}"
+        );
+        daemon.wait_event("recovered", LONG);
+        assert_eq!(server.command_calls("script|kill"), before + 1);
+        assert!(
+            !daemon.events().contains(&"probe_fault".to_string()),
+            "{:?}",
+            daemon.records()
+        );
+        let trail = std::fs::read_to_string(&daemon.audit).unwrap() + &daemon.stderr();
+        assert!(
+            !trail.contains("s3cret-for-busyguard"),
+            "the password leaked"
+        );
+    }
+}
+
+#[test]
+fn a_wrong_password_is_a_fault_reported_once_and_never_acted_on() {
+    let server = RedisServer::start(ServerOptions::default());
+    add_busyguard_user(&server, "right");
+    let secret = server.dir.path().join("wrong.pass");
+    std::fs::write(&secret, "wrong\n").unwrap();
+    let daemon = Daemon::start(
+        &acl_policy(&format!("unix://{}", server.socket.display()), &secret),
+        &[],
+    );
+    let fault = daemon.wait_event("probe_fault", LONG);
+    assert!(
+        fault["detail"]["reply"]
+            .as_str()
+            .unwrap()
+            .contains("WRONGPASS"),
+        "{fault}"
+    );
+    let _caller = Caller::eval(&server, scripts::READ_ONLY_LOOP, &[], &[]);
+    server.wait_busy(LONG);
+    assert_eq!(
+        daemon
+            .events()
+            .iter()
+            .filter(|e| *e == "probe_fault")
+            .count(),
+        1
+    );
+    assert!(!daemon.events().contains(&"kill_sent".to_string()));
+    server.conn().call(&["SCRIPT", "KILL"]).unwrap();
+}

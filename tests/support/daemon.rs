@@ -1,0 +1,109 @@
+//! The real `busyguard run` as a child process, with its own state dir, and readers for the
+//! audit trail it writes.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{busyguard_bin, wait_for};
+
+pub struct Daemon {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub audit: PathBuf,
+}
+
+impl Daemon {
+    /// Write `policy` (YAML) to the state dir and run the daemon on it.
+    pub fn start(policy: &str, extra: &[&str]) -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("busyguard-state-")
+            .tempdir()
+            .unwrap();
+        let file = dir.path().join("policy.yaml");
+        std::fs::write(&file, policy).unwrap();
+        Daemon::start_with(dir, &[file], extra)
+    }
+
+    pub fn start_with(dir: tempfile::TempDir, policies: &[PathBuf], extra: &[&str]) -> Daemon {
+        let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+        let mut cmd = Command::new(busyguard_bin());
+        cmd.arg("run")
+            .arg("--state-dir")
+            .arg(dir.path())
+            .arg("--policies");
+        cmd.args(policies).args(extra);
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn busyguard");
+        let audit = dir.path().join("audit.jsonl");
+        Daemon {
+            child: Some(child),
+            dir,
+            audit,
+        }
+    }
+
+    pub fn records(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.audit)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Event names of one instance's records, in order.
+    pub fn events(&self) -> Vec<String> {
+        self.records()
+            .iter()
+            .filter(|r| !r["instance"].is_null())
+            .map(|r| r["event"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    /// The first record with this event name, waiting up to `limit` for it.
+    pub fn wait_event(&self, event: &str, limit: Duration) -> Value {
+        self.wait_record(limit, |r| r["event"] == event)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no `{event}` within {limit:?}; trail: {:#?}\nstderr: {}",
+                    self.events(),
+                    self.stderr()
+                )
+            })
+    }
+
+    pub fn wait_record(&self, limit: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        let mut found = None;
+        wait_for(limit, || {
+            found = self.records().into_iter().find(|r| pred(r));
+            found.is_some()
+        });
+        found
+    }
+
+    /// SIGTERM and wait for the exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        child.wait().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -285,6 +285,8 @@ pub struct Engine {
     /// The last configuration fault reported, so it is reported once, not on every probe.
     fault: Option<String>,
     loading: bool,
+    /// `busy-reply-threshold 0` was reported for the current snapshot (once, not every probe).
+    threshold_zero_reported: bool,
     /// Incidents opened so far, to keep ids unique even within one millisecond.
     opened: u64,
 }
@@ -298,6 +300,7 @@ impl Engine {
             shutdowns: Vec::new(),
             fault: None,
             loading: false,
+            threshold_zero_reported: false,
             opened: 0,
         }
     }
@@ -365,6 +368,13 @@ impl Engine {
         match obs {
             Observation::Pong { snapshot } => {
                 if let Some(s) = snapshot {
+                    let zero = s.busy_threshold_ms == Some(0);
+                    if zero && !self.threshold_zero_reported {
+                        let detail = json!({"warning": "busy-reply-threshold is 0: the server never answers BUSY, so no SCRIPT KILL or SHUTDOWN can get through a runaway script; only a hang (silence) can be seen", "threshold_ms": 0});
+                        step.events
+                            .push(self.event(EventKind::ProbeFault, false, detail));
+                    }
+                    self.threshold_zero_reported = zero;
                     self.snapshot = Some((*s, now));
                 }
                 self.fault = None;

@@ -245,13 +245,7 @@ impl Watchdog {
 
     fn record(&self, events: &[Event]) -> std::io::Result<()> {
         for event in events {
-            tracing::info!(
-                instance = %self.policy.instance,
-                incident = event.incident.as_deref().unwrap_or("-"),
-                dry_run = event.dry_run,
-                detail = %serde_json::Value::Object(event.detail.clone()),
-                "{}", event.kind.name()
-            );
+            log_event(&self.policy.instance, event);
             if let Err(e) = self.audit.append(event) {
                 tracing::error!(error = %e, path = %self.audit.path().display(), "audit write failed");
                 return Err(e);
@@ -269,5 +263,22 @@ impl Watchdog {
             detail: into_map(detail),
         };
         let _ = self.record(&[event]);
+    }
+}
+
+/// One log line per event; what needs a human's eye is a warning.
+fn log_event(instance: &str, event: &Event) {
+    let incident = event.incident.as_deref().unwrap_or("-");
+    let detail = serde_json::Value::Object(event.detail.clone());
+    let name = event.kind.name();
+    match event.kind {
+        EventKind::ProbeFault
+        | EventKind::ActionFailed
+        | EventKind::EscalationWithheld
+        | EventKind::Unreachable
+        | EventKind::HangDetected => {
+            tracing::warn!(%instance, %incident, dry_run = event.dry_run, %detail, "{name}")
+        }
+        _ => tracing::info!(%instance, %incident, dry_run = event.dry_run, %detail, "{name}"),
     }
 }

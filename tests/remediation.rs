@@ -360,3 +360,131 @@ fn a_wrong_password_is_a_fault_reported_once_and_never_acted_on() {
     assert!(!daemon.events().contains(&"kill_sent".to_string()));
     server.conn().call(&["SCRIPT", "KILL"]).unwrap();
 }
+
+#[test]
+fn silence_without_busy_is_a_hang_that_notifies_and_is_never_acted_on_by_default() {
+    let server = RedisServer::start(ServerOptions::default());
+    let daemon = Daemon::start(&server.policy("sleepy", "on_hang:\n  after: 300ms\n"), &[]);
+    server.wait_snapshot();
+    let sleeper = Caller::start(&server, &["DEBUG", "SLEEP", "1.5"]);
+    let hang = daemon.wait_event("hang_detected", LONG);
+    assert!(hang["detail"]["silent_ms"].as_u64().unwrap() >= 300);
+    assert_eq!(sleeper.reply().unwrap(), Reply::Status("OK".into()));
+    let recovered = daemon.wait_event("recovered", LONG);
+    assert_eq!(recovered["incident"], hang["incident"]);
+    assert_eq!(recovered["detail"]["how"], "ended by itself");
+    for action in ["kill_sent", "shutdown_sent", "signal_sent"] {
+        assert!(!daemon.events().iter().any(|e| e == action), "{action}");
+    }
+}
+
+#[test]
+fn a_frozen_local_server_is_killed_only_when_the_policy_says_so() {
+    let mut server = RedisServer::start(ServerOptions::default());
+    let policy = server.policy(
+        "frozen",
+        "on_hang:\n  after: 200ms\n  signal: sigkill\n  signal_after: 500ms\n",
+    );
+    let daemon = Daemon::start(&policy, &[]);
+    server.wait_snapshot();
+    server.signal(Signal::SIGSTOP);
+    let sent = daemon.wait_event("signal_sent", LONG);
+    assert_eq!(sent["detail"]["pid"], server.pid().unwrap());
+    assert!(
+        server.wait_exit(Duration::from_secs(5)),
+        "the frozen server was not killed"
+    );
+    assert_eq!(
+        daemon
+            .events()
+            .iter()
+            .filter(|e| *e == "signal_sent")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_frozen_or_dead_instance_never_delays_another() {
+    let frozen = RedisServer::start(ServerOptions::default());
+    frozen.signal(Signal::SIGSTOP);
+    let live = RedisServer::start(ServerOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, body: String| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    };
+    let files = [
+        write("frozen.yaml", frozen.policy("frozen", "")),
+        write(
+            "dead.yaml",
+            "instance: dead\nredis:\n  url: redis://127.0.0.1:1\n".into(),
+        ),
+        write("live.yaml", live.policy("live", &shutdown_policy("5s"))),
+    ];
+    let daemon = Daemon::start_with(dir, &files, &[]);
+    live.wait_snapshot();
+    let caller = Caller::eval(&live, scripts::READ_ONLY_LOOP, &[], &[]);
+    assert!(
+        caller
+            .reply()
+            .unwrap()
+            .error()
+            .unwrap()
+            .contains("Script killed")
+    );
+    let took = caller_elapsed_ms(&daemon);
+    assert!(took < 1_000, "the kill took {took}ms after the first BUSY");
+    assert!(
+        daemon
+            .records()
+            .iter()
+            .any(|r| r["instance"] == "dead" && r["event"] == "unreachable")
+    );
+    frozen.signal(Signal::SIGCONT);
+}
+
+/// Milliseconds from the first BUSY reply to the confirmed kill, as the trail says.
+fn caller_elapsed_ms(daemon: &Daemon) -> u64 {
+    daemon.wait_event("killed", LONG)["detail"]["since_first_busy_ms"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn run_exits_2_when_no_policy_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(support::busyguard_bin())
+        .args(["run", "--state-dir"])
+        .arg(dir.path())
+        .args(["--policies", "tests/fixtures/broken/01-typo-key.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("01-typo-key.yaml:5:3"), "{stderr}");
+    let trail = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert!(trail.contains("\"event\":\"policy_rejected\""), "{trail}");
+}
+
+#[test]
+fn sigterm_stops_the_daemon_cleanly() {
+    let server = RedisServer::start(ServerOptions::default());
+    let mut daemon = Daemon::start(&server.policy("stop", ""), &[]);
+    server.wait_snapshot();
+    let status = daemon.stop();
+    assert_eq!(status.code(), Some(0));
+    let records = daemon.records();
+    let last = records.last().unwrap();
+    assert_eq!(last["event"], "watchdog_stopped");
+    assert!(
+        records
+            .iter()
+            .any(|r| r["event"] == "watchdog_stopped" && r["instance"] == "stop")
+    );
+    assert_eq!(
+        busyguard::audit::verify(&daemon.audit).unwrap(),
+        records.len()
+    );
+}

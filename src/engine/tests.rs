@@ -564,3 +564,33 @@ proptest! {
         prop_assert_eq!(replay(&rules, &run), replay(&rules, &run));
     }
 }
+
+#[test]
+fn a_zero_threshold_is_reported_once() {
+    let mut e = Engine::new(rules());
+    let mut snap = snapshot("7.0.15", "r");
+    snap.busy_threshold_ms = Some(0);
+    let s = e.observe(
+        at(0),
+        Observation::Pong {
+            snapshot: Some(Box::new(snap.clone())),
+        },
+    );
+    assert_eq!(names(&s), ["probe_fault"]);
+    assert!(
+        s.events[0].detail["warning"]
+            .as_str()
+            .unwrap()
+            .contains("busy-reply-threshold is 0")
+    );
+    assert!(
+        e.observe(
+            at(10),
+            Observation::Pong {
+                snapshot: Some(Box::new(snap))
+            }
+        )
+        .events
+        .is_empty()
+    );
+}

@@ -345,6 +345,19 @@ impl Caller {
     }
 }
 
+/// Run a read-only runaway loop on `server` and assert its caller is told it was killed.
+pub fn run_killable_runaway(server: &RedisServer) {
+    let reply = Caller::eval(server, scripts::READ_ONLY_LOOP, &[], &[])
+        .reply()
+        .unwrap();
+    assert!(
+        reply
+            .error()
+            .is_some_and(|e| e.contains("Script killed by user")),
+        "{reply:?}"
+    );
+}
+
 /// Poll `cond` until it holds or `limit` passes; the condition wait tests use instead of sleep.
 pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;

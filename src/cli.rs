@@ -47,8 +47,11 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
-    /// Check the hash chain of an audit file.
-    Verify { file: PathBuf },
+    /// Check the hash chain of an audit file, or of rotated files given oldest first.
+    Verify {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// A readable timeline of the incidents in an audit file.
     Show {
         file: PathBuf,

@@ -50,6 +50,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunEnd> {
     std::fs::create_dir_all(&dir)
         .map_err(|e| anyhow::anyhow!("cannot create state dir {}: {e}", dir.display()))?;
     let path = dir.join("audit.jsonl");
+    // What was in flight when the daemon last stopped (or was killed), read before appending.
+    let histories = crate::audit::history(&path)
+        .map_err(|e| anyhow::anyhow!("cannot read audit trail {}: {e}", path.display()))?;
     let (audit, resume) = AuditLog::open(&path)
         .map_err(|e| anyhow::anyhow!("cannot open audit trail {}: {e}", path.display()))?;
     let audit = Arc::new(audit);
@@ -102,13 +105,20 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunEnd> {
     for p in report.policies {
         record(Event {
             instance: Some(p.instance.clone()),
+            policy: Some(p.content_hash.clone()),
             ..Event::daemon(
                 EventKind::PolicyLoaded,
                 json!({"file": p.source.display().to_string(), "policy_hash": p.content_hash,
                        "endpoint": p.redis.endpoint.to_string()}),
             )
         });
-        let dog = Watchdog::new(p, opts.dry_run, audit.clone(), stop_rx.clone());
+        let mut dog = Watchdog::new(p.clone(), opts.dry_run, audit.clone(), stop_rx.clone());
+        if let Some(history) = histories.get(&p.instance)
+            && let Some(id) = dog.resume(history)
+        {
+            tracing::warn!(instance = %p.instance, incident = %id,
+                "resuming an incident that was in flight when busyguard last stopped");
+        }
         tasks.push(tokio::spawn(dog.run()));
     }
     let syncer = {
@@ -132,7 +142,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunEnd> {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                tracing::warn!("SIGHUP: reloading policies is not supported yet; the running policies stay in force");
+                // logrotate (`create` + postrotate `systemctl reload`) moved the trail away.
+                match audit.reopen() {
+                    Ok(_) => tracing::info!(path = %path.display(), "SIGHUP: audit trail reopened"),
+                    Err(e) => tracing::error!(error = %e, path = %path.display(), "SIGHUP: cannot reopen the audit trail; still writing the old file"),
+                }
             }
         }
     }

@@ -18,6 +18,10 @@ use crate::event::{Event, EventKind, into_map};
 use crate::policy::{self, HangSignal, Mode, Policy, Then};
 use crate::snapshot::Snapshot;
 
+/// The busy threshold assumed when the snapshot does not know it (CONFIG GET refused): how
+/// long after a kill's `+OK` a BUSY reply is taken for a new script rather than the dying one.
+pub const UNKNOWN_THRESHOLD_MS: Millis = 5;
+
 /// Milliseconds on the watchdog's monotonic clock.
 pub type Millis = u64;
 
@@ -184,6 +188,8 @@ pub struct Step {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rules {
     pub instance: String,
+    /// SHA-256 of the policy file, named in every record.
+    pub policy_hash: String,
     pub dry_run: bool,
     pub kill_after: Millis,
     pub wait: Millis,
@@ -203,6 +209,7 @@ impl Rules {
         let ms = |d: std::time::Duration| d.as_millis() as Millis;
         Rules {
             instance: p.instance.clone(),
+            policy_hash: p.content_hash.clone(),
             dry_run: force_dry_run || p.mode == Mode::DryRun,
             kill_after: ms(p.on_busy.kill_after),
             wait: ms(p.on_busy.on_unkillable.wait),
@@ -303,6 +310,70 @@ impl Engine {
             threshold_zero_reported: false,
             opened: 0,
         }
+    }
+
+    /// Resume from what the trail says (after a restart of the daemon, even a SIGKILL): the
+    /// incident still open goes on under the same id, with what was already done (a kill, a
+    /// shutdown) counted as done, so nothing is sent twice; past shutdowns still count for
+    /// `limits`. Wall-clock times in the records are placed on the monotonic clock by their age
+    /// at `now`. Returns the id of the resumed incident.
+    pub fn resume(&mut self, history: &crate::audit::History, now: At) -> Option<String> {
+        let to_mono = |unix_ms: u64| now.mono.saturating_sub(now.unix_ms.saturating_sub(unix_ms));
+        self.shutdowns = history.shutdowns.iter().map(|t| to_mono(*t)).collect();
+        let records = &history.open_incident;
+        let first = records.first()?;
+        let id = first["incident"].as_str()?.to_string();
+        let find = |event: &str| records.iter().find(|r| r["event"] == event);
+        let has = |event: &str| find(event).is_some();
+        let busy = find("busy_detected");
+        let kind = match busy.and_then(|b| b["detail"]["busy_kind"].as_str()) {
+            Some("function") => Some(BusyKind::Function),
+            Some("module") => Some(BusyKind::Module),
+            Some(_) => Some(BusyKind::Script),
+            None => None,
+        };
+        let cause = match kind {
+            Some(k) => Cause::Busy(k),
+            None if has("hang_detected") => Cause::Hang,
+            None => Cause::Unreachable,
+        };
+        let kill = if has("kill_sent") || has("unkillable") || kind == Some(BusyKind::Module) {
+            Kill::Waiting {
+                why: "resumed after a restart: the kill was already decided",
+            }
+        } else {
+            Kill::NotYet
+        };
+        let shutdown = find("shutdown_sent");
+        let escalation = if has("shutdown_confirmed") {
+            Escalation::ShutdownConfirmed
+        } else if let Some(sent) = shutdown {
+            if sent["dry_run"] == true {
+                Escalation::ShutdownDecided
+            } else {
+                Escalation::ShutdownSent
+            }
+        } else if has("escalation_withheld") {
+            Escalation::Withheld
+        } else {
+            Escalation::NotYet
+        };
+        self.opened += 1;
+        self.incident = Some(Incident {
+            id: id.clone(),
+            opened: crate::audit::ts_unix_ms(first).map_or(now.mono, to_mono),
+            cause,
+            first_busy: busy.and_then(crate::audit::ts_unix_ms).map(to_mono),
+            kill,
+            escalation,
+            hang_reported: has("hang_detected"),
+            unreachable_reported: has("unreachable"),
+            signal_sent: has("signal_sent"),
+            run_id_before: busy
+                .and_then(|b| b["detail"]["snapshot"]["run_id"].as_str())
+                .map(str::to_string),
+        });
+        Some(id)
     }
 
     /// Take new rules (a reload) without losing the incident in flight.
@@ -426,6 +497,20 @@ impl Engine {
 
     fn on_busy(&mut self, at: At, kind: BusyKind, reply: String, step: &mut Step) {
         let now = at.mono;
+        // After `+OK` to a kill the script unwinds within the hook that answered it (which may
+        // still answer a probe or two BUSY). A new script cannot draw a BUSY reply before it has
+        // run for a whole threshold, so a BUSY that late is a new incident; the old one ends
+        // as killed.
+        if let Some(Kill::Accepted { reply_at, .. }) = self.incident.as_ref().map(|i| &i.kill) {
+            let threshold = self
+                .snapshot()
+                .and_then(|s| s.busy_threshold_ms)
+                .filter(|t| *t > 0)
+                .unwrap_or(UNKNOWN_THRESHOLD_MS);
+            if now >= reply_at + threshold {
+                self.recover(now, step);
+            }
+        }
         let is_busy = matches!(
             self.incident.as_ref().map(|i| i.cause),
             Some(Cause::Busy(_))
@@ -769,6 +854,7 @@ impl Engine {
             incident: self.incident.as_ref().map(|i| i.id.clone()),
             dry_run,
             detail: into_map(detail),
+            policy: Some(self.rules.policy_hash.clone()),
         }
     }
 

@@ -76,6 +76,8 @@ pub struct Event {
     /// Decided but deliberately not performed.
     pub dry_run: bool,
     pub detail: Map<String, Value>,
+    /// SHA-256 of the policy file the decision was made under; `None` for daemon-wide records.
+    pub policy: Option<String>,
 }
 
 impl Event {
@@ -87,6 +89,7 @@ impl Event {
             incident: None,
             dry_run: false,
             detail: into_map(detail),
+            policy: None,
         }
     }
 }

@@ -26,6 +26,7 @@ pub mod cli;
 pub mod daemon;
 pub mod engine;
 pub mod event;
+pub mod forensics;
 pub mod policy;
 pub mod probe;
 pub mod remedy;

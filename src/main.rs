@@ -50,13 +50,18 @@ fn main() -> ExitCode {
             }
         }
         Command::Audit { command } => match command {
-            AuditCommand::Verify { file } => match busyguard::audit::verify(&file) {
-                Ok(n) => {
-                    println!("{}: intact, {n} records", file.display());
+            AuditCommand::Verify { files } => match busyguard::audit::verify(&files) {
+                Ok(ok) => {
+                    let torn = if ok.torn > 0 {
+                        format!(", {} torn record(s) reported", ok.torn)
+                    } else {
+                        String::new()
+                    };
+                    println!("intact: {} records{torn}; head {}", ok.records, ok.head);
                     ExitCode::SUCCESS
                 }
                 Err(b) => {
-                    println!("{}:{}: {}", file.display(), b.line, b.reason);
+                    println!("{}:{}: {}", b.file.display(), b.line, b.reason);
                     ExitCode::from(1)
                 }
             },

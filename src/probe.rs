@@ -183,14 +183,11 @@ impl Connection {
         self.call(&["PING"]).await
     }
 
-    /// The healthy snapshot: INFO server, persistence and replication, then CONFIG GET of what
+    /// The healthy snapshot: `INFO all` (every section, 6.2 and 7.x alike), then CONFIG GET of what
     /// INFO does not say. A refused CONFIG (ACL) leaves those fields empty; any other error
     /// (BUSY, a lost connection) is returned for the probe to classify.
     pub async fn snapshot(&self) -> Result<Snapshot, Outcome> {
-        let info = match self
-            .call(&["INFO", "server", "persistence", "replication"])
-            .await
-        {
+        let info = match self.call(&["INFO", "all"]).await {
             Outcome::Reply(v) => v.as_string().unwrap_or_default(),
             other => return Err(other),
         };

@@ -36,6 +36,12 @@ pub struct Snapshot {
     /// Start time of `process_id` (clock ticks since boot, /proc), when the server is local:
     /// a signal goes only to the same process, never to a reused pid.
     pub process_start_ticks: Option<u64>,
+    /// `errorstat_BUSY` count: BUSY replies served since the server started.
+    pub busy_errors: Option<u64>,
+    /// `errorstat_UNKILLABLE` count.
+    pub unkillable_errors: Option<u64>,
+    /// Sum of `rejected_calls` over commandstats.
+    pub rejected_calls: Option<u64>,
 }
 
 impl Snapshot {
@@ -74,6 +80,17 @@ impl Snapshot {
             appendfsync: config.get("appendfsync").cloned(),
             save: config.get("save").cloned(),
             process_start_ticks: None,
+            busy_errors: errorstat(&f, "BUSY"),
+            unkillable_errors: errorstat(&f, "UNKILLABLE"),
+            rejected_calls: f
+                .iter()
+                .filter(|(k, _)| k.starts_with("cmdstat_"))
+                .map(|(_, v)| {
+                    v.split(',')
+                        .find_map(|p| p.strip_prefix("rejected_calls="))
+                        .and_then(|n| n.parse::<u64>().ok())
+                })
+                .sum(),
         }
     }
 
@@ -124,6 +141,14 @@ impl Snapshot {
             "aof_enabled": self.aof_enabled,
             "rdb_changes_since_last_save": self.rdb_changes_since_last_save,
         })
+    }
+}
+
+/// `errorstat_<CODE>:count=N,...` as N (0 when the section is there but the code is not).
+fn errorstat(fields: &HashMap<&str, &str>, code: &str) -> Option<u64> {
+    match fields.get(format!("errorstat_{code}").as_str()) {
+        Some(v) => v.strip_prefix("count=")?.split(',').next()?.parse().ok(),
+        None => fields.contains_key("total_error_replies").then_some(0),
     }
 }
 

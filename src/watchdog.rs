@@ -15,17 +15,22 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio::time::sleep_until;
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, History};
 use crate::engine::{Action, At, Engine, KillReply, Observation, Rules, ShutdownOutcome, Step};
 use crate::event::{Event, EventKind, into_map};
+use crate::forensics;
 use crate::policy::Policy;
 use crate::probe::{self, ConnectError, Connection, Outcome, classify_error};
 use crate::remedy;
-use crate::snapshot::process_start_ticks;
+use crate::snapshot::{Snapshot, process_start_ticks};
 
 /// Reconnection attempts are spaced by the probe interval, within these bounds.
 const RECONNECT_MIN: Duration = Duration::from_millis(20);
 const RECONNECT_MAX: Duration = Duration::from_secs(1);
+
+/// The engine's clock starts here rather than at zero, so that instants before the daemon
+/// started (an incident resumed from the trail) are still representable.
+const MONO_ORIGIN_MS: u64 = 400 * 24 * 3600 * 1000;
 
 /// Why a session on one connection ended.
 enum SessionEnd {
@@ -40,6 +45,10 @@ pub struct Watchdog {
     /// Zero of the engine's monotonic clock.
     epoch: Instant,
     stop: watch::Receiver<bool>,
+    /// The last snapshot taken outside an incident, for the forensics' counter deltas.
+    baseline: Option<Snapshot>,
+    /// The running function FUNCTION STATS named during the incident in flight.
+    function_stats: Option<serde_json::Value>,
 }
 
 impl Watchdog {
@@ -56,7 +65,29 @@ impl Watchdog {
             audit,
             epoch: Instant::now(),
             stop,
+            baseline: None,
+            function_stats: None,
         }
+    }
+
+    /// Continue what the trail says was in flight for this instance before a restart.
+    pub fn resume(&mut self, history: &History) -> Option<String> {
+        let now = self.now();
+        self.engine.resume(history, now)
+    }
+
+    fn now(&self) -> At {
+        At {
+            mono: MONO_ORIGIN_MS + self.epoch.elapsed().as_millis() as u64,
+            unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        }
+    }
+
+    /// An engine instant as a clock instant.
+    fn instant(&self, ms: u64) -> Instant {
+        self.epoch + Duration::from_millis(ms.saturating_sub(MONO_ORIGIN_MS))
     }
 
     /// Supervise until told to stop.
@@ -65,6 +96,7 @@ impl Watchdog {
         self.record_own(
             EventKind::WatchdogStarted,
             json!({
+                "resumed_incident": self.engine.incident_id(),
                 "endpoint": self.policy.redis.endpoint.to_string(),
                 "policy_file": self.policy.source.display().to_string(),
                 "policy_hash": self.policy.content_hash,
@@ -95,7 +127,8 @@ impl Watchdog {
                     }
                 }
                 Err(ConnectError::Unreachable(reason)) => {
-                    self.feed(Observation::Unreachable { reason });
+                    let step = self.decide(Observation::Unreachable { reason });
+                    self.act(None, step).await;
                 }
                 Err(ConnectError::Rejected(reply)) => {
                     // Set-up was refused (WRONGPASS, NOPERM, ...): a configuration fault. Even a
@@ -104,7 +137,8 @@ impl Watchdog {
                         Observation::Busy { .. } => Observation::Fault { reply },
                         other => other,
                     };
-                    self.feed(observation);
+                    let step = self.decide(observation);
+                    self.act(None, step).await;
                 }
             }
             let wake = tokio::time::Instant::now() + retry;
@@ -126,7 +160,7 @@ impl Watchdog {
         let mut next_snapshot = Instant::now();
         loop {
             let wake = match self.engine.next_deadline() {
-                Some(ms) => next_probe.min(self.epoch + Duration::from_millis(ms)),
+                Some(ms) => next_probe.min(self.instant(ms)),
                 None => next_probe,
             };
             tokio::select! {
@@ -154,8 +188,8 @@ impl Watchdog {
                     r = &mut probe => break r,
                     _ = sleep_until(silence.unwrap_or(sent + Duration::from_secs(86_400)).into()), if silence.is_some() => {
                         let for_ms = sent.elapsed().as_millis() as u64;
-                        let step = self.feed(Observation::Silent { for_ms });
-                        self.act(conn, step).await;
+                        let step = self.decide(Observation::Silent { for_ms });
+                        self.act(Some(conn), step).await;
                     }
                     _ = self.stop.changed() => return SessionEnd::Stopped,
                 }
@@ -172,18 +206,40 @@ impl Watchdog {
                 snapshot: snapshot.map(Box::new),
             });
             let lost = matches!(observation, Observation::Unreachable { .. });
-            let step = self.feed(observation);
-            if lost || self.act(conn, step).await {
+            if let Observation::Pong { snapshot: Some(s) } = &observation
+                && self.engine.incident_id().is_none()
+            {
+                // Counters of a healthy moment: what an incident's deltas are measured from.
+                self.baseline = Some((**s).clone());
+            }
+            let step = self.decide(observation);
+            let gone = self.act(Some(conn), step).await;
+            if lost || gone {
                 return SessionEnd::Lost;
             }
         }
     }
 
-    /// Record a step's events, then carry out its action and feed the outcome back. Returns
-    /// true when the connection is gone (after a shutdown or a lost kill).
-    async fn act(&mut self, conn: &Connection, step: Step) -> bool {
+    /// Record a step's events (with the forensics they call for), then carry out its action
+    /// and feed the outcome back. `conn` is `None` when there is no connection to act through.
+    /// Returns true when the connection is gone (after a shutdown or a lost kill).
+    async fn act(&mut self, conn: Option<&Connection>, mut step: Step) -> bool {
+        let function_busy = step.events.iter().any(|e| {
+            e.kind == EventKind::BusyDetected
+                && e.detail.get("busy_kind") == Some(&json!("function"))
+        });
+        // Forensics cost round trips: never ahead of an action (a new incident right after
+        // the last one), only when nothing waits on them.
+        if let (Some(conn), None) = (conn, &step.action) {
+            self.add_recovery_forensics(conn, &mut step.events).await;
+        }
         let recorded = self.record(&step.events);
-        let Some(action) = step.action else {
+        let (Some(conn), Some(action)) = (conn, step.action) else {
+            if let (Some(conn), true) = (conn, function_busy) {
+                self.function_stats = Some(forensics::running_function(
+                    &conn.call(&["FUNCTION", "STATS"]).await,
+                ));
+            }
             return false;
         };
         if let Err(e) = recorded {
@@ -195,52 +251,86 @@ impl Watchdog {
                 Action::Shutdown(_) => Observation::Shutdown(ShutdownOutcome::Failed(reason)),
                 Action::Signal { .. } => Observation::Signal(Err(reason)),
             };
-            self.feed(outcome);
+            let step = self.decide(outcome);
+            let _ = self.record(&step.events);
             return false;
         }
-        let (outcome, gone) = match action {
-            Action::Kill(command) => {
-                let reply = remedy::kill(conn, command).await;
-                let gone = matches!(reply, KillReply::Lost(_));
-                (Observation::KillReply(reply), gone)
+        // FUNCTION STATS is written just ahead of the kill (join polls it first): it reaches the
+        // server before the function dies and costs the kill nothing.
+        let stats = async {
+            match function_busy {
+                true => Some(conn.call(&["FUNCTION", "STATS"]).await),
+                false => None,
             }
-            Action::Shutdown(command) => {
-                let outcome = remedy::shutdown(conn, &command, &self.policy.redis.endpoint).await;
-                let gone = matches!(
-                    outcome,
-                    ShutdownOutcome::Confirmed { .. } | ShutdownOutcome::Failed(_)
-                );
-                (Observation::Shutdown(outcome), gone)
-            }
-            Action::Signal { pid, start_ticks } => (
-                Observation::Signal(remedy::sigkill(pid, start_ticks)),
-                false,
-            ),
         };
-        self.feed(outcome);
+        let endpoint = self.policy.redis.endpoint.clone();
+        let perform = async {
+            match action {
+                Action::Kill(command) => {
+                    let reply = remedy::kill(conn, command).await;
+                    let gone = matches!(reply, KillReply::Lost(_));
+                    (Observation::KillReply(reply), gone)
+                }
+                Action::Shutdown(command) => {
+                    let outcome = remedy::shutdown(conn, &command, &endpoint).await;
+                    let gone = matches!(
+                        outcome,
+                        ShutdownOutcome::Confirmed { .. } | ShutdownOutcome::Failed(_)
+                    );
+                    (Observation::Shutdown(outcome), gone)
+                }
+                Action::Signal { pid, start_ticks } => (
+                    Observation::Signal(remedy::sigkill(pid, start_ticks)),
+                    false,
+                ),
+            }
+        };
+        let (stats, (outcome, gone)) = tokio::join!(stats, perform);
+        if let Some(stats) = stats {
+            self.function_stats = Some(forensics::running_function(&stats));
+        }
+        let step = self.decide(outcome);
+        let _ = self.record(&step.events);
         gone
     }
 
-    /// Give the engine an observation made now, record what it decided, return the step for
-    /// the caller to act on.
-    fn feed(&mut self, observation: Observation) -> Step {
-        let at = At {
-            mono: self.epoch.elapsed().as_millis() as u64,
-            unix_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+    /// Fill a `recovered` record with what the server can now tell of the incident.
+    async fn add_recovery_forensics(&mut self, conn: &Connection, events: &mut [Event]) {
+        let Some(recovered) = events.iter_mut().find(|e| e.kind == EventKind::Recovered) else {
+            return;
         };
-        let step = self.engine.observe(at, observation);
-        if step.action.is_none() {
-            // Without an action nothing waits on the records: write them here. With one,
-            // `act` writes them and sends only if they are on disk.
-            let _ = self.record(&step.events);
-            return Step {
-                events: Vec::new(),
-                action: None,
-            };
+        let mut found = serde_json::Map::new();
+        if let Some(function) = self.function_stats.take() {
+            found.insert("function".into(), function);
         }
-        step
+        if recovered.detail.get("restarted") == Some(&json!(true)) {
+            found.insert(
+                "note".into(),
+                json!("the server restarted: its SLOWLOG and counters began anew"),
+            );
+        } else if recovered.detail.get("how") != Some(&json!("reachable again")) {
+            let duration = recovered
+                .detail
+                .get("duration_ms")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            let opened = self.now().unix_ms.saturating_sub(duration);
+            let before = self.baseline.as_ref();
+            if let serde_json::Value::Object(m) =
+                forensics::after_recovery(conn, opened, before).await
+            {
+                found.extend(m);
+            }
+        }
+        recovered
+            .detail
+            .insert("forensics".into(), serde_json::Value::Object(found));
+    }
+
+    /// Give the engine an observation made now; the caller records and acts on the step.
+    fn decide(&mut self, observation: Observation) -> Step {
+        let now = self.now();
+        self.engine.observe(now, observation)
     }
 
     fn record(&self, events: &[Event]) -> std::io::Result<()> {
@@ -261,6 +351,7 @@ impl Watchdog {
             incident: self.engine.incident_id().map(str::to_string),
             dry_run: false,
             detail: into_map(detail),
+            policy: Some(self.policy.content_hash.clone()),
         };
         let _ = self.record(&[event]);
     }

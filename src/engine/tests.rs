@@ -14,6 +14,7 @@ const MODULE_BUSY: &str = "BUSY Redis is busy running a module command.";
 fn rules() -> Rules {
     Rules {
         instance: "t".into(),
+        policy_hash: "0".repeat(64),
         dry_run: false,
         kill_after: 0,
         wait: 2_000,
@@ -594,3 +595,123 @@ fn a_zero_threshold_is_reported_once() {
         .is_empty()
     );
 }
+
+/// Records of a run, as the trail would hold them (ts from the wall clock of `at`).
+fn as_records(steps: &[(At, Step)]) -> Vec<serde_json::Value> {
+    steps
+        .iter()
+        .flat_map(|(at, step)| {
+            step.events.iter().map(move |e| {
+                let ts =
+                    time::OffsetDateTime::from_unix_timestamp_nanos(at.unix_ms as i128 * 1_000_000)
+                        .unwrap();
+                serde_json::json!({
+                    "ts": ts.format(&time::format_description::well_known::Rfc3339).unwrap(),
+                    "incident": e.incident, "event": e.kind.name(), "dry_run": e.dry_run,
+                    "detail": serde_json::Value::Object(e.detail.clone()),
+                })
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_restarted_engine_resumes_the_incident_and_never_shuts_down_twice() {
+    let mut e = engine_with(rules());
+    let mut steps = Vec::new();
+    for (t, obs) in [
+        (1_000, busy(SCRIPT_BUSY)),
+        (
+            1_001,
+            Observation::KillReply(KillReply::Unkillable("UNKILLABLE".into())),
+        ),
+        (3_000, busy(SCRIPT_BUSY)),
+    ] {
+        steps.push((at(t), e.observe(at(t), obs)));
+    }
+    assert!(matches!(steps[2].1.action, Some(Action::Shutdown(_))));
+    let history = crate::audit::History {
+        open_incident: as_records(&steps),
+        shutdowns: vec![at(3_000).unix_ms],
+    };
+    // A new engine, started 500ms later on a fresh monotonic clock.
+    let mut fresh = Engine::new(rules());
+    let now = At {
+        mono: 50,
+        unix_ms: at(3_500).unix_ms,
+    };
+    let id = fresh.resume(&history, now).unwrap();
+    assert_eq!(Some(id.as_str()), steps[0].1.events[0].incident.as_deref());
+    let s = fresh.observe(
+        At {
+            mono: 60,
+            unix_ms: at(3_510).unix_ms,
+        },
+        busy(SCRIPT_BUSY),
+    );
+    assert!(s.action.is_none() && s.events.is_empty(), "{s:?}");
+}
+
+#[test]
+fn a_restarted_engine_keeps_the_budget_of_an_unkillable_script() {
+    let mut e = engine_with(rules());
+    let steps: Vec<(At, Step)> = [
+        (1_000, busy(SCRIPT_BUSY)),
+        (
+            1_001,
+            Observation::KillReply(KillReply::Unkillable("UNKILLABLE".into())),
+        ),
+    ]
+    .into_iter()
+    .map(|(t, o)| (at(t), e.observe(at(t), o)))
+    .collect();
+    let history = crate::audit::History {
+        open_incident: as_records(&steps),
+        shutdowns: vec![],
+    };
+    let mut fresh = Engine::new(rules());
+    // Restarted at wall 1_500 with a monotonic clock far from zero.
+    let base = 100_000;
+    fresh.resume(
+        &history,
+        At {
+            mono: base,
+            unix_ms: at(1_500).unix_ms,
+        },
+    );
+    assert_eq!(fresh.next_deadline(), Some(base - 500 + 2_000));
+    let s = fresh.observe(
+        At {
+            mono: base + 1_499,
+            unix_ms: 0,
+        },
+        busy(SCRIPT_BUSY),
+    );
+    assert!(s.action.is_none());
+    let s = fresh.observe(
+        At {
+            mono: base + 1_500,
+            unix_ms: 0,
+        },
+        busy(SCRIPT_BUSY),
+    );
+    assert!(matches!(s.action, Some(Action::Shutdown(_))));
+}
+
+#[test]
+fn a_new_runaway_right_after_a_kill_is_a_new_incident() {
+    let mut e = engine_with(rules());
+    let first = e.observe(at(0), busy(SCRIPT_BUSY));
+    e.observe(at(1), Observation::KillReply(KillReply::Ok));
+    // The next probe, sent after +OK, is answered BUSY: another script started at once.
+    let s = e.observe(at(300), busy(WRITING_BUSY));
+    assert_eq!(
+        names(&s),
+        ["killed", "recovered", "busy_detected", "kill_sent"]
+    );
+    assert_eq!(s.events[1].incident, first.events[0].incident);
+    assert_ne!(s.events[2].incident, first.events[0].incident);
+    assert_eq!(s.action, Some(Action::Kill(KillCommand::ScriptKill)));
+}
+
+const WRITING_BUSY: &str = SCRIPT_BUSY;

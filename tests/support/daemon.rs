@@ -13,6 +13,9 @@ pub struct Daemon {
     child: Option<Child>,
     pub dir: tempfile::TempDir,
     pub audit: PathBuf,
+    /// Policy files and extra flags, to start it again the same way.
+    policies: Vec<PathBuf>,
+    extra: Vec<String>,
 }
 
 impl Daemon {
@@ -28,24 +31,50 @@ impl Daemon {
     }
 
     pub fn start_with(dir: tempfile::TempDir, policies: &[PathBuf], extra: &[&str]) -> Daemon {
-        let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+        let audit = dir.path().join("audit.jsonl");
+        let mut daemon = Daemon {
+            child: None,
+            dir,
+            audit,
+            policies: policies.to_vec(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        daemon.spawn();
+        daemon
+    }
+
+    /// Start the process (again), appending to the same stderr log.
+    pub fn spawn(&mut self) {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("stderr.log"))
+            .unwrap();
         let mut cmd = Command::new(busyguard_bin());
         cmd.arg("run")
             .arg("--state-dir")
-            .arg(dir.path())
+            .arg(self.dir.path())
             .arg("--policies");
-        cmd.args(policies).args(extra);
+        cmd.args(&self.policies).args(&self.extra);
         let child = cmd
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
             .expect("spawn busyguard");
-        let audit = dir.path().join("audit.jsonl");
-        Daemon {
-            child: Some(child),
-            dir,
-            audit,
-        }
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, as a crash or the OOM killer would: no chance to write anything.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Send a signal (SIGHUP for a reload).
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let pid = self.child.as_ref().expect("running").id();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
     }
 
     pub fn records(&self) -> Vec<Value> {

@@ -1,0 +1,385 @@
+//! The audit trail against real servers: full incidents with their decision inputs and
+//! forensics, tampering named to the line, a daemon killed mid-incident, a torn tail, rotation,
+//! and no secret anywhere.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use support::{Caller, Daemon, RedisServer, ServerOptions, busyguard_bin, scripts, wait_for};
+
+const LONG: Duration = Duration::from_secs(20);
+
+fn ladder(wait: &str) -> String {
+    format!(
+        "on_busy:\n  kill_after: 0s\n  on_unkillable:\n    wait: {wait}\n    then: shutdown\nlimits:\n  max_shutdowns: 5\n"
+    )
+}
+
+fn incident_events(daemon: &Daemon, id: &Value) -> Vec<String> {
+    daemon
+        .records()
+        .iter()
+        .filter(|r| r["incident"] == *id && r["event"] != "watchdog_stopped")
+        .map(|r| r["event"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn verify_cli(files: &[&Path]) -> (i32, String) {
+    let out = Command::new(busyguard_bin())
+        .args(["audit", "verify"])
+        .args(files)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
+#[test]
+fn full_incidents_carry_real_decision_inputs_and_forensics() {
+    let mut server = RedisServer::start(ServerOptions {
+        extra: vec!["slowlog-log-slower-than 1000".into()],
+        ..Default::default()
+    });
+    server.conn().call(&["SET", "unsaved", "1"]).unwrap();
+    let daemon = Daemon::start(&server.policy("full", &ladder("1s")), &[]);
+    server.wait_snapshot();
+    let info = server.info("server");
+
+    // busy -> kill -> recovered
+    support::run_killable_runaway(&server);
+    let recovered = daemon.wait_event("recovered", LONG);
+    let id = recovered["incident"].clone();
+    assert_eq!(
+        incident_events(&daemon, &id),
+        ["busy_detected", "kill_sent", "killed", "recovered"]
+    );
+    let busy = daemon.wait_event("busy_detected", LONG);
+    let d = &busy["detail"];
+    assert_eq!(d["threshold_ms"], 200);
+    assert_eq!(d["snapshot"]["version"], info["redis_version"].as_str());
+    assert_eq!(
+        d["snapshot"]["process_id"],
+        info["process_id"].parse::<u64>().unwrap()
+    );
+    assert_eq!(d["snapshot"]["run_id"], info["run_id"].as_str());
+    assert_eq!(d["snapshot"]["role"], "master");
+    assert_eq!(d["data_at_risk"]["persistence"], "none");
+    assert!(d["snapshot_age_ms"].as_u64().unwrap() < 20_000);
+    assert_eq!(d["policy"]["wait_ms"], 1000);
+    assert_eq!(busy["policy"].as_str().unwrap().len(), 64);
+    assert_eq!(busy["version"], env!("CARGO_PKG_VERSION"));
+    let f = &recovered["detail"]["forensics"];
+    assert_eq!(f["slowlog"]["command"][0], "EVAL");
+    assert_eq!(f["slowlog"]["command"][1], scripts::READ_ONLY_LOOP);
+    assert!(
+        f["slowlog"]["duration_us"].as_u64().unwrap() >= 200_000,
+        "{f}"
+    );
+    assert!(
+        f["served_during_incident"]["busy_replies"]
+            .as_u64()
+            .unwrap()
+            >= 1,
+        "{f}"
+    );
+
+    // busy -> unkillable -> shutdown -> confirmed -> recovered after restart
+    let _caller = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
+    let confirmed = daemon.wait_event("shutdown_confirmed", LONG);
+    assert!(server.wait_exit(Duration::from_secs(5)));
+    server.spawn().unwrap();
+    let id2 = confirmed["incident"].clone();
+    assert!(
+        daemon
+            .wait_record(LONG, |r| r["incident"] == id2 && r["event"] == "recovered")
+            .is_some()
+    );
+    assert_eq!(
+        incident_events(&daemon, &id2),
+        [
+            "busy_detected",
+            "kill_sent",
+            "unkillable",
+            "shutdown_sent",
+            "shutdown_confirmed",
+            "recovered"
+        ]
+    );
+    let unkillable = daemon.wait_event("unkillable", LONG);
+    assert!(
+        unkillable["detail"]["reply"]
+            .as_str()
+            .unwrap()
+            .starts_with("UNKILLABLE ")
+    );
+    let sent = daemon.wait_event("shutdown_sent", LONG);
+    assert_eq!(sent["detail"]["data_at_risk"]["persistence"], "none");
+    assert_eq!(sent["detail"]["snapshot"]["rdb_changes_since_last_save"], 1);
+    assert_eq!(sent["detail"]["budget_left_ms"], 0);
+    let (code, out) = verify_cli(&[&daemon.audit]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn a_busy_function_is_named_in_the_forensics() {
+    let server = RedisServer::start(ServerOptions::default());
+    server
+        .conn()
+        .call(&["FUNCTION", "LOAD", scripts::SPIN_LIBRARY])
+        .unwrap();
+    let daemon = Daemon::start(&server.policy("fnf", &ladder("5s")), &[]);
+    server.wait_snapshot();
+    let caller = Caller::start(&server, &["FCALL", "spin", "0"]);
+    assert!(caller.reply().unwrap().error().unwrap().contains("killed"));
+    let recovered = daemon.wait_event("recovered", LONG);
+    let function = &recovered["detail"]["forensics"]["function"];
+    assert_eq!(function["name"], "spin", "{recovered}");
+    assert!(function["duration_ms"].as_u64().unwrap() >= 200);
+    assert_eq!(function["command"][0], "FCALL");
+}
+
+/// A small real trail to tamper with.
+fn sample_trail(dir: &Path) -> PathBuf {
+    let path = dir.join("audit.jsonl");
+    let (log, _) = busyguard::audit::AuditLog::open(&path).unwrap();
+    for i in 0..6 {
+        let mut e = busyguard::event::Event::daemon(
+            busyguard::event::EventKind::BusyDetected,
+            serde_json::json!({"i": i}),
+        );
+        e.instance = Some("x".into());
+        log.append(&e).unwrap();
+    }
+    path
+}
+
+fn tampered(path: &Path, f: impl FnOnce(&mut Vec<String>)) {
+    let mut lines: Vec<String> = std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    f(&mut lines);
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+/// A way of editing a trail's lines.
+type Tamper = Box<dyn FnOnce(&mut Vec<String>)>;
+
+#[test]
+fn verify_names_the_first_bad_line_for_each_kind_of_tampering() {
+    let cases: Vec<(&str, Tamper, usize, &str)> = vec![
+        (
+            "changed",
+            Box::new(|l| l[2] = l[2].replace("\"i\":2", "\"i\":9")),
+            3,
+            "changed",
+        ),
+        (
+            "deleted",
+            Box::new(|l| {
+                l.remove(3);
+            }),
+            4,
+            "missing",
+        ),
+        (
+            "inserted",
+            Box::new(|l| {
+                let copy = l[1].clone();
+                l.insert(3, copy);
+            }),
+            4,
+            "inserted",
+        ),
+        ("reordered", Box::new(|l| l.swap(1, 2)), 2, "moved"),
+    ];
+    for (name, tamper, line, word) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = sample_trail(dir.path());
+        assert_eq!(verify_cli(&[&path]).0, 0);
+        tampered(&path, tamper);
+        let (code, out) = verify_cli(&[&path]);
+        assert_eq!(code, 1, "{name}: {out}");
+        let expected = format!("{}:{line}: ", path.display());
+        assert!(
+            out.starts_with(&expected),
+            "{name}: expected line {line}, got {out}"
+        );
+        assert!(out.contains(word), "{name}: {out}");
+    }
+}
+
+#[test]
+fn a_daemon_killed_mid_incident_continues_it_with_one_shutdown() {
+    let mut server = RedisServer::start(ServerOptions::default());
+    let mut daemon = Daemon::start(&server.policy("crash", &ladder("2500ms")), &[]);
+    server.wait_snapshot();
+    let _caller = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
+    let unkillable = daemon.wait_event("unkillable", LONG);
+    let id = unkillable["incident"].clone();
+    daemon.kill9();
+    daemon.spawn();
+    daemon.wait_event("shutdown_confirmed", LONG);
+    assert!(server.wait_exit(Duration::from_secs(5)));
+    server.spawn().unwrap();
+    assert!(
+        daemon
+            .wait_record(LONG, |r| r["event"] == "recovered")
+            .is_some()
+    );
+    let records = daemon.records();
+    let count = |e: &str| records.iter().filter(|r| r["event"] == e).count();
+    assert_eq!(count("busy_detected"), 1);
+    assert_eq!(count("shutdown_sent"), 1);
+    assert_eq!(count("kill_sent"), 1);
+    for r in records.iter().filter(|r| {
+        [
+            "unkillable",
+            "shutdown_sent",
+            "shutdown_confirmed",
+            "recovered",
+        ]
+        .contains(&r["event"].as_str().unwrap())
+    }) {
+        assert_eq!(r["incident"], id, "{r}");
+    }
+    let restarted = records
+        .iter()
+        .filter(|r| r["event"] == "watchdog_started" && r["instance"] == "crash")
+        .nth(1)
+        .expect("a second watchdog_started");
+    assert_eq!(restarted["detail"]["resumed_incident"], id);
+    // The shutdown still came at the end of the budget counted from the first BUSY.
+    let sent = records
+        .iter()
+        .find(|r| r["event"] == "shutdown_sent")
+        .unwrap();
+    let waited = sent["detail"]["since_first_busy_ms"].as_u64().unwrap();
+    assert!((2500..3500).contains(&waited), "{waited}");
+    assert_eq!(verify_cli(&[&daemon.audit]).0, 0);
+}
+
+#[test]
+fn a_torn_last_record_is_reported_and_the_chain_goes_on() {
+    let server = RedisServer::start(ServerOptions::default());
+    let mut daemon = Daemon::start(&server.policy("torn", ""), &[]);
+    server.wait_snapshot();
+    daemon.kill9();
+    let torn = "{\"ts\":\"2026-11-26T00:00:00.000Z\",\"seq\":99,\"ev";
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&daemon.audit)
+        .unwrap();
+    std::io::Write::write_all(&mut f, torn.as_bytes()).unwrap();
+    daemon.spawn();
+    let started = daemon
+        .wait_record(LONG, |r| {
+            r["event"] == "watchdog_started"
+                && r["instance"].is_null()
+                && r["detail"]["torn_tail_bytes"].as_u64() > Some(0)
+        })
+        .expect("a watchdog_started reporting the torn record");
+    assert_eq!(started["detail"]["torn_tail_bytes"], torn.len());
+    let (code, out) = verify_cli(&[&daemon.audit]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 torn record"), "{out}");
+    assert!(
+        std::fs::read_to_string(&daemon.audit)
+            .unwrap()
+            .contains(torn),
+        "kept, not rewritten"
+    );
+}
+
+#[test]
+fn sighup_reopens_the_trail_and_the_chain_spans_both_files() {
+    let server = RedisServer::start(ServerOptions::default());
+    let daemon = Daemon::start(&server.policy("rotate", &ladder("5s")), &[]);
+    server.wait_snapshot();
+    let rotated = daemon.dir.path().join("audit.jsonl.1");
+    std::fs::rename(&daemon.audit, &rotated).unwrap();
+    daemon.signal(Signal::SIGHUP);
+    assert!(wait_for(LONG, || daemon
+        .stderr()
+        .contains("audit trail reopened")));
+    support::run_killable_runaway(&server);
+    daemon.wait_event("recovered", LONG);
+    let (code, out) = verify_cli(&[&rotated, &daemon.audit]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        verify_cli(&[&daemon.audit]).0,
+        1,
+        "the new file continues the old chain"
+    );
+    let first_new: Value = serde_json::from_str(
+        std::fs::read_to_string(&daemon.audit)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_ne!(first_new["seq"], 1);
+}
+
+#[test]
+fn no_secret_reaches_the_trail_or_the_logs() {
+    let server = RedisServer::start(ServerOptions::default());
+    let password = "pw-7f3a9c-never-print";
+    let mut acl = vec![
+        "ACL",
+        "SETUSER",
+        "busyguard",
+        "on",
+        "-@all",
+        "+ping",
+        "+info",
+        "+config|get",
+        "+script|kill",
+        "+function|kill",
+        "+shutdown",
+        "+slowlog|get",
+        "+function|stats",
+    ];
+    let pass = format!(">{password}");
+    acl.push(&pass);
+    server.conn().call(&acl).unwrap();
+    let dir = server.dir.path();
+    let secrets = [
+        ("redis.pass", password),
+        (
+            "slack.url",
+            "https://hooks.slack.example/services/T000/B000/slack-secret-token",
+        ),
+        ("pd.key", "pd-routing-key-secret-42"),
+        ("hook.secret", "whsec_c2VjcmV0LWhtYWMta2V5LTEyMzQ1Ng=="),
+    ];
+    for (file, value) in secrets {
+        std::fs::write(dir.join(file), format!("{value}\n")).unwrap();
+    }
+    let policy = format!(
+        "instance: secrets\nredis:\n  url: unix://{sock}\n  username: busyguard\n  password_file: {d}/redis.pass\nprobe:\n  interval: 50ms\n{ladder}notify:\n  - slack: {{ url_file: {d}/slack.url }}\n  - pagerduty: {{ routing_key_file: {d}/pd.key, events_url: 'http://127.0.0.1:9/' }}\n  - webhook: {{ url: 'http://127.0.0.1:9/hook', secret_file: {d}/hook.secret }}\n",
+        sock = server.socket.display(),
+        d = dir.display(),
+        ladder = ladder("500ms"),
+    );
+    let mut daemon = Daemon::start(&policy, &[]);
+    assert!(wait_for(LONG, || server.command_calls("config|get") >= 1));
+    support::run_killable_runaway(&server);
+    let _w = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
+    daemon.wait_event("shutdown_confirmed", LONG);
+    daemon.stop();
+    let everything = std::fs::read_to_string(&daemon.audit).unwrap() + &daemon.stderr();
+    assert!(everything.contains("shutdown_sent"));
+    for (_, value) in secrets {
+        assert!(!everything.contains(value), "secret {value:?} leaked");
+    }
+}

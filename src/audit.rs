@@ -52,6 +52,8 @@ struct Record<'a> {
 pub struct AuditLog {
     path: PathBuf,
     inner: Mutex<Tail>,
+    /// The last `seq` written: notification tasks wait on it instead of polling the file.
+    appended: tokio::sync::watch::Sender<u64>,
 }
 
 /// Where the chain stands.
@@ -87,12 +89,18 @@ impl AuditLog {
                 last_sync: Instant::now(),
                 unsynced: false,
             }),
+            appended: tokio::sync::watch::Sender::new(seq),
         };
         Ok((log, resume))
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Told the `seq` of every record appended from now on.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.appended.subscribe()
     }
 
     /// Open the path anew (after rotation moved the file away), carrying the chain over.
@@ -135,6 +143,8 @@ impl AuditLog {
             tail.last_sync = Instant::now();
             tail.unsynced = false;
         }
+        drop(tail);
+        self.appended.send_replace(seq);
         Ok(seq)
     }
 

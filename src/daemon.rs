@@ -101,6 +101,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunEnd> {
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    // reqwest's TLS uses the process-wide rustls provider; ring is the one fred already brings.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let outboxes =
+        crate::notify::spawn_all(&report.policies, &dir, &audit, resume.last_seq, &stop_rx);
     let mut tasks = Vec::new();
     for p in report.policies {
         record(Event {
@@ -155,6 +159,15 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunEnd> {
     let all = futures_join(tasks);
     if tokio::time::timeout(STOP_LIMIT, all).await.is_err() {
         tracing::warn!("some watchdogs did not stop within {STOP_LIMIT:?}");
+    }
+    // Pending notifications get a bounded chance; the cursors make the rest go out next start.
+    if tokio::time::timeout(STOP_LIMIT, futures_join(outboxes))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "some notifications were still being delivered at stop; they resume at the next start"
+        );
     }
     syncer.abort();
     record(Event::daemon(

@@ -3,57 +3,83 @@
 
 use serde_json::{Map, Value};
 
-/// Event names, exactly as the audit trail and receivers see them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    WatchdogStarted,
-    WatchdogStopped,
-    PolicyLoaded,
-    PolicyRejected,
-    BusyDetected,
-    KillSent,
-    Killed,
-    Unkillable,
-    ShutdownSent,
-    ShutdownConfirmed,
-    EscalationWithheld,
-    HangDetected,
+use crate::policy::Severity;
+
+/// Defines [`EventKind`] from one table: variant, name in the trail, severity, and whether it
+/// is sent to receivers. Everything about a kind of event is said once, here.
+macro_rules! event_kinds {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal, $severity:ident, $notify:literal;)*) => {
+        /// Event names, exactly as the audit trail and receivers see them.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum EventKind {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl EventKind {
+            /// Every kind, in the table's order.
+            pub const ALL: &'static [EventKind] = &[$(EventKind::$variant),*];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(EventKind::$variant => $name,)*
+                }
+            }
+
+            /// How grave the event is, for receivers' `min_severity` and PagerDuty.
+            pub fn severity(self) -> Severity {
+                match self {
+                    $(EventKind::$variant => Severity::$severity,)*
+                }
+            }
+
+            /// Whether receivers are sent it: the transitions of an incident, and faults.
+            pub fn notifiable(self) -> bool {
+                match self {
+                    $(EventKind::$variant => $notify,)*
+                }
+            }
+        }
+    };
+}
+
+event_kinds! {
+    WatchdogStarted = "watchdog_started", Info, false;
+    WatchdogStopped = "watchdog_stopped", Info, false;
+    PolicyLoaded = "policy_loaded", Info, false;
+    PolicyRejected = "policy_rejected", Warning, false;
+    BusyDetected = "busy_detected", Warning, true;
+    KillSent = "kill_sent", Warning, true;
+    Killed = "killed", Info, true;
+    Unkillable = "unkillable", Error, true;
+    ShutdownSent = "shutdown_sent", Critical, true;
+    ShutdownConfirmed = "shutdown_confirmed", Critical, true;
+    EscalationWithheld = "escalation_withheld", Critical, true;
+    HangDetected = "hang_detected", Error, true;
     /// A signal (SIGKILL to a hung local server) is about to be sent.
-    SignalSent,
-    Unreachable,
-    Recovered,
-    NotifyFailed,
+    SignalSent = "signal_sent", Critical, true;
+    Unreachable = "unreachable", Error, true;
+    Recovered = "recovered", Info, true;
+    NotifyFailed = "notify_failed", Error, false;
     /// A command or signal that was sent did not do what it was for (an error reply, NOTBUSY,
     /// a lost connection, a server still accepting after SHUTDOWN).
-    ActionFailed,
+    ActionFailed = "action_failed", Critical, true;
     /// The server answered the probe with an error that is a configuration fault (NOAUTH,
     /// WRONGPASS, NOPERM, ...): reported, never acted on.
-    ProbeFault,
+    ProbeFault = "probe_fault", Warning, true;
 }
 
 impl EventKind {
-    pub fn name(self) -> &'static str {
-        use EventKind::*;
-        match self {
-            WatchdogStarted => "watchdog_started",
-            WatchdogStopped => "watchdog_stopped",
-            PolicyLoaded => "policy_loaded",
-            PolicyRejected => "policy_rejected",
-            BusyDetected => "busy_detected",
-            KillSent => "kill_sent",
-            Killed => "killed",
-            Unkillable => "unkillable",
-            ShutdownSent => "shutdown_sent",
-            ShutdownConfirmed => "shutdown_confirmed",
-            EscalationWithheld => "escalation_withheld",
-            HangDetected => "hang_detected",
-            SignalSent => "signal_sent",
-            Unreachable => "unreachable",
-            Recovered => "recovered",
-            NotifyFailed => "notify_failed",
-            ActionFailed => "action_failed",
-            ProbeFault => "probe_fault",
-        }
+    pub fn from_name(name: &str) -> Option<EventKind> {
+        EventKind::ALL.iter().copied().find(|k| k.name() == name)
+    }
+
+    /// The names receivers may be sent, for policy validation.
+    pub fn notifiable_names() -> Vec<&'static str> {
+        EventKind::ALL
+            .iter()
+            .filter(|k| k.notifiable())
+            .map(|k| k.name())
+            .collect()
     }
 
     /// A `*_sent` record must be on disk before its command leaves the process.

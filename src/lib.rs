@@ -27,6 +27,7 @@ pub mod daemon;
 pub mod engine;
 pub mod event;
 pub mod forensics;
+pub mod notify;
 pub mod policy;
 pub mod probe;
 pub mod remedy;

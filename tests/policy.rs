@@ -8,8 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use busyguard::policy::{
-    self, Endpoint, Guards, HangSignal, Limits, Mode, OnBusy, OnHang, OnUnkillable, Probe,
-    Receiver, RedisTarget, Secret, Then,
+    self, Endpoint, Filter, Guards, HangSignal, Limits, Mode, OnBusy, OnHang, OnUnkillable,
+    PagerDutySeverities, Probe, Receiver, ReceiverKind, RedisTarget, Secret, Severity, Then,
 };
 
 fn check_output(paths: &[&str]) -> (bool, String) {
@@ -109,16 +109,42 @@ fn a_file_with_every_key_loads_to_the_expected_policy() {
             keep_primary_with_replicas: true,
         },
         notify: vec![
-            Receiver::Slack {
-                url: Secret::new("https://hooks.slack.example/services/T0/B0/xyz"),
+            Receiver {
+                kind: ReceiverKind::Slack {
+                    url: Secret::new("https://hooks.slack.example/services/T0/B0/xyz"),
+                },
+                filter: Filter {
+                    events: None,
+                    min_severity: Severity::Info,
+                },
+                max_age: ms(3_600_000),
             },
-            Receiver::PagerDuty {
-                routing_key: Secret::new("pd-routing-key-0123"),
-                events_url: "http://127.0.0.1:9/v2/enqueue".into(),
+            Receiver {
+                kind: ReceiverKind::PagerDuty {
+                    routing_key: Secret::new("pd-routing-key-0123"),
+                    events_url: "http://127.0.0.1:9/v2/enqueue".into(),
+                    severity: PagerDutySeverities {
+                        busy: Severity::Error,
+                        unkillable: Severity::Critical,
+                        escalated: Severity::Critical,
+                    },
+                },
+                filter: Filter {
+                    events: Some(vec!["busy_detected".into(), "recovered".into()]),
+                    min_severity: Severity::Info,
+                },
+                max_age: ms(600_000),
             },
-            Receiver::Webhook {
-                url: Secret::new("https://ops.example/hook"),
-                secret: Some(Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")),
+            Receiver {
+                kind: ReceiverKind::Webhook {
+                    url: Secret::new("https://ops.example/hook"),
+                    secret: Some(Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")),
+                },
+                filter: Filter {
+                    events: None,
+                    min_severity: Severity::Warning,
+                },
+                max_age: ms(3_600_000),
             },
         ],
     };

@@ -126,6 +126,21 @@ pub const KEYS: &[KeyDoc] = &[
         doc: "Environment variable holding the Slack webhook URL.",
     },
     KeyDoc {
+        path: "notify[].slack.events",
+        default: "every incident event",
+        doc: "Only these events (a list of event names) reach this receiver.",
+    },
+    KeyDoc {
+        path: "notify[].slack.min_severity",
+        default: "info",
+        doc: "Only events of this severity or higher: `info`, `warning`, `error`, `critical` (see Notifications).",
+    },
+    KeyDoc {
+        path: "notify[].slack.max_age",
+        default: "1h",
+        doc: "An event still undelivered this long after it happened is given up (`notify_failed` in the trail).",
+    },
+    KeyDoc {
         path: "notify[].pagerduty.routing_key",
         default: "none",
         doc: "PagerDuty Events API v2 routing key inline (warned about).",
@@ -144,6 +159,36 @@ pub const KEYS: &[KeyDoc] = &[
         path: "notify[].pagerduty.events_url",
         default: "https://events.pagerduty.com/v2/enqueue",
         doc: "Events API endpoint.",
+    },
+    KeyDoc {
+        path: "notify[].pagerduty.severity_busy",
+        default: "warning",
+        doc: "PagerDuty severity of the trigger when an incident opens (BUSY, hang, unreachable).",
+    },
+    KeyDoc {
+        path: "notify[].pagerduty.severity_unkillable",
+        default: "error",
+        doc: "Severity of the new trigger when the script is unkillable.",
+    },
+    KeyDoc {
+        path: "notify[].pagerduty.severity_escalated",
+        default: "critical",
+        doc: "Severity of the trigger on a shutdown, a withheld escalation or a failed action.",
+    },
+    KeyDoc {
+        path: "notify[].pagerduty.events",
+        default: "every incident event",
+        doc: "Only these events (a list of event names) reach this receiver.",
+    },
+    KeyDoc {
+        path: "notify[].pagerduty.min_severity",
+        default: "info",
+        doc: "Only events of this severity or higher: `info`, `warning`, `error`, `critical` (see Notifications).",
+    },
+    KeyDoc {
+        path: "notify[].pagerduty.max_age",
+        default: "1h",
+        doc: "An event still undelivered this long after it happened is given up (`notify_failed` in the trail).",
     },
     KeyDoc {
         path: "notify[].webhook.url",
@@ -174,6 +219,21 @@ pub const KEYS: &[KeyDoc] = &[
         path: "notify[].webhook.secret_env",
         default: "none",
         doc: "Environment variable holding the signing secret.",
+    },
+    KeyDoc {
+        path: "notify[].webhook.events",
+        default: "every incident event",
+        doc: "Only these events (a list of event names) reach this receiver.",
+    },
+    KeyDoc {
+        path: "notify[].webhook.min_severity",
+        default: "info",
+        doc: "Only events of this severity or higher: `info`, `warning`, `error`, `critical` (see Notifications).",
+    },
+    KeyDoc {
+        path: "notify[].webhook.max_age",
+        default: "1h",
+        doc: "An event still undelivered this long after it happened is given up (`notify_failed` in the trail).",
     },
 ];
 

@@ -137,20 +137,82 @@ pub struct Guards {
     pub keep_primary_with_replicas: bool,
 }
 
-/// A notification receiver.
+/// A notification receiver: where, and which events.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Receiver {
+pub struct Receiver {
+    pub kind: ReceiverKind,
+    pub filter: Filter,
+    /// Undelivered this long after the event: given up (`notify_failed`).
+    pub max_age: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReceiverKind {
     Slack {
         url: Secret,
     },
     PagerDuty {
         routing_key: Secret,
         events_url: String,
+        severity: PagerDutySeverities,
     },
     Webhook {
         url: Secret,
         secret: Option<Secret>,
     },
+}
+
+impl ReceiverKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ReceiverKind::Slack { .. } => "slack",
+            ReceiverKind::PagerDuty { .. } => "pagerduty",
+            ReceiverKind::Webhook { .. } => "webhook",
+        }
+    }
+}
+
+/// Which events reach a receiver.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Filter {
+    /// Only these event names; `None`: every notifiable event.
+    pub events: Option<Vec<String>>,
+    pub min_severity: Severity,
+}
+
+/// How grave an event is; ordered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+impl Severity {
+    pub const NAMES: [&'static str; 4] = ["info", "warning", "error", "critical"];
+
+    pub fn parse(name: &str) -> Option<Severity> {
+        Some(match name {
+            "info" => Severity::Info,
+            "warning" => Severity::Warning,
+            "error" => Severity::Error,
+            "critical" => Severity::Critical,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        Severity::NAMES[self as usize]
+    }
+}
+
+/// The PagerDuty severity of each kind of trigger.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PagerDutySeverities {
+    pub busy: Severity,
+    pub unkillable: Severity,
+    pub escalated: Severity,
 }
 
 /// A secret value. `Debug` and `Display` print `<redacted>`; only [`Secret::expose`] reveals it.

@@ -8,8 +8,9 @@ use sha2::{Digest, Sha256};
 
 use super::keys;
 use super::{
-    Diagnostic, Endpoint, Guards, HangSignal, Limits, Mode, OnBusy, OnHang, OnUnkillable, Policy,
-    Probe, Receiver, RedisTarget, Secret, Then,
+    Diagnostic, Endpoint, Filter, Guards, HangSignal, Limits, Mode, OnBusy, OnHang, OnUnkillable,
+    PagerDutySeverities, Policy, Probe, Receiver, ReceiverKind, RedisTarget, Secret, Severity,
+    Then,
 };
 use crate::yaml::{self, Key, Node, Pos};
 
@@ -608,19 +609,27 @@ impl Walker {
             };
             let section = format!("notify[].{}", key.name);
             let r = self.section(body, &section);
-            let receiver = match key.name.as_str() {
+            let filter = self.filter(&r);
+            let max_age = self.opt_duration(&r, "max_age", Duration::from_secs(3600), true);
+            let kind = match key.name.as_str() {
                 "slack" => self
                     .required_secret(&r, "url", body.pos())
-                    .map(|url| Receiver::Slack { url }),
+                    .map(|url| ReceiverKind::Slack { url }),
                 "pagerduty" => {
                     let events_url = r
                         .get("events_url")
                         .and_then(|n| self.http_url(n, &r.path("events_url")))
                         .unwrap_or_else(|| "https://events.pagerduty.com/v2/enqueue".into());
+                    let severity = PagerDutySeverities {
+                        busy: self.severity(&r, "severity_busy", Severity::Warning),
+                        unkillable: self.severity(&r, "severity_unkillable", Severity::Error),
+                        escalated: self.severity(&r, "severity_escalated", Severity::Critical),
+                    };
                     self.required_secret(&r, "routing_key", body.pos())
-                        .map(|routing_key| Receiver::PagerDuty {
+                        .map(|routing_key| ReceiverKind::PagerDuty {
                             routing_key,
                             events_url,
+                            severity,
                         })
                 }
                 _ => {
@@ -642,14 +651,56 @@ impl Walker {
                         );
                     }
                     match (url, secret) {
-                        (Some(url), Some(secret)) => Some(Receiver::Webhook { url, secret }),
+                        (Some(url), Some(secret)) => Some(ReceiverKind::Webhook { url, secret }),
                         _ => None,
                     }
                 }
             };
+            let receiver = kind.map(|kind| Receiver {
+                kind,
+                filter,
+                max_age,
+            });
             out.extend(receiver);
         }
         out
+    }
+
+    fn severity(&mut self, s: &Section, key: &str, default: Severity) -> Severity {
+        match s.get(key) {
+            None => default,
+            Some(n) => self
+                .choice(n, &s.path(key), &Severity::NAMES)
+                .and_then(Severity::parse)
+                .unwrap_or(default),
+        }
+    }
+
+    /// `events` (notifiable event names) and `min_severity` of a receiver.
+    fn filter(&mut self, s: &Section) -> Filter {
+        let events = s.get("events").and_then(|n| {
+            let path = s.path("events");
+            let Node::Seq { items, .. } = n else {
+                self.error(
+                    n.pos(),
+                    format!("`{path}` must be a list of event names, found {}", n.kind()),
+                );
+                return None;
+            };
+            let mut names = Vec::new();
+            for item in items {
+                if let Some(name) =
+                    self.choice(item, &path, &crate::event::EventKind::notifiable_names())
+                {
+                    names.push(name.to_string());
+                }
+            }
+            Some(names)
+        });
+        Filter {
+            events,
+            min_severity: self.severity(s, "min_severity", Severity::Info),
+        }
     }
 
     fn required_secret(&mut self, s: &Section, base: &str, at: Pos) -> Option<Secret> {

@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod daemon;
+pub mod http;
 pub mod resp;
 
 use std::collections::HashMap;
@@ -344,6 +345,16 @@ impl Caller {
         self.handle.is_finished()
     }
 }
+
+/// The records of an unkillable script's incident that ends in a shutdown and a restart.
+pub const UNKILLABLE_LADDER: [&str; 6] = [
+    "busy_detected",
+    "kill_sent",
+    "unkillable",
+    "shutdown_sent",
+    "shutdown_confirmed",
+    "recovered",
+];
 
 /// Run a read-only runaway loop on `server` and assert its caller is told it was killed.
 pub fn run_killable_runaway(server: &RedisServer) {

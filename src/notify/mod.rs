@@ -1,0 +1,295 @@
+//! Notifications, delivered at least once and never in the way.
+//!
+//! The audit trail is the outbox: every receiver has its own task that reads the trail from its
+//! cursor (`<state-dir>/notify/<instance>.<n>.<kind>.cursor`, the last `seq` it is done with) and
+//! delivers its instance's records in order, one at a time, so a resolve never overtakes its
+//! trigger. The watchdogs only append to the trail; a receiver that hangs, refuses or rate-limits
+//! delays nobody but itself. A restart resumes from the cursor (an event may then be sent twice,
+//! with the same webhook id); a new receiver starts at the end of the trail.
+//!
+//! Failures: 5xx, 408, timeouts and refused connections are retried with exponential backoff and
+//! jitter; 429 waits for `Retry-After`; other 4xx (and 3xx: redirects are not followed) are
+//! permanent. An event given up (permanent, or older than the receiver's `max_age`) is recorded
+//! as `notify_failed` in the trail.
+
+pub mod formats;
+pub mod tail;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::audit::{AuditLog, ts_unix_ms};
+use crate::event::{Event, EventKind, into_map};
+use crate::policy::{Policy, Receiver};
+use formats::{accepted, request, wanted};
+use tail::{Tail, TrailRecord};
+
+/// Time allowed to open a connection to a receiver.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Time allowed for a whole request, answer included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// First retry delay; doubled each time up to `BACKOFF_MAX`, with ±20% jitter.
+const BACKOFF_FIRST: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Re-read the trail at least this often even without a wake-up (e.g. a write by another
+/// process).
+const IDLE_RECHECK: Duration = Duration::from_secs(5);
+
+/// How one record's delivery ended.
+enum Delivery {
+    Delivered,
+    GivenUp,
+    Stopped,
+}
+
+/// Start one delivery task per receiver of every policy. `start_seq` is where a receiver with
+/// no cursor yet begins (the end of the trail when the daemon started).
+pub fn spawn_all(
+    policies: &[Policy],
+    state_dir: &Path,
+    audit: &Arc<AuditLog>,
+    start_seq: u64,
+    stop: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let dir = state_dir.join("notify");
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        tracing::error!(error = %e, dir = %dir.display(), "cannot create the notification state folder: no notifications");
+        return Vec::new();
+    }
+    let mut tasks = Vec::new();
+    for policy in policies {
+        for (n, receiver) in policy.notify.iter().enumerate() {
+            let name = format!("{}.{n}.{}", policy.instance, receiver.kind.name());
+            let client = match reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(CONNECT_TIMEOUT)
+                .timeout(REQUEST_TIMEOUT)
+                .build()
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(receiver = %name, error = %e.without_url(), "cannot build an HTTP client");
+                    continue;
+                }
+            };
+            let outbox = Outbox {
+                cursor_path: dir.join(format!("{name}.cursor")),
+                name,
+                instance: policy.instance.clone(),
+                policy_hash: policy.content_hash.clone(),
+                receiver: receiver.clone(),
+                trail: audit.path().to_path_buf(),
+                audit: audit.clone(),
+                client,
+                appended: audit.subscribe(),
+                stop: stop.clone(),
+            };
+            tasks.push(tokio::spawn(outbox.run(start_seq)));
+        }
+    }
+    tasks
+}
+
+/// One receiver's delivery task.
+struct Outbox {
+    /// `<instance>.<n>.<kind>`: in logs (never the URL) and the cursor's file name.
+    name: String,
+    instance: String,
+    policy_hash: String,
+    receiver: Receiver,
+    cursor_path: PathBuf,
+    trail: PathBuf,
+    audit: Arc<AuditLog>,
+    client: reqwest::Client,
+    /// Bumped by the trail on every append.
+    appended: watch::Receiver<u64>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Outbox {
+    async fn run(mut self, start_seq: u64) {
+        let mut cursor = match std::fs::read_to_string(&self.cursor_path) {
+            Ok(text) => text.trim().parse().unwrap_or(start_seq),
+            Err(_) => {
+                self.store_cursor(start_seq);
+                start_seq
+            }
+        };
+        let mut tail = Tail::new(&self.trail);
+        loop {
+            let records = match tail.read_new() {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(receiver = %self.name, error = %e, "cannot read the audit trail");
+                    Vec::new()
+                }
+            };
+            for r in records {
+                if r.seq <= cursor {
+                    continue;
+                }
+                if self.wants(&r) {
+                    match self.deliver(&r).await {
+                        Delivery::Stopped => return,
+                        Delivery::Delivered | Delivery::GivenUp => {}
+                    }
+                    cursor = r.seq;
+                    self.store_cursor(cursor);
+                } else {
+                    cursor = r.seq;
+                }
+            }
+            if *self.stop.borrow() {
+                self.store_cursor(cursor);
+                return;
+            }
+            tokio::select! {
+                _ = self.appended.changed() => {}
+                _ = tokio::time::sleep(IDLE_RECHECK) => {}
+                _ = self.stop.changed() => {}
+            }
+        }
+    }
+
+    fn wants(&self, r: &TrailRecord) -> bool {
+        r.record["instance"] == self.instance.as_str()
+            && wanted(&self.receiver.filter, &r.record)
+            && request(&self.receiver.kind, &r.record, &r.line, 0).is_some()
+    }
+
+    /// Deliver one record, retrying until it is taken, refused for good, too old, or the
+    /// daemon stops.
+    async fn deliver(&mut self, r: &TrailRecord) -> Delivery {
+        let event = r.record["event"].as_str().unwrap_or("?").to_string();
+        let happened = ts_unix_ms(&r.record).unwrap_or_else(now_unix_ms);
+        let give_up_at = happened + self.receiver.max_age.as_millis() as u64;
+        let mut backoff = BACKOFF_FIRST;
+        let mut attempts = 0u32;
+        loop {
+            let now = now_unix_ms();
+            if now >= give_up_at {
+                return self.give_up(
+                    r,
+                    attempts,
+                    "older than max_age without a successful delivery",
+                );
+            }
+            let Some(req) = request(&self.receiver.kind, &r.record, &r.line, now / 1000) else {
+                return Delivery::Delivered;
+            };
+            attempts += 1;
+            let mut builder = self.client.post(&req.url).body(req.body);
+            for (k, v) in &req.headers {
+                builder = builder.header(k, v);
+            }
+            // No attempt outlives the event's max_age.
+            let left = Duration::from_millis(give_up_at.saturating_sub(now));
+            let sent = tokio::select! {
+                res = tokio::time::timeout(left, send(builder)) => res.unwrap_or_else(|_| Err("no answer before max_age".into())),
+                _ = self.stop.changed() => return Delivery::Stopped,
+            };
+            let wait = match sent {
+                Ok((status, body, _)) if accepted(&self.receiver.kind, status, &body) => {
+                    tracing::info!(receiver = %self.name, %event, seq = r.seq, attempts, "notification delivered");
+                    return Delivery::Delivered;
+                }
+                Ok((429, _, retry_after)) => {
+                    tracing::warn!(receiver = %self.name, %event, seq = r.seq, attempts, "receiver rate-limits (429)");
+                    // The receiver's own wait is a floor: never shortened by jitter.
+                    retry_after.unwrap_or_else(|| jitter(backoff))
+                }
+                Ok((status, _, _)) if status == 408 || status >= 500 => {
+                    tracing::warn!(receiver = %self.name, %event, seq = r.seq, attempts, status, "receiver failed; will retry");
+                    jitter(backoff)
+                }
+                Ok((status, body, _)) => {
+                    let why = format!(
+                        "HTTP {status}: permanent ({})",
+                        body.chars().take(200).collect::<String>()
+                    );
+                    return self.give_up(r, attempts, &why);
+                }
+                Err(e) => {
+                    tracing::warn!(receiver = %self.name, %event, seq = r.seq, attempts, error = %e, "receiver unreachable; will retry");
+                    jitter(backoff)
+                }
+            };
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+            let left = Duration::from_millis(give_up_at.saturating_sub(now_unix_ms()));
+            tokio::select! {
+                _ = tokio::time::sleep(wait.min(left)) => {}
+                _ = self.stop.changed() => return Delivery::Stopped,
+            }
+        }
+    }
+
+    fn give_up(&self, r: &TrailRecord, attempts: u32, why: &str) -> Delivery {
+        tracing::error!(receiver = %self.name, seq = r.seq, attempts, reason = %why, "notification given up");
+        let event = Event {
+            kind: EventKind::NotifyFailed,
+            instance: Some(self.instance.clone()),
+            incident: r.record["incident"].as_str().map(str::to_string),
+            dry_run: r.record["dry_run"] == true,
+            detail: into_map(json!({
+                "receiver": self.name,
+                "kind": self.receiver.kind.name(),
+                "event": r.record["event"],
+                "seq": r.seq,
+                "attempts": attempts,
+                "reason": why,
+            })),
+            policy: Some(self.policy_hash.clone()),
+        };
+        if let Err(e) = self.audit.append(&event) {
+            tracing::error!(error = %e, "audit write failed");
+        }
+        Delivery::GivenUp
+    }
+
+    /// Write the cursor (a temporary file renamed over the old one, so it is never torn).
+    fn store_cursor(&self, seq: u64) {
+        let tmp = self.cursor_path.with_extension("cursor.tmp");
+        let written = std::fs::write(&tmp, format!("{seq}\n"))
+            .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
+            .and_then(|_| std::fs::rename(&tmp, &self.cursor_path));
+        if let Err(e) = written {
+            tracing::error!(receiver = %self.name, error = %e, "cannot store the delivery cursor");
+        }
+    }
+}
+
+/// Send, and read status, body and `Retry-After` (seconds). Errors never name the URL.
+async fn send(builder: reqwest::RequestBuilder) -> Result<(u16, String, Option<Duration>), String> {
+    let resp = builder
+        .send()
+        .await
+        .map_err(|e| e.without_url().to_string())?;
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let body = resp.text().await.map_err(|e| e.without_url().to_string())?;
+    Ok((status, body, retry_after))
+}
+
+/// ±20% so that receivers recovering together are not hit in lockstep.
+fn jitter(d: Duration) -> Duration {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos());
+    let factor = 0.8 + (nanos % 1000) as f64 / 2500.0;
+    d.mul_f64(factor)
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,338 @@
+//! Notifications against real local HTTP receivers: each service's format field by field, a
+//! full PagerDuty incident, failing receivers that never delay a kill, and delivery after a
+//! restart.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::http::{Answer, HttpReceiver, Request};
+use support::{Caller, Daemon, RedisServer, ServerOptions, scripts, wait_for};
+
+const LONG: Duration = Duration::from_secs(30);
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn policy(server: &RedisServer, instance: &str, wait: &str, receivers: &str) -> String {
+    server.policy(
+        instance,
+        &format!("on_busy:\n  kill_after: 0s\n  on_unkillable:\n    wait: {wait}\n    then: shutdown\nnotify:\n{receivers}"),
+    )
+}
+
+/// The Standard Webhooks check, written independently of busyguard (Python's standard library).
+fn signature_verifies(secret: &str, req: &Request) -> bool {
+    let h = |k: &str| req.headers.get(k).cloned().unwrap_or_default();
+    let input = serde_json::json!([
+        secret,
+        h("webhook-id"),
+        h("webhook-timestamp"),
+        req.body,
+        h("webhook-signature")
+    ]);
+    let code = r#"
+import base64, hashlib, hmac, json, sys
+secret, mid, ts, body, sigs = json.load(sys.stdin)
+key = base64.b64decode(secret.split("_", 1)[1])
+want = base64.b64encode(hmac.new(key, f"{mid}.{ts}.{body}".encode(), hashlib.sha256).digest()).decode()
+ok = any(s.split(",", 1)[1] == want for s in sigs.split(" ") if s.startswith("v1,"))
+sys.exit(0 if ok else 1)
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", code])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.to_string().as_bytes()).unwrap();
+    child.wait().unwrap().success()
+}
+
+fn trail_record(daemon: &Daemon, seq: &Value) -> Value {
+    daemon
+        .records()
+        .into_iter()
+        .find(|r| r["seq"] == *seq)
+        .expect("record in the trail")
+}
+
+#[test]
+fn each_receiver_gets_every_transition_in_its_documented_format() {
+    let mut server = RedisServer::start(ServerOptions::default());
+    let slack = HttpReceiver::always(200, "ok");
+    let pd = HttpReceiver::always(202, r#"{"status":"success"}"#);
+    let hook = HttpReceiver::always(204, "");
+    let dir = server.dir.path();
+    std::fs::write(dir.join("pd.key"), "R0UT1NGKEY00000000000000000000AB\n").unwrap();
+    std::fs::write(dir.join("hook.secret"), format!("{SECRET}\n")).unwrap();
+    let receivers = format!(
+        "  - slack: {{ url: '{}' }}\n  - pagerduty: {{ routing_key_file: {}/pd.key, events_url: '{}' }}\n  - webhook: {{ url: '{}', secret_file: {}/hook.secret }}\n",
+        slack.url("/services/T/B/x"),
+        dir.display(),
+        pd.url("/v2/enqueue"),
+        hook.url("/hook"),
+        dir.display()
+    );
+    let daemon = Daemon::start(&policy(&server, "fmt", "700ms", &receivers), &[]);
+    server.wait_snapshot();
+    support::run_killable_runaway(&server);
+    let _w = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
+    daemon.wait_event("shutdown_confirmed", LONG);
+    assert!(server.wait_exit(Duration::from_secs(5)));
+    server.spawn().unwrap();
+    // busy, kill_sent, killed, recovered; busy, kill_sent, unkillable, shutdown_sent, confirmed, recovered
+    assert!(
+        wait_for(LONG, || hook.requests().len() >= 10),
+        "webhook got {:?}",
+        hook.requests().len()
+    );
+    assert!(wait_for(LONG, || slack.requests().len() >= 10));
+    assert!(wait_for(LONG, || pd.requests().len() >= 7));
+
+    // Webhook: Standard Webhooks 1.0, body exactly as the contract says.
+    let mut ids = std::collections::HashSet::new();
+    for req in hook.requests() {
+        assert_eq!(req.method, "POST");
+        assert_eq!(req.headers["content-type"], "application/json");
+        assert!(
+            signature_verifies(SECRET, &req),
+            "signature does not verify: {req:?}"
+        );
+        assert!(
+            !signature_verifies("whsec_d3JvbmcgIGtleQ==", &req),
+            "a wrong key must not verify"
+        );
+        let body = req.json();
+        let record = trail_record(&daemon, &body["data"]["seq"]);
+        assert_eq!(body["data"], record, "data is the audit record");
+        assert_eq!(
+            body["type"],
+            format!("busyguard.{}", record["event"].as_str().unwrap())
+        );
+        assert_eq!(body["timestamp"], record["ts"]);
+        let ts: u64 = req.headers["webhook-timestamp"].parse().unwrap();
+        assert!(ts > 1_700_000_000);
+        assert!(
+            ids.insert(req.headers["webhook-id"].clone()),
+            "one id per event when nothing failed"
+        );
+    }
+    let events: Vec<String> = hook
+        .requests()
+        .iter()
+        .map(|r| r.json()["data"]["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        &events[..4],
+        ["busy_detected", "kill_sent", "killed", "recovered"]
+    );
+    assert_eq!(&events[4..10], support::UNKILLABLE_LADDER);
+
+    // Slack: incoming-webhook JSON with the fallback text and blocks.
+    for req in slack.requests() {
+        assert_eq!(req.path, "/services/T/B/x");
+        let body = req.json();
+        assert!(
+            body["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("busyguard fmt: "),
+            "{body}"
+        );
+        let fields = body["blocks"][1]["fields"].as_array().unwrap();
+        let labels: Vec<&str> = fields
+            .iter()
+            .map(|f| f["text"].as_str().unwrap().split('\n').next().unwrap())
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "*Instance*",
+                "*State*",
+                "*Action and outcome*",
+                "*Elapsed since first BUSY*",
+                "*Next step*",
+                "*Incident*"
+            ]
+        );
+        assert!(fields[5]["text"].as_str().unwrap().contains(" · seq "));
+        assert!(!body.to_string().contains("<x>"), "user text is escaped");
+    }
+    let unkillable = slack
+        .requests()
+        .into_iter()
+        .map(|r| r.json())
+        .find(|b| {
+            b["blocks"][1]["fields"][1]["text"]
+                .as_str()
+                .unwrap()
+                .contains("unkillable")
+        })
+        .unwrap();
+    assert!(
+        unkillable["blocks"][1]["fields"][4]["text"]
+            .as_str()
+            .unwrap()
+            .contains("SHUTDOWN NOSAVE in"),
+        "{unkillable}"
+    );
+
+    // PagerDuty: Events API v2, trigger(s) then resolve under one dedup_key per incident.
+    let pd_events: Vec<Value> = pd.requests().iter().map(Request::json).collect();
+    let actions: Vec<(&str, &str)> = pd_events
+        .iter()
+        .map(|e| {
+            (
+                e["event_action"].as_str().unwrap(),
+                e["payload"]["severity"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("trigger", "warning"),
+            ("resolve", "-"),
+            ("trigger", "warning"),
+            ("trigger", "error"),
+            ("trigger", "critical"),
+            ("trigger", "critical"),
+            ("resolve", "-"),
+        ]
+    );
+    let first = &pd_events[0];
+    assert_eq!(first["routing_key"], "R0UT1NGKEY00000000000000000000AB");
+    assert_eq!(first["dedup_key"], pd_events[1]["dedup_key"]);
+    let second_key = &pd_events[2]["dedup_key"];
+    assert_ne!(second_key, &first["dedup_key"]);
+    assert!(pd_events[2..].iter().all(|e| e["dedup_key"] == *second_key));
+    let p = &pd_events[3]["payload"];
+    assert!(p["summary"].as_str().unwrap().len() <= 1024);
+    assert_eq!(p["source"], "fmt");
+    assert_eq!(p["class"], "unkillable");
+    assert_eq!(p["custom_details"]["then"], "shutdown");
+    assert!(p["timestamp"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn failing_receivers_never_delay_the_kill_and_get_every_event_in_order() {
+    let server = RedisServer::start(ServerOptions::default());
+    let flaky = HttpReceiver::start(|n, _| match n {
+        0..=2 => Answer::Reply(500, vec![], "oops".into()),
+        _ => Answer::Reply(200, vec![], "".into()),
+    });
+    let limited = HttpReceiver::start(|n, _| match n {
+        0 => Answer::Reply(429, vec![("retry-after", "1".into())], "slow down".into()),
+        _ => Answer::Reply(200, vec![], "".into()),
+    });
+    let silent = HttpReceiver::start(|_, _| Answer::Never);
+    let receivers = format!(
+        "  - webhook: {{ url: '{}', secret: {SECRET} }}\n  - webhook: {{ url: '{}', secret: {SECRET} }}\n  - webhook: {{ url: '{}', max_age: 2s }}\n",
+        flaky.url("/a"),
+        limited.url("/b"),
+        silent.url("/c")
+    );
+    let daemon = Daemon::start(&policy(&server, "flaky", "5s", &receivers), &[]);
+    server.wait_snapshot();
+    support::run_killable_runaway(&server);
+    let killed = daemon.wait_event("killed", LONG);
+    let took = killed["detail"]["since_first_busy_ms"].as_u64().unwrap();
+    assert!(took < 250, "the kill took {took}ms after the first BUSY");
+
+    let expected = ["busy_detected", "kill_sent", "killed", "recovered"];
+    for (name, receiver) in [("flaky", &flaky), ("limited", &limited)] {
+        assert!(
+            wait_for(LONG, || distinct_events(receiver).len() == 4),
+            "{name} got {:?}",
+            distinct_events(receiver)
+        );
+        assert_eq!(
+            distinct_events(receiver),
+            expected,
+            "{name}: every event, in order"
+        );
+        // A retry carries the same id (and the same event) as the first attempt.
+        let reqs = receiver.requests();
+        for pair in reqs.windows(2) {
+            if pair[0].json()["data"]["seq"] == pair[1].json()["data"]["seq"] {
+                assert_eq!(pair[0].headers["webhook-id"], pair[1].headers["webhook-id"]);
+            }
+        }
+    }
+    assert!(flaky.requests().len() >= 7, "three 500s were retried");
+    let l = limited.requests();
+    assert!(
+        l[1].at.duration_since(l[0].at) >= Duration::from_millis(900),
+        "Retry-After: 1 was honoured"
+    );
+
+    let given_up = || {
+        daemon
+            .records()
+            .into_iter()
+            .filter(|r| {
+                r["event"] == "notify_failed" && r["detail"]["receiver"] == "flaky.2.webhook"
+            })
+            .count()
+    };
+    assert!(
+        wait_for(LONG, || given_up() == 4),
+        "notify_failed for the silent receiver: {}",
+        given_up()
+    );
+    let failed = daemon.wait_event("notify_failed", LONG);
+    assert_eq!(failed["detail"]["kind"], "webhook");
+    assert!(
+        failed["detail"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("max_age"),
+        "{failed}"
+    );
+    assert!(
+        !failed.to_string().contains("127.0.0.1"),
+        "no receiver URL in the trail"
+    );
+}
+
+/// The events a receiver got, each once, in the order first received.
+fn distinct_events(receiver: &HttpReceiver) -> Vec<String> {
+    let mut seen: Vec<(Value, String)> = Vec::new();
+    for r in receiver.requests() {
+        let body = r.json();
+        let seq = body["data"]["seq"].clone();
+        if !seen.iter().any(|(s, _)| *s == seq) {
+            seen.push((seq, body["data"]["event"].as_str().unwrap().to_string()));
+        }
+    }
+    seen.into_iter().map(|(_, e)| e).collect()
+}
+
+#[test]
+fn undelivered_events_are_delivered_after_a_restart() {
+    let server = RedisServer::start(ServerOptions::default());
+    // A port with nothing listening yet: deliveries are refused until the receiver appears.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let receivers = format!("  - webhook: {{ url: 'http://127.0.0.1:{port}/late' }}\n");
+    let mut daemon = Daemon::start(&policy(&server, "late", "5s", &receivers), &[]);
+    server.wait_snapshot();
+    support::run_killable_runaway(&server);
+    daemon.wait_event("recovered", LONG);
+    assert_eq!(daemon.stop().code(), Some(0));
+    let receiver = HttpReceiver::start_on(
+        std::net::TcpListener::bind(("127.0.0.1", port)).unwrap(),
+        |_, _| Answer::Reply(200, vec![], String::new()),
+    );
+    daemon.spawn();
+    assert!(
+        wait_for(LONG, || distinct_events(&receiver).len() == 4),
+        "{:?}",
+        distinct_events(&receiver)
+    );
+    assert_eq!(
+        distinct_events(&receiver),
+        ["busy_detected", "kill_sent", "killed", "recovered"]
+    );
+}

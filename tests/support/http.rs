@@ -1,0 +1,132 @@
+//! A real HTTP/1.1 receiver on a local port for notification tests: it records every request and
+//! answers as the test scripts it (a status, a delay, or never).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A request as received.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    /// Header names lowercased.
+    pub headers: HashMap<String, String>,
+    pub body: String,
+    pub at: Instant,
+}
+
+impl Request {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).expect("a JSON body")
+    }
+}
+
+/// How to answer one request.
+pub enum Answer {
+    /// Status, extra headers, body.
+    Reply(u16, Vec<(&'static str, String)>, String),
+    /// Keep the connection open and never answer.
+    Never,
+}
+
+type Script = dyn Fn(usize, &Request) -> Answer + Send + Sync;
+
+pub struct HttpReceiver {
+    pub port: u16,
+    requests: Arc<Mutex<Vec<Request>>>,
+}
+
+impl HttpReceiver {
+    /// Listen on a free port; `script(n, request)` decides the answer to the n-th request (0-based).
+    pub fn start(
+        script: impl Fn(usize, &Request) -> Answer + Send + Sync + 'static,
+    ) -> HttpReceiver {
+        HttpReceiver::start_on(TcpListener::bind("127.0.0.1:0").unwrap(), script)
+    }
+
+    pub fn start_on(
+        listener: TcpListener,
+        script: impl Fn(usize, &Request) -> Answer + Send + Sync + 'static,
+    ) -> HttpReceiver {
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let script: Arc<Script> = Arc::new(script);
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (seen, script) = (seen.clone(), script.clone());
+                std::thread::spawn(move || serve(stream, &seen, &*script));
+            }
+        });
+        HttpReceiver { port, requests }
+    }
+
+    /// Answer everything with `status` and `body`.
+    pub fn always(status: u16, body: &'static str) -> HttpReceiver {
+        HttpReceiver::start(move |_, _| Answer::Reply(status, vec![], body.into()))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn serve(stream: TcpStream, seen: &Mutex<Vec<Request>>, script: &Script) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    let mut headers = HashMap::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).unwrap();
+    let request = Request {
+        method,
+        path,
+        headers,
+        body: String::from_utf8(body).unwrap(),
+        at: Instant::now(),
+    };
+    let n = {
+        let mut all = seen.lock().unwrap();
+        all.push(request.clone());
+        all.len() - 1
+    };
+    let mut stream = stream;
+    match script(n, &request) {
+        Answer::Reply(status, extra, body) => {
+            let mut head = format!(
+                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n",
+                body.len()
+            );
+            for (k, v) in extra {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            let _ = stream.write_all(format!("{head}\r\n{body}").as_bytes());
+        }
+        Answer::Never => std::thread::sleep(Duration::from_secs(120)),
+    }
+}

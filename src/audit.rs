@@ -98,6 +98,11 @@ impl AuditLog {
         &self.path
     }
 
+    /// The `seq` of the last record written.
+    pub fn last_seq(&self) -> u64 {
+        *self.appended.borrow()
+    }
+
     /// Told the `seq` of every record appended from now on.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.appended.subscribe()

@@ -38,6 +38,14 @@ pub enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Connect once to each instance and report what a decision would rest on.
+    Status {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Read and check an audit trail.
     Audit {
         #[command(subcommand)]

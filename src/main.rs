@@ -22,7 +22,7 @@ fn main() -> ExitCode {
             policies,
             state_dir,
             dry_run,
-            metrics: _,
+            metrics,
         } => {
             init_logging();
             let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -39,6 +39,7 @@ fn main() -> ExitCode {
                 policies,
                 state_dir,
                 dry_run,
+                metrics,
             };
             match runtime.block_on(daemon::run(opts)) {
                 Ok(RunEnd::Stopped) => ExitCode::SUCCESS,
@@ -47,6 +48,24 @@ fn main() -> ExitCode {
                     tracing::error!("{e:#}");
                     ExitCode::from(2)
                 }
+            }
+        }
+        Command::Status { paths, json } => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("busyguard: cannot start the runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let mut out = std::io::stdout().lock();
+            match runtime.block_on(busyguard::status::status(&paths, json, &mut out)) {
+                Ok(true) => ExitCode::SUCCESS,
+                _ => ExitCode::from(1),
             }
         }
         Command::Audit { command } => match command {
@@ -82,15 +101,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr (journald when run by systemd); `RUST_LOG` overrides the level.
+/// Logs go to stderr; `RUST_LOG` overrides the level. Under systemd (`JOURNAL_STREAM` set)
+/// stderr is the journal: each line then starts with its syslog priority (`<3>` error ...
+/// `<7>` debug), which journald reads, and carries no timestamp or colour of its own.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // fred reports every closed connection as a warning; the watchdog reports what matters.
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fred=error"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+        .with_target(false);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder
+            .with_ansi(false)
+            .event_format(busyguard::journal::JournalFormat)
+            .init();
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
 }

@@ -81,6 +81,15 @@ pub enum ConnectError {
     Rejected(String),
 }
 
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Unreachable(why) => write!(f, "unreachable: {why}"),
+            ConnectError::Rejected(reply) => write!(f, "rejected: {reply}"),
+        }
+    }
+}
+
 /// One open connection to one server.
 pub struct Connection {
     client: Client,

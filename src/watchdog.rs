@@ -9,6 +9,7 @@
 //! is written to the socket; if it cannot be recorded, the command is not sent.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
@@ -19,6 +20,7 @@ use crate::audit::{AuditLog, History};
 use crate::engine::{Action, At, Engine, KillReply, Observation, Rules, ShutdownOutcome, Step};
 use crate::event::{Event, EventKind, into_map};
 use crate::forensics;
+use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::probe::{self, ConnectError, Connection, Outcome, classify_error};
 use crate::remedy;
@@ -32,6 +34,9 @@ const RECONNECT_MAX: Duration = Duration::from_secs(1);
 /// started (an incident resumed from the trail) are still representable.
 const MONO_ORIGIN_MS: u64 = 400 * 24 * 3600 * 1000;
 
+/// The loops show they are alive at least this often (systemd's WatchdogSec must exceed it).
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+
 /// Why a session on one connection ended.
 enum SessionEnd {
     Lost,
@@ -40,15 +45,37 @@ enum SessionEnd {
 
 pub struct Watchdog {
     policy: Policy,
+    force_dry_run: bool,
     engine: Engine,
     audit: Arc<AuditLog>,
+    metrics: Arc<Metrics>,
     /// Zero of the engine's monotonic clock.
     epoch: Instant,
     stop: watch::Receiver<bool>,
+    /// A reload sends the file's new version here.
+    policy_updates: watch::Receiver<Policy>,
+    /// Unix ms of the loop's last sign of life, for systemd's WATCHDOG=1.
+    heartbeat: Arc<AtomicU64>,
+    beat: tokio::time::Interval,
     /// The last snapshot taken outside an incident, for the forensics' counter deltas.
     baseline: Option<Snapshot>,
     /// The running function FUNCTION STATS named during the incident in flight.
     function_stats: Option<serde_json::Value>,
+}
+
+/// What the daemon hands a watchdog to steer it.
+pub struct Controls {
+    pub stop: watch::Receiver<bool>,
+    pub policy_updates: watch::Receiver<Policy>,
+    pub heartbeat: Arc<AtomicU64>,
+}
+
+/// Why a wait ended.
+enum Wake {
+    Time,
+    Stop,
+    /// The policy changed where the connection is concerned: connect anew.
+    Reconnect,
 }
 
 impl Watchdog {
@@ -56,17 +83,60 @@ impl Watchdog {
         policy: Policy,
         force_dry_run: bool,
         audit: Arc<AuditLog>,
-        stop: watch::Receiver<bool>,
+        metrics: Arc<Metrics>,
+        controls: Controls,
     ) -> Watchdog {
         let engine = Engine::new(Rules::from_policy(&policy, force_dry_run));
+        let mut beat = tokio::time::interval(HEARTBEAT);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Watchdog {
             policy,
+            force_dry_run,
             engine,
             audit,
+            metrics,
             epoch: Instant::now(),
-            stop,
+            stop: controls.stop,
+            policy_updates: controls.policy_updates,
+            heartbeat: controls.heartbeat,
+            beat,
             baseline: None,
             function_stats: None,
+        }
+    }
+
+    fn alive(&self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.heartbeat.store(now, Ordering::Relaxed);
+    }
+
+    /// Take a reloaded policy without losing the incident in flight. True when the connection
+    /// must be opened anew (the `redis` section changed).
+    fn apply_policy(&mut self) -> bool {
+        let new = self.policy_updates.borrow_and_update().clone();
+        let reconnect = new.redis != self.policy.redis;
+        self.engine
+            .set_rules(Rules::from_policy(&new, self.force_dry_run));
+        tracing::info!(instance = %new.instance, policy_hash = %new.content_hash, reconnect, "policy updated");
+        self.policy = new;
+        reconnect
+    }
+
+    /// Wait until `deadline`, staying responsive to a stop and to policy updates.
+    async fn wait_until(&mut self, deadline: Instant) -> Wake {
+        loop {
+            tokio::select! {
+                _ = sleep_until(deadline.into()) => return Wake::Time,
+                _ = self.stop.changed() => return Wake::Stop,
+                Ok(()) = self.policy_updates.changed() => {
+                    if self.apply_policy() {
+                        return Wake::Reconnect;
+                    }
+                }
+                _ = self.beat.tick() => self.alive(),
+            }
         }
     }
 
@@ -116,10 +186,20 @@ impl Watchdog {
             .after
             .max(self.policy.redis.connect_timeout);
         while !*self.stop.borrow() {
-            let attempt = tokio::select! {
-                c = probe::connect(&self.policy.redis, setup_timeout) => c,
-                _ = self.stop.changed() => break,
+            self.alive();
+            let target = self.policy.redis.clone();
+            let connecting = probe::connect(&target, setup_timeout);
+            tokio::pin!(connecting);
+            let attempt = loop {
+                tokio::select! {
+                    c = &mut connecting => break c,
+                    _ = self.stop.changed() => break Err(ConnectError::Unreachable("stopping".into())),
+                    _ = self.beat.tick() => self.alive(),
+                }
             };
+            if *self.stop.borrow() {
+                break;
+            }
             match attempt {
                 Ok(conn) => {
                     if let SessionEnd::Stopped = self.session(&conn).await {
@@ -127,6 +207,7 @@ impl Watchdog {
                     }
                 }
                 Err(ConnectError::Unreachable(reason)) => {
+                    self.metrics.probe_lost(&self.policy.instance);
                     let step = self.decide(Observation::Unreachable { reason });
                     self.act(None, step).await;
                 }
@@ -141,10 +222,8 @@ impl Watchdog {
                     self.act(None, step).await;
                 }
             }
-            let wake = tokio::time::Instant::now() + retry;
-            tokio::select! {
-                _ = sleep_until(wake) => {}
-                _ = self.stop.changed() => break,
+            if let Wake::Stop = self.wait_until(Instant::now() + retry).await {
+                break;
             }
         }
         self.record_own(
@@ -163,10 +242,12 @@ impl Watchdog {
                 Some(ms) => next_probe.min(self.instant(ms)),
                 None => next_probe,
             };
-            tokio::select! {
-                _ = sleep_until(wake.into()) => {}
-                _ = self.stop.changed() => return SessionEnd::Stopped,
+            match self.wait_until(wake).await {
+                Wake::Time => {}
+                Wake::Stop => return SessionEnd::Stopped,
+                Wake::Reconnect => return SessionEnd::Lost,
             }
+            self.alive();
             let sent = Instant::now();
             let with_snapshot = sent >= next_snapshot;
             let probe = async {
@@ -192,8 +273,15 @@ impl Watchdog {
                         self.act(Some(conn), step).await;
                     }
                     _ = self.stop.changed() => return SessionEnd::Stopped,
+                    _ = self.beat.tick() => self.alive(),
                 }
             };
+            match &outcome {
+                Outcome::Lost(_) => self.metrics.probe_lost(&self.policy.instance),
+                _ => self
+                    .metrics
+                    .probe_replied(&self.policy.instance, sent.elapsed()),
+            }
             next_probe = sent + interval;
             let snapshot = snapshot.map(|mut s| {
                 next_snapshot = Instant::now() + self.policy.probe.snapshot_every;
@@ -330,12 +418,16 @@ impl Watchdog {
     /// Give the engine an observation made now; the caller records and acts on the step.
     fn decide(&mut self, observation: Observation) -> Step {
         let now = self.now();
-        self.engine.observe(now, observation)
+        let step = self.engine.observe(now, observation);
+        self.metrics
+            .set_state(&self.policy.instance, self.engine.state());
+        step
     }
 
     fn record(&self, events: &[Event]) -> std::io::Result<()> {
         for event in events {
             log_event(&self.policy.instance, event);
+            self.metrics.record(event);
             if let Err(e) = self.audit.append(event) {
                 tracing::error!(error = %e, path = %self.audit.path().display(), "audit write failed");
                 return Err(e);

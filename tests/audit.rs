@@ -5,12 +5,11 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
-use support::{Caller, Daemon, RedisServer, ServerOptions, busyguard_bin, scripts, wait_for};
+use support::{Caller, Daemon, RedisServer, ServerOptions, scripts, wait_for};
 
 const LONG: Duration = Duration::from_secs(20);
 
@@ -30,15 +29,7 @@ fn incident_events(daemon: &Daemon, id: &Value) -> Vec<String> {
 }
 
 fn verify_cli(files: &[&Path]) -> (i32, String) {
-    let out = Command::new(busyguard_bin())
-        .args(["audit", "verify"])
-        .args(files)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8(out.stdout).unwrap(),
-    )
+    support::busyguard(&["audit", "verify"], files)
 }
 
 #[test]
@@ -324,24 +315,7 @@ fn sighup_reopens_the_trail_and_the_chain_spans_both_files() {
 fn no_secret_reaches_the_trail_or_the_logs() {
     let server = RedisServer::start(ServerOptions::default());
     let password = "pw-7f3a9c-never-print";
-    let mut acl = vec![
-        "ACL",
-        "SETUSER",
-        "busyguard",
-        "on",
-        "-@all",
-        "+ping",
-        "+info",
-        "+config|get",
-        "+script|kill",
-        "+function|kill",
-        "+shutdown",
-        "+slowlog|get",
-        "+function|stats",
-    ];
-    let pass = format!(">{password}");
-    acl.push(&pass);
-    server.conn().call(&acl).unwrap();
+    support::add_busyguard_user(&server, password, &[]);
     let dir = server.dir.path();
     let secrets = [
         ("redis.pass", password),

@@ -257,33 +257,6 @@ fn a_server_stopped_and_started_again_is_unreachable_then_recovered_with_no_acti
     );
 }
 
-/// The rights busyguard needs, exactly as the README documents them.
-const ACL_RULES: &[&str] = &[
-    "on",
-    "resetkeys",
-    "resetchannels",
-    "-@all",
-    "+ping",
-    "+info",
-    "+config|get",
-    "+script|kill",
-    "+function|kill",
-    "+shutdown",
-    "+slowlog|get",
-    "+function|stats",
-];
-
-fn add_busyguard_user(server: &RedisServer, password: &str) {
-    let pass = format!(">{password}");
-    let mut args = vec!["ACL", "SETUSER", "busyguard"];
-    args.extend_from_slice(ACL_RULES);
-    args.push(&pass);
-    assert_eq!(
-        server.conn().call(&args).unwrap(),
-        Reply::Status("OK".into())
-    );
-}
-
 fn acl_policy(url: &str, password_file: &std::path::Path) -> String {
     format!(
         "instance: acl\nredis:\n  url: {url}\n  username: busyguard\n  password_file: {}\nprobe:\n  interval: 50ms\n{}",
@@ -295,7 +268,7 @@ fn acl_policy(url: &str, password_file: &std::path::Path) -> String {
 #[test]
 fn a_least_privilege_acl_user_works_over_tcp_and_unix_socket() {
     let server = RedisServer::start(ServerOptions::default());
-    add_busyguard_user(&server, "s3cret-for-busyguard");
+    support::add_busyguard_user(&server, "s3cret-for-busyguard", &[]);
     let secret = server.dir.path().join("busyguard.pass");
     std::fs::write(&secret, "s3cret-for-busyguard\n").unwrap();
     for url in [
@@ -325,7 +298,7 @@ fn a_least_privilege_acl_user_works_over_tcp_and_unix_socket() {
 #[test]
 fn a_wrong_password_is_a_fault_reported_once_and_never_acted_on() {
     let server = RedisServer::start(ServerOptions::default());
-    add_busyguard_user(&server, "right");
+    support::add_busyguard_user(&server, "right", &[]);
     let secret = server.dir.path().join("wrong.pass");
     std::fs::write(&secret, "wrong\n").unwrap();
     let daemon = Daemon::start(

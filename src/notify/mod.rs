@@ -24,6 +24,7 @@ use tokio::sync::watch;
 
 use crate::audit::{AuditLog, ts_unix_ms};
 use crate::event::{Event, EventKind, into_map};
+use crate::metrics::Metrics;
 use crate::policy::{Policy, Receiver};
 use formats::{accepted, request, wanted};
 use tail::{Tail, TrailRecord};
@@ -39,19 +40,14 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// process).
 const IDLE_RECHECK: Duration = Duration::from_secs(5);
 
-/// How one record's delivery ended.
-enum Delivery {
-    Delivered,
-    GivenUp,
-    Stopped,
-}
-
-/// Start one delivery task per receiver of every policy. `start_seq` is where a receiver with
-/// no cursor yet begins (the end of the trail when the daemon started).
-pub fn spawn_all(
-    policies: &[Policy],
+/// Start one delivery task per receiver of `policy`. `start_seq` is where a receiver with no
+/// cursor yet begins (the end of the trail). On `stop` a task delivers what it has already read
+/// and returns; the daemon bounds that with a timeout.
+pub fn spawn_for(
+    policy: &Policy,
     state_dir: &Path,
     audit: &Arc<AuditLog>,
+    metrics: &Arc<Metrics>,
     start_seq: u64,
     stop: &watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -61,35 +57,34 @@ pub fn spawn_all(
         return Vec::new();
     }
     let mut tasks = Vec::new();
-    for policy in policies {
-        for (n, receiver) in policy.notify.iter().enumerate() {
-            let name = format!("{}.{n}.{}", policy.instance, receiver.kind.name());
-            let client = match reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .connect_timeout(CONNECT_TIMEOUT)
-                .timeout(REQUEST_TIMEOUT)
-                .build()
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(receiver = %name, error = %e.without_url(), "cannot build an HTTP client");
-                    continue;
-                }
-            };
-            let outbox = Outbox {
-                cursor_path: dir.join(format!("{name}.cursor")),
-                name,
-                instance: policy.instance.clone(),
-                policy_hash: policy.content_hash.clone(),
-                receiver: receiver.clone(),
-                trail: audit.path().to_path_buf(),
-                audit: audit.clone(),
-                client,
-                appended: audit.subscribe(),
-                stop: stop.clone(),
-            };
-            tasks.push(tokio::spawn(outbox.run(start_seq)));
-        }
+    for (n, receiver) in policy.notify.iter().enumerate() {
+        let name = format!("{}.{n}.{}", policy.instance, receiver.kind.name());
+        let client = match reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(receiver = %name, error = %e.without_url(), "cannot build an HTTP client");
+                continue;
+            }
+        };
+        let outbox = Outbox {
+            cursor_path: dir.join(format!("{name}.cursor")),
+            name,
+            instance: policy.instance.clone(),
+            policy_hash: policy.content_hash.clone(),
+            receiver: receiver.clone(),
+            trail: audit.path().to_path_buf(),
+            audit: audit.clone(),
+            metrics: metrics.clone(),
+            client,
+            appended: audit.subscribe(),
+            stop: stop.clone(),
+        };
+        tasks.push(tokio::spawn(outbox.run(start_seq)));
     }
     tasks
 }
@@ -104,6 +99,7 @@ struct Outbox {
     cursor_path: PathBuf,
     trail: PathBuf,
     audit: Arc<AuditLog>,
+    metrics: Arc<Metrics>,
     client: reqwest::Client,
     /// Bumped by the trail on every append.
     appended: watch::Receiver<u64>,
@@ -133,10 +129,7 @@ impl Outbox {
                     continue;
                 }
                 if self.wants(&r) {
-                    match self.deliver(&r).await {
-                        Delivery::Stopped => return,
-                        Delivery::Delivered | Delivery::GivenUp => {}
-                    }
+                    self.deliver(&r).await;
                     cursor = r.seq;
                     self.store_cursor(cursor);
                 } else {
@@ -163,7 +156,7 @@ impl Outbox {
 
     /// Deliver one record, retrying until it is taken, refused for good, too old, or the
     /// daemon stops.
-    async fn deliver(&mut self, r: &TrailRecord) -> Delivery {
+    async fn deliver(&mut self, r: &TrailRecord) {
         let event = r.record["event"].as_str().unwrap_or("?").to_string();
         let happened = ts_unix_ms(&r.record).unwrap_or_else(now_unix_ms);
         let give_up_at = happened + self.receiver.max_age.as_millis() as u64;
@@ -179,7 +172,7 @@ impl Outbox {
                 );
             }
             let Some(req) = request(&self.receiver.kind, &r.record, &r.line, now / 1000) else {
-                return Delivery::Delivered;
+                return;
             };
             attempts += 1;
             let mut builder = self.client.post(&req.url).body(req.body);
@@ -188,14 +181,14 @@ impl Outbox {
             }
             // No attempt outlives the event's max_age.
             let left = Duration::from_millis(give_up_at.saturating_sub(now));
-            let sent = tokio::select! {
-                res = tokio::time::timeout(left, send(builder)) => res.unwrap_or_else(|_| Err("no answer before max_age".into())),
-                _ = self.stop.changed() => return Delivery::Stopped,
-            };
+            let sent = tokio::time::timeout(left, send(builder))
+                .await
+                .unwrap_or_else(|_| Err("no answer before max_age".into()));
             let wait = match sent {
                 Ok((status, body, _)) if accepted(&self.receiver.kind, status, &body) => {
                     tracing::info!(receiver = %self.name, %event, seq = r.seq, attempts, "notification delivered");
-                    return Delivery::Delivered;
+                    self.metrics.notification(&self.name, "delivered");
+                    return;
                 }
                 Ok((429, _, retry_after)) => {
                     tracing::warn!(receiver = %self.name, %event, seq = r.seq, attempts, "receiver rate-limits (429)");
@@ -218,17 +211,16 @@ impl Outbox {
                     jitter(backoff)
                 }
             };
+            self.metrics.notification(&self.name, "retried");
             backoff = (backoff * 2).min(BACKOFF_MAX);
             let left = Duration::from_millis(give_up_at.saturating_sub(now_unix_ms()));
-            tokio::select! {
-                _ = tokio::time::sleep(wait.min(left)) => {}
-                _ = self.stop.changed() => return Delivery::Stopped,
-            }
+            tokio::time::sleep(wait.min(left)).await;
         }
     }
 
-    fn give_up(&self, r: &TrailRecord, attempts: u32, why: &str) -> Delivery {
+    fn give_up(&self, r: &TrailRecord, attempts: u32, why: &str) {
         tracing::error!(receiver = %self.name, seq = r.seq, attempts, reason = %why, "notification given up");
+        self.metrics.notification(&self.name, "given_up");
         let event = Event {
             kind: EventKind::NotifyFailed,
             instance: Some(self.instance.clone()),
@@ -247,7 +239,6 @@ impl Outbox {
         if let Err(e) = self.audit.append(&event) {
             tracing::error!(error = %e, "audit write failed");
         }
-        Delivery::GivenUp
     }
 
     /// Write the cursor (a temporary file renamed over the old one, so it is never torn).

@@ -436,6 +436,13 @@ impl Walker {
             return Some(Some(Secret::new(value)));
         }
         let read = if key.ends_with("_file") {
+            let value = match expand_credentials(&value) {
+                Ok(v) => v,
+                Err(msg) => {
+                    self.error(node.pos(), format!("`{path}`: {msg}"));
+                    return None;
+                }
+            };
             std::fs::read_to_string(&value)
                 .map_err(|e| format!("`{path}`: cannot read `{value}`: {e}"))
                 .map(|t| t.lines().next().unwrap_or("").trim().to_string())
@@ -726,6 +733,21 @@ impl Walker {
             );
             None
         }
+    }
+}
+
+/// systemd's `LoadCredential=` puts secrets in `$CREDENTIALS_DIRECTORY`; a secret file may be
+/// named as `${CREDENTIALS_DIRECTORY}/name`.
+fn expand_credentials(path: &str) -> Result<String, String> {
+    const VAR: &str = "${CREDENTIALS_DIRECTORY}";
+    if !path.contains(VAR) {
+        return Ok(path.to_string());
+    }
+    match std::env::var("CREDENTIALS_DIRECTORY") {
+        Ok(dir) => Ok(path.replace(VAR, &dir)),
+        Err(_) => Err(format!(
+            "`{path}` uses {VAR}, which systemd sets only inside the service (LoadCredential=); check it with `systemd-run -p LoadCredential=... busyguard check`"
+        )),
     }
 }
 

@@ -16,6 +16,8 @@ pub struct Daemon {
     /// Policy files and extra flags, to start it again the same way.
     policies: Vec<PathBuf>,
     extra: Vec<String>,
+    /// Extra environment (NOTIFY_SOCKET, JOURNAL_STREAM ...).
+    pub env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -31,16 +33,22 @@ impl Daemon {
     }
 
     pub fn start_with(dir: tempfile::TempDir, policies: &[PathBuf], extra: &[&str]) -> Daemon {
+        let mut daemon = Daemon::prepare(dir, policies, extra);
+        daemon.spawn();
+        daemon
+    }
+
+    /// Everything but the process: set `env` then call `spawn`.
+    pub fn prepare(dir: tempfile::TempDir, policies: &[PathBuf], extra: &[&str]) -> Daemon {
         let audit = dir.path().join("audit.jsonl");
-        let mut daemon = Daemon {
+        Daemon {
             child: None,
             dir,
             audit,
             policies: policies.to_vec(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        daemon.spawn();
-        daemon
+            env: Vec::new(),
+        }
     }
 
     /// Start the process (again), appending to the same stderr log.
@@ -56,6 +64,7 @@ impl Daemon {
             .arg(self.dir.path())
             .arg("--policies");
         cmd.args(&self.policies).args(&self.extra);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let child = cmd
             .stdout(Stdio::null())
             .stderr(stderr)

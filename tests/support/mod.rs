@@ -383,6 +383,49 @@ pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// The rights busyguard's Redis user needs, exactly as the README documents them.
+pub const BUSYGUARD_RIGHTS: &[&str] = &[
+    "on",
+    "resetkeys",
+    "resetchannels",
+    "-@all",
+    "+ping",
+    "+info",
+    "+config|get",
+    "+script|kill",
+    "+function|kill",
+    "+shutdown",
+    "+slowlog|get",
+    "+function|stats",
+    "+multi",
+    "+discard",
+];
+
+/// Create the ACL user `busyguard` with `password` and the documented rights but `without`.
+pub fn add_busyguard_user(server: &RedisServer, password: &str, without: &[&str]) {
+    let pass = format!(">{password}");
+    let mut args = vec!["ACL", "SETUSER", "busyguard"];
+    args.extend(BUSYGUARD_RIGHTS.iter().filter(|r| !without.contains(r)));
+    args.push(&pass);
+    assert_eq!(
+        server.conn().call(&args).unwrap(),
+        Reply::Status("OK".into())
+    );
+}
+
+/// Run the `busyguard` binary with `args` then `files`: exit code and stdout.
+pub fn busyguard(args: &[&str], files: &[&Path]) -> (i32, String) {
+    let out = std::process::Command::new(busyguard_bin())
+        .args(args)
+        .args(files)
+        .output()
+        .expect("run busyguard");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
 /// The path of the built `busyguard` binary.
 pub fn busyguard_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_busyguard"))

@@ -1,0 +1,273 @@
+//! Prometheus metrics: a small registry the watchdogs and delivery tasks update, rendered in
+//! the text exposition format at `/metrics` by a minimal HTTP responder (`--metrics ADDR`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::event::{Event, EventKind};
+
+/// Upper bounds (seconds) of the probe round-trip histogram.
+const PROBE_BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// The states an instance can be in, as `busyguard_state` names them.
+pub const STATES: [&str; 7] = [
+    "healthy",
+    "busy",
+    "hang",
+    "down",
+    "unreachable",
+    "loading",
+    "fault",
+];
+
+#[derive(Default)]
+struct Registry {
+    up: BTreeMap<String, bool>,
+    state: BTreeMap<String, &'static str>,
+    last_reply: BTreeMap<String, f64>,
+    probe_counts: [u64; PROBE_BUCKETS.len()],
+    probe_count: u64,
+    probe_sum: f64,
+    actions: BTreeMap<(String, &'static str, &'static str), u64>,
+    incidents: BTreeMap<(String, &'static str), u64>,
+    notifications: BTreeMap<(String, &'static str), u64>,
+}
+
+/// Shared by every task; each update is a short lock.
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Registry>,
+}
+
+impl Metrics {
+    fn with(&self, f: impl FnOnce(&mut Registry)) {
+        f(&mut self.inner.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// A probe got a reply (any reply) after `rtt`.
+    pub fn probe_replied(&self, instance: &str, rtt: Duration) {
+        let secs = rtt.as_secs_f64();
+        self.with(|r| {
+            r.up.insert(instance.to_string(), true);
+            r.last_reply.insert(instance.to_string(), unix_now());
+            r.probe_count += 1;
+            r.probe_sum += secs;
+            for (i, bound) in PROBE_BUCKETS.iter().enumerate() {
+                if secs <= *bound {
+                    r.probe_counts[i] += 1;
+                }
+            }
+        });
+    }
+
+    /// The connection is gone or could not be made.
+    pub fn probe_lost(&self, instance: &str) {
+        self.with(|r| {
+            r.up.insert(instance.to_string(), false);
+        });
+    }
+
+    pub fn set_state(&self, instance: &str, state: &'static str) {
+        self.with(|r| {
+            r.state.insert(instance.to_string(), state);
+        });
+    }
+
+    /// Count what an event says was done, and incidents opened.
+    pub fn record(&self, event: &Event) {
+        let instance = event.instance.clone().unwrap_or_default();
+        let decided = if event.dry_run { "decided" } else { "sent" };
+        let action = match event.kind {
+            EventKind::KillSent => Some(("kill", decided)),
+            EventKind::Killed => Some(("kill", "confirmed")),
+            EventKind::Unkillable => Some(("kill", "unkillable")),
+            EventKind::ShutdownSent => Some(("shutdown", decided)),
+            EventKind::ShutdownConfirmed => Some(("shutdown", "confirmed")),
+            EventKind::EscalationWithheld => Some(("shutdown", "withheld")),
+            EventKind::SignalSent => Some(("signal", decided)),
+            EventKind::ActionFailed => Some((
+                match event.detail.get("action").and_then(|a| a.as_str()) {
+                    Some("shutdown") => "shutdown",
+                    Some("signal") => "signal",
+                    _ => "kill",
+                },
+                "failed",
+            )),
+            _ => None,
+        };
+        let opened = match event.kind {
+            EventKind::BusyDetected => Some("busy"),
+            EventKind::HangDetected => Some("hang"),
+            EventKind::Unreachable => Some("unreachable"),
+            _ => None,
+        };
+        self.with(|r| {
+            if let Some((a, o)) = action {
+                *r.actions.entry((instance.clone(), a, o)).or_default() += 1;
+            }
+            if let Some(cause) = opened {
+                *r.incidents.entry((instance, cause)).or_default() += 1;
+            }
+        });
+    }
+
+    /// A delivery outcome: `delivered`, `retried` or `given_up`.
+    pub fn notification(&self, receiver: &str, outcome: &'static str) {
+        self.with(|r| {
+            *r.notifications
+                .entry((receiver.to_string(), outcome))
+                .or_default() += 1;
+        });
+    }
+
+    /// The exposition text.
+    pub fn render(&self) -> String {
+        let r = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = String::new();
+        head(
+            &mut out,
+            "busyguard_up",
+            "gauge",
+            "1 when the last probe of the instance got a reply",
+        );
+        for (i, up) in &r.up {
+            let _ = writeln!(out, "busyguard_up{{instance=\"{i}\"}} {}", u8::from(*up));
+        }
+        head(
+            &mut out,
+            "busyguard_state",
+            "gauge",
+            "1 for the state the instance is in",
+        );
+        for (i, state) in &r.state {
+            for s in STATES {
+                let _ = writeln!(
+                    out,
+                    "busyguard_state{{instance=\"{i}\",state=\"{s}\"}} {}",
+                    u8::from(s == *state)
+                );
+            }
+        }
+        head(
+            &mut out,
+            "busyguard_last_reply_timestamp_seconds",
+            "gauge",
+            "When the instance last answered a probe (any reply, BUSY included)",
+        );
+        for (i, t) in &r.last_reply {
+            let _ = writeln!(
+                out,
+                "busyguard_last_reply_timestamp_seconds{{instance=\"{i}\"}} {t:.3}"
+            );
+        }
+        head(
+            &mut out,
+            "busyguard_probe_duration_seconds",
+            "histogram",
+            "Round trip of probe commands that got a reply",
+        );
+        for (bound, count) in PROBE_BUCKETS.iter().zip(r.probe_counts) {
+            let _ = writeln!(
+                out,
+                "busyguard_probe_duration_seconds_bucket{{le=\"{bound}\"}} {count}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "busyguard_probe_duration_seconds_bucket{{le=\"+Inf\"}} {}",
+            r.probe_count
+        );
+        let _ = writeln!(out, "busyguard_probe_duration_seconds_sum {}", r.probe_sum);
+        let _ = writeln!(
+            out,
+            "busyguard_probe_duration_seconds_count {}",
+            r.probe_count
+        );
+        head(
+            &mut out,
+            "busyguard_actions_total",
+            "counter",
+            "Kills, shutdowns and signals by outcome (sent, decided in dry-run, confirmed, unkillable, withheld, failed)",
+        );
+        for ((i, a, o), n) in &r.actions {
+            let _ = writeln!(
+                out,
+                "busyguard_actions_total{{instance=\"{i}\",action=\"{a}\",outcome=\"{o}\"}} {n}"
+            );
+        }
+        head(
+            &mut out,
+            "busyguard_incidents_total",
+            "counter",
+            "Incidents opened, by cause",
+        );
+        for ((i, c), n) in &r.incidents {
+            let _ = writeln!(
+                out,
+                "busyguard_incidents_total{{instance=\"{i}\",cause=\"{c}\"}} {n}"
+            );
+        }
+        head(
+            &mut out,
+            "busyguard_notifications_total",
+            "counter",
+            "Notification deliveries by receiver and outcome (delivered, retried, given_up)",
+        );
+        for ((recv, o), n) in &r.notifications {
+            let _ = writeln!(
+                out,
+                "busyguard_notifications_total{{receiver=\"{recv}\",outcome=\"{o}\"}} {n}"
+            );
+        }
+        out
+    }
+}
+
+/// The `# HELP` and `# TYPE` lines of a metric.
+fn head(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Serve `GET /metrics` on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: std::sync::Arc<Metrics>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let n = match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await
+            {
+                Ok(Ok(n)) => n,
+                _ => return,
+            };
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let (status, body) = if request.starts_with("GET /metrics") {
+                ("200 OK", metrics.render())
+            } else {
+                (
+                    "404 Not Found",
+                    "only /metrics is served here\n".to_string(),
+                )
+            };
+            let reply = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes()).await;
+        });
+    }
+}

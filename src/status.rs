@@ -1,0 +1,271 @@
+//! `busyguard status`: connect once to each instance with its policy's credentials and report
+//! what a decision would rest on right now: reachability, version, role and replicas, what a
+//! SHUTDOWN NOSAVE would lose, the busy threshold, and whether the user holds every right
+//! busyguard needs.
+//!
+//! Rights are checked without admin rights and without side effects. Read-only commands are
+//! simply run. The kills are queued inside `MULTI` and discarded: the server checks the ACL
+//! when queuing and runs nothing (a bare `SCRIPT KILL` could kill a script that starts a moment
+//! later). `SHUTDOWN` is refused inside `MULTI` before its ACL check, so it is sent with a flag
+//! no version accepts: the ACL answers first (`NOPERM`), else a syntax error, and nothing shuts
+//! down.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::policy::{self, Policy};
+use crate::probe::{self, Outcome};
+
+/// How long set-up and each check may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A right and the harmless command that proves it.
+struct Check {
+    right: &'static str,
+    words: &'static [&'static str],
+    /// Queued in MULTI and discarded, never run.
+    queued: bool,
+    /// What is lost without it.
+    needed_for: &'static str,
+}
+
+const CHECKS: &[Check] = &[
+    Check {
+        right: "ping",
+        words: &["PING"],
+        queued: false,
+        needed_for: "probing",
+    },
+    Check {
+        right: "info",
+        words: &["INFO", "server"],
+        queued: false,
+        needed_for: "the healthy snapshot",
+    },
+    Check {
+        right: "config|get",
+        words: &["CONFIG", "GET", "busy-reply-threshold"],
+        queued: false,
+        needed_for: "the threshold and persistence settings in the snapshot",
+    },
+    Check {
+        right: "script|kill",
+        words: &["SCRIPT", "KILL"],
+        queued: true,
+        needed_for: "killing EVAL scripts",
+    },
+    Check {
+        right: "function|kill",
+        words: &["FUNCTION", "KILL"],
+        queued: true,
+        needed_for: "killing functions",
+    },
+    Check {
+        right: "shutdown",
+        words: &["SHUTDOWN", "BUSYGUARD-RIGHTS-CHECK"],
+        queued: false,
+        needed_for: "escalating to SHUTDOWN NOSAVE",
+    },
+    Check {
+        right: "slowlog|get",
+        words: &["SLOWLOG", "GET", "1"],
+        queued: false,
+        needed_for: "forensics (the offending script)",
+    },
+    Check {
+        right: "function|stats",
+        words: &["FUNCTION", "STATS"],
+        queued: false,
+        needed_for: "forensics (the running function)",
+    },
+];
+
+/// Report on every instance under `paths`; true when all were reachable.
+pub async fn status(
+    paths: &[PathBuf],
+    as_json: bool,
+    out: &mut impl Write,
+) -> std::io::Result<bool> {
+    let report = policy::load(paths);
+    let mut all_ok = report.rejected.is_empty();
+    let mut instances = Vec::new();
+    for (file, diags) in &report.rejected {
+        instances.push(json!({"file": file.display().to_string(), "reachable": false,
+            "error": "invalid policy", "problems": diags.iter().map(ToString::to_string).collect::<Vec<_>>()}));
+    }
+    for p in &report.policies {
+        let s = instance_status(p).await;
+        all_ok &= s["reachable"] == true;
+        instances.push(s);
+    }
+    if as_json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&json!({"instances": instances}))?
+        )?;
+    } else {
+        for s in &instances {
+            human(s, out)?;
+        }
+    }
+    Ok(all_ok)
+}
+
+async fn instance_status(p: &Policy) -> Value {
+    let mut s = json!({
+        "instance": p.instance,
+        "file": p.source.display().to_string(),
+        "endpoint": p.redis.endpoint.to_string(),
+        "user": p.redis.username.as_deref().unwrap_or("default"),
+    });
+    let conn =
+        match tokio::time::timeout(CHECK_TIMEOUT, probe::connect(&p.redis, CHECK_TIMEOUT)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                s["reachable"] = json!(false);
+                s["error"] = json!(e.to_string());
+                return s;
+            }
+            Err(_) => {
+                s["reachable"] = json!(false);
+                s["error"] = json!("no answer (a busy script's silent phase, or a hung server)");
+                return s;
+            }
+        };
+    s["reachable"] = json!(true);
+    let mut warnings: Vec<String> = Vec::new();
+    match tokio::time::timeout(CHECK_TIMEOUT, conn.snapshot()).await {
+        Ok(Ok(snap)) => {
+            s["server"] = json!(snap.server_name);
+            s["version"] = json!(snap.version);
+            s["role"] = json!(snap.role);
+            s["replicas"] = json!(snap.connected_replicas);
+            s["busy_threshold_ms"] = json!(snap.busy_threshold_ms);
+            s["shutdown_nosave_loses"] = snap.data_at_risk();
+            s["rdb_changes_since_last_save"] = json!(snap.rdb_changes_since_last_save);
+            match snap.busy_threshold_ms {
+                Some(0) => warnings.push("busy-reply-threshold is 0: the server never answers BUSY, so no kill or shutdown can get through a runaway script".into()),
+                Some(t) if t > p.on_busy.on_unkillable.wait.as_millis() as u64 => warnings.push(format!(
+                    "busy-reply-threshold ({t}ms) exceeds the policy's recovery budget `wait` ({}ms): scripts are silent longer than the budget lasts",
+                    p.on_busy.on_unkillable.wait.as_millis()
+                )),
+                Some(t) if t >= p.on_hang.after.as_millis() as u64 => warnings.push(format!(
+                    "busy-reply-threshold ({t}ms) is not below `on_hang.after` ({}ms): every runaway script is first reported as a hang",
+                    p.on_hang.after.as_millis()
+                )),
+                None => warnings.push("CONFIG GET was refused: the threshold and persistence settings are unknown".into()),
+                _ => {}
+            }
+        }
+        Ok(Err(Outcome::ErrorReply(e))) if e.starts_with("BUSY") => {
+            s["busy_now"] = json!(e);
+            warnings.push("the server is BUSY right now: rights were not checked".into());
+            s["warnings"] = json!(warnings);
+            return s;
+        }
+        Ok(Err(e)) => s["snapshot_error"] = json!(format!("{e:?}")),
+        Err(_) => s["snapshot_error"] = json!("timed out"),
+    }
+    let mut rights = serde_json::Map::new();
+    for check in CHECKS {
+        let verdict = right(&conn, check).await;
+        if verdict != "granted" {
+            warnings.push(format!(
+                "`{}` is {verdict}: needed for {}",
+                check.right, check.needed_for
+            ));
+        }
+        rights.insert(check.right.into(), json!(verdict));
+    }
+    s["rights"] = Value::Object(rights);
+    s["warnings"] = json!(warnings);
+    s
+}
+
+/// `granted`, `missing`, or `unchecked (...)`.
+async fn right(conn: &probe::Connection, check: &Check) -> String {
+    let call = |words: &'static [&'static str]| async move {
+        tokio::time::timeout(CHECK_TIMEOUT, conn.call(words))
+            .await
+            .unwrap_or(Outcome::Lost("timed out".into()))
+    };
+    let outcome = if check.queued {
+        match call(&["MULTI"]).await {
+            Outcome::Reply(_) => {
+                let queued = call(check.words).await;
+                call(&["DISCARD"]).await;
+                queued
+            }
+            Outcome::ErrorReply(e) if e.starts_with("NOPERM") => {
+                return "unchecked (grant +multi +discard so status can check it without running it)".into();
+            }
+            other => other,
+        }
+    } else {
+        call(check.words).await
+    };
+    match outcome {
+        Outcome::ErrorReply(e) if e.starts_with("NOPERM") => "missing".into(),
+        Outcome::Lost(e) => format!("unchecked ({e})"),
+        // Any other answer, errors included (NOTBUSY, a syntax error), got past the ACL.
+        _ => "granted".into(),
+    }
+}
+
+fn human(s: &Value, out: &mut impl Write) -> std::io::Result<()> {
+    let name = s["instance"].as_str().or(s["file"].as_str()).unwrap_or("?");
+    let reach = if s["reachable"] == true {
+        "reachable"
+    } else {
+        "UNREACHABLE"
+    };
+    writeln!(
+        out,
+        "{name}  {}  {reach}",
+        s["endpoint"].as_str().unwrap_or("")
+    )?;
+    if let Some(e) = s["error"].as_str() {
+        writeln!(out, "  error: {e}")?;
+    }
+    if s["version"].is_string() {
+        writeln!(
+            out,
+            "  server: {} {}, role {}, {} replica(s), busy threshold {}",
+            s["server"].as_str().unwrap_or("redis"),
+            s["version"].as_str().unwrap_or("?"),
+            s["role"].as_str().unwrap_or("?"),
+            s["replicas"],
+            s["busy_threshold_ms"]
+                .as_u64()
+                .map_or("unknown".into(), |t| format!("{t}ms")),
+        )?;
+        let risk = &s["shutdown_nosave_loses"];
+        writeln!(
+            out,
+            "  SHUTDOWN NOSAVE now: {} ({}; {} unsaved changes)",
+            risk["loses"].as_str().unwrap_or("unknown"),
+            risk["persistence"].as_str().unwrap_or("?"),
+            s["rdb_changes_since_last_save"],
+        )?;
+    }
+    if let Some(rights) = s["rights"].as_object() {
+        let line: Vec<String> = rights
+            .iter()
+            .map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or("?")))
+            .collect();
+        writeln!(out, "  rights: {}", line.join(", "))?;
+    }
+    for w in s["warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(s["problems"].as_array().into_iter().flatten())
+    {
+        writeln!(out, "  warning: {}", w.as_str().unwrap_or(""))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,374 @@
+//! Operating busyguard: reload on SIGHUP, systemd's notification protocol, metrics, `status`
+//! against real servers, the unit's hardening score, and journald-friendly logs.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use support::{
+    Caller, Daemon, RedisServer, Reply, ServerOptions, busyguard_bin, scripts, wait_for,
+};
+
+const LONG: Duration = Duration::from_secs(20);
+
+#[test]
+fn sighup_keeps_a_broken_policy_running_starts_added_ones_and_sigterm_stops() {
+    let a = RedisServer::start(ServerOptions::default());
+    let b = RedisServer::start(ServerOptions::default());
+    let state = tempfile::tempdir().unwrap();
+    let policies = state.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(policies.join("a.yaml"), a.policy("a", "")).unwrap();
+    let mut daemon = Daemon::start_with(state, std::slice::from_ref(&policies), &[]);
+    a.wait_snapshot();
+
+    // A broken edit: rejected, the running version stays in force.
+    std::fs::write(
+        policies.join("a.yaml"),
+        a.policy("a", "on_busy:\n  kil_after: 1s\n"),
+    )
+    .unwrap();
+    daemon.signal(Signal::SIGHUP);
+    let rejected = daemon.wait_event("policy_rejected", LONG);
+    assert_eq!(rejected["detail"]["kept_running"], serde_json::json!(["a"]));
+    assert!(
+        rejected["detail"]["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("did you mean `kill_after`")
+    );
+    support::run_killable_runaway(&a);
+    assert!(
+        daemon
+            .wait_record(LONG, |r| r["instance"] == "a" && r["event"] == "killed")
+            .is_some()
+    );
+
+    // A new file: supervised from the reload on.
+    std::fs::write(policies.join("b.yaml"), b.policy("b", "")).unwrap();
+    daemon.signal(Signal::SIGHUP);
+    assert!(
+        daemon
+            .wait_record(LONG, |r| r["instance"] == "b"
+                && r["event"] == "watchdog_started")
+            .is_some()
+    );
+    b.wait_snapshot();
+    support::run_killable_runaway(&b);
+    assert!(
+        daemon
+            .wait_record(LONG, |r| r["instance"] == "b" && r["event"] == "killed")
+            .is_some()
+    );
+
+    // A removed file: its watchdog stops; the other goes on.
+    std::fs::remove_file(policies.join("b.yaml")).unwrap();
+    daemon.signal(Signal::SIGHUP);
+    assert!(
+        daemon
+            .wait_record(LONG, |r| r["instance"] == "b"
+                && r["event"] == "watchdog_stopped")
+            .is_some()
+    );
+
+    let started = Instant::now();
+    assert_eq!(daemon.stop().code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "stop took {:?}",
+        started.elapsed()
+    );
+    let records = daemon.records();
+    let last = records.last().unwrap();
+    assert_eq!(last["event"], "watchdog_stopped");
+    assert!(last["instance"].is_null());
+    assert!(
+        records
+            .iter()
+            .any(|r| r["instance"] == "a" && r["event"] == "watchdog_stopped")
+    );
+}
+
+#[test]
+fn systemd_hears_ready_watchdog_reloading_and_stopping() {
+    let server = RedisServer::start(ServerOptions::default());
+    let state = tempfile::tempdir().unwrap();
+    let socket_path = state.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let file = state.path().join("p.yaml");
+    std::fs::write(&file, server.policy("sd", "")).unwrap();
+    let mut daemon = Daemon::prepare(state, &[file], &[]);
+    daemon.env = vec![
+        ("NOTIFY_SOCKET".into(), socket_path.display().to_string()),
+        ("WATCHDOG_USEC".into(), "2000000".into()),
+        ("JOURNAL_STREAM".into(), "8:1234".into()),
+    ];
+    daemon.spawn();
+    let next = || {
+        let mut buf = [0u8; 512];
+        let n = socket.recv(&mut buf).expect("a notification within 10s");
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    assert_eq!(next(), "READY=1");
+    assert_eq!(next(), "WATCHDOG=1", "pinged while the probe loop lives");
+    daemon.signal(Signal::SIGHUP);
+    let mut got = next();
+    while got == "WATCHDOG=1" {
+        got = next();
+    }
+    assert!(got.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{got}");
+    assert_eq!(next(), "READY=1");
+    daemon.signal(Signal::SIGTERM);
+    let mut got = next();
+    while got == "WATCHDOG=1" {
+        got = next();
+    }
+    assert_eq!(got, "STOPPING=1");
+    // Under journald each line carries its syslog priority and no timestamp of its own.
+    assert!(wait_for(LONG, || daemon
+        .stderr()
+        .lines()
+        .any(|l| l.starts_with("<6>"))));
+    assert!(!daemon.stderr().contains("INFO"), "{}", daemon.stderr());
+}
+
+fn scrape(port: u16) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out
+}
+
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[test]
+fn metrics_count_the_actions_during_and_after_an_incident() {
+    let server = RedisServer::start(ServerOptions::default());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let policy = server.policy(
+        "m",
+        "on_busy:\n  on_unkillable:\n    wait: 700ms\n    then: notify\n",
+    );
+    let addr = format!("127.0.0.1:{port}");
+    let daemon = Daemon::start(&policy, &["--metrics", &addr]);
+    server.wait_snapshot();
+    let caller = Caller::eval(&server, scripts::WRITE_THEN_SPIN_MS, &["k"], &["2000"]);
+    daemon.wait_event("unkillable", LONG);
+    let during = scrape(port);
+    assert_eq!(
+        metric(&during, "busyguard_state{instance=\"m\",state=\"busy\"}"),
+        Some(1.0),
+        "{during}"
+    );
+    assert_eq!(metric(&during, "busyguard_up{instance=\"m\"}"), Some(1.0));
+    assert_eq!(
+        metric(
+            &during,
+            "busyguard_actions_total{instance=\"m\",action=\"kill\",outcome=\"sent\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &during,
+            "busyguard_actions_total{instance=\"m\",action=\"kill\",outcome=\"unkillable\"}"
+        ),
+        Some(1.0)
+    );
+    assert!(metric(&during, "busyguard_probe_duration_seconds_count").unwrap() > 0.0);
+    assert_eq!(caller.reply().unwrap(), Reply::Bulk(Some("done".into())));
+    daemon.wait_event("recovered", LONG);
+    let after = scrape(port);
+    assert_eq!(
+        metric(&after, "busyguard_state{instance=\"m\",state=\"healthy\"}"),
+        Some(1.0),
+        "{after}"
+    );
+    assert_eq!(
+        metric(
+            &after,
+            "busyguard_actions_total{instance=\"m\",action=\"shutdown\",outcome=\"withheld\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &after,
+            "busyguard_incidents_total{instance=\"m\",cause=\"busy\"}"
+        ),
+        Some(1.0)
+    );
+}
+
+fn status_json(files: &[&Path]) -> (i32, Value) {
+    let (code, text) = support::busyguard(&["status", "--json"], files);
+    let report = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (code, report)
+}
+
+#[test]
+fn status_reports_what_a_decision_would_rest_on() {
+    let healthy = RedisServer::start(ServerOptions::default());
+    let zero = RedisServer::start(ServerOptions {
+        threshold_ms: 0,
+        ..Default::default()
+    });
+    let rdb = RedisServer::start(ServerOptions {
+        extra: vec!["save 3600 1".into()],
+        ..Default::default()
+    });
+    for i in 0..5 {
+        rdb.conn().call(&["SET", &format!("k{i}"), "v"]).unwrap();
+    }
+    let limited = RedisServer::start(ServerOptions::default());
+    support::add_busyguard_user(&limited, "pw", &["+shutdown"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw"), "pw\n").unwrap();
+    let write = |name: &str, body: String| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    };
+    let files = [
+        write("healthy.yaml", healthy.policy("healthy", "")),
+        write("zero.yaml", zero.policy("zero", "")),
+        write("rdb.yaml", rdb.policy("rdb", "")),
+        write(
+            "limited.yaml",
+            format!(
+                "instance: limited\nredis:\n  url: redis://127.0.0.1:{}\n  username: busyguard\n  password_file: {}\n",
+                limited.port,
+                dir.path().join("pw").display()
+            ),
+        ),
+    ];
+    let refs: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+    let (code, report) = status_json(&refs);
+    assert_eq!(code, 0, "{report:#}");
+    let by = |name: &str| {
+        report["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["instance"] == name)
+            .unwrap()
+            .clone()
+    };
+
+    let h = by("healthy");
+    assert_eq!(h["reachable"], true);
+    assert_eq!(
+        h["version"],
+        healthy.info("server")["redis_version"].as_str()
+    );
+    assert_eq!(h["role"], "master");
+    assert_eq!(h["busy_threshold_ms"], 200);
+    assert!(
+        h["rights"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|v| v == "granted"),
+        "{h:#}"
+    );
+    assert_eq!(h["warnings"], serde_json::json!([]));
+
+    let z = by("zero");
+    assert_eq!(z["busy_threshold_ms"], 0);
+    assert!(
+        z["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("busy-reply-threshold is 0"),
+        "{z:#}"
+    );
+
+    let r = by("rdb");
+    assert_eq!(r["shutdown_nosave_loses"]["persistence"], "rdb");
+    assert_eq!(r["rdb_changes_since_last_save"], 5);
+
+    let l = by("limited");
+    assert_eq!(l["rights"]["shutdown"], "missing", "{l:#}");
+    assert_eq!(l["rights"]["script|kill"], "granted");
+    assert!(
+        l["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("`shutdown` is missing"))
+    );
+    // Checking rights ran nothing: the servers counted no kill and no shutdown.
+    assert_eq!(healthy.command_calls("script|kill"), 0);
+    assert_eq!(healthy.command_calls("function|kill"), 0);
+    assert!(!healthy.log().contains("User requested shutdown"));
+
+    let gone = write(
+        "gone.yaml",
+        "instance: gone\nredis:\n  url: redis://127.0.0.1:1\n".into(),
+    );
+    let (code, report) = status_json(&[&gone]);
+    assert_eq!(code, 1);
+    assert_eq!(report["instances"][0]["reachable"], false);
+}
+
+#[test]
+fn the_unit_scores_ok_in_systemd_analyze_security() {
+    let Ok(out) = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "systemd/busyguard.service"])
+        .output()
+    else {
+        eprintln!("systemd-analyze is not installed here: the unit's score is not checked");
+        return;
+    };
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let score: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for busyguard.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no score in: {text}"));
+    assert!(score <= 2.0, "exposure {score}: {text}");
+}
+
+#[test]
+fn secret_files_can_come_from_systemd_credentials() {
+    let creds = tempfile::tempdir().unwrap();
+    std::fs::write(creds.path().join("cache-01"), "secret\n").unwrap();
+    let policy = creds.path().join("p.yaml");
+    std::fs::write(&policy, "instance: c\nredis:\n  url: redis://127.0.0.1\n  password_file: ${CREDENTIALS_DIRECTORY}/cache-01\n").unwrap();
+    let out = Command::new(busyguard_bin())
+        .arg("check")
+        .arg(&policy)
+        .env("CREDENTIALS_DIRECTORY", creds.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

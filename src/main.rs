@@ -25,7 +25,7 @@ fn main() -> ExitCode {
             metrics,
         } => {
             init_logging();
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
+            let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {

@@ -53,9 +53,10 @@ impl Metrics {
     /// A probe got a reply (any reply) after `rtt`.
     pub fn probe_replied(&self, instance: &str, rtt: Duration) {
         let secs = rtt.as_secs_f64();
+        let now = unix_now();
         self.with(|r| {
-            r.up.insert(instance.to_string(), true);
-            r.last_reply.insert(instance.to_string(), unix_now());
+            set(&mut r.up, instance, true);
+            set(&mut r.last_reply, instance, now);
             r.probe_count += 1;
             r.probe_sum += secs;
             for (i, bound) in PROBE_BUCKETS.iter().enumerate() {
@@ -68,15 +69,11 @@ impl Metrics {
 
     /// The connection is gone or could not be made.
     pub fn probe_lost(&self, instance: &str) {
-        self.with(|r| {
-            r.up.insert(instance.to_string(), false);
-        });
+        self.with(|r| set(&mut r.up, instance, false));
     }
 
     pub fn set_state(&self, instance: &str, state: &'static str) {
-        self.with(|r| {
-            r.state.insert(instance.to_string(), state);
-        });
+        self.with(|r| set(&mut r.state, instance, state));
     }
 
     /// Count what an event says was done, and incidents opened.
@@ -226,6 +223,16 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+/// Update a per-instance value; allocates the key only the first time (this runs every probe).
+fn set<V>(map: &mut BTreeMap<String, V>, instance: &str, value: V) {
+    match map.get_mut(instance) {
+        Some(slot) => *slot = value,
+        None => {
+            map.insert(instance.to_string(), value);
+        }
     }
 }
 

@@ -156,6 +156,11 @@ pub async fn connect(
         })
         .with_performance_config(|p| {
             p.default_command_timeout = Duration::ZERO;
+            // fred keeps event channels (errors, pub/sub, reconnections) per client that the
+            // probe never listens to; their default capacity (32) costs memory on every
+            // instance. Not below 8: fred's own `init` reads the connect channel, and a failed
+            // connection broadcasts more than one event (capacity 1 made `init` fail "lagged").
+            p.broadcast_channel_capacity = 8;
         })
         .build()
         .map_err(|e| ConnectError::Unreachable(e.details().to_string()))?;

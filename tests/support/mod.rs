@@ -311,7 +311,7 @@ pub mod scripts {
 
 /// A client that runs one command on its own connection and thread, as an application would.
 pub struct Caller {
-    handle: JoinHandle<std::io::Result<Reply>>,
+    handle: JoinHandle<(std::io::Result<Reply>, Instant)>,
     pub started: Instant,
 }
 
@@ -322,7 +322,10 @@ impl Caller {
         conn.send(args).expect("send runaway command");
         let started = Instant::now();
         Caller {
-            handle: std::thread::spawn(move || conn.read()),
+            handle: std::thread::spawn(move || {
+                let reply = conn.read();
+                (reply, Instant::now())
+            }),
             started,
         }
     }
@@ -338,35 +341,19 @@ impl Caller {
 
     /// The caller's reply (blocks until the command ends).
     pub fn reply(self) -> std::io::Result<Reply> {
-        self.handle.join().expect("caller thread")
+        self.reply_timed().0
+    }
+
+    /// The reply and how long after the command was written it arrived.
+    pub fn reply_timed(self) -> (std::io::Result<Reply>, Duration) {
+        let started = self.started;
+        let (reply, at) = self.handle.join().expect("caller thread");
+        (reply, at.duration_since(started))
     }
 
     pub fn is_finished(&self) -> bool {
         self.handle.is_finished()
     }
-}
-
-/// The records of an unkillable script's incident that ends in a shutdown and a restart.
-pub const UNKILLABLE_LADDER: [&str; 6] = [
-    "busy_detected",
-    "kill_sent",
-    "unkillable",
-    "shutdown_sent",
-    "shutdown_confirmed",
-    "recovered",
-];
-
-/// Run a read-only runaway loop on `server` and assert its caller is told it was killed.
-pub fn run_killable_runaway(server: &RedisServer) {
-    let reply = Caller::eval(server, scripts::READ_ONLY_LOOP, &[], &[])
-        .reply()
-        .unwrap();
-    assert!(
-        reply
-            .error()
-            .is_some_and(|e| e.contains("Script killed by user")),
-        "{reply:?}"
-    );
 }
 
 /// Poll `cond` until it holds or `limit` passes; the condition wait tests use instead of sleep.
@@ -426,7 +413,39 @@ pub fn busyguard(args: &[&str], files: &[&Path]) -> (i32, String) {
     )
 }
 
-/// The path of the built `busyguard` binary.
-pub fn busyguard_bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_busyguard"))
+/// The built `busyguard` binary: cargo names it for integration tests; from an example
+/// (`target/<profile>/examples/x`) it is `target/<profile>/busyguard`.
+pub fn busyguard_bin() -> PathBuf {
+    match option_env!("CARGO_BIN_EXE_busyguard") {
+        Some(path) => PathBuf::from(path),
+        None => std::env::current_exe()
+            .expect("current exe")
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>")
+            .join("busyguard"),
+    }
+}
+
+/// The records of an unkillable script's incident that ends in a shutdown and a restart.
+pub const UNKILLABLE_LADDER: [&str; 6] = [
+    "busy_detected",
+    "kill_sent",
+    "unkillable",
+    "shutdown_sent",
+    "shutdown_confirmed",
+    "recovered",
+];
+
+/// Run a read-only runaway loop on `server` and assert its caller is told it was killed.
+pub fn run_killable_runaway(server: &RedisServer) {
+    let reply = Caller::eval(server, scripts::READ_ONLY_LOOP, &[], &[])
+        .reply()
+        .unwrap();
+    assert!(
+        reply
+            .error()
+            .is_some_and(|e| e.contains("Script killed by user")),
+        "{reply:?}"
+    );
 }

@@ -68,6 +68,42 @@ fn main() {
     let cfg = Config {
         quick: std::env::args().any(|a| a == "--quick"),
     };
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |flag: &str, i: usize| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|p| args.get(p + i))
+            .map(|v| v.parse::<u64>().expect("a number"))
+    };
+    // `--recovery T N`: only busyguard's recovery at threshold T, N incidents (for profiling).
+    if let (Some(t), Some(n)) = (arg("--recovery", 1), arg("--recovery", 2)) {
+        let s = busyguard_recovery(t, n as usize);
+        println!(
+            "recovery threshold={t}: n={n} median=+{:.2} p90=+{:.2} p99=+{:.2} max=+{:.2}",
+            s.median() - t as f64,
+            s.quantile(0.9) - t as f64,
+            s.p99() - t as f64,
+            s.quantile(1.0) - t as f64
+        );
+        return;
+    }
+    // `--shutdown N`: only the shutdown timing, N incidents.
+    if let Some(n) = arg("--shutdown", 1) {
+        let s = shutdown_timing(200, 1000, n as usize);
+        println!(
+            "shutdown: n={n} median=+{:.2} p90=+{:.2} p99=+{:.2}",
+            s.median() - 1200.0,
+            s.quantile(0.9) - 1200.0,
+            s.p99() - 1200.0
+        );
+        return;
+    }
+    // `--false-positives S`: only the false-positive run, S seconds, printing what was acted on.
+    if let Some(secs) = arg("--false-positives", 1) {
+        let (acted, n, ops) = false_positives(Duration::from_secs(secs));
+        println!("false positives: {acted} actions, {n} scripts, {ops}");
+        return;
+    }
     // `--overhead N`: only the overhead of supervising N servers (for profiling).
     if let Some(n) = std::env::args().skip_while(|a| a != "--overhead").nth(1) {
         let n: usize = n.parse().expect("--overhead N");
@@ -188,6 +224,24 @@ fn main() {
             detection = det;
         }
     }
+    if !cfg.quick {
+        let (cpu, rss, _) = with_interval("250ms", || overhead(100, window, 0));
+        writeln!(
+            md,
+            "| 100, `interval: 250ms` | {cpu:.2} | {:.2} | {rss:.1} |",
+            cpu / 60.0 * 100.0
+        )
+        .unwrap();
+        println!("overhead n=100 at 250ms: cpu {cpu:.2}s/min rss {rss:.1}MiB");
+        let floor = raw_probe_floor(100, window);
+        writeln!(
+            md,
+            "| floor: 100 raw PINGs every 100 ms, no client library | {floor:.2} | {:.2} | - |",
+            floor / 60.0 * 100.0
+        )
+        .unwrap();
+        println!("floor n=100: {floor:.2}s/min");
+    }
     writeln!(md, "\nDetection latency while supervising {} instances (one goes busy at a time; from the instant the threshold passes to the `busy_detected` record, trail timestamps in ms): samples {}, p50 {:.1} ms, p99 {:.1} ms.\n",
         sizes.last().unwrap(), detection.0.len(), detection.median(), detection.p99()).unwrap();
     println!(
@@ -203,7 +257,7 @@ fn main() {
         Duration::from_secs(60)
     };
     let (actions, scripts_run, bench_ops) = false_positives(fp_window);
-    writeln!(md, "{} s of `redis-benchmark` (50 clients, SET/GET/INCR/LPUSH: {bench_ops}) on one server plus {scripts_run} legitimate scripts of 170 ms back to back (threshold 200 ms), under the most aggressive policy (`probe.interval: 10ms`, `kill_after: 0s`, `wait: 10ms`, `then: shutdown`, `on_hang.after: 250ms`): **{actions} actions taken** (busy, hang, kill, shutdown records).\n", fp_window.as_secs()).unwrap();
+    writeln!(md, "{} s of `redis-benchmark` (50 clients, SET/GET/INCR/LPUSH) on one server plus {scripts_run} legitimate scripts of 170 ms back to back (threshold 200 ms), under the most aggressive remediation policy (`probe.interval: 10ms`, `kill_after: 0s`, `wait: 10ms`, `then: shutdown`, `on_hang.after: 250ms`): **{actions} actions taken** (kills, shutdowns, signals sent). Server: {bench_ops}. A hang detection here is true: the server answered nothing for 250 ms (a 170 ms script plus CPU starvation with everything on 2 cores); it is reported and notified, never acted on without `on_hang.signal`.\n", fp_window.as_secs()).unwrap();
     println!("false positives: {actions} actions, {scripts_run} scripts");
 
     std::fs::write("BENCHMARKS.md", md).unwrap();
@@ -212,10 +266,12 @@ fn main() {
     println!("wrote BENCHMARKS.md and docs/bench.svg");
 }
 
+/// `probe.interval: 100ms`, or `$BENCH_INTERVAL` (e.g. `250ms`) to see how overhead scales.
 fn policy_for(server: &RedisServer, name: &str, rest: &str) -> String {
+    let interval = std::env::var("BENCH_INTERVAL").unwrap_or_else(|_| "100ms".into());
     server
         .policy(name, rest)
-        .replace("interval: 50ms", "interval: 100ms")
+        .replace("interval: 50ms", &format!("interval: {interval}"))
 }
 
 /// Recovery with busyguard supervising.
@@ -507,6 +563,16 @@ fn cpu_of_self() -> f64 {
     proc_cpu_seconds(std::process::id())
 }
 
+/// Run `f` with `probe.interval` set to `interval` for the policies it writes.
+fn with_interval<T>(interval: &str, f: impl FnOnce() -> T) -> T {
+    // SAFETY: the bench is single-threaded when it writes policies; no other thread reads the
+    // environment meanwhile.
+    unsafe { std::env::set_var("BENCH_INTERVAL", interval) };
+    let out = f();
+    unsafe { std::env::remove_var("BENCH_INTERVAL") };
+    out
+}
+
 fn ts_ms(r: &serde_json::Value) -> f64 {
     let t = time::OffsetDateTime::parse(
         r["ts"].as_str().unwrap(),
@@ -567,21 +633,30 @@ fn false_positives(window: Duration) -> (usize, usize, String) {
         .unwrap_or_default();
     let _ = bench.kill();
     let _ = bench.wait();
-    let acted = daemon
-        .events()
+    let records = daemon.records();
+    let count = |names: &[&str]| {
+        records
+            .iter()
+            .filter(|r| names.contains(&r["event"].as_str().unwrap_or("")))
+            .count()
+    };
+    // Actions change the server; detections only report what the server did (and notify).
+    let acted = count(&["kill_sent", "shutdown_sent", "signal_sent"]);
+    let detected = count(&["busy_detected", "hang_detected"]);
+    for r in records
         .iter()
-        .filter(|e| {
-            [
-                "busy_detected",
-                "hang_detected",
-                "kill_sent",
-                "shutdown_sent",
-                "signal_sent",
-            ]
-            .contains(&e.as_str())
-        })
-        .count();
-    (acted, scripts_run, format!("{ops} commands processed"))
+        .filter(|r| r["event"] == "hang_detected" || r["event"] == "busy_detected")
+    {
+        println!(
+            "  detected: {} silent_ms={} reply={}",
+            r["event"], r["detail"]["silent_ms"], r["detail"]["reply"]
+        );
+    }
+    (
+        acted,
+        scripts_run,
+        format!("{ops} commands processed; {detected} hang or busy detections"),
+    )
 }
 
 /// Horizontal bars on a log scale: median with a p99 tick, per system, per threshold.

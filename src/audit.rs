@@ -153,15 +153,20 @@ impl AuditLog {
         Ok(seq)
     }
 
-    /// Sync what was written since the last sync (the daemon calls this every second).
+    /// Sync what was written since the last sync (the daemon calls this every second). The
+    /// `fdatasync` runs on a duplicate of the descriptor outside the lock, so an append (a
+    /// `kill_sent` about to leave) never waits behind it.
     pub fn sync(&self) -> std::io::Result<()> {
-        let mut tail = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if tail.unsynced {
-            tail.file.sync_data()?;
-            tail.last_sync = Instant::now();
+        let file = {
+            let mut tail = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            if !tail.unsynced {
+                return Ok(());
+            }
             tail.unsynced = false;
-        }
-        Ok(())
+            tail.last_sync = Instant::now();
+            tail.file.try_clone()?
+        };
+        file.sync_data()
     }
 }
 

@@ -149,8 +149,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunEnd> {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                if let Err(e) = audit.sync() {
-                    tracing::error!(error = %e, "audit sync failed");
+                // fdatasync off the runtime's thread: a BUSY reply must never wait for it.
+                let audit = audit.clone();
+                match tokio::task::spawn_blocking(move || audit.sync()).await {
+                    Ok(Err(e)) => tracing::error!(error = %e, "audit sync failed"),
+                    Err(e) => tracing::error!(error = %e, "audit sync task failed"),
+                    Ok(Ok(())) => {}
                 }
             }
         })

@@ -5,21 +5,31 @@
 //!
 //! ```text
 //! policy files -> policy::load -> Policy (validated, defaults filled)
-//!    one watchdog task per instance:
+//!    one watchdog task per instance (watchdog):
 //!    probe --Observation--> engine (pure) --Step{events, action}--> remedy
 //!      ^ its own fred         no I/O, no clock;            SCRIPT KILL / FUNCTION KILL
 //!      | connection           time is an input              SHUTDOWN NOSAVE [NOW]
 //!      | healthy snapshot                                   SIGKILL (hung local server)
-//!                      Event --> audit (hash chain; fsync before any *_sent) and logs
+//!                      Event --> audit trail (hash chain; fsync before any *_sent), logs,
+//!                                metrics
+//!    audit trail --> notify: one delivery task per receiver, reading the trail from its cursor
 //! ```
 //!
-//! - [`policy`] turns YAML into a validated [`policy::Policy`], every error with file:line:col.
-//! - [`probe`] owns the connection and reads replies; [`snapshot`] what a healthy server said.
+//! - [`policy`] turns YAML ([`yaml`] keeps positions) into a validated [`policy::Policy`], every
+//!   error with file:line:col; [`check`] prints them.
+//! - [`probe`] owns the connection and reads replies; [`snapshot`] is what a healthy server said.
 //! - [`engine`] decides; it is the only place the remediation ladder lives.
 //! - [`remedy`] sends what the engine decided, once.
-//! - [`watchdog`] ties them together per instance; [`daemon`] runs the watchdogs.
-//! - [`event`] is the single source of what happened; [`audit`] writes and verifies the trail,
-//!   [`show`] reads it back as timelines.
+//! - [`watchdog`] ties them together per instance; [`daemon`] runs the watchdogs, reloads and
+//!   stops them, and speaks to systemd ([`sdnotify`], [`journal`]).
+//! - [`event`] is the single source of what happened; [`audit`] writes, verifies and replays the
+//!   trail, [`show`] reads it back as timelines, [`forensics`] adds what the server can tell
+//!   after the fact.
+//! - [`notify`] delivers events to Slack, PagerDuty and signed webhooks, never in the way.
+//! - [`metrics`] serves Prometheus text; [`status`] reports what a decision would rest on.
+//!
+//! The runtime is single-threaded: the work is waiting on sockets, and one thread halves the
+//! cost of each probe compared with hand-offs between worker threads (see BENCHMARKS.md).
 pub mod audit;
 pub mod check;
 pub mod cli;

@@ -274,7 +274,8 @@ fn policy_for(server: &RedisServer, name: &str, rest: &str) -> String {
         .replace("interval: 50ms", &format!("interval: {interval}"))
 }
 
-/// Recovery with busyguard supervising.
+/// Recovery with busyguard supervising. With `explain`, the slowest incident is broken down
+/// by the trail's own timestamps.
 fn busyguard_recovery(threshold: u64, n: usize) -> Samples {
     let server = RedisServer::start(ServerOptions {
         threshold_ms: threshold,
@@ -286,7 +287,9 @@ fn busyguard_recovery(threshold: u64, n: usize) -> Samples {
     );
     server.wait_snapshot();
     let mut s = Samples::default();
+    let mut worst = (0.0, String::new());
     for i in 0..n {
+        let started_ms = unix_ms_now();
         let (reply, took) = Caller::eval(&server, scripts::READ_ONLY_LOOP, &[], &[]).reply_timed();
         assert!(reply.unwrap().error().unwrap().contains("Script killed"));
         s.push(took);
@@ -297,8 +300,52 @@ fn busyguard_recovery(threshold: u64, n: usize) -> Samples {
             .filter(|e| *e == "recovered")
             .count()
             > i));
+        let ms = took.as_secs_f64() * 1000.0;
+        if ms > worst.0 {
+            let records = daemon.records();
+            let at = |e: &str| {
+                records
+                    .iter()
+                    .rev()
+                    .find(|r| r["event"] == e)
+                    .map(|r| ts_ms(r) - started_ms)
+            };
+            worst = (
+                ms,
+                format!(
+                    "caller answered +{:.1}; busy_detected +{:.1}, kill_sent +{:.1}, killed +{:.1} (ms after the script was sent; trail ts in ms)",
+                    ms,
+                    at("busy_detected").unwrap_or(f64::NAN),
+                    at("kill_sent").unwrap_or(f64::NAN),
+                    at("killed").unwrap_or(f64::NAN)
+                ),
+            );
+            if std::env::var_os("RUST_LOG").is_some() {
+                let log = daemon.stderr();
+                let lines: Vec<&str> = log.lines().collect();
+                let at = lines
+                    .iter()
+                    .rposition(|l| l.contains("busy_detected"))
+                    .unwrap_or(0);
+                for l in lines.iter().take(at + 1).rev().take(10).rev() {
+                    worst.1.push_str(&format!(
+                        "\n  | {}",
+                        l.chars().take(200).collect::<String>()
+                    ));
+                }
+            }
+        }
     }
+    println!("slowest incident at threshold {threshold}: {}", worst.1);
     s
+}
+
+fn unix_ms_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        * 1000.0
 }
 
 /// The floor: one connection that keeps a PING outstanding and sends SCRIPT KILL on BUSY.

@@ -5,7 +5,8 @@
 //! Every record is written with a single `write` of the whole line. A record announcing an action
 //! (`kill_sent`, `shutdown_sent`, `signal_sent`) is also `fdatasync`ed before `append` returns,
 //! because the action leaves the process right after: the trail must hold it even if the host
-//! dies a moment later. Other records are synced at least once a second.
+//! dies a moment later. Other records are synced at least once a second by the daemon's
+//! [`AuditLog::sync`], which runs off the probe path.
 //!
 //! Rotation: `reopen` (on SIGHUP) opens the path anew after logrotate moved the old file away
 //! (`create`, never `copytruncate`, which would rewrite what was written). The chain and `seq`
@@ -17,7 +18,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -28,8 +29,8 @@ use crate::event::Event;
 /// `prev` of the very first line.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// Records other than `*_sent` reach the disk at least this often.
-const SYNC_EVERY: Duration = Duration::from_secs(1);
+/// Records other than `*_sent` reach the disk at least this often (the daemon calls `sync`).
+pub const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 /// The record as serialized: the contract's fields in its order, then busyguard's own.
 #[derive(Serialize)]
@@ -61,7 +62,6 @@ struct Tail {
     file: File,
     seq: u64,
     prev: String,
-    last_sync: Instant,
     unsynced: bool,
 }
 
@@ -86,7 +86,6 @@ impl AuditLog {
                 file,
                 seq,
                 prev,
-                last_sync: Instant::now(),
                 unsynced: false,
             }),
             appended: tokio::sync::watch::Sender::new(seq),
@@ -143,9 +142,11 @@ impl AuditLog {
         tail.seq = seq;
         tail.prev = hash;
         tail.unsynced = true;
-        if event.kind.announces_an_action() || tail.last_sync.elapsed() >= SYNC_EVERY {
+        // Only an announced action syncs here, on the path to its command. The rest is synced
+        // by the daemon's once-a-second `sync`, off this path: a `busy_detected` opening an
+        // incident after a quiet second must not pay for a disk flush before its kill.
+        if event.kind.announces_an_action() {
             tail.file.sync_data()?;
-            tail.last_sync = Instant::now();
             tail.unsynced = false;
         }
         drop(tail);
@@ -163,7 +164,6 @@ impl AuditLog {
                 return Ok(());
             }
             tail.unsynced = false;
-            tail.last_sync = Instant::now();
             tail.file.try_clone()?
         };
         file.sync_data()

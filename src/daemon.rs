@@ -146,7 +146,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunEnd> {
     let syncer = {
         let audit = daemon.audit.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut tick = tokio::time::interval(crate::audit::SYNC_EVERY);
             loop {
                 tick.tick().await;
                 // fdatasync off the runtime's thread: a BUSY reply must never wait for it.

@@ -283,6 +283,8 @@ impl Watchdog {
                     }
                 }
             };
+            tracing::trace!(instance = %self.policy.instance, snapshot = with_snapshot,
+                waited_us = sent.elapsed().as_micros() as u64, outcome = ?outcome, "probe answered");
             match &outcome {
                 Outcome::Lost(_) => self.metrics.probe_lost(&self.policy.instance),
                 _ => self

@@ -294,12 +294,7 @@ fn busyguard_recovery(threshold: u64, n: usize) -> Samples {
         assert!(reply.unwrap().error().unwrap().contains("Script killed"));
         s.push(took);
         // The next incident starts once busyguard has seen this one end.
-        assert!(wait_for(LONG, || daemon
-            .events()
-            .iter()
-            .filter(|e| *e == "recovered")
-            .count()
-            > i));
+        wait_recovered(&daemon, i + 1);
         let ms = took.as_secs_f64() * 1000.0;
         if ms > worst.0 {
             let records = daemon.records();
@@ -338,6 +333,16 @@ fn busyguard_recovery(threshold: u64, n: usize) -> Samples {
     }
     println!("slowest incident at threshold {threshold}: {}", worst.1);
     s
+}
+
+/// Wait until the trail holds `count` `recovered` records: busyguard has seen the incident end.
+fn wait_recovered(daemon: &Daemon, count: usize) {
+    assert!(wait_for(LONG, || daemon
+        .events()
+        .iter()
+        .filter(|e| *e == "recovered")
+        .count()
+        >= count));
 }
 
 fn unix_ms_now() -> f64 {
@@ -486,12 +491,7 @@ fn shutdown_timing(threshold: u64, wait_ms: u64, n: usize) -> Samples {
         s.push(took);
         assert!(server.wait_exit(Duration::from_secs(10)));
         server.spawn().unwrap();
-        assert!(wait_for(LONG, || daemon
-            .events()
-            .iter()
-            .filter(|e| *e == "recovered")
-            .count()
-            > i));
+        wait_recovered(&daemon, i + 1);
     }
     s
 }

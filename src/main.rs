@@ -25,15 +25,8 @@ fn main() -> ExitCode {
             metrics,
         } => {
             init_logging();
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("busyguard: cannot start the runtime: {e}");
-                    return ExitCode::from(2);
-                }
+            let Some(runtime) = runtime() else {
+                return ExitCode::from(2);
             };
             let opts = RunOptions {
                 policies,
@@ -51,15 +44,8 @@ fn main() -> ExitCode {
             }
         }
         Command::Status { paths, json } => {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("busyguard: cannot start the runtime: {e}");
-                    return ExitCode::from(1);
-                }
+            let Some(runtime) = runtime() else {
+                return ExitCode::from(1);
             };
             let _ = rustls::crypto::ring::default_provider().install_default();
             let mut out = std::io::stdout().lock();
@@ -98,6 +84,21 @@ fn main() -> ExitCode {
                 }
             }
         },
+    }
+}
+
+/// The single-threaded runtime `run` and `status` share: the work is waiting on sockets, and one
+/// thread spares every probe the hand-offs between worker threads (see BENCHMARKS.md).
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("busyguard: cannot start the runtime: {e}");
+            None
+        }
     }
 }
 

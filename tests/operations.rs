@@ -372,3 +372,46 @@ fn secret_files_can_come_from_systemd_credentials() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn a_changed_policy_takes_effect_on_the_incident_in_flight() {
+    let mut server = RedisServer::start(ServerOptions::default());
+    let state = tempfile::tempdir().unwrap();
+    let file = state.path().join("p.yaml");
+    let ladder = |wait: &str, then: &str| {
+        server.policy(
+            "live",
+            &format!("on_busy:\n  on_unkillable:\n    wait: {wait}\n    then: {then}\n"),
+        )
+    };
+    std::fs::write(&file, ladder("30s", "notify")).unwrap();
+    let daemon = Daemon::start_with(state, std::slice::from_ref(&file), &[]);
+    server.wait_snapshot();
+    let _caller = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
+    let unkillable = daemon.wait_event("unkillable", LONG);
+    // Mid-incident, the operator shortens the budget and allows the shutdown.
+    std::fs::write(&file, ladder("1s", "shutdown")).unwrap();
+    daemon.signal(Signal::SIGHUP);
+    let sent = daemon.wait_event("shutdown_sent", LONG);
+    assert_eq!(
+        sent["incident"], unkillable["incident"],
+        "the same incident goes on"
+    );
+    assert_eq!(sent["detail"]["policy"]["wait_ms"], 1000);
+    assert_ne!(
+        sent["policy"], unkillable["policy"],
+        "decided under the new file's hash"
+    );
+    assert!(server.wait_exit(Duration::from_secs(5)));
+    let events = daemon.events();
+    assert_eq!(
+        events.iter().filter(|e| *e == "busy_detected").count(),
+        1,
+        "{events:?}"
+    );
+    assert_eq!(
+        events.iter().filter(|e| *e == "kill_sent").count(),
+        1,
+        "{events:?}"
+    );
+}

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::event::EventKind;
-use crate::policy::{PagerDutySeverities, ReceiverKind};
+use crate::policy::{PagerDutySeverities, ReceiverKind, Severity};
 
 /// PagerDuty's limit on `payload.summary`.
 pub const PAGERDUTY_SUMMARY_MAX: usize = 1024;
@@ -204,24 +204,54 @@ fn slack(record: &Value) -> Value {
     })
 }
 
-fn pagerduty(record: &Value, routing_key: &str, severity: &PagerDutySeverities) -> Option<Value> {
-    let event = record["event"].as_str()?;
-    let incident = record["incident"].as_str()?;
-    let instance = record["instance"].as_str().unwrap_or("-");
-    if event == "recovered" {
-        return Some(
-            json!({"routing_key": routing_key, "event_action": "resolve", "dedup_key": incident}),
-        );
-    }
-    let level = match event {
-        "busy_detected" | "hang_detected" | "unreachable" => severity.busy,
-        "unkillable" => severity.unkillable,
+/// What PagerDuty is sent for an event: a trigger at some severity, a resolve, or nothing.
+enum PagerDutyAction {
+    Trigger(Severity),
+    Resolve,
+}
+
+/// The one mapping of events to PagerDuty actions, for building requests and for filtering.
+fn pagerduty_action(event: &str, severity: &PagerDutySeverities) -> Option<PagerDutyAction> {
+    Some(match event {
+        "recovered" => PagerDutyAction::Resolve,
+        "busy_detected" | "hang_detected" | "unreachable" => {
+            PagerDutyAction::Trigger(severity.busy)
+        }
+        "unkillable" => PagerDutyAction::Trigger(severity.unkillable),
         "shutdown_sent"
         | "shutdown_confirmed"
         | "escalation_withheld"
         | "action_failed"
-        | "signal_sent" => severity.escalated,
+        | "signal_sent" => PagerDutyAction::Trigger(severity.escalated),
         _ => return None,
+    })
+}
+
+/// Whether this kind of receiver takes `record` at all (PagerDuty has no use for `kill_sent`,
+/// nor for a record outside an incident), without building the request.
+pub fn takes(kind: &ReceiverKind, record: &Value) -> bool {
+    match kind {
+        ReceiverKind::PagerDuty { severity, .. } => {
+            record["incident"].is_string()
+                && record["event"]
+                    .as_str()
+                    .is_some_and(|e| pagerduty_action(e, severity).is_some())
+        }
+        _ => true,
+    }
+}
+
+fn pagerduty(record: &Value, routing_key: &str, severity: &PagerDutySeverities) -> Option<Value> {
+    let event = record["event"].as_str()?;
+    let incident = record["incident"].as_str()?;
+    let instance = record["instance"].as_str().unwrap_or("-");
+    let level = match pagerduty_action(event, severity)? {
+        PagerDutyAction::Resolve => {
+            return Some(
+                json!({"routing_key": routing_key, "event_action": "resolve", "dedup_key": incident}),
+            );
+        }
+        PagerDutyAction::Trigger(level) => level,
     };
     let dry = if record["dry_run"] == true {
         " [dry run]"
@@ -324,6 +354,20 @@ mod tests {
                 .unwrap();
         assert_eq!(r["event_action"], "resolve");
         assert!(request(&kind, &record("kill_sent"), "", 0).is_none());
+        for event in [
+            "busy_detected",
+            "recovered",
+            "kill_sent",
+            "killed",
+            "probe_fault",
+        ] {
+            let r = record(event);
+            assert_eq!(
+                takes(&kind, &r),
+                request(&kind, &r, "", 0).is_some(),
+                "{event}"
+            );
+        }
     }
 
     #[test]

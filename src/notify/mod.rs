@@ -151,7 +151,7 @@ impl Outbox {
     fn wants(&self, r: &TrailRecord) -> bool {
         r.record["instance"] == self.instance.as_str()
             && wanted(&self.receiver.filter, &r.record)
-            && request(&self.receiver.kind, &r.record, &r.line, 0).is_some()
+            && formats::takes(&self.receiver.kind, &r.record)
     }
 
     /// Deliver one record, retrying until it is taken, refused for good, too old, or the

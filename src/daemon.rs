@@ -5,22 +5,28 @@
 //! Under systemd (`Type=notify`): `READY=1` once every watchdog is started, `WATCHDOG=1` only
 //! while every watchdog loop shows signs of life, `RELOADING=1` / `READY=1` around a reload,
 //! `STOPPING=1` at the stop.
+//!
+//! [`run`] is a library call: it takes its reload and stop requests as a channel of [`Control`]
+//! and its metrics listener from the caller (the binary maps SIGHUP, SIGTERM and SIGINT onto
+//! the channel), so tests drive a whole daemon in-process. A watchdog task that panics is
+//! reported the moment it ends, not found at the stop.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use serde_json::json;
-use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
+use anyhow::Context;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::audit::{AuditLog, History};
-use crate::event::{Event, EventKind};
+use crate::event::Event;
+use crate::event::detail::{PolicyLoaded, PolicyRejected, WatchdogStarted, WatchdogStopped};
 use crate::metrics::Metrics;
 use crate::policy::{self, Policy};
+use crate::recorder::Recorder;
 use crate::sdnotify;
 use crate::watchdog::{Controls, Watchdog};
 
@@ -36,8 +42,17 @@ pub struct RunOptions {
     pub policies: Vec<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub dry_run: bool,
-    /// `host:port` for `/metrics`.
-    pub metrics: Option<String>,
+    /// Where `/metrics` is served, bound by the caller.
+    pub metrics: Option<tokio::net::TcpListener>,
+}
+
+/// What the caller asks of a running daemon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Reopen the trail and reload every policy file (SIGHUP).
+    Reload,
+    /// Stop cleanly (SIGTERM, SIGINT).
+    Stop,
 }
 
 /// How the daemon ended, for the exit code.
@@ -64,7 +79,9 @@ struct Supervised {
     stop: watch::Sender<bool>,
     updates: watch::Sender<Policy>,
     heartbeat: Arc<AtomicU64>,
+    /// Ends when the watchdog task ends (and reports how it ended).
     task: JoinHandle<()>,
+    watchdog_abort: tokio::task::AbortHandle,
     /// The receivers' delivery tasks and their stop.
     outboxes: Vec<JoinHandle<()>>,
     outboxes_stop: watch::Sender<bool>,
@@ -75,58 +92,51 @@ struct Daemon {
     paths: Vec<PathBuf>,
     dir: PathBuf,
     dry_run: bool,
-    audit: Arc<AuditLog>,
-    metrics: Arc<Metrics>,
+    recorder: Recorder,
+    /// Told the instance of every watchdog task that ends, so a panic is reported at once.
+    ended: mpsc::UnboundedSender<(String, Result<(), tokio::task::JoinError>)>,
     histories: std::collections::HashMap<String, History>,
     running: BTreeMap<String, Supervised>,
 }
 
-pub async fn run(opts: RunOptions) -> anyhow::Result<RunEnd> {
+pub async fn run(opts: RunOptions, mut control: mpsc::Receiver<Control>) -> anyhow::Result<RunEnd> {
     let dir = state_dir(opts.state_dir);
     std::fs::create_dir_all(&dir)
-        .map_err(|e| anyhow::anyhow!("cannot create state dir {}: {e}", dir.display()))?;
+        .with_context(|| format!("cannot create state dir {}", dir.display()))?;
     let path = dir.join("audit.jsonl");
     // What was in flight when the daemon last stopped (or was killed), read before appending.
     let histories = crate::audit::history(&path)
-        .map_err(|e| anyhow::anyhow!("cannot read audit trail {}: {e}", path.display()))?;
+        .with_context(|| format!("cannot read audit trail {}", path.display()))?;
     let (audit, resume) = AuditLog::open(&path)
-        .map_err(|e| anyhow::anyhow!("cannot open audit trail {}: {e}", path.display()))?;
-    let audit = Arc::new(audit);
-    let metrics = Arc::new(Metrics::default());
-    let metrics_server = match &opts.metrics {
-        None => None,
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
-            tracing::info!(%addr, "serving /metrics");
-            Some(tokio::spawn(crate::metrics::serve(
-                listener,
-                metrics.clone(),
-            )))
-        }
+        .with_context(|| format!("cannot open audit trail {}", path.display()))?;
+    let recorder = Recorder {
+        audit: Arc::new(audit),
+        metrics: Arc::new(Metrics::default()),
     };
-    // reqwest's TLS uses the process-wide rustls provider; ring is the one fred already brings.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let metrics_server = opts.metrics.map(|listener| {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "serving /metrics");
+        }
+        tokio::spawn(crate::metrics::serve(listener, recorder.metrics.clone()))
+    });
+    crate::install_crypto_provider();
+    let (ended, mut ended_rx) = mpsc::unbounded_channel();
     let mut daemon = Daemon {
         paths: opts.policies,
         dir,
         dry_run: opts.dry_run,
-        audit,
-        metrics,
+        recorder,
+        ended,
         histories,
         running: BTreeMap::new(),
     };
-    daemon.record(Event::daemon(
-        EventKind::WatchdogStarted,
-        json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "pid": std::process::id(),
-            "dry_run_forced": daemon.dry_run,
-            "resumed_after_seq": resume.last_seq,
-            "torn_tail_bytes": resume.torn_bytes,
-        }),
-    ));
+    daemon.record(WatchdogStarted::Daemon {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        pid: std::process::id(),
+        dry_run_forced: daemon.dry_run,
+        resumed_after_seq: resume.last_seq,
+        torn_tail_bytes: resume.torn_bytes,
+    });
     if resume.torn_bytes > 0 {
         tracing::warn!(bytes = resume.torn_bytes, path = %path.display(),
             "the audit trail ended in a torn record (a crash mid-write); it is kept and the chain continues after it");
@@ -134,17 +144,16 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunEnd> {
     daemon.load(resume.last_seq);
     if daemon.running.is_empty() {
         tracing::error!("no valid policy could be loaded");
-        daemon.record(Event::daemon(
-            EventKind::WatchdogStopped,
-            json!({"reason": "no valid policy"}),
-        ));
-        let _ = daemon.audit.sync();
+        daemon.record(WatchdogStopped::Daemon {
+            reason: "no valid policy".into(),
+        });
+        let _ = daemon.recorder.audit.sync();
         return Ok(RunEnd::NoValidPolicy);
     }
     sdnotify::notify("READY=1");
 
     let syncer = {
-        let audit = daemon.audit.clone();
+        let audit = daemon.recorder.audit.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(crate::audit::SYNC_EVERY);
             loop {
@@ -162,20 +171,19 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunEnd> {
     let watchdog_every = sdnotify::watchdog_interval();
     let mut watchdog_tick =
         tokio::time::interval(watchdog_every.map_or(Duration::from_secs(3600), |d| d / 2));
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = hup.recv() => {
-                sdnotify::reloading();
-                daemon.reopen_trail(&path);
-                let seq = daemon.audit.last_seq();
-                daemon.load(seq);
-                sdnotify::notify("READY=1");
-            }
+            request = control.recv() => match request {
+                Some(Control::Reload) => {
+                    sdnotify::reloading();
+                    daemon.reopen_trail(&path);
+                    let seq = daemon.recorder.audit.last_seq();
+                    daemon.load(seq);
+                    sdnotify::notify("READY=1");
+                }
+                Some(Control::Stop) | None => break,
+            },
+            Some((instance, result)) = ended_rx.recv() => daemon.task_ended(&instance, result),
             _ = watchdog_tick.tick(), if watchdog_every.is_some() => {
                 if let Some(limit) = watchdog_every && daemon.all_alive(limit) {
                     sdnotify::notify("WATCHDOG=1");
@@ -190,24 +198,40 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunEnd> {
     if let Some(server) = metrics_server {
         server.abort();
     }
-    daemon.record(Event::daemon(
-        EventKind::WatchdogStopped,
-        json!({"reason": "signal"}),
-    ));
-    let _ = daemon.audit.sync();
+    daemon.record(WatchdogStopped::Daemon {
+        reason: "signal".into(),
+    });
+    let _ = daemon.recorder.audit.sync();
     Ok(RunEnd::Stopped)
 }
 
 impl Daemon {
-    fn record(&self, event: Event) {
-        if let Err(e) = self.audit.append(&event) {
-            tracing::error!(error = %e, "audit write failed");
+    /// Record a daemon-wide event (an error is logged by the recorder).
+    fn record(&self, detail: impl Into<crate::event::Detail>) {
+        let _ = self.recorder.record(&Event::daemon(detail));
+    }
+
+    /// A watchdog task ended on its own: a panic, or a return while it should still run.
+    fn task_ended(&mut self, instance: &str, result: Result<(), tokio::task::JoinError>) {
+        let Some(s) = self.running.get(instance) else {
+            return; // stopped on purpose (removed from the policies)
+        };
+        if *s.stop.borrow() {
+            return;
         }
+        match result {
+            Err(e) => tracing::error!(%instance, error = %e,
+                "the watchdog task failed: this instance is NOT supervised until busyguard restarts"),
+            Ok(()) => tracing::error!(%instance,
+                "the watchdog task ended on its own: this instance is NOT supervised until busyguard restarts"),
+        }
+        self.recorder.metrics.set_state(instance, "fault");
+        self.recorder.metrics.probe_lost(instance);
     }
 
     fn reopen_trail(&self, path: &Path) {
         // logrotate (`create` + postrotate `systemctl reload`) may have moved the trail away.
-        match self.audit.reopen() {
+        match self.recorder.audit.reopen() {
             Ok(_) => tracing::info!(path = %path.display(), "SIGHUP: audit trail reopened"),
             Err(e) => tracing::error!(error = %e, path = %path.display(),
                 "SIGHUP: cannot reopen the audit trail; still writing the old file"),
@@ -228,12 +252,11 @@ impl Daemon {
                 .filter(|s| &s.policy.source == file)
                 .map(|s| s.policy.instance.as_str())
                 .collect();
-            self.record(Event::daemon(
-                EventKind::PolicyRejected,
-                json!({"file": file.display().to_string(),
-                       "errors": diags.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                       "kept_running": kept}),
-            ));
+            self.record(PolicyRejected {
+                file: file.display().to_string(),
+                errors: diags.iter().map(ToString::to_string).collect(),
+                kept_running: kept.into_iter().map(str::to_string).collect(),
+            });
         }
         for w in &report.warnings {
             tracing::warn!("{w}");
@@ -263,15 +286,17 @@ impl Daemon {
             if changed == Some(false) {
                 continue;
             }
-            self.record(Event {
+            let loaded = Event {
                 instance: Some(p.instance.clone()),
                 policy: Some(p.content_hash.clone()),
-                ..Event::daemon(
-                    EventKind::PolicyLoaded,
-                    json!({"file": p.source.display().to_string(), "policy_hash": p.content_hash,
-                           "endpoint": p.redis.endpoint.to_string(), "update": changed.is_some()}),
-                )
-            });
+                ..Event::daemon(PolicyLoaded {
+                    file: p.source.display().to_string(),
+                    policy_hash: p.content_hash.clone(),
+                    endpoint: p.redis.endpoint.to_string(),
+                    update: changed.is_some(),
+                })
+            };
+            let _ = self.recorder.record(&loaded);
             match changed {
                 Some(false) => {}
                 Some(true) => {
@@ -281,14 +306,8 @@ impl Daemon {
                         t.abort();
                     }
                     let (tx, rx) = watch::channel(false);
-                    s.outboxes = crate::notify::spawn_for(
-                        &p,
-                        &self.dir,
-                        &self.audit,
-                        &self.metrics,
-                        start_seq,
-                        &rx,
-                    );
+                    s.outboxes =
+                        crate::notify::spawn_for(&p, &self.dir, &self.recorder, start_seq, &rx);
                     s.outboxes_stop = tx;
                     let _ = s.updates.send(p.clone());
                     s.policy = p.clone();
@@ -307,13 +326,7 @@ impl Daemon {
             policy_updates: updates_rx,
             heartbeat: heartbeat.clone(),
         };
-        let mut dog = Watchdog::new(
-            p.clone(),
-            self.dry_run,
-            self.audit.clone(),
-            self.metrics.clone(),
-            controls,
-        );
+        let mut dog = Watchdog::new(p.clone(), self.dry_run, self.recorder.clone(), controls);
         if let Some(history) = self.histories.remove(&p.instance)
             && let Some(id) = dog.resume(&history)
         {
@@ -321,15 +334,16 @@ impl Daemon {
                 "resuming an incident that was in flight when busyguard last stopped");
         }
         let (outboxes_stop, outboxes_rx) = watch::channel(false);
-        let outboxes = crate::notify::spawn_for(
-            &p,
-            &self.dir,
-            &self.audit,
-            &self.metrics,
-            start_seq,
-            &outboxes_rx,
-        );
-        let task = tokio::spawn(dog.run());
+        let outboxes =
+            crate::notify::spawn_for(&p, &self.dir, &self.recorder, start_seq, &outboxes_rx);
+        let watchdog = tokio::spawn(dog.run());
+        let watchdog_abort = watchdog.abort_handle();
+        // Watch the task: its end (a panic above all) is reported as it happens.
+        let (ended, instance) = (self.ended.clone(), p.instance.clone());
+        let task = tokio::spawn(async move {
+            let result = watchdog.await;
+            let _ = ended.send((instance, result));
+        });
         self.running.insert(
             p.instance.clone(),
             Supervised {
@@ -338,6 +352,7 @@ impl Daemon {
                 updates,
                 heartbeat,
                 task,
+                watchdog_abort,
                 outboxes,
                 outboxes_stop,
             },
@@ -358,9 +373,11 @@ impl Daemon {
         let running = std::mem::take(&mut self.running);
         let mut outboxes = Vec::new();
         let mut tasks = Vec::new();
+        let mut aborts = Vec::new();
         for s in running.into_values() {
             let _ = s.stop.send(true);
             tasks.push(s.task);
+            aborts.push(s.watchdog_abort);
             let _ = s.outboxes_stop.send(true);
             outboxes.extend(s.outboxes);
         }
@@ -379,6 +396,9 @@ impl Daemon {
         for t in tasks.iter().chain(outboxes.iter()) {
             t.abort();
         }
+        for a in aborts {
+            a.abort();
+        }
     }
 }
 
@@ -394,7 +414,5 @@ async fn join_all(tasks: &mut [JoinHandle<()>]) {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    crate::clock::unix_ms()
 }

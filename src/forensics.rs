@@ -73,24 +73,14 @@ fn truncate_args(args: &Value) -> Value {
                 .iter()
                 .take(MAX_ARGS)
                 .map(|a| {
-                    json!(cut(&a
-                        .as_str()
-                        .map_or_else(|| a.to_string(), str::to_string)))
+                    json!(crate::text::cut(
+                        &a.as_str().map_or_else(|| a.to_string(), str::to_string),
+                        MAX_ARG_CHARS
+                    ))
                 })
                 .collect(),
         ),
         None => args.clone(),
-    }
-}
-
-fn cut(text: &str) -> String {
-    if text.chars().count() <= MAX_ARG_CHARS {
-        text.to_string()
-    } else {
-        format!(
-            "{}...",
-            text.chars().take(MAX_ARG_CHARS).collect::<String>()
-        )
     }
 }
 

@@ -33,6 +33,7 @@
 pub mod audit;
 pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod daemon;
 pub mod engine;
 pub mod event;
@@ -42,10 +43,18 @@ pub mod metrics;
 pub mod notify;
 pub mod policy;
 pub mod probe;
+pub mod recorder;
 pub mod remedy;
 pub mod sdnotify;
 pub mod show;
 pub mod snapshot;
 pub mod status;
+pub mod text;
 pub mod watchdog;
 pub mod yaml;
+
+/// The process-wide rustls provider (ring, which fred already brings) for fred's and reqwest's
+/// TLS, installed in this one place.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use busyguard::cli::{AuditCommand, Cli, Command};
-use busyguard::daemon::{self, RunEnd, RunOptions};
+use busyguard::daemon::{self, Control, RunEnd, RunOptions};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -28,13 +28,24 @@ fn main() -> ExitCode {
             let Some(runtime) = runtime() else {
                 return ExitCode::from(2);
             };
-            let opts = RunOptions {
-                policies,
-                state_dir,
-                dry_run,
-                metrics,
+            let run = async {
+                let metrics = match metrics {
+                    None => None,
+                    Some(addr) => Some(
+                        tokio::net::TcpListener::bind(&addr)
+                            .await
+                            .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?,
+                    ),
+                };
+                let opts = RunOptions {
+                    policies,
+                    state_dir,
+                    dry_run,
+                    metrics,
+                };
+                daemon::run(opts, os_signals()?).await
             };
-            match runtime.block_on(daemon::run(opts)) {
+            match runtime.block_on(run) {
                 Ok(RunEnd::Stopped) => ExitCode::SUCCESS,
                 Ok(RunEnd::NoValidPolicy) => ExitCode::from(2),
                 Err(e) => {
@@ -47,7 +58,7 @@ fn main() -> ExitCode {
             let Some(runtime) = runtime() else {
                 return ExitCode::from(1);
             };
-            let _ = rustls::crypto::ring::default_provider().install_default();
+            busyguard::install_crypto_provider();
             let mut out = std::io::stdout().lock();
             match runtime.block_on(busyguard::status::status(&paths, json, &mut out)) {
                 Ok(true) => ExitCode::SUCCESS,
@@ -85,6 +96,28 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// SIGHUP reloads; SIGTERM and SIGINT stop.
+fn os_signals() -> anyhow::Result<tokio::sync::mpsc::Receiver<Control>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tokio::spawn(async move {
+        loop {
+            let control = tokio::select! {
+                _ = term.recv() => Control::Stop,
+                _ = int.recv() => Control::Stop,
+                _ = hup.recv() => Control::Reload,
+            };
+            if tx.send(control).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
 }
 
 /// The single-threaded runtime `run` and `status` share: the work is waiting on sockets, and one

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::event::{Event, EventKind};
+use crate::event::{Detail, Event, EventKind};
 
 /// Upper bounds (seconds) of the probe round-trip histogram.
 const PROBE_BUCKETS: [f64; 12] = [
@@ -53,7 +53,7 @@ impl Metrics {
     /// A probe got a reply (any reply) after `rtt`.
     pub fn probe_replied(&self, instance: &str, rtt: Duration) {
         let secs = rtt.as_secs_f64();
-        let now = unix_now();
+        let now = crate::clock::unix_secs_f64();
         self.with(|r| {
             set(&mut r.up, instance, true);
             set(&mut r.last_reply, instance, now);
@@ -80,7 +80,7 @@ impl Metrics {
     pub fn record(&self, event: &Event) {
         let instance = event.instance.clone().unwrap_or_default();
         let decided = if event.dry_run { "decided" } else { "sent" };
-        let action = match event.kind {
+        let action = match event.kind() {
             EventKind::KillSent => Some(("kill", decided)),
             EventKind::Killed => Some(("kill", "confirmed")),
             EventKind::Unkillable => Some(("kill", "unkillable")),
@@ -88,17 +88,13 @@ impl Metrics {
             EventKind::ShutdownConfirmed => Some(("shutdown", "confirmed")),
             EventKind::EscalationWithheld => Some(("shutdown", "withheld")),
             EventKind::SignalSent => Some(("signal", decided)),
-            EventKind::ActionFailed => Some((
-                match event.detail.get("action").and_then(|a| a.as_str()) {
-                    Some("shutdown") => "shutdown",
-                    Some("signal") => "signal",
-                    _ => "kill",
-                },
-                "failed",
-            )),
+            EventKind::ActionFailed => match &event.detail {
+                Detail::ActionFailed(failed) => Some((failed.action(), "failed")),
+                _ => None,
+            },
             _ => None,
         };
-        let opened = match event.kind {
+        let opened = match event.kind() {
             EventKind::BusyDetected => Some("busy"),
             EventKind::HangDetected => Some("hang"),
             EventKind::Unreachable => Some("unreachable"),
@@ -239,12 +235,6 @@ fn set<V>(map: &mut BTreeMap<String, V>, instance: &str, value: V) {
 /// The `# HELP` and `# TYPE` lines of a metric.
 fn head(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Serve `GET /metrics` on `listener` until the task is dropped.

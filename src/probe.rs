@@ -197,32 +197,64 @@ impl Connection {
         self.call(&["PING"]).await
     }
 
-    /// The healthy snapshot: `INFO all` (every section, 6.2 and 7.x alike), then CONFIG GET of what
-    /// INFO does not say. A refused CONFIG (ACL) leaves those fields empty; any other error
-    /// (BUSY, a lost connection) is returned for the probe to classify.
+    /// The healthy snapshot: `INFO all` (every section, 6.2 and 7.x alike), then CONFIG GET of
+    /// what INFO does not say. A BUSY, LOADING or lost connection is returned for the probe to
+    /// classify; anything else refused (NOPERM, a renamed or unknown command) leaves those facts
+    /// unknown and is named in the snapshot's `errors`.
     pub async fn snapshot(&self) -> Result<Snapshot, Outcome> {
+        let mut errors = Vec::new();
         let info = match self.call(&["INFO", "all"]).await {
             Outcome::Reply(v) => v.as_string().unwrap_or_default(),
+            Outcome::ErrorReply(e) if refusal(&e) => {
+                errors.push(format!("INFO refused: {e}"));
+                String::new()
+            }
             other => return Err(other),
         };
-        let config = match self
-            .call(&[
-                "CONFIG",
-                "GET",
-                "busy-reply-threshold",
-                "lua-time-limit",
-                "appendonly",
-                "appendfsync",
-                "save",
-            ])
-            .await
-        {
+        let config = match self.call(&CONFIG_GET).await {
             Outcome::Reply(v) => config_pairs(v),
-            Outcome::ErrorReply(e) if e.starts_with("NOPERM") => HashMap::new(),
+            // Redis 6.2's CONFIG GET takes one parameter: ask for each.
+            Outcome::ErrorReply(e) if e.contains("wrong number of arguments") => {
+                let mut pairs = HashMap::new();
+                for name in &CONFIG_GET[2..] {
+                    match self.call(&["CONFIG", "GET", name]).await {
+                        Outcome::Reply(v) => pairs.extend(config_pairs(v)),
+                        Outcome::ErrorReply(e) if refusal(&e) => {}
+                        other => return Err(other),
+                    }
+                }
+                pairs
+            }
+            Outcome::ErrorReply(e) if refusal(&e) => {
+                errors.push(format!("CONFIG GET refused: {e}"));
+                HashMap::new()
+            }
             other => return Err(other),
         };
-        Ok(Snapshot::from_info(&info, &config))
+        let mut snapshot = Snapshot::from_info(&info, &config);
+        snapshot.errors = errors;
+        Ok(snapshot)
     }
+}
+
+/// What the snapshot asks CONFIG for.
+const CONFIG_GET: [&str; 7] = [
+    "CONFIG",
+    "GET",
+    "busy-reply-threshold",
+    "lua-time-limit",
+    "appendonly",
+    "appendfsync",
+    "save",
+];
+
+/// An error reply that refuses a command (rights, a renamed or unknown command) rather than
+/// telling the server's state: BUSY and LOADING are the probe's to read.
+fn refusal(line: &str) -> bool {
+    !matches!(
+        classify_error(line),
+        Observation::Busy { .. } | Observation::Loading
+    )
 }
 
 /// CONFIG GET's reply (a RESP3 map, or a flat RESP2 array) as pairs.

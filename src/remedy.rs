@@ -15,10 +15,7 @@ const SHUTDOWN_CONFIRM_LIMIT: Duration = Duration::from_secs(10);
 pub async fn kill(conn: &Connection, command: KillCommand) -> KillReply {
     match conn.call(&command.words()).await {
         Outcome::Reply(_) => KillReply::Ok,
-        Outcome::ErrorReply(e) if e.split(' ').next() == Some("UNKILLABLE") => {
-            KillReply::Unkillable(e)
-        }
-        Outcome::ErrorReply(e) => KillReply::Error(e),
+        Outcome::ErrorReply(e) => KillReply::from_error(&e),
         Outcome::Lost(e) => KillReply::Lost(e),
     }
 }

@@ -4,20 +4,24 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
-use serde_json::Value;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use crate::audit::Record;
+use crate::event::Detail;
+use crate::event::detail::ActionFailed;
+use crate::text::cut;
+
+/// How much of a server's reply a timeline line shows.
+const REPLY_CHARS: usize = 70;
 
 /// Print every incident (or only `only`) of the trail at `path`.
 pub fn show(path: &Path, only: Option<&str>, out: &mut impl Write) -> std::io::Result<()> {
     let file = std::fs::File::open(path)?;
     // Incidents in order of first appearance, each with its records.
-    let mut incidents: Vec<(String, Vec<Value>)> = Vec::new();
-    for line in BufReader::new(file).lines() {
-        let Ok(record) = serde_json::from_str::<Value>(&line?) else {
+    let mut incidents: Vec<(String, Vec<Record>)> = Vec::new();
+    for line in BufReader::new(file).split(b'\n') {
+        let Ok(record) = Record::parse(&line?) else {
             continue;
         };
-        let Some(id) = record["incident"].as_str().map(str::to_string) else {
+        let Some(id) = record.event.incident.clone() else {
             continue;
         };
         if only.is_some_and(|o| o != id) {
@@ -32,16 +36,19 @@ pub fn show(path: &Path, only: Option<&str>, out: &mut impl Write) -> std::io::R
         writeln!(out, "no incidents")?;
     }
     for (id, records) in &incidents {
-        let start = records.first().and_then(timestamp);
-        let instance = records[0]["instance"].as_str().unwrap_or("-");
-        let first_ts = records[0]["ts"].as_str().unwrap_or("");
-        writeln!(out, "incident {id}  instance {instance}  opened {first_ts}")?;
+        let start = records.first().and_then(Record::unix_ms);
+        let instance = records[0].event.instance.as_deref().unwrap_or("-");
+        writeln!(
+            out,
+            "incident {id}  instance {instance}  opened {}",
+            records[0].ts
+        )?;
         for r in records {
-            let rel = match (start, timestamp(r)) {
-                (Some(a), Some(b)) => format!("+{}ms", (b - a).whole_milliseconds()),
+            let rel = match (start, r.unix_ms()) {
+                (Some(a), Some(b)) => format!("+{}ms", b as i128 - a as i128),
                 _ => "?".into(),
             };
-            let dry = if r["dry_run"] == true {
+            let dry = if r.event.dry_run {
                 " (dry run: not sent)"
             } else {
                 ""
@@ -49,8 +56,8 @@ pub fn show(path: &Path, only: Option<&str>, out: &mut impl Write) -> std::io::R
             writeln!(
                 out,
                 "  {rel:>9}  {:<19} {}{dry}",
-                r["event"].as_str().unwrap_or("?"),
-                summary(r)
+                r.kind().name(),
+                summary(&r.event.detail)
             )?;
         }
         writeln!(out)?;
@@ -58,55 +65,60 @@ pub fn show(path: &Path, only: Option<&str>, out: &mut impl Write) -> std::io::R
     Ok(())
 }
 
-fn timestamp(record: &Value) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(record["ts"].as_str()?, &Rfc3339).ok()
+fn ms(v: Option<u64>) -> String {
+    v.map_or(String::new(), |v| format!("{v}ms"))
 }
 
 /// The one line that says what a record means.
-fn summary(r: &Value) -> String {
-    let d = &r["detail"];
-    let s = |k: &str| d[k].as_str().unwrap_or("").to_string();
-    let ms = |k: &str| d[k].as_u64().map_or(String::new(), |v| format!("{v}ms"));
-    match r["event"].as_str().unwrap_or("") {
-        "busy_detected" => format!(
+fn summary(detail: &Detail) -> String {
+    use Detail as D;
+    match detail {
+        D::BusyDetected(d) => format!(
             "{} busy, threshold {}: {}",
-            s("busy_kind"),
-            ms("threshold_ms"),
-            short(&s("reply"))
+            d.busy_kind.name(),
+            ms(d.inputs.threshold_ms),
+            cut(&d.reply, REPLY_CHARS)
         ),
-        "kill_sent" => s("command"),
-        "killed" => format!(
+        D::KillSent(d) => d.command.clone(),
+        D::Killed(d) => format!(
             "{} took effect, {} after the first BUSY",
-            s("command"),
-            ms("since_first_busy_ms")
+            d.command,
+            ms(d.since_first_busy_ms)
         ),
-        "unkillable" => format!(
+        D::Unkillable(d) => format!(
             "{}; budget left {}, then {}",
-            short(&s("reply")),
-            ms("budget_left_ms"),
-            s("then")
+            cut(&d.reply, REPLY_CHARS),
+            ms(d.budget_left_ms),
+            d.then.name()
         ),
-        "shutdown_sent" => format!(
+        D::ShutdownSent(d) => format!(
             "{} after {} of BUSY",
-            s("command"),
-            ms("since_first_busy_ms")
+            d.command,
+            ms(d.inputs.since_first_busy_ms)
         ),
-        "shutdown_confirmed" => format!("server down {} after the command", ms("confirm_ms")),
-        "escalation_withheld" => s("reason"),
-        "hang_detected" => format!("no reply for {}", ms("silent_ms")),
-        "signal_sent" => format!("{} to pid {}", s("signal"), d["pid"]),
-        "unreachable" => s("reason"),
-        "recovered" => format!("{}; incident lasted {}", s("how"), ms("duration_ms")),
-        "action_failed" => format!("{}{}", s("command"), short(&s("reply"))),
-        _ => String::new(),
-    }
-}
-
-fn short(text: &str) -> String {
-    const MAX: usize = 70;
-    if text.chars().count() <= MAX {
-        text.to_string()
-    } else {
-        format!("{}...", text.chars().take(MAX).collect::<String>())
+        D::ShutdownConfirmed(d) => {
+            format!("server down {} after the command", ms(Some(d.confirm_ms)))
+        }
+        D::EscalationWithheld(d) => d.reason.clone(),
+        D::HangDetected(d) => format!("no reply for {}", ms(Some(d.silent_ms))),
+        D::SignalSent(d) => format!("{} to pid {}", d.signal, d.pid),
+        D::Unreachable(d) => d.reason.clone(),
+        D::Recovered(d) => format!(
+            "{}; incident lasted {}",
+            d.how.text(),
+            ms(Some(d.duration_ms))
+        ),
+        D::ActionFailed(ActionFailed::Kill(d)) => {
+            format!("{}{}", d.command, cut(&d.reply, REPLY_CHARS))
+        }
+        D::ActionFailed(ActionFailed::Shutdown { reply, .. }) => cut(reply, REPLY_CHARS),
+        D::ActionFailed(ActionFailed::Signal { error, .. }) => error.clone(),
+        D::IncidentSuperseded(d) => d.reason.clone(),
+        D::ProbeFault(_)
+        | D::NotifyFailed(_)
+        | D::WatchdogStarted(_)
+        | D::WatchdogStopped(_)
+        | D::PolicyLoaded(_)
+        | D::PolicyRejected(_) => String::new(),
     }
 }

@@ -6,10 +6,33 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
-/// Facts read from `INFO server`, `persistence`, `replication` and `CONFIG GET`.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// What SHUTDOWN NOSAVE would lose, by persistence mode.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "persistence", rename_all = "lowercase")]
+pub enum DataAtRisk {
+    Aof {
+        loses: String,
+        aof_last_write_status: Option<String>,
+    },
+    Rdb {
+        loses: String,
+        rdb_changes_since_last_save: Option<u64>,
+        rdb_last_save_time: Option<u64>,
+    },
+    None {
+        loses: String,
+        rdb_changes_since_last_save: Option<u64>,
+    },
+    Unknown,
+}
+
+/// Facts read from `INFO all` and `CONFIG GET`. What decision records carry of it is what it
+/// serializes (the fields marked `skip` stay in memory); a snapshot read back from the trail has
+/// those fields empty.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Snapshot {
     /// `redis_version` (Valkey reports one too, for compatibility).
     pub version: Option<String>,
@@ -20,8 +43,10 @@ pub struct Snapshot {
     pub run_id: Option<String>,
     pub uptime_seconds: Option<u64>,
     pub aof_enabled: Option<bool>,
+    #[serde(skip)]
     pub aof_last_write_status: Option<String>,
     pub rdb_changes_since_last_save: Option<u64>,
+    #[serde(skip)]
     pub rdb_last_save_time: Option<u64>,
     pub role: Option<String>,
     pub connected_replicas: Option<u64>,
@@ -35,17 +60,25 @@ pub struct Snapshot {
     pub save: Option<String>,
     /// Start time of `process_id` (clock ticks since boot, /proc), when the server is local:
     /// a signal goes only to the same process, never to a reused pid.
+    #[serde(skip)]
     pub process_start_ticks: Option<u64>,
     /// `errorstat_BUSY` count: BUSY replies served since the server started.
+    #[serde(skip)]
     pub busy_errors: Option<u64>,
     /// `errorstat_UNKILLABLE` count.
+    #[serde(skip)]
     pub unkillable_errors: Option<u64>,
     /// Sum of `rejected_calls` over commandstats.
+    #[serde(skip)]
     pub rejected_calls: Option<u64>,
+    /// What could not be read (INFO or CONFIG refused, renamed or failing): the fields it would
+    /// have filled are unknown, and the guards that need them withhold.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 impl Snapshot {
-    /// Build from the text of `INFO server persistence replication` and CONFIG GET pairs.
+    /// Build from the text of `INFO all` and CONFIG GET pairs.
     pub fn from_info(info: &str, config: &HashMap<String, String>) -> Snapshot {
         let f: HashMap<&str, &str> = info
             .lines()
@@ -82,6 +115,7 @@ impl Snapshot {
             process_start_ticks: None,
             busy_errors: errorstat(&f, "BUSY"),
             unkillable_errors: errorstat(&f, "UNKILLABLE"),
+            errors: Vec::new(),
             rejected_calls: f
                 .iter()
                 .filter(|(k, _)| k.starts_with("cmdstat_"))
@@ -100,47 +134,23 @@ impl Snapshot {
     }
 
     /// What a SHUTDOWN NOSAVE would lose, as the audit's data-at-risk estimate.
-    pub fn data_at_risk(&self) -> Value {
+    pub fn data_at_risk(&self) -> DataAtRisk {
         match self.aof_enabled {
-            Some(true) => json!({
-                "persistence": "aof",
-                "loses": "only the running script's own writes (AOF is flushed at shutdown)",
-                "aof_last_write_status": self.aof_last_write_status,
-            }),
-            Some(false) if self.save.as_deref().is_some_and(|s| !s.is_empty()) => json!({
-                "persistence": "rdb",
-                "loses": "every change since the last save",
-                "rdb_changes_since_last_save": self.rdb_changes_since_last_save,
-                "rdb_last_save_time": self.rdb_last_save_time,
-            }),
-            Some(false) => json!({
-                "persistence": "none",
-                "loses": "the whole dataset (no AOF, no RDB save points)",
-                "rdb_changes_since_last_save": self.rdb_changes_since_last_save,
-            }),
-            None => json!({"persistence": "unknown"}),
+            Some(true) => DataAtRisk::Aof {
+                loses: "only the running script's own writes (AOF is flushed at shutdown)".into(),
+                aof_last_write_status: self.aof_last_write_status.clone(),
+            },
+            Some(false) if self.save.as_deref().is_some_and(|s| !s.is_empty()) => DataAtRisk::Rdb {
+                loses: "every change since the last save".into(),
+                rdb_changes_since_last_save: self.rdb_changes_since_last_save,
+                rdb_last_save_time: self.rdb_last_save_time,
+            },
+            Some(false) => DataAtRisk::None {
+                loses: "the whole dataset (no AOF, no RDB save points)".into(),
+                rdb_changes_since_last_save: self.rdb_changes_since_last_save,
+            },
+            None => DataAtRisk::Unknown,
         }
-    }
-
-    /// The snapshot as an audit detail object.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "version": self.version,
-            "server_name": self.server_name,
-            "process_id": self.process_id,
-            "run_id": self.run_id,
-            "uptime_seconds": self.uptime_seconds,
-            "role": self.role,
-            "connected_replicas": self.connected_replicas,
-            "master_repl_offset": self.master_repl_offset,
-            "replicas": self.replicas,
-            "busy_threshold_ms": self.busy_threshold_ms,
-            "appendonly": self.appendonly,
-            "appendfsync": self.appendfsync,
-            "save": self.save,
-            "aof_enabled": self.aof_enabled,
-            "rdb_changes_since_last_save": self.rdb_changes_since_last_save,
-        })
     }
 }
 

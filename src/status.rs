@@ -145,7 +145,7 @@ async fn instance_status(p: &Policy) -> Value {
             s["role"] = json!(snap.role);
             s["replicas"] = json!(snap.connected_replicas);
             s["busy_threshold_ms"] = json!(snap.busy_threshold_ms);
-            s["shutdown_nosave_loses"] = snap.data_at_risk();
+            s["shutdown_nosave_loses"] = json!(snap.data_at_risk());
             s["rdb_changes_since_last_save"] = json!(snap.rdb_changes_since_last_save);
             match snap.busy_threshold_ms {
                 Some(0) => warnings.push("busy-reply-threshold is 0: the server never answers BUSY, so no kill or shutdown can get through a runaway script".into()),

@@ -131,10 +131,14 @@ fn sample_trail(dir: &Path) -> PathBuf {
     let path = dir.join("audit.jsonl");
     let (log, _) = busyguard::audit::AuditLog::open(&path).unwrap();
     for i in 0..6 {
-        let mut e = busyguard::event::Event::daemon(
-            busyguard::event::EventKind::BusyDetected,
-            serde_json::json!({"i": i}),
-        );
+        let mut e = busyguard::event::Event::daemon(busyguard::event::detail::NotifyFailed {
+            receiver: "r".into(),
+            kind: "webhook".into(),
+            event: busyguard::event::EventKind::BusyDetected,
+            seq: 1,
+            attempts: i,
+            reason: "sample".into(),
+        });
         e.instance = Some("x".into());
         log.append(&e).unwrap();
     }
@@ -159,7 +163,7 @@ fn verify_names_the_first_bad_line_for_each_kind_of_tampering() {
     let cases: Vec<(&str, Tamper, usize, &str)> = vec![
         (
             "changed",
-            Box::new(|l| l[2] = l[2].replace("\"i\":2", "\"i\":9")),
+            Box::new(|l| l[2] = l[2].replace("\"attempts\":2", "\"attempts\":9")),
             3,
             "changed",
         ),
@@ -198,14 +202,17 @@ fn verify_names_the_first_bad_line_for_each_kind_of_tampering() {
     }
 }
 
+/// SIGKILLed while a script is UNKILLABLE and started again while the server is still busy:
+/// nothing proves it is the same script, so the old incident is closed as superseded and a new
+/// one starts from the kill; its own budget ends in the one shutdown.
 #[test]
-fn a_daemon_killed_mid_incident_continues_it_with_one_shutdown() {
+fn a_daemon_killed_mid_incident_supersedes_it_and_shuts_down_once() {
     let mut server = RedisServer::start(ServerOptions::default());
     let mut daemon = Daemon::start(&server.policy("crash", &ladder("2500ms")), &[]);
     server.wait_snapshot();
     let _caller = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
     let unkillable = daemon.wait_event("unkillable", LONG);
-    let id = unkillable["incident"].clone();
+    let old = unkillable["incident"].clone();
     daemon.kill9();
     daemon.spawn();
     daemon.wait_event("shutdown_confirmed", LONG);
@@ -218,33 +225,39 @@ fn a_daemon_killed_mid_incident_continues_it_with_one_shutdown() {
     );
     let records = daemon.records();
     let count = |e: &str| records.iter().filter(|r| r["event"] == e).count();
-    assert_eq!(count("busy_detected"), 1);
+    assert_eq!(count("busy_detected"), 2);
+    assert_eq!(
+        count("kill_sent"),
+        2,
+        "the ladder starts again from the kill"
+    );
     assert_eq!(count("shutdown_sent"), 1);
-    assert_eq!(count("kill_sent"), 1);
+    let superseded = records
+        .iter()
+        .find(|r| r["event"] == "incident_superseded")
+        .expect("the old incident is closed");
+    assert_eq!(superseded["incident"], old);
+    let new = superseded["detail"]["by"].clone();
+    assert!(new.is_string() && new != old, "{superseded}");
     for r in records.iter().filter(|r| {
-        [
-            "unkillable",
-            "shutdown_sent",
-            "shutdown_confirmed",
-            "recovered",
-        ]
-        .contains(&r["event"].as_str().unwrap())
+        ["shutdown_sent", "shutdown_confirmed", "recovered"].contains(&r["event"].as_str().unwrap())
     }) {
-        assert_eq!(r["incident"], id, "{r}");
+        assert_eq!(r["incident"], new, "{r}");
     }
     let restarted = records
         .iter()
         .filter(|r| r["event"] == "watchdog_started" && r["instance"] == "crash")
         .nth(1)
         .expect("a second watchdog_started");
-    assert_eq!(restarted["detail"]["resumed_incident"], id);
-    // The shutdown still came at the end of the budget counted from the first BUSY.
+    assert_eq!(restarted["detail"]["resumed_incident"], old);
+    // The shutdown came at the end of the new incident's own budget.
     let sent = records
         .iter()
         .find(|r| r["event"] == "shutdown_sent")
         .unwrap();
     let waited = sent["detail"]["since_first_busy_ms"].as_u64().unwrap();
     assert!((2500..3500).contains(&waited), "{waited}");
+    assert_eq!(sent["detail"]["snapshot_from_trail"], true, "{sent}");
     assert_eq!(verify_cli(&[&daemon.audit]).0, 0);
 }
 

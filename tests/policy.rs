@@ -93,6 +93,7 @@ fn a_file_with_every_key_loads_to_the_expected_policy() {
                 wait: ms(90_000),
                 then: Then::Shutdown,
                 force: true,
+                shutdown_replicated: true,
             },
         },
         on_hang: OnHang {

@@ -3,7 +3,8 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::policy::Guards;
+use crate::event::EventKind;
+use crate::policy::{Guards, HangSignal, Then};
 
 const SCRIPT_BUSY: &str =
     "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
@@ -20,6 +21,7 @@ fn rules() -> Rules {
         wait: 2_000,
         then: Then::Shutdown,
         force: false,
+        shutdown_replicated: false,
         hang_after: 30_000,
         hang_signal: HangSignal::None,
         signal_after: 60_000,
@@ -61,7 +63,7 @@ fn pong() -> Observation {
 }
 
 fn names(step: &Step) -> Vec<&'static str> {
-    step.events.iter().map(|e| e.kind.name()).collect()
+    step.events.iter().map(|e| e.kind().name()).collect()
 }
 
 fn engine_with(rules: Rules) -> Engine {
@@ -117,7 +119,7 @@ fn a_killable_script_is_killed_at_once_and_confirmed_by_pong() {
     assert!(s.events.is_empty() && s.action.is_none());
     let s = e.observe(at(1003), pong());
     assert_eq!(names(&s), ["killed", "recovered"]);
-    assert_eq!(s.events[1].detail["how"], "killed");
+    assert_eq!(s.events[1].detail.to_value()["how"], "killed");
     assert_eq!(e.state(), "healthy");
 }
 
@@ -151,12 +153,12 @@ fn an_unkillable_script_that_ends_inside_the_budget_is_left_alone() {
         Observation::KillReply(KillReply::Unkillable("UNKILLABLE Sorry".into())),
     );
     assert_eq!(names(&s), ["unkillable"]);
-    assert_eq!(s.events[0].detail["budget_left_ms"], 1_999);
+    assert_eq!(s.events[0].detail.to_value()["budget_left_ms"], 1_999);
     assert_eq!(e.next_deadline(), Some(2_000));
     assert!(e.observe(at(1_500), busy(SCRIPT_BUSY)).action.is_none());
     let s = e.observe(at(1_800), pong());
     assert_eq!(names(&s), ["recovered"]);
-    assert_eq!(s.events[0].detail["how"], "ended by itself");
+    assert_eq!(s.events[0].detail.to_value()["how"], "ended by itself");
 }
 
 #[test]
@@ -176,7 +178,10 @@ fn past_the_budget_an_unkillable_script_ends_in_a_version_aware_shutdown() {
             words: vec!["SHUTDOWN", "NOSAVE", "NOW"]
         }))
     );
-    assert_eq!(s.events[0].detail["data_at_risk"]["persistence"], "none");
+    assert_eq!(
+        s.events[0].detail.to_value()["data_at_risk"]["persistence"],
+        "none"
+    );
     let s = e.observe(
         at(2_002),
         Observation::Shutdown(ShutdownOutcome::Confirmed { elapsed_ms: 2 }),
@@ -200,7 +205,7 @@ fn past_the_budget_an_unkillable_script_ends_in_a_version_aware_shutdown() {
         },
     );
     assert_eq!(names(&s), ["recovered"]);
-    assert_eq!(s.events[0].detail["restarted"], true);
+    assert_eq!(s.events[0].detail.to_value()["restarted"], true);
 }
 
 #[test]
@@ -250,7 +255,7 @@ fn limits_withhold_a_second_shutdown_in_the_window() {
     assert_eq!(names(&s), ["escalation_withheld"]);
     assert!(s.action.is_none());
     assert!(
-        s.events[0].detail["reason"]
+        s.events[0].detail.to_value()["reason"]
             .as_str()
             .unwrap()
             .starts_with("limits:")
@@ -281,7 +286,7 @@ fn data_at_risk_guards_withhold_with_their_reason() {
     let mut e = engine_with(Rules { guards, ..rules() });
     let s = run_to_budget(&mut e, 0);
     assert!(
-        s.events[0].detail["reason"]
+        s.events[0].detail.to_value()["reason"]
             .as_str()
             .unwrap()
             .contains("10 unsaved changes")
@@ -303,7 +308,7 @@ fn data_at_risk_guards_withhold_with_their_reason() {
     let s = run_to_budget(&mut e, 0);
     assert!(s.action.is_none());
     assert!(
-        s.events[0].detail["reason"]
+        s.events[0].detail.to_value()["reason"]
             .as_str()
             .unwrap()
             .contains("2 replica(s)")
@@ -425,7 +430,7 @@ fn a_server_that_goes_away_is_unreachable_then_recovered_with_no_action() {
         },
     );
     assert_eq!(names(&s), ["recovered"]);
-    assert_eq!(s.events[0].detail["how"], "reachable again");
+    assert_eq!(s.events[0].detail.to_value()["how"], "reachable again");
 }
 
 /// Any observation, at any time.
@@ -520,7 +525,7 @@ proptest! {
             if let Some(Action::Kill(_) | Action::Shutdown(_)) = &step.action {
                 prop_assert!(matches!(obs, Observation::Busy { .. }), "action after {obs:?}");
                 let last = step.events.last().expect("a record before the action");
-                prop_assert!(last.kind.announces_an_action() && !last.dry_run);
+                prop_assert!(last.kind().announces_an_action() && !last.dry_run);
             }
             if let Some(Action::Signal { .. }) = &step.action {
                 prop_assert!(matches!(obs, Observation::Silent { .. }), "signal after {:?}", obs);
@@ -532,7 +537,7 @@ proptest! {
     fn at_most_one_shutdown_per_incident(rules in any_rules(), run in any_run()) {
         let mut per_incident = std::collections::HashMap::new();
         for step in replay(&rules, &run) {
-            for ev in step.events.iter().filter(|e| e.kind == EventKind::ShutdownSent) {
+            for ev in step.events.iter().filter(|e| e.kind() == EventKind::ShutdownSent) {
                 let n = per_incident.entry(ev.incident.clone()).or_insert(0);
                 *n += 1;
                 prop_assert!(*n == 1, "two shutdowns in {:?}", ev.incident);
@@ -579,7 +584,7 @@ fn a_zero_threshold_is_reported_once() {
     );
     assert_eq!(names(&s), ["probe_fault"]);
     assert!(
-        s.events[0].detail["warning"]
+        s.events[0].detail.to_value()["warning"]
             .as_str()
             .unwrap()
             .contains("busy-reply-threshold is 0")
@@ -596,27 +601,41 @@ fn a_zero_threshold_is_reported_once() {
     );
 }
 
-/// Records of a run, as the trail would hold them (ts from the wall clock of `at`).
-fn as_records(steps: &[(At, Step)]) -> Vec<serde_json::Value> {
-    steps
-        .iter()
-        .flat_map(|(at, step)| {
-            step.events.iter().map(move |e| {
-                let ts =
-                    time::OffsetDateTime::from_unix_timestamp_nanos(at.unix_ms as i128 * 1_000_000)
-                        .unwrap();
-                serde_json::json!({
-                    "ts": ts.format(&time::format_description::well_known::Rfc3339).unwrap(),
-                    "incident": e.incident, "event": e.kind.name(), "dry_run": e.dry_run,
-                    "detail": serde_json::Value::Object(e.detail.clone()),
-                })
-            })
-        })
-        .collect()
+/// What a trail holding these steps says of the instance, read back the way the daemon reads it:
+/// written by the audit module (times from each step's wall clock), parsed by `history`.
+fn trail_of(steps: &[(At, Step)]) -> crate::audit::History {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let mut text = String::new();
+    let mut seq = 0;
+    for (at, step) in steps {
+        for e in &step.events {
+            seq += 1;
+            let ts =
+                time::OffsetDateTime::from_unix_timestamp_nanos(at.unix_ms as i128 * 1_000_000)
+                    .unwrap()
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap();
+            let record = crate::audit::Record {
+                ts,
+                seq,
+                prev: String::new(),
+                version: String::new(),
+                event: e.clone(),
+            };
+            text.push_str(&String::from_utf8(record.to_line()).unwrap());
+            text.push('\n');
+        }
+    }
+    std::fs::write(&path, text).unwrap();
+    crate::audit::history(&path)
+        .unwrap()
+        .remove("t")
+        .unwrap_or_default()
 }
 
-#[test]
-fn a_restarted_engine_resumes_the_incident_and_never_shuts_down_twice() {
+/// An incident left unkillable (and, with `then: shutdown` past 2 s, shut down) by an earlier run.
+fn earlier_run(until: Millis) -> (Vec<(At, Step)>, String) {
     let mut e = engine_with(rules());
     let mut steps = Vec::new();
     for (t, obs) in [
@@ -627,75 +646,112 @@ fn a_restarted_engine_resumes_the_incident_and_never_shuts_down_twice() {
         ),
         (3_000, busy(SCRIPT_BUSY)),
     ] {
-        steps.push((at(t), e.observe(at(t), obs)));
+        if t <= until {
+            steps.push((at(t), e.observe(at(t), obs)));
+        }
     }
-    assert!(matches!(steps[2].1.action, Some(Action::Shutdown(_))));
-    let history = crate::audit::History {
-        open_incident: as_records(&steps),
-        shutdowns: vec![at(3_000).unix_ms],
-    };
-    // A new engine, started 500ms later on a fresh monotonic clock.
-    let mut fresh = Engine::new(rules());
-    let now = At {
-        mono: 50,
-        unix_ms: at(3_500).unix_ms,
-    };
-    let id = fresh.resume(&history, now).unwrap();
-    assert_eq!(Some(id.as_str()), steps[0].1.events[0].incident.as_deref());
-    let s = fresh.observe(
-        At {
-            mono: 60,
-            unix_ms: at(3_510).unix_ms,
-        },
-        busy(SCRIPT_BUSY),
-    );
-    assert!(s.action.is_none() && s.events.is_empty(), "{s:?}");
+    let id = steps[0].1.events[0].incident.clone().unwrap();
+    (steps, id)
+}
+
+/// The instant of a new engine started `after` ms past 1_000 + `wall`, on a monotonic clock far
+/// from the earlier run's.
+fn restarted(wall: Millis, after: Millis) -> At {
+    At {
+        mono: 100_000 + after,
+        unix_ms: at(wall + after).unix_ms,
+    }
 }
 
 #[test]
-fn a_restarted_engine_keeps_the_budget_of_an_unkillable_script() {
-    let mut e = engine_with(rules());
-    let steps: Vec<(At, Step)> = [
-        (1_000, busy(SCRIPT_BUSY)),
-        (
-            1_001,
-            Observation::KillReply(KillReply::Unkillable("UNKILLABLE".into())),
-        ),
-    ]
-    .into_iter()
-    .map(|(t, o)| (at(t), e.observe(at(t), o)))
-    .collect();
-    let history = crate::audit::History {
-        open_incident: as_records(&steps),
-        shutdowns: vec![],
-    };
+fn a_restarted_engine_that_sees_busy_supersedes_the_old_incident_and_starts_from_the_kill() {
+    let (steps, old) = earlier_run(3_000);
+    assert!(matches!(steps[2].1.action, Some(Action::Shutdown(_))));
+    let history = trail_of(&steps);
+    assert_eq!(history.shutdowns, vec![at(3_000).unix_ms]);
     let mut fresh = Engine::new(rules());
-    // Restarted at wall 1_500 with a monotonic clock far from zero.
-    let base = 100_000;
-    fresh.resume(
-        &history,
-        At {
-            mono: base,
-            unix_ms: at(1_500).unix_ms,
-        },
+    assert_eq!(
+        fresh.resume(&history, restarted(3_500, 0)).as_deref(),
+        Some(old.as_str())
     );
-    assert_eq!(fresh.next_deadline(), Some(base - 500 + 2_000));
+    // Still BUSY: perhaps the same script, perhaps another. Nothing carries over.
+    let s = fresh.observe(restarted(3_500, 10), busy(SCRIPT_BUSY));
+    assert_eq!(
+        names(&s),
+        ["incident_superseded", "busy_detected", "kill_sent"]
+    );
+    assert_eq!(s.events[0].incident.as_deref(), Some(old.as_str()));
+    let new = s.events[1].incident.clone().unwrap();
+    assert_ne!(new, old);
+    let Detail::BusyDetected(b) = &s.events[1].detail else {
+        panic!()
+    };
+    assert_eq!(b.supersedes.as_deref(), Some(old.as_str()));
+    assert!(
+        b.inputs.snapshot_from_trail,
+        "the earlier run's snapshot, marked as such"
+    );
+    assert_eq!(b.inputs.snapshot_age_ms, Some(3_510), "its true age");
+    assert_eq!(s.action, Some(Action::Kill(KillCommand::ScriptKill)));
+    // The trail's shutdown still counts for `limits`: the new budget ends withheld.
+    fresh.observe(
+        restarted(3_500, 11),
+        Observation::KillReply(KillReply::Unkillable("U".into())),
+    );
+    let s = fresh.observe(restarted(3_500, 2_010), busy(SCRIPT_BUSY));
+    assert_eq!(names(&s), ["escalation_withheld"]);
+    assert!(
+        s.events[0].detail.to_value()["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("limits")
+    );
+}
+
+#[test]
+fn a_restarted_engine_that_sees_a_healthy_reply_ends_the_old_incident() {
+    let (steps, old) = earlier_run(1_001);
+    let mut fresh = Engine::new(rules());
+    fresh.resume(&trail_of(&steps), restarted(1_500, 0));
+    assert_eq!(fresh.incident_id(), Some(old.as_str()));
     let s = fresh.observe(
-        At {
-            mono: base + 1_499,
-            unix_ms: 0,
+        restarted(1_500, 10),
+        Observation::Pong {
+            snapshot: Some(Box::new(snapshot("7.0.15", "run-a"))),
         },
-        busy(SCRIPT_BUSY),
     );
-    assert!(s.action.is_none());
+    assert_eq!(names(&s), ["recovered"]);
+    assert_eq!(s.events[0].incident.as_deref(), Some(old.as_str()));
+    assert_eq!(s.events[0].detail.to_value()["how"], "ended by itself");
+    assert_eq!(s.events[0].detail.to_value()["restarted"], false);
+    assert_eq!(fresh.incident_id(), None);
+}
+
+#[test]
+fn after_its_shutdown_a_restarted_engine_waits_for_the_server_to_come_back() {
+    let (steps, old) = earlier_run(3_000);
+    let mut fresh = Engine::new(rules());
+    fresh.resume(&trail_of(&steps), restarted(3_500, 0));
     let s = fresh.observe(
-        At {
-            mono: base + 1_500,
-            unix_ms: 0,
+        restarted(3_500, 10),
+        Observation::Unreachable {
+            reason: "refused".into(),
         },
-        busy(SCRIPT_BUSY),
     );
-    assert!(matches!(s.action, Some(Action::Shutdown(_))));
+    assert!(s.events.is_empty() && s.action.is_none(), "{s:?}");
+    let s = fresh.observe(
+        restarted(3_500, 900),
+        Observation::Pong {
+            snapshot: Some(Box::new(snapshot("7.0.15", "run-b"))),
+        },
+    );
+    assert_eq!(names(&s), ["recovered"]);
+    assert_eq!(s.events[0].incident.as_deref(), Some(old.as_str()));
+    assert_eq!(
+        s.events[0].detail.to_value()["how"],
+        "restarted after shutdown"
+    );
+    assert_eq!(s.events[0].detail.to_value()["restarted"], true);
 }
 
 #[test]

@@ -7,8 +7,10 @@ use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::event::EventKind;
-use crate::policy::{PagerDutySeverities, ReceiverKind, Severity};
+use crate::audit::Record;
+use crate::event::detail::{ActionFailed, BusyKind, Then};
+use crate::event::{Detail, EventKind, Severity};
+use crate::policy::{PagerDutySeverities, ReceiverKind};
 
 /// PagerDuty's limit on `payload.summary`.
 pub const PAGERDUTY_SUMMARY_MAX: usize = 1024;
@@ -25,7 +27,7 @@ pub struct Request {
 /// receiver does not take this event (PagerDuty has no use for `kill_sent`).
 pub fn request(
     kind: &ReceiverKind,
-    record: &Value,
+    record: &Record,
     line: &str,
     now_unix_s: u64,
 ) -> Option<Request> {
@@ -46,10 +48,12 @@ pub fn request(
             body: pagerduty(record, routing_key.expose(), severity)?.to_string(),
         }),
         ReceiverKind::Webhook { url, secret } => {
+            // `data` is the record exactly as the trail holds it.
+            let data: Value = serde_json::from_str(line).unwrap_or(Value::Null);
             let body = json!({
-                "type": format!("busyguard.{}", record["event"].as_str().unwrap_or("")),
-                "timestamp": record["ts"],
-                "data": record,
+                "type": format!("busyguard.{}", record.kind().name()),
+                "timestamp": record.ts,
+                "data": data,
             })
             .to_string();
             let id = webhook_id(line);
@@ -109,77 +113,90 @@ pub fn slack_escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-fn ms(v: &Value) -> String {
-    v.as_u64().map_or("-".into(), |m| format!("{m} ms"))
+fn ms(v: Option<u64>) -> String {
+    v.map_or("-".into(), |m| format!("{m} ms"))
 }
 
 /// A one-line human title for a record.
-pub fn title(record: &Value) -> String {
-    let d = &record["detail"];
-    let s = |k: &str| d[k].as_str().unwrap_or("").to_string();
-    match record["event"].as_str().unwrap_or("") {
-        "busy_detected" => format!("BUSY: a {} has run past the threshold", s("busy_kind")),
-        "kill_sent" => format!("{} sent", s("command")),
-        "killed" => format!("{} ended the script", s("command")),
-        "unkillable" => "the script already wrote: UNKILLABLE".into(),
-        "shutdown_sent" => format!("{} sent: the budget is spent", s("command")),
-        "shutdown_confirmed" => "the server is down (SHUTDOWN confirmed)".into(),
-        "escalation_withheld" => "escalation withheld".into(),
-        "hang_detected" => "no reply, and no BUSY: the server hangs".into(),
-        "signal_sent" => format!("{} sent to the hung server", s("signal")),
-        "unreachable" => "the server is unreachable".into(),
-        "recovered" => format!("recovered ({})", s("how")),
-        "action_failed" => "an action failed".into(),
-        "probe_fault" => "configuration fault".into(),
-        other => other.to_string(),
+pub fn title(record: &Record) -> String {
+    use Detail as D;
+    match &record.event.detail {
+        D::BusyDetected(d) => format!(
+            "BUSY: a {} has run past the threshold",
+            busy_kind_name(d.busy_kind)
+        ),
+        D::KillSent(d) => format!("{} sent", d.command),
+        D::Killed(d) => format!("{} ended the script", d.command),
+        D::Unkillable(d) if d.replicated => "a script replayed from the master: UNKILLABLE".into(),
+        D::Unkillable(_) => "the script already wrote: UNKILLABLE".into(),
+        D::ShutdownSent(d) => format!("{} sent: the budget is spent", d.command),
+        D::ShutdownConfirmed(_) => "the server is down (SHUTDOWN confirmed)".into(),
+        D::EscalationWithheld(_) => "escalation withheld".into(),
+        D::HangDetected(_) => "no reply, and no BUSY: the server hangs".into(),
+        D::SignalSent(d) => format!("{} sent to the hung server", d.signal),
+        D::Unreachable(_) => "the server is unreachable".into(),
+        D::Recovered(d) => format!("recovered ({})", d.how.text()),
+        D::ActionFailed(_) => "an action failed".into(),
+        D::ProbeFault(_) => "configuration fault".into(),
+        D::IncidentSuperseded(_) => "closed: busyguard restarted and could not resume it".into(),
+        D::WatchdogStarted(_)
+        | D::WatchdogStopped(_)
+        | D::PolicyLoaded(_)
+        | D::PolicyRejected(_)
+        | D::NotifyFailed(_) => record.kind().name().to_string(),
+    }
+}
+
+fn busy_kind_name(kind: BusyKind) -> &'static str {
+    match kind {
+        BusyKind::Script => "script",
+        BusyKind::Function => "function",
+        BusyKind::Module => "module",
+        BusyKind::Unknown => "command of unknown kind",
     }
 }
 
 /// What the policy will do next, and when.
-fn next_step(record: &Value) -> String {
-    let d = &record["detail"];
-    let p = &d["policy"];
-    match record["event"].as_str().unwrap_or("") {
-        "busy_detected" if d["busy_kind"] == "module" => {
-            format!(
-                "no kill exists for a module; budget ends in {}",
-                ms(&d["budget_left_ms"])
-            )
+fn next_step(record: &Record) -> String {
+    use Detail as D;
+    let detail = &record.event.detail;
+    let budget_left = ms(detail.budget_left_ms());
+    match detail {
+        D::BusyDetected(d) if d.busy_kind == BusyKind::Module => {
+            format!("no kill exists for a module; budget ends in {budget_left}")
         }
-        "busy_detected" => format!("kill after {}", ms(&p["kill_after_ms"])),
-        "kill_sent" => "confirm with the next PING".into(),
-        "unkillable" | "action_failed" if d["then"] == "shutdown" => {
-            format!(
-                "SHUTDOWN NOSAVE in {} unless the script ends",
-                ms(&d["budget_left_ms"])
-            )
-        }
-        "unkillable" => format!(
-            "wait {} then notify; never shut down",
-            ms(&d["budget_left_ms"])
+        D::BusyDetected(d) => format!("kill after {}", ms(Some(d.inputs.policy.kill_after_ms))),
+        D::KillSent(_) => "confirm with the next PING".into(),
+        D::Unkillable(d) if d.replicated => format!(
+            "wait {budget_left}: the master has already run it; the replica catches up by itself"
         ),
-        "shutdown_sent" => "confirm the server refuses connections".into(),
-        "shutdown_confirmed" => "wait for the server to come back".into(),
-        "escalation_withheld" => "nothing more: a human decides".into(),
-        "hang_detected" | "unreachable" => "keep probing".into(),
+        D::Unkillable(d) | D::ActionFailed(ActionFailed::Kill(d)) if d.then == Then::Shutdown => {
+            format!("SHUTDOWN NOSAVE in {budget_left} unless the script ends")
+        }
+        D::Unkillable(_) => format!("wait {budget_left} then notify; never shut down"),
+        D::ShutdownSent(_) => "confirm the server refuses connections".into(),
+        D::ShutdownConfirmed(_) => "wait for the server to come back".into(),
+        D::EscalationWithheld(_) => "nothing more: a human decides".into(),
+        D::HangDetected(_) | D::Unreachable(_) => "keep probing".into(),
         _ => "none".into(),
     }
 }
 
 /// The outcome or reason worth showing, escaped for Slack.
-fn outcome(record: &Value) -> String {
-    let d = &record["detail"];
-    let text = ["reason", "reply", "how", "warning"]
-        .iter()
-        .find_map(|k| d[*k].as_str())
-        .unwrap_or("-");
-    slack_escape(text)
+fn outcome(record: &Record) -> String {
+    slack_escape(
+        &record
+            .event
+            .detail
+            .explanation()
+            .unwrap_or_else(|| "-".into()),
+    )
 }
 
-fn slack(record: &Value) -> Value {
-    let instance = slack_escape(record["instance"].as_str().unwrap_or("-"));
-    let incident = slack_escape(record["incident"].as_str().unwrap_or("-"));
-    let dry = if record["dry_run"] == true {
+fn slack(record: &Record) -> Value {
+    let instance = slack_escape(record.event.instance.as_deref().unwrap_or("-"));
+    let incident = slack_escape(record.event.incident.as_deref().unwrap_or("-"));
+    let dry = if record.event.dry_run {
         " [dry run: not sent]"
     } else {
         ""
@@ -194,11 +211,11 @@ fn slack(record: &Value) -> Value {
             {"type": "section", "text": {"type": "mrkdwn", "text": format!("*{instance}*: {title}{dry}")}},
             {"type": "section", "fields": [
                 field("Instance", instance.clone()),
-                field("State", format!("`{}`", record["event"].as_str().unwrap_or(""))),
+                field("State", format!("`{}`", record.kind().name())),
                 field("Action and outcome", outcome(record)),
-                field("Elapsed since first BUSY", ms(&record["detail"]["since_first_busy_ms"])),
+                field("Elapsed since first BUSY", ms(record.event.detail.since_first_busy_ms())),
                 field("Next step", slack_escape(&next_step(record))),
-                field("Incident", format!("{incident} · seq {}", record["seq"])),
+                field("Incident", format!("{incident} · seq {}", record.seq)),
             ]},
         ],
     })
@@ -211,40 +228,45 @@ enum PagerDutyAction {
 }
 
 /// The one mapping of events to PagerDuty actions, for building requests and for filtering.
-fn pagerduty_action(event: &str, severity: &PagerDutySeverities) -> Option<PagerDutyAction> {
+fn pagerduty_action(event: EventKind, severity: &PagerDutySeverities) -> Option<PagerDutyAction> {
+    use EventKind as K;
     Some(match event {
-        "recovered" => PagerDutyAction::Resolve,
-        "busy_detected" | "hang_detected" | "unreachable" => {
+        K::Recovered | K::IncidentSuperseded => PagerDutyAction::Resolve,
+        K::BusyDetected | K::HangDetected | K::Unreachable => {
             PagerDutyAction::Trigger(severity.busy)
         }
-        "unkillable" => PagerDutyAction::Trigger(severity.unkillable),
-        "shutdown_sent"
-        | "shutdown_confirmed"
-        | "escalation_withheld"
-        | "action_failed"
-        | "signal_sent" => PagerDutyAction::Trigger(severity.escalated),
-        _ => return None,
+        K::Unkillable => PagerDutyAction::Trigger(severity.unkillable),
+        K::ShutdownSent
+        | K::ShutdownConfirmed
+        | K::EscalationWithheld
+        | K::ActionFailed
+        | K::SignalSent => PagerDutyAction::Trigger(severity.escalated),
+        K::WatchdogStarted
+        | K::WatchdogStopped
+        | K::PolicyLoaded
+        | K::PolicyRejected
+        | K::KillSent
+        | K::Killed
+        | K::NotifyFailed
+        | K::ProbeFault => return None,
     })
 }
 
 /// Whether this kind of receiver takes `record` at all (PagerDuty has no use for `kill_sent`,
 /// nor for a record outside an incident), without building the request.
-pub fn takes(kind: &ReceiverKind, record: &Value) -> bool {
+pub fn takes(kind: &ReceiverKind, record: &Record) -> bool {
     match kind {
         ReceiverKind::PagerDuty { severity, .. } => {
-            record["incident"].is_string()
-                && record["event"]
-                    .as_str()
-                    .is_some_and(|e| pagerduty_action(e, severity).is_some())
+            record.event.incident.is_some() && pagerduty_action(record.kind(), severity).is_some()
         }
         _ => true,
     }
 }
 
-fn pagerduty(record: &Value, routing_key: &str, severity: &PagerDutySeverities) -> Option<Value> {
-    let event = record["event"].as_str()?;
-    let incident = record["incident"].as_str()?;
-    let instance = record["instance"].as_str().unwrap_or("-");
+fn pagerduty(record: &Record, routing_key: &str, severity: &PagerDutySeverities) -> Option<Value> {
+    let event = record.kind();
+    let incident = record.event.incident.as_deref()?;
+    let instance = record.event.instance.as_deref().unwrap_or("-");
     let level = match pagerduty_action(event, severity)? {
         PagerDutyAction::Resolve => {
             return Some(
@@ -253,7 +275,7 @@ fn pagerduty(record: &Value, routing_key: &str, severity: &PagerDutySeverities) 
         }
         PagerDutyAction::Trigger(level) => level,
     };
-    let dry = if record["dry_run"] == true {
+    let dry = if record.event.dry_run {
         " [dry run]"
     } else {
         ""
@@ -262,10 +284,10 @@ fn pagerduty(record: &Value, routing_key: &str, severity: &PagerDutySeverities) 
         .chars()
         .take(PAGERDUTY_SUMMARY_MAX)
         .collect();
-    let mut details = record["detail"].clone();
-    details["seq"] = record["seq"].clone();
+    let mut details = record.event.detail.to_value();
+    details["seq"] = json!(record.seq);
     details["event"] = json!(event);
-    details["dry_run"] = record["dry_run"].clone();
+    details["dry_run"] = json!(record.event.dry_run);
     Some(json!({
         "routing_key": routing_key,
         "event_action": "trigger",
@@ -274,7 +296,7 @@ fn pagerduty(record: &Value, routing_key: &str, severity: &PagerDutySeverities) 
             "summary": summary,
             "source": instance,
             "severity": level.name(),
-            "timestamp": record["ts"],
+            "timestamp": record.ts,
             "component": "redis",
             "group": instance,
             "class": event,
@@ -284,28 +306,79 @@ fn pagerduty(record: &Value, routing_key: &str, severity: &PagerDutySeverities) 
 }
 
 /// Whether a record goes to a receiver with this filter at all.
-pub fn wanted(filter: &crate::policy::Filter, record: &Value) -> bool {
-    let Some(name) = record["event"].as_str() else {
-        return false;
-    };
+pub fn wanted(filter: &crate::policy::Filter, record: &Record) -> bool {
+    let kind = record.kind();
     let listed = match &filter.events {
-        Some(names) => names.iter().any(|n| n == name),
-        None => EventKind::from_name(name).is_some_and(EventKind::notifiable),
+        Some(names) => names.iter().any(|n| n == kind.name()),
+        None => kind.notifiable(),
     };
-    let severe = EventKind::from_name(name).is_some_and(|k| k.severity() >= filter.min_severity);
-    listed && severe
+    listed && kind.severity() >= filter.min_severity
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Secret, Severity};
+    use crate::event::Event;
+    use crate::event::detail::{
+        BusyDetected, DecisionInputs, KillSent, Killed, ProbeFault, Recovered, RecoveredHow,
+    };
+    use crate::policy::Secret;
 
-    fn record(event: &str) -> Value {
-        json!({"ts": "2026-11-26T23:00:00.000Z", "seq": 7, "instance": "cache-01",
-               "incident": "cache-01-1-1", "event": event, "dry_run": false,
-               "detail": {"reply": "BUSY <x> & y", "busy_kind": "script", "since_first_busy_ms": 12,
-                          "policy": {"kill_after_ms": 0}}})
+    fn record(detail: Detail) -> Record {
+        Record {
+            ts: "2026-11-26T23:00:00.000Z".into(),
+            seq: 7,
+            prev: "0".into(),
+            version: "0".into(),
+            event: Event {
+                instance: Some("cache-01".into()),
+                incident: Some("cache-01-1-1".into()),
+                dry_run: false,
+                policy: None,
+                detail,
+            },
+        }
+    }
+
+    fn busy() -> Record {
+        record(
+            BusyDetected {
+                inputs: DecisionInputs {
+                    since_first_busy_ms: Some(12),
+                    ..DecisionInputs::default()
+                },
+                reply: "BUSY <x> & y".into(),
+                busy_kind: BusyKind::Script,
+                warning: None,
+                supersedes: None,
+            }
+            .into(),
+        )
+    }
+
+    fn recovered() -> Record {
+        record(
+            Recovered {
+                how: RecoveredHow::Killed,
+                duration_ms: 1,
+                since_first_busy_ms: None,
+                restarted: None,
+                run_id: None,
+                forensics: None,
+            }
+            .into(),
+        )
+    }
+
+    fn kill_sent() -> Record {
+        record(
+            KillSent {
+                inputs: DecisionInputs::default(),
+                command: "SCRIPT KILL".into(),
+                reply_seen: "BUSY".into(),
+            }
+            .into(),
+        )
     }
 
     #[test]
@@ -313,18 +386,15 @@ mod tests {
         let kind = ReceiverKind::Slack {
             url: Secret::new("http://x"),
         };
-        let req = request(&kind, &record("busy_detected"), "{}", 0).unwrap();
+        let req = request(&kind, &busy(), "{}", 0).unwrap();
         let body: Value = serde_json::from_str(&req.body).unwrap();
         assert_eq!(
             body["text"],
             "busyguard cache-01: BUSY: a script has run past the threshold"
         );
         let fields = body["blocks"][1]["fields"].to_string();
-        assert!(
-            fields.contains("BUSY &amp;lt;x&amp;gt; &amp;amp; y")
-                || fields.contains("BUSY &lt;x&gt; &amp; y"),
-            "{fields}"
-        );
+        assert!(fields.contains("BUSY &lt;x&gt; &amp; y"), "{fields}");
+        assert!(fields.contains("12 ms"), "{fields}");
         assert!(accepted(&kind, 200, "ok") && !accepted(&kind, 200, "no_service"));
     }
 
@@ -340,34 +410,52 @@ mod tests {
             events_url: "http://pd".into(),
             severity: sev,
         };
-        let t: Value = serde_json::from_str(
-            &request(&kind, &record("busy_detected"), "", 0)
-                .unwrap()
-                .body,
-        )
-        .unwrap();
+        let t: Value = serde_json::from_str(&request(&kind, &busy(), "", 0).unwrap().body).unwrap();
         assert_eq!(t["event_action"], "trigger");
         assert_eq!(t["dedup_key"], "cache-01-1-1");
         assert_eq!(t["payload"]["severity"], "warning");
+        assert_eq!(t["payload"]["custom_details"]["seq"], 7);
         let r: Value =
-            serde_json::from_str(&request(&kind, &record("recovered"), "", 0).unwrap().body)
-                .unwrap();
+            serde_json::from_str(&request(&kind, &recovered(), "", 0).unwrap().body).unwrap();
         assert_eq!(r["event_action"], "resolve");
-        assert!(request(&kind, &record("kill_sent"), "", 0).is_none());
-        for event in [
-            "busy_detected",
-            "recovered",
-            "kill_sent",
-            "killed",
-            "probe_fault",
-        ] {
-            let r = record(event);
+        assert!(request(&kind, &kill_sent(), "", 0).is_none());
+        let killed = record(
+            Killed {
+                command: "SCRIPT KILL".into(),
+                confirmed_ms_after_reply: 1,
+                since_first_busy_ms: None,
+            }
+            .into(),
+        );
+        let fault = record(
+            ProbeFault::Fault {
+                reply: "NOPERM".into(),
+                note: "n".into(),
+            }
+            .into(),
+        );
+        for r in [busy(), recovered(), kill_sent(), killed, fault] {
             assert_eq!(
                 takes(&kind, &r),
                 request(&kind, &r, "", 0).is_some(),
-                "{event}"
+                "{:?}",
+                r.kind()
             );
         }
+    }
+
+    #[test]
+    fn webhook_data_is_the_trail_line() {
+        let kind = ReceiverKind::Webhook {
+            url: Secret::new("http://x"),
+            secret: None,
+        };
+        let r = busy();
+        let line = String::from_utf8(r.to_line()).unwrap();
+        let body: Value =
+            serde_json::from_str(&request(&kind, &r, &line, 0).unwrap().body).unwrap();
+        assert_eq!(body["type"], "busyguard.busy_detected");
+        assert_eq!(body["data"], serde_json::from_str::<Value>(&line).unwrap());
     }
 
     #[test]

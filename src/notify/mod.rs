@@ -13,21 +13,19 @@
 //! as `notify_failed` in the trail.
 
 pub mod formats;
-pub mod tail;
+pub mod reader;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use serde_json::json;
 use tokio::sync::watch;
 
-use crate::audit::{AuditLog, ts_unix_ms};
-use crate::event::{Event, EventKind, into_map};
-use crate::metrics::Metrics;
+use crate::event::Event;
+use crate::event::detail::NotifyFailed;
 use crate::policy::{Policy, Receiver};
+use crate::recorder::Recorder;
 use formats::{accepted, request, wanted};
-use tail::{Tail, TrailRecord};
+use reader::{TrailReader, TrailRecord};
 
 /// Time allowed to open a connection to a receiver.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -46,8 +44,7 @@ const IDLE_RECHECK: Duration = Duration::from_secs(5);
 pub fn spawn_for(
     policy: &Policy,
     state_dir: &Path,
-    audit: &Arc<AuditLog>,
-    metrics: &Arc<Metrics>,
+    recorder: &Recorder,
     start_seq: u64,
     stop: &watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -77,11 +74,10 @@ pub fn spawn_for(
             instance: policy.instance.clone(),
             policy_hash: policy.content_hash.clone(),
             receiver: receiver.clone(),
-            trail: audit.path().to_path_buf(),
-            audit: audit.clone(),
-            metrics: metrics.clone(),
+            trail: recorder.audit.path().to_path_buf(),
+            recorder: recorder.clone(),
             client,
-            appended: audit.subscribe(),
+            appended: recorder.audit.subscribe(),
             stop: stop.clone(),
         };
         tasks.push(tokio::spawn(outbox.run(start_seq)));
@@ -98,8 +94,7 @@ struct Outbox {
     receiver: Receiver,
     cursor_path: PathBuf,
     trail: PathBuf,
-    audit: Arc<AuditLog>,
-    metrics: Arc<Metrics>,
+    recorder: Recorder,
     client: reqwest::Client,
     /// Bumped by the trail on every append.
     appended: watch::Receiver<u64>,
@@ -115,7 +110,7 @@ impl Outbox {
                 start_seq
             }
         };
-        let mut tail = Tail::new(&self.trail);
+        let mut tail = TrailReader::new(&self.trail);
         loop {
             let records = match tail.read_new() {
                 Ok(r) => r,
@@ -149,7 +144,7 @@ impl Outbox {
     }
 
     fn wants(&self, r: &TrailRecord) -> bool {
-        r.record["instance"] == self.instance.as_str()
+        r.record.event.instance.as_deref() == Some(self.instance.as_str())
             && wanted(&self.receiver.filter, &r.record)
             && formats::takes(&self.receiver.kind, &r.record)
     }
@@ -157,13 +152,13 @@ impl Outbox {
     /// Deliver one record, retrying until it is taken, refused for good, too old, or the
     /// daemon stops.
     async fn deliver(&mut self, r: &TrailRecord) {
-        let event = r.record["event"].as_str().unwrap_or("?").to_string();
-        let happened = ts_unix_ms(&r.record).unwrap_or_else(now_unix_ms);
+        let event = r.record.kind().name();
+        let happened = r.record.unix_ms().unwrap_or_else(crate::clock::unix_ms);
         let give_up_at = happened + self.receiver.max_age.as_millis() as u64;
         let mut backoff = BACKOFF_FIRST;
         let mut attempts = 0u32;
         loop {
-            let now = now_unix_ms();
+            let now = crate::clock::unix_ms();
             if now >= give_up_at {
                 return self.give_up(
                     r,
@@ -187,7 +182,7 @@ impl Outbox {
             let wait = match sent {
                 Ok((status, body, _)) if accepted(&self.receiver.kind, status, &body) => {
                     tracing::info!(receiver = %self.name, %event, seq = r.seq, attempts, "notification delivered");
-                    self.metrics.notification(&self.name, "delivered");
+                    self.recorder.metrics.notification(&self.name, "delivered");
                     return;
                 }
                 Ok((429, _, retry_after)) => {
@@ -202,7 +197,7 @@ impl Outbox {
                 Ok((status, body, _)) => {
                     let why = format!(
                         "HTTP {status}: permanent ({})",
-                        body.chars().take(200).collect::<String>()
+                        crate::text::cut(&body, 200)
                     );
                     return self.give_up(r, attempts, &why);
                 }
@@ -211,34 +206,32 @@ impl Outbox {
                     jitter(backoff)
                 }
             };
-            self.metrics.notification(&self.name, "retried");
+            self.recorder.metrics.notification(&self.name, "retried");
             backoff = (backoff * 2).min(BACKOFF_MAX);
-            let left = Duration::from_millis(give_up_at.saturating_sub(now_unix_ms()));
+            let left = Duration::from_millis(give_up_at.saturating_sub(crate::clock::unix_ms()));
             tokio::time::sleep(wait.min(left)).await;
         }
     }
 
     fn give_up(&self, r: &TrailRecord, attempts: u32, why: &str) {
         tracing::error!(receiver = %self.name, seq = r.seq, attempts, reason = %why, "notification given up");
-        self.metrics.notification(&self.name, "given_up");
+        self.recorder.metrics.notification(&self.name, "given_up");
         let event = Event {
-            kind: EventKind::NotifyFailed,
             instance: Some(self.instance.clone()),
-            incident: r.record["incident"].as_str().map(str::to_string),
-            dry_run: r.record["dry_run"] == true,
-            detail: into_map(json!({
-                "receiver": self.name,
-                "kind": self.receiver.kind.name(),
-                "event": r.record["event"],
-                "seq": r.seq,
-                "attempts": attempts,
-                "reason": why,
-            })),
+            incident: r.record.event.incident.clone(),
+            dry_run: r.record.event.dry_run,
             policy: Some(self.policy_hash.clone()),
+            detail: NotifyFailed {
+                receiver: self.name.clone(),
+                kind: self.receiver.kind.name().to_string(),
+                event: r.record.kind(),
+                seq: r.seq,
+                attempts,
+                reason: why.to_string(),
+            }
+            .into(),
         };
-        if let Err(e) = self.audit.append(&event) {
-            tracing::error!(error = %e, "audit write failed");
-        }
+        let _ = self.recorder.record(&event);
     }
 
     /// Write the cursor (a temporary file renamed over the old one, so it is never torn).
@@ -272,15 +265,6 @@ async fn send(builder: reqwest::RequestBuilder) -> Result<(u16, String, Option<D
 
 /// ±20% so that receivers recovering together are not hit in lockstep.
 fn jitter(d: Duration) -> Duration {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |t| t.subsec_nanos());
-    let factor = 0.8 + (nanos % 1000) as f64 / 2500.0;
+    let factor = 0.8 + (crate::clock::subsec_nanos() % 1000) as f64 / 2500.0;
     d.mul_f64(factor)
-}
-
-fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -76,6 +76,11 @@ pub const KEYS: &[KeyDoc] = &[
         doc: "Add FORCE to the shutdown (7.0+), needed while the first AOF is still being written.",
     },
     KeyDoc {
+        path: "on_busy.on_unkillable.shutdown_replicated",
+        default: "false",
+        doc: "Allow the shutdown of a replica replaying its master's script (UNKILLABLE \"... in the context of replication\"). Off: such a script has already ended on the master; it is waited out and notified, never shut down.",
+    },
+    KeyDoc {
         path: "on_hang.after",
         default: "30s",
         doc: "Silence (an outstanding PING, no BUSY) for this long opens a hang incident that notifies. Keep it above the server's busy threshold.",

@@ -13,6 +13,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::event::Severity;
+pub use crate::event::detail::Then;
+
 pub use validate::parse_policy;
 
 /// A validated policy for one Redis instance.
@@ -102,13 +105,10 @@ pub struct OnUnkillable {
     pub wait: Duration,
     pub then: Then,
     pub force: bool,
-}
-
-/// What happens when the budget of an unkillable script runs out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Then {
-    Shutdown,
-    Notify,
+    /// A replica replaying its master's script (UNKILLABLE "... in the context of
+    /// replication") may be shut down at the end of `wait`. Off by default: the script has
+    /// already ended on the master, and the replica catches up by itself.
+    pub shutdown_replicated: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -178,33 +178,6 @@ pub struct Filter {
     /// Only these event names; `None`: every notifiable event.
     pub events: Option<Vec<String>>,
     pub min_severity: Severity,
-}
-
-/// How grave an event is; ordered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    Info,
-    Warning,
-    Error,
-    Critical,
-}
-
-impl Severity {
-    pub const NAMES: [&'static str; 4] = ["info", "warning", "error", "critical"];
-
-    pub fn parse(name: &str) -> Option<Severity> {
-        Some(match name {
-            "info" => Severity::Info,
-            "warning" => Severity::Warning,
-            "error" => Severity::Error,
-            "critical" => Severity::Critical,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        Severity::NAMES[self as usize]
-    }
 }
 
 /// The PagerDuty severity of each kind of trigger.

@@ -503,13 +503,22 @@ impl Walker {
                 }
             }
         };
+        let shutdown_replicated = u
+            .get("shutdown_replicated")
+            .and_then(|n| self.bool(n, "on_busy.on_unkillable.shutdown_replicated"))
+            .unwrap_or(false);
         let force = u
             .get("force")
             .and_then(|n| self.bool(n, "on_busy.on_unkillable.force"))
             .unwrap_or(false);
         OnBusy {
             kill_after,
-            on_unkillable: OnUnkillable { wait, then, force },
+            on_unkillable: OnUnkillable {
+                wait,
+                then,
+                force,
+                shutdown_replicated,
+            },
         }
     }
 

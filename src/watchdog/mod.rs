@@ -1,29 +1,31 @@
 //! One watchdog task per instance: it owns the probe connection, feeds what it sees to the
-//! engine, records the engine's events, and carries out its actions.
+//! engine, and hands the engine's steps to [`act`], which records them and carries out their
+//! actions.
 //!
-//! Exactly one probe command is outstanding at a time and it is never abandoned: a PING sent
-//! during a script's silent phase is answered BUSY the instant the threshold passes, so BUSY is
-//! seen one round trip after the server starts accepting kills, whatever `probe.interval` is.
-//! Deadlines from the engine (end of `kill_after`, end of `wait`) bring the next PING forward so
-//! the action lands one round trip after them. A `*_sent` record is on disk before its command
-//! is written to the socket; if it cannot be recorded, the command is not sent.
+//! Exactly one probe command is outstanding at a time: a PING sent during a script's silent
+//! phase is answered BUSY the instant the threshold passes, so BUSY is seen one round trip after
+//! the server starts accepting kills, whatever `probe.interval` is. Deadlines from the engine
+//! (end of `kill_after`, end of `wait`) bring the next PING forward so the action lands one
+//! round trip after them. The probe is PING, always: a healthy snapshot (INFO, CONFIG) is taken
+//! beside it, and a snapshot the server refuses (an ACL user without `+info`, a renamed CONFIG)
+//! leaves its facts unknown but never blinds the probe.
+
+mod act;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use serde_json::json;
 use tokio::sync::watch;
 use tokio::time::sleep_until;
 
-use crate::audit::{AuditLog, History};
-use crate::engine::{Action, At, Engine, KillReply, Observation, Rules, ShutdownOutcome, Step};
-use crate::event::{Event, EventKind, into_map};
-use crate::forensics;
-use crate::metrics::Metrics;
+use crate::audit::History;
+use crate::engine::{At, Engine, Observation, Rules, Step};
+use crate::event::Event;
+use crate::event::detail::{WatchdogStarted, WatchdogStopped};
 use crate::policy::Policy;
 use crate::probe::{self, ConnectError, Connection, Outcome, classify_error};
-use crate::remedy;
+use crate::recorder::Recorder;
 use crate::snapshot::{Snapshot, process_start_ticks};
 
 /// Reconnection attempts are spaced by the probe interval, within these bounds.
@@ -47,8 +49,7 @@ pub struct Watchdog {
     policy: Policy,
     force_dry_run: bool,
     engine: Engine,
-    audit: Arc<AuditLog>,
-    metrics: Arc<Metrics>,
+    recorder: Recorder,
     /// Zero of the engine's monotonic clock.
     epoch: Instant,
     stop: watch::Receiver<bool>,
@@ -82,8 +83,7 @@ impl Watchdog {
     pub fn new(
         policy: Policy,
         force_dry_run: bool,
-        audit: Arc<AuditLog>,
-        metrics: Arc<Metrics>,
+        recorder: Recorder,
         controls: Controls,
     ) -> Watchdog {
         let engine = Engine::new(Rules::from_policy(&policy, force_dry_run));
@@ -93,8 +93,7 @@ impl Watchdog {
             policy,
             force_dry_run,
             engine,
-            audit,
-            metrics,
+            recorder,
             epoch: Instant::now(),
             stop: controls.stop,
             policy_updates: controls.policy_updates,
@@ -108,11 +107,13 @@ impl Watchdog {
     /// A sign of life for systemd's watchdog. Resetting the beat means it only fires while the
     /// loop is really waiting (an outstanding probe, a connection being opened).
     fn alive(&mut self) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        self.heartbeat.store(now, Ordering::Relaxed);
+        self.heartbeat
+            .store(crate::clock::unix_ms(), Ordering::Relaxed);
         self.beat.reset();
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
     }
 
     /// Take a reloaded policy without losing the incident in flight. True when the connection
@@ -134,7 +135,7 @@ impl Watchdog {
     async fn wait_until(&mut self, deadline: Instant) -> Wake {
         sleep_until(deadline.into()).await;
         self.alive();
-        if *self.stop.borrow() {
+        if self.stopping() {
             return Wake::Stop;
         }
         if self.policy_updates.has_changed().unwrap_or(false) && self.apply_policy() {
@@ -143,7 +144,7 @@ impl Watchdog {
         Wake::Time
     }
 
-    /// Continue what the trail says was in flight for this instance before a restart.
+    /// Take what the trail says of this instance from before a restart.
     pub fn resume(&mut self, history: &History) -> Option<String> {
         let now = self.now();
         self.engine.resume(history, now)
@@ -152,9 +153,7 @@ impl Watchdog {
     fn now(&self) -> At {
         At {
             mono: MONO_ORIGIN_MS + self.epoch.elapsed().as_millis() as u64,
-            unix_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            unix_ms: crate::clock::unix_ms(),
         }
     }
 
@@ -165,18 +164,15 @@ impl Watchdog {
 
     /// Supervise until told to stop.
     pub async fn run(mut self) {
-        let rules = self.engine.rules().clone();
-        self.record_own(
-            EventKind::WatchdogStarted,
-            json!({
-                "resumed_incident": self.engine.incident_id(),
-                "endpoint": self.policy.redis.endpoint.to_string(),
-                "policy_file": self.policy.source.display().to_string(),
-                "policy_hash": self.policy.content_hash,
-                "dry_run": rules.dry_run,
-                "probe_interval_ms": self.policy.probe.interval.as_millis() as u64,
-            }),
-        );
+        let started = WatchdogStarted::Instance {
+            resumed_incident: self.engine.incident_id().map(str::to_string),
+            endpoint: self.policy.redis.endpoint.to_string(),
+            policy_file: self.policy.source.display().to_string(),
+            policy_hash: self.policy.content_hash.clone(),
+            dry_run: self.engine.rules().dry_run,
+            probe_interval_ms: self.policy.probe.interval.as_millis() as u64,
+        };
+        self.record_own(started);
         let retry = self
             .policy
             .probe
@@ -188,7 +184,7 @@ impl Watchdog {
             .on_hang
             .after
             .max(self.policy.redis.connect_timeout);
-        while !*self.stop.borrow() {
+        while !self.stopping() {
             self.alive();
             let target = self.policy.redis.clone();
             let connecting = probe::connect(&target, setup_timeout);
@@ -200,7 +196,7 @@ impl Watchdog {
                     _ = self.beat.tick() => self.alive(),
                 }
             };
-            if *self.stop.borrow() {
+            if self.stopping() {
                 break;
             }
             match attempt {
@@ -210,7 +206,7 @@ impl Watchdog {
                     }
                 }
                 Err(ConnectError::Unreachable(reason)) => {
-                    self.metrics.probe_lost(&self.policy.instance);
+                    self.recorder.metrics.probe_lost(&self.policy.instance);
                     let step = self.decide(Observation::Unreachable { reason });
                     self.act(None, step).await;
                 }
@@ -229,10 +225,11 @@ impl Watchdog {
                 break;
             }
         }
-        self.record_own(
-            EventKind::WatchdogStopped,
-            json!({"state": self.engine.state(), "incident_in_flight": self.engine.incident_id()}),
-        );
+        let stopped = WatchdogStopped::Instance {
+            state: self.engine.state().to_string(),
+            incident_in_flight: self.engine.incident_id().map(str::to_string),
+        };
+        self.record_own(stopped);
     }
 
     /// Probe one connection until it is lost or the watchdog is stopped.
@@ -253,12 +250,22 @@ impl Watchdog {
             self.alive();
             let sent = Instant::now();
             let with_snapshot = sent >= next_snapshot;
+            if with_snapshot {
+                // Taken at most this often, whether it worked or not: never a hot retry loop.
+                next_snapshot = sent + self.policy.probe.snapshot_every;
+            }
             let probe = async {
                 if !with_snapshot {
                     return (conn.ping().await, None);
                 }
                 match conn.snapshot().await {
-                    Ok(s) => (Outcome::Reply(fred::types::Value::Null), Some(s)),
+                    // INFO answered: the server is healthy.
+                    Ok(s) if s.errors.is_empty() => {
+                        (Outcome::Reply(fred::types::Value::Null), Some(s))
+                    }
+                    // Refused in part (no `+info`, a renamed CONFIG): that says nothing about a
+                    // busy script (ACL checks come first), so PING decides.
+                    Ok(s) => (conn.ping().await, Some(s)),
                     Err(outcome) => (outcome, None),
                 }
             };
@@ -277,7 +284,7 @@ impl Watchdog {
                     }
                     _ = self.beat.tick() => {
                         self.alive();
-                        if *self.stop.borrow() {
+                        if self.stopping() {
                             return SessionEnd::Stopped;
                         }
                     }
@@ -286,14 +293,14 @@ impl Watchdog {
             tracing::trace!(instance = %self.policy.instance, snapshot = with_snapshot,
                 waited_us = sent.elapsed().as_micros() as u64, outcome = ?outcome, "probe answered");
             match &outcome {
-                Outcome::Lost(_) => self.metrics.probe_lost(&self.policy.instance),
+                Outcome::Lost(_) => self.recorder.metrics.probe_lost(&self.policy.instance),
                 _ => self
+                    .recorder
                     .metrics
                     .probe_replied(&self.policy.instance, sent.elapsed()),
             }
             next_probe = sent + interval;
             let snapshot = snapshot.map(|mut s| {
-                next_snapshot = Instant::now() + self.policy.probe.snapshot_every;
                 if self.policy.redis.endpoint.is_local() {
                     s.process_start_ticks = s.process_id.and_then(process_start_ticks);
                 }
@@ -314,163 +321,31 @@ impl Watchdog {
             if lost || gone {
                 return SessionEnd::Lost;
             }
-        }
-    }
-
-    /// Record a step's events (with the forensics they call for), then carry out its action
-    /// and feed the outcome back. `conn` is `None` when there is no connection to act through.
-    /// Returns true when the connection is gone (after a shutdown or a lost kill).
-    async fn act(&mut self, conn: Option<&Connection>, mut step: Step) -> bool {
-        let function_busy = step.events.iter().any(|e| {
-            e.kind == EventKind::BusyDetected
-                && e.detail.get("busy_kind") == Some(&json!("function"))
-        });
-        // Forensics cost round trips: never ahead of an action (a new incident right after
-        // the last one), only when nothing waits on them.
-        if let (Some(conn), None) = (conn, &step.action) {
-            self.add_recovery_forensics(conn, &mut step.events).await;
-        }
-        let recorded = self.record(&step.events);
-        let (Some(conn), Some(action)) = (conn, step.action) else {
-            if let (Some(conn), true) = (conn, function_busy) {
-                self.function_stats = Some(forensics::running_function(
-                    &conn.call(&["FUNCTION", "STATS"]).await,
-                ));
-            }
-            return false;
-        };
-        if let Err(e) = recorded {
-            tracing::error!(instance = %self.policy.instance, error = %e,
-                "the audit record could not be written: the action is NOT sent");
-            let reason = format!("not sent: the audit record could not be written ({e})");
-            let outcome = match action {
-                Action::Kill(_) => Observation::KillReply(KillReply::Error(reason)),
-                Action::Shutdown(_) => Observation::Shutdown(ShutdownOutcome::Failed(reason)),
-                Action::Signal { .. } => Observation::Signal(Err(reason)),
-            };
-            let step = self.decide(outcome);
-            let _ = self.record(&step.events);
-            return false;
-        }
-        // FUNCTION STATS is written just ahead of the kill (join polls it first): it reaches the
-        // server before the function dies and costs the kill nothing.
-        let stats = async {
-            match function_busy {
-                true => Some(conn.call(&["FUNCTION", "STATS"]).await),
-                false => None,
-            }
-        };
-        let endpoint = self.policy.redis.endpoint.clone();
-        let perform = async {
-            match action {
-                Action::Kill(command) => {
-                    let reply = remedy::kill(conn, command).await;
-                    let gone = matches!(reply, KillReply::Lost(_));
-                    (Observation::KillReply(reply), gone)
-                }
-                Action::Shutdown(command) => {
-                    let outcome = remedy::shutdown(conn, &command, &endpoint).await;
-                    let gone = matches!(
-                        outcome,
-                        ShutdownOutcome::Confirmed { .. } | ShutdownOutcome::Failed(_)
-                    );
-                    (Observation::Shutdown(outcome), gone)
-                }
-                Action::Signal { pid, start_ticks } => (
-                    Observation::Signal(remedy::sigkill(pid, start_ticks)),
-                    false,
-                ),
-            }
-        };
-        let (stats, (outcome, gone)) = tokio::join!(stats, perform);
-        if let Some(stats) = stats {
-            self.function_stats = Some(forensics::running_function(&stats));
-        }
-        let step = self.decide(outcome);
-        let _ = self.record(&step.events);
-        gone
-    }
-
-    /// Fill a `recovered` record with what the server can now tell of the incident.
-    async fn add_recovery_forensics(&mut self, conn: &Connection, events: &mut [Event]) {
-        let Some(recovered) = events.iter_mut().find(|e| e.kind == EventKind::Recovered) else {
-            return;
-        };
-        let mut found = serde_json::Map::new();
-        if let Some(function) = self.function_stats.take() {
-            found.insert("function".into(), function);
-        }
-        if recovered.detail.get("restarted") == Some(&json!(true)) {
-            found.insert(
-                "note".into(),
-                json!("the server restarted: its SLOWLOG and counters began anew"),
-            );
-        } else if recovered.detail.get("how") != Some(&json!("reachable again")) {
-            let duration = recovered
-                .detail
-                .get("duration_ms")
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0);
-            let opened = self.now().unix_ms.saturating_sub(duration);
-            let before = self.baseline.as_ref();
-            if let serde_json::Value::Object(m) =
-                forensics::after_recovery(conn, opened, before).await
-            {
-                found.extend(m);
+            if self.stopping() {
+                return SessionEnd::Stopped;
             }
         }
-        recovered
-            .detail
-            .insert("forensics".into(), serde_json::Value::Object(found));
     }
 
     /// Give the engine an observation made now; the caller records and acts on the step.
     fn decide(&mut self, observation: Observation) -> Step {
         let now = self.now();
         let step = self.engine.observe(now, observation);
-        self.metrics
+        self.recorder
+            .metrics
             .set_state(&self.policy.instance, self.engine.state());
         step
     }
 
-    fn record(&self, events: &[Event]) -> std::io::Result<()> {
-        for event in events {
-            log_event(&self.policy.instance, event);
-            self.metrics.record(event);
-            if let Err(e) = self.audit.append(event) {
-                tracing::error!(error = %e, path = %self.audit.path().display(), "audit write failed");
-                return Err(e);
-            }
-        }
-        Ok(())
-    }
-
-    fn record_own(&self, kind: EventKind, detail: serde_json::Value) {
+    /// Record a watchdog's own lifecycle event.
+    fn record_own(&self, detail: impl Into<crate::event::Detail>) {
         let event = Event {
-            kind,
             instance: Some(self.policy.instance.clone()),
             incident: self.engine.incident_id().map(str::to_string),
             dry_run: false,
-            detail: into_map(detail),
             policy: Some(self.policy.content_hash.clone()),
+            detail: detail.into(),
         };
-        let _ = self.record(&[event]);
-    }
-}
-
-/// One log line per event; what needs a human's eye is a warning.
-fn log_event(instance: &str, event: &Event) {
-    let incident = event.incident.as_deref().unwrap_or("-");
-    let detail = serde_json::Value::Object(event.detail.clone());
-    let name = event.kind.name();
-    match event.kind {
-        EventKind::ProbeFault
-        | EventKind::ActionFailed
-        | EventKind::EscalationWithheld
-        | EventKind::Unreachable
-        | EventKind::HangDetected => {
-            tracing::warn!(%instance, %incident, dry_run = event.dry_run, %detail, "{name}")
-        }
-        _ => tracing::info!(%instance, %incident, dry_run = event.dry_run, %detail, "{name}"),
+        let _ = self.recorder.record(&event);
     }
 }

@@ -7,18 +7,18 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use crate::audit::Record;
 
 /// One record read back, with its exact line (for ids derived from it).
 #[derive(Clone, Debug)]
 pub struct TrailRecord {
     pub seq: u64,
     pub line: String,
-    pub record: Value,
+    pub record: Record,
 }
 
-/// A reader positioned after the last complete line it returned.
-pub struct Tail {
+/// A reader of the trail (not the trail's own chain state, `audit`'s), positioned after the last complete line it returned.
+pub struct TrailReader {
     path: PathBuf,
     reader: Option<BufReader<File>>,
     /// (device, inode) of the open file, to notice rotation.
@@ -27,9 +27,9 @@ pub struct Tail {
     partial: String,
 }
 
-impl Tail {
-    pub fn new(path: &Path) -> Tail {
-        Tail {
+impl TrailReader {
+    pub fn new(path: &Path) -> TrailReader {
+        TrailReader {
             path: path.to_path_buf(),
             reader: None,
             identity: None,
@@ -86,10 +86,12 @@ impl Tail {
             }
             let line = std::mem::take(&mut self.partial);
             let line = line.trim_end_matches('\n').to_string();
-            if let Ok(record) = serde_json::from_str::<Value>(&line)
-                && let Some(seq) = record["seq"].as_u64()
-            {
-                out.push(TrailRecord { seq, line, record });
+            if let Ok(record) = Record::parse(line.as_bytes()) {
+                out.push(TrailRecord {
+                    seq: record.seq,
+                    line,
+                    record,
+                });
             }
         }
         Ok(out)

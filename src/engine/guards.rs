@@ -1,0 +1,157 @@
+//! Whether a shutdown may go: the policy's `then`, its `limits`, and its `guards`, as one pure
+//! function of what is known. A guard whose input is unknown withholds and names the input: a
+//! kill is harmless, a shutdown is not, so busyguard never shuts a server down on facts it does
+//! not have (no healthy snapshot, a snapshot that could not read INFO, one restored from the
+//! trail of an earlier run, a role that may have changed).
+
+use crate::policy::Then;
+use crate::snapshot::Snapshot;
+
+use super::{Millis, Rules};
+
+/// The healthy snapshot a decision can lean on, and where it came from.
+#[derive(Clone, Copy, Debug)]
+pub struct Known<'a> {
+    pub snapshot: Option<&'a Snapshot>,
+    /// Taken by this run of busyguard (not restored from the trail of an earlier run).
+    pub fresh: bool,
+}
+
+/// Why a shutdown is withheld.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Withheld {
+    pub reason: String,
+    /// The decision input that was unknown, when that is the reason.
+    pub missing: Option<String>,
+}
+
+impl Withheld {
+    fn because(reason: String) -> Withheld {
+        Withheld {
+            reason,
+            missing: None,
+        }
+    }
+
+    fn missing(guard: &str, input: &str, why: &str) -> Withheld {
+        Withheld {
+            reason: format!(
+                "{guard}: {input} is unknown ({why}); a shutdown never goes on a guess"
+            ),
+            missing: Some(input.to_string()),
+        }
+    }
+}
+
+/// Why a shutdown must not be sent at `now`, if it must not. `shutdowns` are the instants at
+/// which shutdowns were decided (this run's and the trail's).
+pub fn withheld(
+    rules: &Rules,
+    shutdowns: &[Millis],
+    known: Known,
+    now: Millis,
+) -> Option<Withheld> {
+    if rules.then == Then::Notify {
+        return Some(Withheld::because(
+            "policy: `on_unkillable.then` is `notify`".into(),
+        ));
+    }
+    let recent = shutdowns
+        .iter()
+        .filter(|t| now.saturating_sub(**t) < rules.per)
+        .count();
+    if recent >= rules.max_shutdowns as usize {
+        return Some(Withheld::because(format!(
+            "limits: {recent} shutdown(s) already within {} (max_shutdowns {})",
+            humantime::format_duration(std::time::Duration::from_millis(rules.per)),
+            rules.max_shutdowns
+        )));
+    }
+    let guards = &rules.guards;
+    if guards.max_unsaved_changes.is_none() && !guards.keep_primary_with_replicas {
+        return None;
+    }
+    let snapshot = match (known.snapshot, known.fresh) {
+        (None, _) => {
+            return Some(Withheld::missing(
+                first_guard(rules),
+                "snapshot",
+                "no healthy snapshot yet: the server has been busy or unreachable since busyguard started",
+            ));
+        }
+        (Some(_), false) => {
+            return Some(Withheld::missing(
+                first_guard(rules),
+                "snapshot",
+                "the only snapshot is restored from the trail of an earlier run of busyguard and may be stale",
+            ));
+        }
+        (Some(s), true) => s,
+    };
+    let unread = || {
+        if snapshot.errors.is_empty() {
+            "INFO did not say".to_string()
+        } else {
+            snapshot.errors.join("; ")
+        }
+    };
+    if let Some(max) = guards.max_unsaved_changes {
+        match (snapshot.aof_enabled, snapshot.rdb_changes_since_last_save) {
+            (None, _) => {
+                return Some(Withheld::missing(
+                    "guards.max_unsaved_changes",
+                    "aof_enabled",
+                    &unread(),
+                ));
+            }
+            (Some(true), _) => {}
+            (Some(false), None) => {
+                return Some(Withheld::missing(
+                    "guards.max_unsaved_changes",
+                    "rdb_changes_since_last_save",
+                    &unread(),
+                ));
+            }
+            (Some(false), Some(changes)) if changes > max => {
+                return Some(Withheld::because(format!(
+                    "guards.max_unsaved_changes: RDB-only instance with {changes} unsaved changes (max {max})"
+                )));
+            }
+            (Some(false), Some(_)) => {}
+        }
+    }
+    if guards.keep_primary_with_replicas {
+        match (snapshot.role.as_deref(), snapshot.connected_replicas) {
+            (None, _) => {
+                return Some(Withheld::missing(
+                    "guards.keep_primary_with_replicas",
+                    "role",
+                    &unread(),
+                ));
+            }
+            (Some("master"), None) => {
+                return Some(Withheld::missing(
+                    "guards.keep_primary_with_replicas",
+                    "connected_replicas",
+                    &unread(),
+                ));
+            }
+            (Some("master"), Some(n)) if n > 0 => {
+                return Some(Withheld::because(format!(
+                    "guards.keep_primary_with_replicas: primary with {n} replica(s) attached"
+                )));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The guard named when the whole snapshot is missing.
+fn first_guard(rules: &Rules) -> &'static str {
+    if rules.guards.max_unsaved_changes.is_some() {
+        "guards.max_unsaved_changes"
+    } else {
+        "guards.keep_primary_with_replicas"
+    }
+}

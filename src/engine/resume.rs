@@ -1,0 +1,39 @@
+//! An incident left open by an earlier run of busyguard (stopped, crashed or SIGKILLed while it
+//! was in flight), as the audit module reads it from the trail.
+//!
+//! Nothing of it is carried over as an action. While busy a server answers neither INFO nor
+//! CLIENT, so after a restart nothing can prove that a script still running is the one the
+//! earlier run saw: it may have ended, and another started, while busyguard was down. So the
+//! first thing the new run sees decides: a healthy reply ends the old incident (`recovered`,
+//! with `restarted` from the run ids); the server refusing connections after a shutdown the
+//! earlier run sent keeps it open until the server is back; anything else (BUSY, silence, an
+//! unreachable server) closes it as `incident_superseded` and opens a new incident whose ladder
+//! starts from the kill. The snapshot the old incident rested on is restored with its true age
+//! and marked as coming from the trail, so records show it and guards do not lean on it.
+
+use crate::snapshot::Snapshot;
+
+use super::BusyKind;
+
+/// What an earlier run recorded of an incident it left open.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OpenIncident {
+    pub id: String,
+    pub opened_unix_ms: u64,
+    /// The kind of the first BUSY and when it came.
+    pub busy: Option<(BusyKind, u64)>,
+    pub hang_reported: bool,
+    pub unreachable_reported: bool,
+    pub shutdown: Option<ResumedShutdown>,
+    /// The healthy snapshot the incident's decisions rested on, and when it was taken.
+    pub snapshot: Option<(Snapshot, u64)>,
+}
+
+/// How far the earlier run got with a shutdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResumedShutdown {
+    /// Dry-run: decided and recorded, not sent.
+    Decided,
+    Sent,
+    Confirmed,
+}

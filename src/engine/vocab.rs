@@ -1,0 +1,214 @@
+//! The engine's vocabulary, shared with the probe, the remedy and the watchdog: instants, what
+//! was observed, what to do, and the rules a policy gives. Plain values, no behaviour beyond
+//! reading a reply and choosing a command's words.
+
+use crate::event::Event;
+pub use crate::event::detail::{BusyKind, Then};
+use crate::policy::{self, HangSignal, Mode, Policy};
+use crate::snapshot::Snapshot;
+
+/// Milliseconds on the watchdog's monotonic clock.
+pub type Millis = u64;
+
+/// The busy threshold assumed when the snapshot does not know it (CONFIG GET refused): how
+/// long after a kill's `+OK` a BUSY reply is taken for a new script rather than the dying one.
+pub const UNKNOWN_THRESHOLD_MS: Millis = 5;
+
+/// When an observation was made: the monotonic instant (for deadlines) and the wall clock
+/// (only for naming incidents and placing the trail's times).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct At {
+    pub mono: Millis,
+    pub unix_ms: u64,
+}
+
+/// The kill that fits a kind of BUSY (none for a module; SCRIPT KILL for an unknown form, whose
+/// answer then tells more).
+pub fn kill_for(kind: BusyKind) -> Option<KillCommand> {
+    match kind {
+        BusyKind::Script | BusyKind::Unknown => Some(KillCommand::ScriptKill),
+        BusyKind::Function => Some(KillCommand::FunctionKill),
+        BusyKind::Module => None,
+    }
+}
+
+/// What the probe or a remedy saw.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Observation {
+    /// A healthy answer; `snapshot` when one was just taken (always after a reconnect).
+    Pong { snapshot: Option<Box<Snapshot>> },
+    /// A BUSY error reply, with its text.
+    Busy { kind: BusyKind, reply: String },
+    /// A probe has been outstanding this long with no reply.
+    Silent { for_ms: Millis },
+    /// `-LOADING`: the dataset is loading; not an incident.
+    Loading,
+    /// An error reply that is a configuration fault (NOAUTH, NOPERM, WRONGPASS, ...).
+    Fault { reply: String },
+    /// No connection: refused, closed, reset, timed out connecting.
+    Unreachable { reason: String },
+    /// The reply to a kill the engine asked for.
+    KillReply(KillReply),
+    /// What became of a shutdown the engine asked for.
+    Shutdown(ShutdownOutcome),
+    /// Whether the signal the engine asked for was delivered.
+    Signal(Result<(), String>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum KillReply {
+    /// `+OK`: the script stops at its next hook; a PONG confirms it.
+    Ok,
+    /// `-UNKILLABLE ...`: it already wrote.
+    Unkillable(String),
+    /// `-UNKILLABLE The busy script was sent by a master instance in the context of
+    /// replication ...`: a replica (or an AOF load) replaying a script that the master already
+    /// ran to its end.
+    Replicated(String),
+    /// Any other error reply (NOTBUSY, NOPERM, a BUSY naming the other kill).
+    Error(String),
+    /// No reply: the connection was lost, or no reply came before the deadline that mattered
+    /// (then the watchdog dropped the connection).
+    Lost(String),
+}
+
+impl KillReply {
+    /// Read a kill's error reply.
+    pub fn from_error(line: &str) -> KillReply {
+        match line.split(' ').next() {
+            Some("UNKILLABLE") if line.contains("in the context of replication") => {
+                KillReply::Replicated(line.to_string())
+            }
+            Some("UNKILLABLE") => KillReply::Unkillable(line.to_string()),
+            _ => KillReply::Error(line.to_string()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ShutdownOutcome {
+    /// The connection closed without a reply and the server then refused connections.
+    Confirmed { elapsed_ms: Millis },
+    /// An error reply: the shutdown did not happen.
+    Refused(String),
+    /// The connection closed but the server still accepts connections, no reply came in time,
+    /// or some other failure.
+    Failed(String),
+}
+
+/// A command or signal the watchdog must carry out, after writing the step's events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Kill(KillCommand),
+    Shutdown(ShutdownCommand),
+    /// SIGKILL to a local pid, only if its start time still matches.
+    Signal {
+        pid: u32,
+        start_ticks: u64,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KillCommand {
+    ScriptKill,
+    FunctionKill,
+}
+
+impl KillCommand {
+    pub fn words(self) -> [&'static str; 2] {
+        match self {
+            KillCommand::ScriptKill => ["SCRIPT", "KILL"],
+            KillCommand::FunctionKill => ["FUNCTION", "KILL"],
+        }
+    }
+
+    pub fn text(self) -> String {
+        self.words().join(" ")
+    }
+}
+
+/// The version-aware SHUTDOWN form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShutdownCommand {
+    /// `SHUTDOWN ABORT` first, clearing a plain SHUTDOWN that may be pending (7.0+).
+    pub abort_first: bool,
+    /// The words of the shutdown itself.
+    pub words: Vec<&'static str>,
+}
+
+impl ShutdownCommand {
+    /// `SHUTDOWN NOSAVE` on 6.x (exactly those two words, the only form allowed while busy);
+    /// `SHUTDOWN NOSAVE NOW [FORCE]` on 7.0+, where plain NOSAVE would wait for lagging replicas
+    /// in a cron that never runs during a busy script. An unknown version gets the 7.0+ form.
+    pub fn for_version(major: Option<u32>, force: bool) -> ShutdownCommand {
+        if major.is_some_and(|m| m < 7) {
+            return ShutdownCommand {
+                abort_first: false,
+                words: vec!["SHUTDOWN", "NOSAVE"],
+            };
+        }
+        let mut words = vec!["SHUTDOWN", "NOSAVE", "NOW"];
+        if force {
+            words.push("FORCE");
+        }
+        ShutdownCommand {
+            abort_first: true,
+            words,
+        }
+    }
+
+    pub fn text(&self) -> String {
+        self.words.join(" ")
+    }
+}
+
+/// Events to record (in order, before the action) and at most one action.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Step {
+    pub events: Vec<Event>,
+    pub action: Option<Action>,
+}
+
+/// The part of a policy the engine decides with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rules {
+    pub instance: String,
+    /// SHA-256 of the policy file, named in every record.
+    pub policy_hash: String,
+    pub dry_run: bool,
+    pub kill_after: Millis,
+    pub wait: Millis,
+    pub then: Then,
+    pub force: bool,
+    /// A replica replaying its master's script may be shut down at the end of `wait`.
+    pub shutdown_replicated: bool,
+    pub hang_after: Millis,
+    pub hang_signal: HangSignal,
+    pub signal_after: Millis,
+    pub max_shutdowns: u32,
+    pub per: Millis,
+    pub guards: policy::Guards,
+}
+
+impl Rules {
+    /// `dry_run` is forced on by `--dry-run`, whatever the file says.
+    pub fn from_policy(p: &Policy, force_dry_run: bool) -> Rules {
+        let ms = |d: std::time::Duration| d.as_millis() as Millis;
+        Rules {
+            instance: p.instance.clone(),
+            policy_hash: p.content_hash.clone(),
+            dry_run: force_dry_run || p.mode == Mode::DryRun,
+            kill_after: ms(p.on_busy.kill_after),
+            wait: ms(p.on_busy.on_unkillable.wait),
+            then: p.on_busy.on_unkillable.then,
+            force: p.on_busy.on_unkillable.force,
+            shutdown_replicated: p.on_busy.on_unkillable.shutdown_replicated,
+            hang_after: ms(p.on_hang.after),
+            hang_signal: p.on_hang.signal,
+            signal_after: ms(p.on_hang.signal_after),
+            max_shutdowns: p.limits.max_shutdowns,
+            per: ms(p.limits.per),
+            guards: p.guards.clone(),
+        }
+    }
+}

@@ -1,0 +1,445 @@
+//! The detail of each kind of event, as typed values. The field names here are the trail's
+//! (and the receivers') contract: this is the only place they are spelled. A detail serializes
+//! through `serde_json::Value`, whose map sorts keys, which is how the trail has always been
+//! written; `tests/fixtures/trails/` holds trails written before these types existed, and a
+//! test reads each line back and writes it again byte for byte.
+//!
+//! `Option` fields without `skip_serializing_if` are written as `null` when unknown: an
+//! operator reading the trail sees that the input was looked for and missing.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::snapshot::{DataAtRisk, Snapshot};
+
+use super::EventKind;
+
+/// What the BUSY text says is running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BusyKind {
+    /// EVAL / EVALSHA: "... is busy running a script. You can only call SCRIPT KILL or
+    /// SHUTDOWN NOSAVE."
+    Script,
+    /// FCALL: "... is busy running a script. You can only call FUNCTION KILL or SHUTDOWN
+    /// NOSAVE."
+    Function,
+    /// A module command: "... is busy running a module command." No kill exists for it.
+    Module,
+    /// A BUSY reply in no form the servers send for scripts, functions or plain module commands
+    /// (a bare `BUSY`, a module's own `RM_Yield` text): try SCRIPT KILL and read its answer.
+    Unknown,
+}
+
+impl BusyKind {
+    /// Read the kind from a BUSY error line. The code must be exactly `BUSY` (not `BUSYKEY`,
+    /// `BUSYGROUP`); the server's name is not matched (Valkey says "Valkey is busy"), the rest
+    /// of the sentence is, exactly as Redis 6.2 to 8 and Valkey write it (`shared.slowevalerr`,
+    /// `slowscripterr`, `slowmoduleerr`). Anything else is [`BusyKind::Unknown`]: a module may
+    /// write any text, even one naming SCRIPT KILL.
+    /// The kind as the trail writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BusyKind::Script => "script",
+            BusyKind::Function => "function",
+            BusyKind::Module => "module",
+            BusyKind::Unknown => "unknown",
+        }
+    }
+
+    pub fn from_error(line: &str) -> Option<BusyKind> {
+        let (code, text) = line.split_once(' ').unwrap_or((line, ""));
+        if code != "BUSY" {
+            return None;
+        }
+        let after_name = text
+            .split_once(' ')
+            .map_or("", |(_server_name, rest)| rest)
+            .trim_end();
+        Some(match after_name {
+            "is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE." => {
+                BusyKind::Script
+            }
+            "is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE." => {
+                BusyKind::Function
+            }
+            "is busy running a module command." => BusyKind::Module,
+            _ => BusyKind::Unknown,
+        })
+    }
+}
+
+/// What happens when the budget of an unkillable script runs out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Then {
+    Shutdown,
+    #[default]
+    Notify,
+}
+
+impl Then {
+    /// The value as the policy and the trail write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Then::Shutdown => "shutdown",
+            Then::Notify => "notify",
+        }
+    }
+}
+
+/// What the policy said, as every decision record carries it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PolicyInputs {
+    pub kill_after_ms: u64,
+    pub wait_ms: u64,
+    pub then: Then,
+    pub max_shutdowns: u32,
+    pub per_ms: u64,
+}
+
+/// The inputs every decision record carries: time in the incident, the policy, and the healthy
+/// snapshot the decision rests on, with its age.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DecisionInputs {
+    pub since_first_busy_ms: Option<u64>,
+    pub budget_left_ms: Option<u64>,
+    pub policy: PolicyInputs,
+    pub threshold_ms: Option<u64>,
+    pub snapshot_age_ms: Option<u64>,
+    pub snapshot: Option<Snapshot>,
+    pub data_at_risk: Option<DataAtRisk>,
+    /// The snapshot was not taken by this run of busyguard but restored from the trail (an
+    /// incident left open by an earlier run): facts from before a restart, possibly stale.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub snapshot_from_trail: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BusyDetected {
+    #[serde(flatten)]
+    pub inputs: DecisionInputs,
+    pub reply: String,
+    pub busy_kind: BusyKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+    /// The incident left open by an earlier run that this one replaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supersedes: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KillSent {
+    #[serde(flatten)]
+    pub inputs: DecisionInputs,
+    pub command: String,
+    pub reply_seen: String,
+}
+
+/// The server's answer to a kill (`unkillable`, and `action_failed` for a kill).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KillAnswer {
+    pub command: String,
+    pub reply_ms: u64,
+    pub budget_left_ms: Option<u64>,
+    pub then: Then,
+    pub reply: String,
+    /// The script came from the master (replication) or the AOF: it cannot be killed, and
+    /// on the master it has already finished.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replicated: bool,
+}
+
+pub type Unkillable = KillAnswer;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Killed {
+    pub command: String,
+    pub confirmed_ms_after_reply: u64,
+    pub since_first_busy_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShutdownSent {
+    #[serde(flatten)]
+    pub inputs: DecisionInputs,
+    pub reply_seen: String,
+    pub command: String,
+    pub abort_first: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShutdownConfirmed {
+    pub confirm_ms: u64,
+    pub since_first_busy_ms: Option<u64>,
+    pub how: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EscalationWithheld {
+    #[serde(flatten)]
+    pub inputs: DecisionInputs,
+    pub reason: String,
+    /// The decision input that was unknown, when that is why it was withheld.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_seen: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silent_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HangDetected {
+    #[serde(flatten)]
+    pub inputs: DecisionInputs,
+    pub silent_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SignalSent {
+    #[serde(flatten)]
+    pub inputs: DecisionInputs,
+    pub silent_ms: u64,
+    pub signal: String,
+    pub pid: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Unreachable {
+    #[serde(flatten)]
+    pub inputs: DecisionInputs,
+    pub reason: String,
+}
+
+/// How an incident ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecoveredHow {
+    #[serde(rename = "killed")]
+    Killed,
+    #[serde(rename = "restarted after shutdown")]
+    RestartedAfterShutdown,
+    #[serde(rename = "reachable again")]
+    ReachableAgain,
+    #[serde(rename = "ended by itself")]
+    EndedByItself,
+}
+
+impl RecoveredHow {
+    pub fn text(self) -> &'static str {
+        match self {
+            RecoveredHow::Killed => "killed",
+            RecoveredHow::RestartedAfterShutdown => "restarted after shutdown",
+            RecoveredHow::ReachableAgain => "reachable again",
+            RecoveredHow::EndedByItself => "ended by itself",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Recovered {
+    pub how: RecoveredHow,
+    pub duration_ms: u64,
+    pub since_first_busy_ms: Option<u64>,
+    pub restarted: Option<bool>,
+    pub run_id: Option<String>,
+    /// What the server could tell after the fact (SLOWLOG, counters, the running function):
+    /// the server's own words, kept as it gave them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forensics: Option<Value>,
+}
+
+/// Which action failed, for the shutdown and signal forms of `action_failed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailedAction {
+    Shutdown,
+    Signal,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ActionFailed {
+    Shutdown {
+        action: FailedAction,
+        reply: String,
+        note: String,
+    },
+    Signal {
+        action: FailedAction,
+        error: String,
+    },
+    Kill(KillAnswer),
+}
+
+impl ActionFailed {
+    /// The action that failed, as metrics name it.
+    pub fn action(&self) -> &'static str {
+        match self {
+            ActionFailed::Kill(_) => "kill",
+            ActionFailed::Shutdown { .. } => "shutdown",
+            ActionFailed::Signal { .. } => "signal",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ProbeFault {
+    ThresholdZero {
+        warning: String,
+        threshold_ms: u64,
+    },
+    /// The healthy snapshot could not be taken whole: decisions that need what is missing
+    /// withhold; detection (PING) goes on.
+    SnapshotIncomplete {
+        snapshot_errors: Vec<String>,
+        note: String,
+    },
+    Fault {
+        reply: String,
+        note: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum WatchdogStarted {
+    Instance {
+        resumed_incident: Option<String>,
+        endpoint: String,
+        policy_file: String,
+        policy_hash: String,
+        dry_run: bool,
+        probe_interval_ms: u64,
+    },
+    Daemon {
+        version: String,
+        pid: u32,
+        dry_run_forced: bool,
+        resumed_after_seq: u64,
+        torn_tail_bytes: usize,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum WatchdogStopped {
+    Instance {
+        state: String,
+        incident_in_flight: Option<String>,
+    },
+    Daemon {
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PolicyLoaded {
+    pub file: String,
+    pub policy_hash: String,
+    pub endpoint: String,
+    pub update: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PolicyRejected {
+    pub file: String,
+    pub errors: Vec<String>,
+    pub kept_running: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NotifyFailed {
+    pub receiver: String,
+    pub kind: String,
+    pub event: EventKind,
+    pub seq: u64,
+    pub attempts: u32,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IncidentSuperseded {
+    /// Why the earlier incident was not resumed.
+    pub reason: String,
+    /// The incident that follows it.
+    pub by: Option<String>,
+}
+
+impl crate::event::Detail {
+    /// The decision inputs, for kinds that carry them.
+    pub fn inputs(&self) -> Option<&DecisionInputs> {
+        use crate::event::Detail as D;
+        match self {
+            D::BusyDetected(d) => Some(&d.inputs),
+            D::KillSent(d) => Some(&d.inputs),
+            D::ShutdownSent(d) => Some(&d.inputs),
+            D::EscalationWithheld(d) => Some(&d.inputs),
+            D::HangDetected(d) => Some(&d.inputs),
+            D::SignalSent(d) => Some(&d.inputs),
+            D::Unreachable(d) => Some(&d.inputs),
+            _ => None,
+        }
+    }
+
+    /// Time since the first BUSY, where the record says it.
+    pub fn since_first_busy_ms(&self) -> Option<u64> {
+        use crate::event::Detail as D;
+        match self {
+            D::Killed(d) => d.since_first_busy_ms,
+            D::ShutdownConfirmed(d) => d.since_first_busy_ms,
+            D::Recovered(d) => d.since_first_busy_ms,
+            other => other.inputs().and_then(|i| i.since_first_busy_ms),
+        }
+    }
+
+    /// Budget left before escalation, where the record says it.
+    pub fn budget_left_ms(&self) -> Option<u64> {
+        use crate::event::Detail as D;
+        match self {
+            D::Unkillable(d) => d.budget_left_ms,
+            D::ActionFailed(ActionFailed::Kill(d)) => d.budget_left_ms,
+            other => other.inputs().and_then(|i| i.budget_left_ms),
+        }
+    }
+
+    /// The command a record names (kill, shutdown), if any.
+    pub fn command(&self) -> Option<&str> {
+        use crate::event::Detail as D;
+        match self {
+            D::KillSent(d) => Some(&d.command),
+            D::Killed(d) => Some(&d.command),
+            D::Unkillable(d) => Some(&d.command),
+            D::ActionFailed(ActionFailed::Kill(d)) => Some(&d.command),
+            D::ShutdownSent(d) => Some(&d.command),
+            _ => None,
+        }
+    }
+
+    /// The words that explain the record best: a reason, a reply, how it ended, a warning.
+    pub fn explanation(&self) -> Option<String> {
+        use crate::event::Detail as D;
+        Some(match self {
+            D::EscalationWithheld(d) => d.reason.clone(),
+            D::Unreachable(d) => d.reason.clone(),
+            D::NotifyFailed(d) => d.reason.clone(),
+            D::IncidentSuperseded(d) => d.reason.clone(),
+            D::BusyDetected(d) => d.reply.clone(),
+            D::Unkillable(d) => d.reply.clone(),
+            D::ActionFailed(ActionFailed::Kill(d)) => d.reply.clone(),
+            D::ActionFailed(ActionFailed::Shutdown { reply, .. }) => reply.clone(),
+            D::ActionFailed(ActionFailed::Signal { error, .. }) => error.clone(),
+            D::ProbeFault(ProbeFault::Fault { reply, .. }) => reply.clone(),
+            D::ProbeFault(ProbeFault::ThresholdZero { warning, .. }) => warning.clone(),
+            D::ProbeFault(ProbeFault::SnapshotIncomplete {
+                snapshot_errors, ..
+            }) => snapshot_errors.join("; "),
+            D::Recovered(d) => d.how.text().to_string(),
+            D::ShutdownConfirmed(d) => d.how.clone(),
+            _ => return None,
+        })
+    }
+}

@@ -1,0 +1,52 @@
+//! One call records an event everywhere it goes: a log line, the metrics, and the audit trail
+//! (from which the notifiers deliver it). The watchdogs, the daemon and the notifiers all record
+//! through it, so what is logged, counted and kept cannot disagree.
+
+use std::sync::Arc;
+
+use crate::audit::AuditLog;
+use crate::event::{Event, EventKind};
+use crate::metrics::Metrics;
+
+/// Where events go.
+#[derive(Clone)]
+pub struct Recorder {
+    pub audit: Arc<AuditLog>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Recorder {
+    /// Log, count and append `event`; returns its `seq`, or the trail's error (already logged).
+    pub fn record(&self, event: &Event) -> std::io::Result<u64> {
+        log_event(event);
+        self.metrics.record(event);
+        self.audit.append(event).inspect_err(|e| {
+            tracing::error!(error = %e, path = %self.audit.path().display(), "audit write failed");
+        })
+    }
+
+    /// Record several events in order; stops at the first that cannot be written.
+    pub fn record_all(&self, events: &[Event]) -> std::io::Result<()> {
+        events.iter().try_for_each(|e| self.record(e).map(|_| ()))
+    }
+}
+
+/// One log line per event; what needs a human's eye is a warning.
+fn log_event(event: &Event) {
+    let instance = event.instance.as_deref().unwrap_or("-");
+    let incident = event.incident.as_deref().unwrap_or("-");
+    let detail = event.detail.to_value();
+    let name = event.kind().name();
+    match event.kind() {
+        EventKind::ProbeFault
+        | EventKind::ActionFailed
+        | EventKind::EscalationWithheld
+        | EventKind::Unreachable
+        | EventKind::HangDetected
+        | EventKind::NotifyFailed
+        | EventKind::PolicyRejected => {
+            tracing::warn!(%instance, %incident, dry_run = event.dry_run, %detail, "{name}")
+        }
+        _ => tracing::info!(%instance, %incident, dry_run = event.dry_run, %detail, "{name}"),
+    }
+}

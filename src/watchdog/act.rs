@@ -1,0 +1,180 @@
+//! Carrying out a step: record its events (with the forensics they call for), then send its
+//! action, once, and feed the outcome back to the engine.
+//!
+//! The record-then-send gate: a `*_sent` record is in the trail before its command is written
+//! to the socket; if it cannot be recorded, the command is not sent. Every wait for a reply is
+//! bounded by the next deadline that matters (the end of the budget, `on_hang.after`, a stop):
+//! a server that reads a kill and never answers (a partition, a process frozen right after its
+//! BUSY reply) costs an `action_failed` and a new connection, never the watchdog.
+
+use std::time::Duration;
+
+use crate::engine::{Action, KillReply, Observation, ShutdownOutcome, Step};
+use crate::event::Detail;
+use crate::event::detail::RecoveredHow;
+use crate::forensics;
+use crate::probe::{Connection, Outcome};
+use crate::remedy;
+
+use super::Watchdog;
+
+/// The least time a command's reply is given, however close the next deadline.
+const REPLY_FLOOR: Duration = Duration::from_millis(500);
+/// What the forensics after a recovery (SLOWLOG, INFO) may take at most.
+const FORENSICS_LIMIT: Duration = Duration::from_secs(2);
+
+impl Watchdog {
+    /// Record a step's events, then carry out its action and feed the outcome back. `conn` is
+    /// `None` when there is no connection to act through. Returns true when the connection is
+    /// gone (after a shutdown, a lost or unanswered command) and must be opened anew.
+    pub(super) async fn act(&mut self, conn: Option<&Connection>, mut step: Step) -> bool {
+        let function_busy = step.events.iter().any(|e| {
+            matches!(&e.detail, Detail::BusyDetected(b) if b.busy_kind == crate::engine::BusyKind::Function)
+        });
+        // Forensics cost round trips: never ahead of an action (a new incident right after
+        // the last one), only when nothing waits on them.
+        if let (Some(conn), None) = (conn, &step.action) {
+            self.add_recovery_forensics(conn, &mut step.events).await;
+        }
+        let recorded = self.recorder.record_all(&step.events);
+        let (Some(conn), Some(action)) = (conn, step.action) else {
+            if let (Some(conn), true) = (conn, function_busy) {
+                let stats = bounded(FORENSICS_LIMIT, conn.call(&["FUNCTION", "STATS"])).await;
+                self.function_stats = Some(forensics::running_function(&stats));
+            }
+            return false;
+        };
+        if let Err(e) = recorded {
+            tracing::error!(instance = %self.policy.instance, error = %e,
+                "the audit record could not be written: the action is NOT sent");
+            let reason = format!("not sent: the audit record could not be written ({e})");
+            let outcome = match action {
+                Action::Kill(_) => Observation::KillReply(KillReply::Error(reason)),
+                Action::Shutdown(_) => Observation::Shutdown(ShutdownOutcome::Failed(reason)),
+                Action::Signal { .. } => Observation::Signal(Err(reason)),
+            };
+            let step = self.decide(outcome);
+            let _ = self.recorder.record_all(&step.events);
+            return false;
+        }
+        let limit = self.reply_limit();
+        // FUNCTION STATS is written just ahead of the kill (join polls it first): it reaches the
+        // server before the function dies and costs the kill nothing.
+        let stats = async {
+            match function_busy {
+                true => Some(conn.call(&["FUNCTION", "STATS"]).await),
+                false => None,
+            }
+        };
+        let endpoint = self.policy.redis.endpoint.clone();
+        let perform = async {
+            match &action {
+                Action::Kill(command) => {
+                    let reply = remedy::kill(conn, *command).await;
+                    let gone = matches!(reply, KillReply::Lost(_));
+                    (Observation::KillReply(reply), gone)
+                }
+                Action::Shutdown(command) => {
+                    let outcome = remedy::shutdown(conn, command, &endpoint).await;
+                    let gone = matches!(
+                        outcome,
+                        ShutdownOutcome::Confirmed { .. } | ShutdownOutcome::Failed(_)
+                    );
+                    (Observation::Shutdown(outcome), gone)
+                }
+                Action::Signal { pid, start_ticks } => (
+                    Observation::Signal(remedy::sigkill(*pid, *start_ticks)),
+                    false,
+                ),
+            }
+        };
+        let mut stop = self.stop.clone();
+        let done = async {
+            tokio::select! {
+                r = tokio::time::timeout(limit, async { tokio::join!(stats, perform) }) => r.ok(),
+                _ = stop.wait_for(|s| *s) => None,
+            }
+        };
+        let (outcome, gone) = match done.await {
+            Some((stats, (outcome, gone))) => {
+                if let Some(stats) = stats {
+                    self.function_stats = Some(forensics::running_function(&stats));
+                }
+                (outcome, gone)
+            }
+            None => {
+                let why = match self.stopping() {
+                    true => "busyguard stopped before a reply came".to_string(),
+                    false => format!(
+                        "no reply within {} ms (the next deadline that matters): the connection \
+                         is dropped and opened anew",
+                        limit.as_millis()
+                    ),
+                };
+                tracing::warn!(instance = %self.policy.instance, reason = %why, "action unanswered");
+                let outcome = match action {
+                    Action::Kill(_) => Observation::KillReply(KillReply::Lost(why)),
+                    Action::Shutdown(_) => Observation::Shutdown(ShutdownOutcome::Failed(why)),
+                    Action::Signal { .. } => Observation::Signal(Err(why)),
+                };
+                (outcome, true)
+            }
+        };
+        let step = self.decide(outcome);
+        let _ = self.recorder.record_all(&step.events);
+        gone
+    }
+
+    /// How long an action's reply may take: until the end of the budget (an unanswered kill
+    /// must not hold back the escalation) or `on_hang.after`, whichever comes first.
+    fn reply_limit(&self) -> Duration {
+        let now = self.now().mono;
+        let hang = self.engine.rules().hang_after;
+        let ms = match self.engine.budget_end().map(|end| end.saturating_sub(now)) {
+            Some(left) if left > 0 => left.min(hang),
+            _ => hang,
+        };
+        Duration::from_millis(ms).max(REPLY_FLOOR)
+    }
+
+    /// Fill a `recovered` record with what the server can now tell of the incident.
+    async fn add_recovery_forensics(
+        &mut self,
+        conn: &Connection,
+        events: &mut [crate::event::Event],
+    ) {
+        let Some(recovered) = events.iter_mut().find_map(|e| match &mut e.detail {
+            Detail::Recovered(r) => Some(r),
+            _ => None,
+        }) else {
+            return;
+        };
+        let mut found = serde_json::Map::new();
+        if let Some(function) = self.function_stats.take() {
+            found.insert("function".into(), function);
+        }
+        if recovered.restarted == Some(true) {
+            found.insert(
+                "note".into(),
+                "the server restarted: its SLOWLOG and counters began anew".into(),
+            );
+        } else if recovered.how != RecoveredHow::ReachableAgain {
+            let opened = crate::clock::unix_ms().saturating_sub(recovered.duration_ms);
+            let after = forensics::after_recovery(conn, opened, self.baseline.as_ref());
+            if let serde_json::Value::Object(m) = tokio::time::timeout(FORENSICS_LIMIT, after)
+                .await
+                .unwrap_or_else(|_| serde_json::json!({"error": "no reply in time"}))
+            {
+                found.extend(m);
+            }
+        }
+        recovered.forensics = Some(serde_json::Value::Object(found));
+    }
+}
+
+/// A call's outcome, or `Lost` past `limit`.
+async fn bounded(limit: Duration, call: impl std::future::Future<Output = Outcome>) -> Outcome {
+    tokio::time::timeout(limit, call)
+        .await
+        .unwrap_or_else(|_| Outcome::Lost(format!("no reply within {} ms", limit.as_millis())))
+}

@@ -12,7 +12,9 @@
 //!
 //! `--quick` runs a few samples of everything (a smoke test of the bench itself).
 
-#[path = "../tests/support/mod.rs"]
+// The bench uses part of the test harness; the rest is the tests'.
+#[allow(dead_code)]
+#[path = "../tests/integration/support/mod.rs"]
 mod support;
 
 use std::fmt::Write as _;

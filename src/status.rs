@@ -140,6 +140,13 @@ async fn instance_status(p: &Policy) -> Value {
     let mut warnings: Vec<String> = Vec::new();
     match tokio::time::timeout(CHECK_TIMEOUT, conn.snapshot()).await {
         Ok(Ok(snap)) => {
+            if !snap.errors.is_empty() {
+                s["snapshot_errors"] = json!(snap.errors);
+                warnings.push(format!(
+                    "the healthy snapshot is incomplete ({}): BUSY is still detected, but a shutdown whose guards need the missing facts is withheld",
+                    snap.errors.join("; ")
+                ));
+            }
             s["server"] = json!(snap.server_name);
             s["version"] = json!(snap.version);
             s["role"] = json!(snap.role);
@@ -210,6 +217,12 @@ async fn right(conn: &probe::Connection, check: &Check) -> String {
     };
     match outcome {
         Outcome::ErrorReply(e) if e.starts_with("NOPERM") => "missing".into(),
+        // A command renamed away (`rename-command`) or unknown to this server.
+        Outcome::ErrorReply(e)
+            if e.starts_with("ERR unknown command") || e.starts_with("ERR unknown subcommand") =>
+        {
+            "missing (the server does not know the command: renamed or disabled)".into()
+        }
         Outcome::Lost(e) => format!("unchecked ({e})"),
         // Any other answer, errors included (NOTBUSY, a syntax error), got past the ACL.
         _ => "granted".into(),

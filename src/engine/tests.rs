@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::event::EventKind;
+use crate::event::{Detail, EventKind};
 use crate::policy::{Guards, HangSignal, Then};
 
 const SCRIPT_BUSY: &str =
@@ -443,6 +443,17 @@ fn any_observation() -> impl Strategy<Value = Observation> {
         Just(busy(SCRIPT_BUSY)),
         Just(busy(FUNCTION_BUSY)),
         Just(busy(MODULE_BUSY)),
+        Just(busy("BUSY")),
+        Just(busy("BUSY a module's own words: SCRIPT KILL")),
+        Just(Observation::Pong {
+            snapshot: Some(Box::new(incomplete_snapshot()))
+        }),
+        Just(Observation::Pong {
+            snapshot: Some(Box::new(Snapshot {
+                connected_replicas: Some(2),
+                ..snapshot("7.0.15", "run-y")
+            }))
+        }),
         (0u64..100_000).prop_map(|for_ms| Observation::Silent { for_ms }),
         Just(Observation::Loading),
         Just(Observation::Fault {
@@ -456,6 +467,13 @@ fn any_observation() -> impl Strategy<Value = Observation> {
             "UNKILLABLE".into()
         ))),
         Just(Observation::KillReply(KillReply::Error("NOTBUSY".into()))),
+        Just(Observation::KillReply(KillReply::Error(
+            FUNCTION_BUSY.into()
+        ))),
+        Just(Observation::KillReply(KillReply::Replicated(
+            "UNKILLABLE ... in the context of replication".into()
+        ))),
+        Just(Observation::KillReply(KillReply::Lost("no reply".into()))),
         Just(Observation::Shutdown(ShutdownOutcome::Confirmed {
             elapsed_ms: 1
         })),
@@ -463,6 +481,14 @@ fn any_observation() -> impl Strategy<Value = Observation> {
             "ERR".into()
         ))),
     ]
+}
+
+/// A snapshot taken by a user without `+info`: nothing a guard needs is known.
+fn incomplete_snapshot() -> Snapshot {
+    Snapshot {
+        errors: vec!["INFO refused: NOPERM".into()],
+        ..Snapshot::default()
+    }
 }
 
 fn any_rules() -> impl Strategy<Value = Rules> {
@@ -473,9 +499,23 @@ fn any_rules() -> impl Strategy<Value = Rules> {
         any::<bool>(),
         0u32..3,
         any::<bool>(),
+        (any::<bool>(), any::<bool>(), any::<bool>()),
     )
         .prop_map(
-            |(dry_run, kill_after, extra, notify, max_shutdowns, sigkill)| Rules {
+            |(
+                dry_run,
+                kill_after,
+                extra,
+                notify,
+                max_shutdowns,
+                sigkill,
+                (keep, unsaved, replicated),
+            )| Rules {
+                guards: Guards {
+                    max_unsaved_changes: unsaved.then_some(100),
+                    keep_primary_with_replicas: keep,
+                },
+                shutdown_replicated: replicated,
                 dry_run,
                 kill_after,
                 wait: kill_after + extra + 1,
@@ -562,6 +602,75 @@ proptest! {
         for (i, t) in times.iter().enumerate() {
             let within = times[..=i].iter().filter(|u| t - **u < rules.per).count();
             prop_assert!(within <= rules.max_shutdowns as usize);
+        }
+    }
+
+    /// No shutdown in an incident whose kill was never attempted, when its BUSY replies named
+    /// a kill (a script, a function, or a form of unknown kind, for which SCRIPT KILL is tried).
+    #[test]
+    fn no_shutdown_before_the_kill_a_killable_busy_is_owed(rules in any_rules(), run in any_run()) {
+        let mut killable = std::collections::HashSet::new();
+        let mut kill_tried = std::collections::HashSet::new();
+        for ((_, obs), step) in run.iter().zip(replay(&rules, &run)) {
+            for ev in &step.events {
+                match &ev.detail {
+                    Detail::KillSent(_) => { kill_tried.insert(ev.incident.clone()); }
+                    Detail::ShutdownSent(_) if killable.contains(&ev.incident) => {
+                        prop_assert!(kill_tried.contains(&ev.incident), "shutdown before a kill in {:?}", ev.incident);
+                    }
+                    _ => {}
+                }
+            }
+            if let Observation::Busy { kind, .. } = obs && *kind != BusyKind::Module {
+                killable.extend(step.events.iter().map(|e| e.incident.clone()));
+            }
+        }
+    }
+
+    /// No shutdown while an input a configured guard needs is unknown: the snapshot (none, or
+    /// one without the facts) must say the role and replicas, or the persistence and changes.
+    #[test]
+    fn no_shutdown_while_a_guard_input_is_unknown(rules in any_rules(), run in any_run()) {
+        for step in replay(&rules, &run) {
+            for ev in &step.events {
+                let Detail::ShutdownSent(d) = &ev.detail else { continue };
+                let s = d.inputs.snapshot.as_ref();
+                if rules.guards.keep_primary_with_replicas {
+                    prop_assert!(s.is_some_and(|s| s.role.is_some() && s.connected_replicas.is_some()), "{d:?}");
+                }
+                if rules.guards.max_unsaved_changes.is_some() {
+                    prop_assert!(s.is_some_and(|s| s.aof_enabled.is_some()), "{d:?}");
+                    prop_assert!(!d.inputs.snapshot_from_trail);
+                }
+            }
+        }
+    }
+
+    /// An incident left open by an earlier run never gets an action from the new run: whatever
+    /// the new run sees first (a healthy reply, a new run id, BUSY again), kills and shutdowns
+    /// belong to incidents it opened itself.
+    #[test]
+    fn resumed_incidents_never_carry_actions_over(
+        rules in any_rules(),
+        before in any_run(),
+        after in any_run(),
+    ) {
+        let mut e = engine_with(rules.clone());
+        let steps: Vec<(At, Step)> = before.iter().map(|(t, o)| (at(*t), e.observe(at(*t), o.clone()))).collect();
+        let history = trail_of(&steps);
+        let Some(old) = history.open_incident.as_ref().map(|o| o.id.clone()) else {
+            return Ok(());
+        };
+        let end = before.last().map_or(0, |(t, _)| *t);
+        let mut fresh = Engine::new(rules);
+        fresh.resume(&history, restarted(end, 0));
+        for (t, o) in &after {
+            let step = fresh.observe(restarted(end, *t + 1), o.clone());
+            for ev in &step.events {
+                if ev.kind().announces_an_action() {
+                    prop_assert_ne!(ev.incident.as_deref(), Some(old.as_str()));
+                }
+            }
         }
     }
 

@@ -208,3 +208,63 @@ impl Event {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Outside this module no code reads a record by string: no event name compared or matched
+    /// as text, no record or detail indexed by key. Consumers match on [`Detail`], so the
+    /// compiler finds them when a kind or a field changes. (Tests may read the trail's JSON:
+    /// it is the contract they check.)
+    #[test]
+    fn no_code_outside_this_module_reads_records_by_string() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+        let mut offences = Vec::new();
+        let mut files = vec![std::path::PathBuf::from(root)];
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                if !path.ends_with("event") {
+                    files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+                }
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") || path.ends_with("tests.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap_or("");
+            for (n, line) in code.lines().enumerate() {
+                // A record read as JSON (writing a payload's own fields is not reading).
+                let indexed = ["event", "detail"].iter().any(|k| {
+                    let at = format!("[\"{k}\"]");
+                    (line.contains(&at) && !line.contains(&format!("{at} =")))
+                        || line.contains(&format!(".get(\"{k}\")"))
+                });
+                let compared = EventKind::ALL.iter().any(|k| {
+                    let lit = format!("\"{}\"", k.name());
+                    line.contains(&format!("== {lit}"))
+                        || line.contains(&format!("!= {lit}"))
+                        || line.trim_start().starts_with(&format!("{lit} =>"))
+                        || line.trim_start().starts_with(&format!("{lit} |"))
+                        || line.contains(&format!("| {lit}"))
+                });
+                if indexed || compared {
+                    offences.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                }
+            }
+        }
+        assert!(
+            offences.is_empty(),
+            "records read by string:\n{}",
+            offences.join("\n")
+        );
+    }
+
+    #[test]
+    fn every_kind_reads_back_by_its_name() {
+        for kind in EventKind::ALL {
+            assert_eq!(EventKind::from_name(kind.name()), Some(*kind));
+        }
+    }
+}

@@ -1,243 +1,381 @@
-//! Every policy key, its default and what it means: the single source for the validator's list
-//! of allowed keys and for the README's policy reference (a test compares the two).
+//! Every policy key, its default, its bounds and what it means: the single source for the
+//! validator's allowed keys, defaults and limits, and for the README's policy reference (a test
+//! compares the two). A default or a bound is written here once; the validator reads it from
+//! here.
+
+use std::time::Duration;
 
 /// One documented key. `path` uses `.` between levels and `[]` for list items.
 pub struct KeyDoc {
     pub path: &'static str,
-    pub default: &'static str,
+    pub default: Default,
+    pub bounds: Bounds,
     pub doc: &'static str,
+}
+
+/// What applies when a key is not written.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Default {
+    Required,
+    /// Nothing is set; the text says what that means.
+    Unset(&'static str),
+    Duration(Duration),
+    Bool(bool),
+    Count(u64),
+    /// A word of a choice, or a fixed text such as a URL.
+    Word(&'static str),
+}
+
+/// What values make sense; anything else is refused with the bounds in the message.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Bounds {
+    None,
+    Duration { min: Duration, max: Duration },
+    Count { max: u64 },
+    Chars { max: usize },
+}
+
+impl KeyDoc {
+    /// The default as the README shows it.
+    pub fn default_text(&self) -> String {
+        match self.default {
+            Default::Required => "required".into(),
+            Default::Unset(text) | Default::Word(text) => text.into(),
+            Default::Duration(d) => humantime::format_duration(d).to_string(),
+            Default::Bool(b) => b.to_string(),
+            Default::Count(n) => n.to_string(),
+        }
+    }
+
+    /// The bounds as the README and the validator's messages say them.
+    pub fn bounds_text(&self) -> Option<String> {
+        match self.bounds {
+            Bounds::None => None,
+            Bounds::Duration { min, max } => Some(format!(
+                "from {} to {}",
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            )),
+            Bounds::Count { max } => Some(format!("from 0 to {max}")),
+            Bounds::Chars { max } => Some(format!("at most {max} characters")),
+        }
+    }
+}
+
+/// The entry of a key (by its table path, e.g. `notify[].slack.max_age`).
+pub fn get(path: &str) -> Option<&'static KeyDoc> {
+    KEYS.iter().find(|k| k.path == path)
 }
 
 /// Every leaf key a policy file may hold. Sections are the prefixes of these paths.
 pub const KEYS: &[KeyDoc] = &[
     KeyDoc {
         path: "instance",
-        default: "required",
+        default: Default::Required,
+        bounds: Bounds::Chars { max: 128 },
         doc: "Unique name of the Redis instance; used in audit records, webhooks, metrics. Letters, digits, `.`, `_`, `-`.",
     },
     KeyDoc {
         path: "redis.url",
-        default: "required",
+        default: Default::Required,
+        bounds: Bounds::None,
         doc: "`redis://host:port`, `rediss://host:port` (TLS) or `unix:///path/to/redis.sock`. No password and no database in the URL.",
     },
     KeyDoc {
         path: "redis.username",
-        default: "none (the `default` user)",
+        default: Default::Unset("none (the `default` user)"),
+        bounds: Bounds::None,
         doc: "ACL user busyguard authenticates as.",
     },
     KeyDoc {
         path: "redis.password_file",
-        default: "none",
+        default: Default::Unset("none"),
+        bounds: Bounds::None,
         doc: "File holding the password (first line). Read at load; unreadable is an error.",
     },
     KeyDoc {
         path: "redis.password_env",
-        default: "none",
+        default: Default::Unset("none"),
+        bounds: Bounds::None,
         doc: "Environment variable holding the password. Unset is an error.",
     },
     KeyDoc {
         path: "redis.connect_timeout",
-        default: "1s",
+        default: Default::Duration(Duration::from_secs(1)),
+        bounds: Bounds::Duration {
+            min: Duration::from_millis(10),
+            max: Duration::from_secs(60),
+        },
         doc: "Time allowed to open a connection and authenticate.",
     },
     KeyDoc {
         path: "mode",
-        default: "enforce",
+        default: Default::Word("enforce"),
+        bounds: Bounds::None,
         doc: "`enforce` acts; `dry-run` decides and records everything with `dry_run: true` and sends nothing.",
     },
     KeyDoc {
         path: "probe.interval",
-        default: "100ms",
+        default: Default::Duration(Duration::from_millis(100)),
+        bounds: Bounds::Duration {
+            min: Duration::from_millis(10),
+            max: Duration::from_secs(60),
+        },
         doc: "Time between PINGs while the server answers. A PING that gets no answer stays outstanding, so BUSY is seen the moment the threshold passes whatever this is.",
     },
     KeyDoc {
         path: "probe.snapshot_every",
-        default: "10s",
+        default: Default::Duration(Duration::from_secs(10)),
+        bounds: Bounds::Duration {
+            min: Duration::from_secs(1),
+            max: Duration::from_secs(3600),
+        },
         doc: "How often the healthy snapshot (INFO, CONFIG GET) the decisions rest on is refreshed.",
     },
     KeyDoc {
         path: "on_busy.kill_after",
-        default: "0s",
+        default: Default::Duration(Duration::ZERO),
+        bounds: Bounds::Duration {
+            min: Duration::ZERO,
+            max: Duration::from_secs(3600),
+        },
         doc: "Grace after the first BUSY reply before SCRIPT KILL or FUNCTION KILL (chosen from the BUSY text).",
     },
     KeyDoc {
         path: "on_busy.on_unkillable.wait",
-        default: "2m",
+        default: Default::Duration(Duration::from_secs(120)),
+        bounds: Bounds::Duration {
+            min: Duration::from_millis(100),
+            max: Duration::from_secs(24 * 3600),
+        },
         doc: "Recovery budget, counted from the first BUSY reply, for a script that cannot be killed (it already wrote, or a module is busy).",
     },
     KeyDoc {
         path: "on_busy.on_unkillable.then",
-        default: "notify",
+        default: Default::Word("notify"),
+        bounds: Bounds::None,
         doc: "At the end of the budget: `shutdown` (SHUTDOWN NOSAVE, version-aware) or `notify` (never shut down).",
     },
     KeyDoc {
         path: "on_busy.on_unkillable.force",
-        default: "false",
+        default: Default::Bool(false),
+        bounds: Bounds::None,
         doc: "Add FORCE to the shutdown (7.0+), needed while the first AOF is still being written.",
     },
     KeyDoc {
         path: "on_busy.on_unkillable.shutdown_replicated",
-        default: "false",
+        default: Default::Bool(false),
+        bounds: Bounds::None,
         doc: "Allow the shutdown of a replica replaying its master's script (UNKILLABLE \"... in the context of replication\"). Off: such a script has already ended on the master; it is waited out and notified, never shut down.",
     },
     KeyDoc {
         path: "on_hang.after",
-        default: "30s",
+        default: Default::Duration(Duration::from_secs(30)),
+        bounds: Bounds::Duration {
+            min: Duration::from_millis(100),
+            max: Duration::from_secs(24 * 3600),
+        },
         doc: "Silence (an outstanding PING, no BUSY) for this long opens a hang incident that notifies. Keep it above the server's busy threshold.",
     },
     KeyDoc {
         path: "on_hang.signal",
-        default: "none",
+        default: Default::Word("none"),
+        bounds: Bounds::None,
         doc: "`none`, or `sigkill` to kill a hung local redis-server (pid from the healthy snapshot, checked against pid reuse). Needs a local URL.",
     },
     KeyDoc {
         path: "on_hang.signal_after",
-        default: "2m",
+        default: Default::Duration(Duration::from_secs(120)),
+        bounds: Bounds::Duration {
+            min: Duration::from_millis(100),
+            max: Duration::from_secs(24 * 3600),
+        },
         doc: "Silence before the signal is sent; at least `on_hang.after`.",
     },
     KeyDoc {
         path: "limits.max_shutdowns",
-        default: "1",
+        default: Default::Count(1),
+        bounds: Bounds::Count { max: 1000 },
         doc: "Shutdowns allowed per instance within `limits.per`; beyond it escalation is withheld and recorded.",
     },
     KeyDoc {
         path: "limits.per",
-        default: "1h",
+        default: Default::Duration(Duration::from_secs(3600)),
+        bounds: Bounds::Duration {
+            min: Duration::from_secs(1),
+            max: Duration::from_secs(30 * 24 * 3600),
+        },
         doc: "The window of `limits.max_shutdowns`.",
     },
     KeyDoc {
         path: "guards.max_unsaved_changes",
-        default: "off",
+        default: Default::Unset("off"),
+        bounds: Bounds::None,
         doc: "Withhold a shutdown of an RDB-only instance (AOF off) with more unsaved changes than this.",
     },
     KeyDoc {
         path: "guards.keep_primary_with_replicas",
-        default: "false",
+        default: Default::Bool(false),
+        bounds: Bounds::None,
         doc: "Withhold a shutdown of a primary that has replicas attached (let failover handle it).",
     },
     KeyDoc {
         path: "notify[].slack.url",
-        default: "none",
+        default: Default::Unset("none"),
+        bounds: Bounds::None,
         doc: "Slack incoming-webhook URL inline (warned about: prefer `url_file`).",
     },
     KeyDoc {
         path: "notify[].slack.url_file",
-        default: "none",
+        default: Default::Unset("none"),
+        bounds: Bounds::None,
         doc: "File holding the Slack webhook URL.",
     },
     KeyDoc {
         path: "notify[].slack.url_env",
-        default: "none",
+        default: Default::Unset("none"),
+        bounds: Bounds::None,
         doc: "Environment variable holding the Slack webhook URL.",
     },
     KeyDoc {
         path: "notify[].slack.events",
-        default: "every incident event",
+        default: Default::Unset("every incident event"),
+        bounds: Bounds::None,
         doc: "Only these events (a list of event names) reach this receiver.",
     },
     KeyDoc {
         path: "notify[].slack.min_severity",
-        default: "info",
+        default: Default::Word("info"),
+        bounds: Bounds::None,
         doc: "Only events of this severity or higher: `info`, `warning`, `error`, `critical` (see Notifications).",
     },
     KeyDoc {
         path: "notify[].slack.max_age",
-        default: "1h",
+        default: Default::Duration(Duration::from_secs(3600)),
+        bounds: Bounds::Duration {
+            min: Duration::from_secs(1),
+            max: Duration::from_secs(7 * 24 * 3600),
+        },
         doc: "An event still undelivered this long after it happened is given up (`notify_failed` in the trail).",
     },
     KeyDoc {
         path: "notify[].pagerduty.routing_key",
-        default: "none",
+        default: Default::Unset("none"),
+        bounds: Bounds::None,
         doc: "PagerDuty Events API v2 routing key inline (warned about).",
     },
     KeyDoc {
         path: "notify[].pagerduty.routing_key_file",
-        default: "none",
+        default: Default::Unset("none"),
+        bounds: Bounds::None,
         doc: "File holding the routing key.",
     },
     KeyDoc {
         path: "notify[].pagerduty.routing_key_env",
-        default: "none",
+        default: Default::Unset("none"),
+        bounds: Bounds::None,
         doc: "Environment variable holding the routing key.",
     },
     KeyDoc {
         path: "notify[].pagerduty.events_url",
-        default: "https://events.pagerduty.com/v2/enqueue",
+        default: Default::Word("https://events.pagerduty.com/v2/enqueue"),
+        bounds: Bounds::None,
         doc: "Events API endpoint.",
     },
     KeyDoc {
         path: "notify[].pagerduty.severity_busy",
-        default: "warning",
+        default: Default::Word("warning"),
+        bounds: Bounds::None,
         doc: "PagerDuty severity of the trigger when an incident opens (BUSY, hang, unreachable).",
     },
     KeyDoc {
         path: "notify[].pagerduty.severity_unkillable",
-        default: "error",
+        default: Default::Word("error"),
+        bounds: Bounds::None,
         doc: "Severity of the new trigger when the script is unkillable.",
     },
     KeyDoc {
         path: "notify[].pagerduty.severity_escalated",
-        default: "critical",
+        default: Default::Word("critical"),
+        bounds: Bounds::None,
         doc: "Severity of the trigger on a shutdown, a withheld escalation or a failed action.",
     },
     KeyDoc {
         path: "notify[].pagerduty.events",
-        default: "every incident event",
+        default: Default::Unset("every incident event"),
+        bounds: Bounds::None,
         doc: "Only these events (a list of event names) reach this receiver.",
     },
     KeyDoc {
         path: "notify[].pagerduty.min_severity",
-        default: "info",
+        default: Default::Word("info"),
+        bounds: Bounds::None,
         doc: "Only events of this severity or higher: `info`, `warning`, `error`, `critical` (see Notifications).",
     },
     KeyDoc {
         path: "notify[].pagerduty.max_age",
-        default: "1h",
+        default: Default::Duration(Duration::from_secs(3600)),
+        bounds: Bounds::Duration {
+            min: Duration::from_secs(1),
+            max: Duration::from_secs(7 * 24 * 3600),
+        },
         doc: "An event still undelivered this long after it happened is given up (`notify_failed` in the trail).",
     },
     KeyDoc {
         path: "notify[].webhook.url",
-        default: "none",
+        default: Default::Unset("none"),
+        bounds: Bounds::None,
         doc: "Receiver URL of a Standard Webhooks 1.0 signed webhook inline (warned about: prefer `url_file`).",
     },
     KeyDoc {
         path: "notify[].webhook.url_file",
-        default: "none",
+        default: Default::Unset("none"),
+        bounds: Bounds::None,
         doc: "File holding the receiver URL.",
     },
     KeyDoc {
         path: "notify[].webhook.url_env",
-        default: "none",
+        default: Default::Unset("none"),
+        bounds: Bounds::None,
         doc: "Environment variable holding the receiver URL.",
     },
     KeyDoc {
         path: "notify[].webhook.secret",
-        default: "none",
+        default: Default::Unset("none"),
+        bounds: Bounds::None,
         doc: "Signing secret `whsec_<base64>` inline (warned about).",
     },
     KeyDoc {
         path: "notify[].webhook.secret_file",
-        default: "none",
+        default: Default::Unset("none"),
+        bounds: Bounds::None,
         doc: "File holding the signing secret.",
     },
     KeyDoc {
         path: "notify[].webhook.secret_env",
-        default: "none",
+        default: Default::Unset("none"),
+        bounds: Bounds::None,
         doc: "Environment variable holding the signing secret.",
     },
     KeyDoc {
         path: "notify[].webhook.events",
-        default: "every incident event",
+        default: Default::Unset("every incident event"),
+        bounds: Bounds::None,
         doc: "Only these events (a list of event names) reach this receiver.",
     },
     KeyDoc {
         path: "notify[].webhook.min_severity",
-        default: "info",
+        default: Default::Word("info"),
+        bounds: Bounds::None,
         doc: "Only events of this severity or higher: `info`, `warning`, `error`, `critical` (see Notifications).",
     },
     KeyDoc {
         path: "notify[].webhook.max_age",
-        default: "1h",
+        default: Default::Duration(Duration::from_secs(3600)),
+        bounds: Bounds::Duration {
+            min: Duration::from_secs(1),
+            max: Duration::from_secs(7 * 24 * 3600),
+        },
         doc: "An event still undelivered this long after it happened is given up (`notify_failed` in the trail).",
     },
 ];

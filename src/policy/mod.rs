@@ -7,7 +7,9 @@
 //! [`Secret`], whose `Debug` never shows them.
 
 pub mod keys;
-mod validate;
+mod reader;
+mod schema;
+mod url;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,7 +18,7 @@ use std::time::Duration;
 pub use crate::event::Severity;
 pub use crate::event::detail::Then;
 
-pub use validate::parse_policy;
+pub use schema::parse_policy;
 
 /// A validated policy for one Redis instance.
 #[derive(Clone, Debug, PartialEq)]
@@ -245,9 +247,11 @@ pub struct LoadReport {
     pub files: Vec<PathBuf>,
 }
 
-/// Expand each path (a file, or a folder of `*.yaml` / `*.yml`, sorted) into files.
+/// Expand each path (a file, or a folder of `*.yaml` / `*.yml`, sorted; hidden files such as an
+/// editor's `.cache-01.yaml` are not policies) into files, each file once however often it is
+/// named (a file given twice is not "a duplicate of itself").
 pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
-    let mut files = Vec::new();
+    let mut files: Vec<PathBuf> = Vec::new();
     for path in paths {
         if path.is_dir() {
             let entries = std::fs::read_dir(path).map_err(|e| whole_file(path, &e))?;
@@ -256,6 +260,10 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
                 .filter(|p| {
                     p.is_file()
                         && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+                        && !p
+                            .file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with('.'))
                 })
                 .collect();
             found.sort();
@@ -264,6 +272,13 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
             files.push(path.clone());
         }
     }
+    let mut seen = Vec::new();
+    files.retain(|f| {
+        let id = std::fs::canonicalize(f).unwrap_or_else(|_| f.clone());
+        let new = !seen.contains(&id);
+        seen.push(id);
+        new
+    });
     Ok(files)
 }
 

@@ -1,8 +1,7 @@
 //! Policy files: golden error messages for broken files, the full shape of a valid one, the
 //! shipped examples, and the README's reference against the real key table.
 
-mod support;
-
+use crate::support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -191,6 +190,9 @@ fn a_minimal_file_gets_the_documented_defaults() {
                 format!("{:?}", p.on_busy.on_unkillable.then).to_lowercase()
             }
             "on_busy.on_unkillable.force" => p.on_busy.on_unkillable.force.to_string(),
+            "on_busy.on_unkillable.shutdown_replicated" => {
+                p.on_busy.on_unkillable.shutdown_replicated.to_string()
+            }
             "on_hang.after" => humantime::format_duration(p.on_hang.after).to_string(),
             "on_hang.signal" => format!("{:?}", p.on_hang.signal).to_lowercase(),
             "on_hang.signal_after" => {
@@ -205,8 +207,52 @@ fn a_minimal_file_gets_the_documented_defaults() {
                 .map_or("off".into(), |n| n.to_string()),
             _ => continue,
         };
-        assert_eq!(shown, key.default, "documented default of `{}`", key.path);
+        assert_eq!(
+            shown,
+            key.default_text(),
+            "documented default of `{}`",
+            key.path
+        );
     }
+}
+
+/// Values that cannot mean what they say: a 5 MB instance name is refused (and not echoed
+/// back); the same file named twice, or a folder and a file in it, is one policy, not a
+/// duplicate of itself; hidden files in a folder are not policies.
+#[test]
+fn a_huge_name_is_refused_and_a_file_named_twice_is_loaded_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge.yaml");
+    let name = "a".repeat(5 * 1024 * 1024);
+    std::fs::write(
+        &huge,
+        format!("instance: {name}\nredis:\n  url: redis://localhost\n"),
+    )
+    .unwrap();
+    let (ok, out) = check_output(&[huge.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        out.contains("`instance` must be at most 128 characters"),
+        "{}",
+        &out[..200.min(out.len())]
+    );
+    assert!(out.len() < 1000, "the name is not echoed back");
+    let folder = dir.path().join("policies");
+    std::fs::create_dir(&folder).unwrap();
+    let one = folder.join("one.yaml");
+    std::fs::write(&one, "instance: one\nredis:\n  url: redis://localhost\n").unwrap();
+    std::fs::write(
+        folder.join(".one.yaml"),
+        "instance: one\nredis:\n  url: redis://localhost\n",
+    )
+    .unwrap();
+    let (ok, out) = check_output(&[
+        one.to_str().unwrap(),
+        one.to_str().unwrap(),
+        folder.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
 }
 
 #[test]
@@ -284,29 +330,37 @@ fn readme_policy_reference_matches_the_key_table() {
         .nth(1)
         .expect("README has a `## Policy reference` section");
     let section = section.split("\n## ").next().unwrap();
-    let documented: Vec<(String, String)> = section
+    let documented: Vec<(String, String, String)> = section
         .lines()
         .filter_map(|l| {
             let cells: Vec<&str> = l.split('|').map(str::trim).collect();
             let key = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
-            Some((key.to_string(), cells.get(2)?.to_string()))
+            Some((
+                key.to_string(),
+                cells.get(2)?.to_string(),
+                cells.get(3)?.to_string(),
+            ))
         })
         .collect();
     let real: Vec<(String, String)> = policy::keys::KEYS
         .iter()
-        .map(|k| (k.path.to_string(), k.default.to_string()))
+        .map(|k| (k.path.to_string(), k.default_text()))
         .collect();
-    for (key, default) in &documented {
-        assert!(
-            real.iter().any(|(k, _)| k == key),
-            "README documents `{key}`, which does not exist"
-        );
-        let real_default = &real.iter().find(|(k, _)| k == key).unwrap().1;
-        assert_eq!(default, real_default, "default of `{key}`");
+    for (key, default, doc) in &documented {
+        let Some(entry) = policy::keys::get(key) else {
+            panic!("README documents `{key}`, which does not exist");
+        };
+        assert_eq!(default, &entry.default_text(), "default of `{key}`");
+        if let Some(bounds) = entry.bounds_text() {
+            assert!(
+                doc.contains(&bounds),
+                "README states the bounds of `{key}`: {bounds}"
+            );
+        }
     }
     for (key, _) in &real {
         assert!(
-            documented.iter().any(|(k, _)| k == key),
+            documented.iter().any(|(k, _, _)| k == key),
             "`{key}` is not documented in README"
         );
     }

@@ -1,19 +1,18 @@
 //! Operating busyguard: reload on SIGHUP, systemd's notification protocol, metrics, `status`
 //! against real servers, the unit's hardening score, and journald-friendly logs.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
-use serde_json::Value;
-use support::{
+use crate::support;
+use crate::support::{
     Caller, Daemon, RedisServer, Reply, ServerOptions, busyguard_bin, scripts, wait_for,
 };
+use nix::sys::signal::Signal;
+use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(20);
 

@@ -1,11 +1,10 @@
 //! The harness itself against a real redis-server: runaway scripts really make it BUSY, a
 //! writing one really is UNKILLABLE, and a function really needs FUNCTION KILL.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Caller, RedisServer, Reply, ServerOptions, scripts};
+use crate::support;
+use crate::support::{Caller, RedisServer, Reply, ServerOptions, scripts};
 
 #[test]
 fn read_only_loop_makes_the_server_busy_and_script_kill_ends_it() {

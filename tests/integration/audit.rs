@@ -2,14 +2,13 @@
 //! forensics, tampering named to the line, a daemon killed mid-incident, a torn tail, rotation,
 //! and no secret anywhere.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::support;
+use crate::support::{Caller, Daemon, RedisServer, ServerOptions, scripts, wait_for};
 use nix::sys::signal::Signal;
 use serde_json::Value;
-use support::{Caller, Daemon, RedisServer, ServerOptions, scripts, wait_for};
 
 const LONG: Duration = Duration::from_secs(20);
 

@@ -2,14 +2,13 @@
 //! full PagerDuty incident, failing receivers that never delay a kill, and delivery after a
 //! restart.
 
-mod support;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support;
+use crate::support::http::{Answer, HttpReceiver, Request};
+use crate::support::{Caller, Daemon, RedisServer, ServerOptions, scripts, wait_for};
 use serde_json::Value;
-use support::http::{Answer, HttpReceiver, Request};
-use support::{Caller, Daemon, RedisServer, ServerOptions, scripts, wait_for};
 
 const LONG: Duration = Duration::from_secs(30);
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";

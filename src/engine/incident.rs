@@ -1,0 +1,77 @@
+//! What the engine knows of one incident: its cause, where the kill and the escalation stand,
+//! and the healthy snapshot the decisions rest on.
+
+use crate::snapshot::Snapshot;
+
+use super::{BusyKind, KillCommand, Millis};
+
+/// Where the kill stands within an incident.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Kill {
+    NotYet,
+    /// A module command is busy: no kill exists for it; the budget applies.
+    NoneExists,
+    /// Sent (or, in dry-run, decided); waiting for its reply.
+    Sent {
+        command: KillCommand,
+        at: Millis,
+    },
+    /// `+OK`: waiting for a PONG to confirm.
+    Accepted {
+        command: KillCommand,
+        reply_at: Millis,
+    },
+    /// Answered without effect (unkillable, failed, or decided in dry-run): the budget applies.
+    /// `replicated` when the script came from the master (it cannot be killed, and on the
+    /// master it has already ended).
+    Answered {
+        replicated: bool,
+    },
+}
+
+/// Where the escalation stands within an incident.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Escalation {
+    NotYet,
+    Withheld,
+    /// Dry-run: the shutdown was decided and recorded, not sent.
+    ShutdownDecided,
+    ShutdownSent,
+    ShutdownConfirmed,
+    ShutdownFailed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Cause {
+    Busy(BusyKind),
+    Hang,
+    Unreachable,
+}
+
+/// One BUSY, hang or unreachable episode.
+#[derive(Clone, Debug)]
+pub(super) struct Incident {
+    pub(super) id: String,
+    pub(super) opened: Millis,
+    pub(super) cause: Cause,
+    pub(super) first_busy: Option<Millis>,
+    pub(super) kill: Kill,
+    /// The kill was sent again with the other command, after the first named it (a BUSY of
+    /// unknown form answered SCRIPT KILL with a BUSY naming FUNCTION KILL).
+    pub(super) kill_retried: bool,
+    pub(super) escalation: Escalation,
+    pub(super) hang_reported: bool,
+    pub(super) unreachable_reported: bool,
+    pub(super) signal_sent: bool,
+    /// The server's run id before the incident, to tell a restart in `recovered`.
+    pub(super) run_id_before: Option<String>,
+}
+
+/// The healthy snapshot held, when it was taken, and whether this run took it.
+#[derive(Clone, Debug)]
+pub(super) struct Held {
+    pub(super) snapshot: Snapshot,
+    pub(super) taken: Millis,
+    /// Taken by this run (false: restored from the trail of an earlier run).
+    pub(super) fresh: bool,
+}

@@ -1,0 +1,317 @@
+//! The busy ladder: a BUSY reply opens or continues an incident, the kill that fits goes once,
+//! its answer is read, and at the end of the budget the escalation goes or is withheld; a
+//! healthy reply ends the incident.
+
+use crate::event::Detail;
+use crate::event::detail::{self as d, RecoveredHow};
+use crate::snapshot::Snapshot;
+
+use super::guards::{self, Known, Withheld};
+use super::incident::{Cause, Escalation, Incident, Kill};
+use super::{
+    Action, At, BusyKind, Engine, KillCommand, KillReply, Millis, ShutdownCommand, ShutdownOutcome,
+    Step, UNKNOWN_THRESHOLD_MS, kill_for,
+};
+
+impl Engine {
+    pub(super) fn on_busy(&mut self, at: At, kind: BusyKind, reply: String, step: &mut Step) {
+        let now = at.mono;
+        // After `+OK` to a kill the script unwinds within the hook that answered it (which may
+        // still answer a probe or two BUSY). A new script cannot draw a BUSY reply before it has
+        // run for a whole threshold, so a BUSY that late is a new incident; the old one ends
+        // as killed.
+        if let Some(Kill::Accepted { reply_at, .. }) = self.incident.as_ref().map(|i| &i.kill) {
+            let threshold = self
+                .snapshot()
+                .and_then(|s| s.busy_threshold_ms)
+                .filter(|t| *t > 0)
+                .unwrap_or(UNKNOWN_THRESHOLD_MS);
+            if now >= reply_at + threshold {
+                self.recover(now, step);
+            }
+        }
+        let mut inc = match self.incident.take() {
+            Some(inc) if matches!(inc.cause, Cause::Busy(_)) => inc,
+            other => {
+                // A hang or unreachable episode that turns out to be BUSY continues as busy.
+                let mut inc = other.unwrap_or_else(|| self.open(at, Cause::Busy(kind)));
+                inc.cause = Cause::Busy(kind);
+                inc.first_busy = Some(now);
+                inc.kill = match kind {
+                    BusyKind::Module => Kill::NoneExists,
+                    _ => Kill::NotYet,
+                };
+                let warning = (self.snapshot().and_then(|s| s.busy_threshold_ms) == Some(0))
+                    .then(|| "busy-reply-threshold is 0 on this server".to_string());
+                let detail = d::BusyDetected {
+                    inputs: self.inputs(Some(&inc), now),
+                    reply: reply.clone(),
+                    busy_kind: kind,
+                    warning,
+                    supersedes: None,
+                };
+                step.events.push(self.event(Some(&inc), false, detail));
+                inc
+            }
+        };
+        // A reply that names a kill after one that named none (a module's yield, then a
+        // script): the kill is owed before any shutdown.
+        if inc.kill == Kill::NoneExists && kill_for(kind).is_some() {
+            inc.cause = Cause::Busy(kind);
+            inc.kill = Kill::NotYet;
+        }
+        // A reply naming the kill tells more than one of unknown form; never the reverse, and
+        // never away from a kill: once a reply could have been a script's, the kill is owed.
+        if inc.cause == Cause::Busy(BusyKind::Unknown) && kill_for(kind).is_some() {
+            inc.cause = Cause::Busy(kind);
+        }
+        self.decide(&mut inc, now, kind, reply, step);
+        self.incident = Some(inc);
+    }
+
+    /// The next rung for a busy incident that just answered BUSY again.
+    pub(super) fn decide(
+        &mut self,
+        inc: &mut Incident,
+        now: Millis,
+        kind: BusyKind,
+        reply: String,
+        step: &mut Step,
+    ) {
+        let rules = &self.rules;
+        let first = inc.first_busy.unwrap_or(now);
+        if inc.kill == Kill::NotYet && now >= first + rules.kill_after {
+            let known = match inc.cause {
+                Cause::Busy(k) => k,
+                _ => kind,
+            };
+            let Some(command) = kill_for(known) else {
+                inc.kill = Kill::NoneExists;
+                return;
+            };
+            let dry_run = rules.dry_run;
+            inc.kill = if dry_run {
+                Kill::Answered { replicated: false }
+            } else {
+                Kill::Sent { command, at: now }
+            };
+            let detail = d::KillSent {
+                inputs: self.inputs(Some(inc), now),
+                command: command.text(),
+                reply_seen: reply,
+            };
+            step.events.push(self.event(Some(inc), dry_run, detail));
+            if !dry_run {
+                step.action = Some(Action::Kill(command));
+            }
+            return;
+        }
+        if matches!(inc.kill, Kill::NoneExists | Kill::Answered { .. })
+            && inc.escalation == Escalation::NotYet
+            && now >= first + rules.wait
+        {
+            self.escalate(inc, now, reply, step);
+        }
+    }
+
+    /// The budget is spent and the last reply was BUSY: shut down, or say why not.
+    pub(super) fn escalate(
+        &mut self,
+        inc: &mut Incident,
+        now: Millis,
+        reply: String,
+        step: &mut Step,
+    ) {
+        let rules = &self.rules;
+        let dry_run = rules.dry_run;
+        let replicated = inc.kill == Kill::Answered { replicated: true };
+        let withheld = if replicated && !rules.shutdown_replicated {
+            Some(Withheld {
+                reason: "the script was sent by the master (replication) and has already ended \
+                         there: it is waited out, never shut down, unless \
+                         `on_unkillable.shutdown_replicated` says so"
+                    .into(),
+                missing: None,
+            })
+        } else {
+            let known = Known {
+                snapshot: self.snapshot(),
+                fresh: self.snapshot.as_ref().is_some_and(|h| h.fresh),
+            };
+            guards::withheld(rules, &self.shutdowns, known, now)
+        };
+        let inputs = self.inputs(Some(inc), now);
+        if let Some(w) = withheld {
+            inc.escalation = Escalation::Withheld;
+            let detail = d::EscalationWithheld {
+                inputs,
+                reason: w.reason,
+                missing: w.missing,
+                reply_seen: Some(reply),
+                silent_ms: None,
+                signal: None,
+            };
+            step.events.push(self.event(Some(inc), dry_run, detail));
+            return;
+        }
+        let major = self.snapshot().and_then(Snapshot::major_version);
+        let command = ShutdownCommand::for_version(major, rules.force);
+        inc.escalation = if dry_run {
+            Escalation::ShutdownDecided
+        } else {
+            Escalation::ShutdownSent
+        };
+        self.shutdowns.push(now);
+        let detail = d::ShutdownSent {
+            inputs,
+            reply_seen: reply,
+            command: command.text(),
+            abort_first: command.abort_first,
+        };
+        step.events.push(self.event(Some(inc), dry_run, detail));
+        if !dry_run {
+            step.action = Some(Action::Shutdown(command));
+        }
+    }
+
+    pub(super) fn on_kill_reply(&mut self, now: Millis, reply: KillReply, step: &mut Step) {
+        let Some(mut inc) = self.incident.take() else {
+            return;
+        };
+        if let Kill::Sent { command, at } = inc.kill {
+            self.kill_answered(&mut inc, command, at, now, reply, step);
+        }
+        self.incident = Some(inc);
+    }
+
+    pub(super) fn kill_answered(
+        &self,
+        inc: &mut Incident,
+        command: KillCommand,
+        sent_at: Millis,
+        now: Millis,
+        reply: KillReply,
+        step: &mut Step,
+    ) {
+        let answer = |reply: String, replicated: bool| d::KillAnswer {
+            command: command.text(),
+            reply_ms: now.saturating_sub(sent_at),
+            budget_left_ms: inc
+                .first_busy
+                .map(|f| (f + self.rules.wait).saturating_sub(now)),
+            then: self.rules.then,
+            reply,
+            replicated,
+        };
+        let unknown = inc.cause == Cause::Busy(BusyKind::Unknown);
+        let detail: Detail = match reply {
+            KillReply::Ok => {
+                inc.kill = Kill::Accepted {
+                    command,
+                    reply_at: now,
+                };
+                return;
+            }
+            KillReply::Unkillable(text) => {
+                inc.kill = Kill::Answered { replicated: false };
+                answer(text, false).into()
+            }
+            KillReply::Replicated(text) => {
+                inc.kill = Kill::Answered { replicated: true };
+                answer(text, true).into()
+            }
+            // A BUSY of unknown form, answered with a BUSY naming the other kill: the right
+            // kill is owed, once, at the next BUSY reply.
+            KillReply::Error(text)
+                if unknown
+                    && !inc.kill_retried
+                    && BusyKind::from_error(&text) == Some(BusyKind::Function) =>
+            {
+                inc.kill_retried = true;
+                inc.cause = Cause::Busy(BusyKind::Function);
+                inc.kill = Kill::NotYet;
+                return;
+            }
+            // NOTBUSY to a kill of a BUSY of unknown form: a module command, which no kill
+            // ends. Not a failure: the budget applies.
+            KillReply::Error(text) if unknown && text.split(' ').next() == Some("NOTBUSY") => {
+                inc.kill = Kill::Answered { replicated: false };
+                answer(text, false).into()
+            }
+            KillReply::Error(text) | KillReply::Lost(text) => {
+                inc.kill = Kill::Answered { replicated: false };
+                d::ActionFailed::Kill(answer(text, false)).into()
+            }
+        };
+        step.events.push(self.event(Some(inc), false, detail));
+    }
+
+    pub(super) fn on_shutdown(&mut self, now: Millis, outcome: ShutdownOutcome, step: &mut Step) {
+        let Some(mut inc) = self.incident.take() else {
+            return;
+        };
+        if inc.escalation == Escalation::ShutdownSent {
+            let since_first_busy_ms = inc.first_busy.map(|f| now.saturating_sub(f));
+            let detail: Detail = match outcome {
+                ShutdownOutcome::Confirmed { elapsed_ms } => {
+                    inc.escalation = Escalation::ShutdownConfirmed;
+                    d::ShutdownConfirmed {
+                        confirm_ms: elapsed_ms,
+                        since_first_busy_ms,
+                        how: "the connection closed without a reply and the server refused new connections".into(),
+                    }
+                    .into()
+                }
+                ShutdownOutcome::Refused(reply) | ShutdownOutcome::Failed(reply) => {
+                    inc.escalation = Escalation::ShutdownFailed;
+                    d::ActionFailed::Shutdown {
+                        action: d::FailedAction::Shutdown,
+                        reply,
+                        note: "not retried: a shutdown is sent at most once".into(),
+                    }
+                    .into()
+                }
+            };
+            step.events.push(self.event(Some(&inc), false, detail));
+        }
+        self.incident = Some(inc);
+    }
+
+    /// A healthy answer ends the incident in flight.
+    pub(super) fn recover(&mut self, now: Millis, step: &mut Step) {
+        let Some(inc) = self.incident.take() else {
+            return;
+        };
+        let run_id_now = self.snapshot().and_then(|s| s.run_id.clone());
+        let restarted = match (&inc.run_id_before, &run_id_now) {
+            (Some(a), Some(b)) => Some(a != b),
+            _ => None,
+        };
+        let since_first_busy_ms = inc.first_busy.map(|f| now.saturating_sub(f));
+        if let Kill::Accepted { command, reply_at } = inc.kill {
+            let detail = d::Killed {
+                command: command.text(),
+                confirmed_ms_after_reply: now.saturating_sub(reply_at),
+                since_first_busy_ms,
+            };
+            step.events.push(self.event(Some(&inc), false, detail));
+        }
+        let how = match (&inc.kill, &inc.escalation) {
+            (Kill::Accepted { .. }, _) => RecoveredHow::Killed,
+            (_, Escalation::ShutdownConfirmed | Escalation::ShutdownSent) => {
+                RecoveredHow::RestartedAfterShutdown
+            }
+            (_, _) if inc.cause == Cause::Unreachable => RecoveredHow::ReachableAgain,
+            _ => RecoveredHow::EndedByItself,
+        };
+        let detail = d::Recovered {
+            how,
+            duration_ms: now.saturating_sub(inc.opened),
+            since_first_busy_ms,
+            restarted,
+            run_id: run_id_now,
+            forensics: None,
+        };
+        step.events.push(self.event(Some(&inc), false, detail));
+    }
+}

@@ -1,0 +1,369 @@
+//! The busyguard policy schema: which sections and keys make a [`Policy`], one function per
+//! section, read through [`super::reader`] (which reports every mistake with its position and a
+//! hint, and takes defaults and bounds from [`super::keys`]).
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use super::reader::{Reader, Section};
+use super::url::parse_url;
+use super::{
+    Diagnostic, Filter, Guards, HangSignal, Limits, Mode, OnBusy, OnHang, OnUnkillable,
+    PagerDutySeverities, Policy, Probe, Receiver, ReceiverKind, RedisTarget, Severity, Then,
+};
+use crate::yaml::{self, Node, Pos};
+
+/// Parse one policy file's bytes. On success: the policy, its warnings, and where `instance`
+/// was set (so a duplicate in another file can point at both).
+pub fn parse_policy(
+    file: &Path,
+    bytes: &[u8],
+) -> Result<(Policy, Vec<Diagnostic>, Diagnostic), Vec<Diagnostic>> {
+    let mut w = Reader {
+        file: file.to_path_buf(),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let fail = |w: Reader, pos: Pos, msg: String| {
+        let mut w = w;
+        w.error(pos, msg);
+        Err(w.errors)
+    };
+    let start = Pos { line: 1, col: 1 };
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return fail(w, start, "the file is not UTF-8 text".into());
+    };
+    let root = match yaml::parse(text) {
+        Ok(Some(root)) => root,
+        Ok(None) => {
+            return fail(
+                w,
+                start,
+                "the file is empty; a policy needs at least `instance` and `redis.url`".into(),
+            );
+        }
+        Err(e) => return fail(w, e.pos, format!("YAML syntax: {}", e.message)),
+    };
+    if !matches!(root, Node::Map { .. }) {
+        let found = root.kind();
+        return fail(
+            w,
+            root.pos(),
+            format!("a policy file must be a mapping of keys (`instance: ...`), found {found}"),
+        );
+    }
+    let top = w.section(&root, "");
+    let instance = instance(&mut w, &top, root.pos());
+    let redis = redis(&mut w, &top, root.pos());
+    let mode = match w.opt_choice(&top, "mode", &["enforce", "dry-run"]) {
+        "dry-run" => Mode::DryRun,
+        _ => Mode::Enforce,
+    };
+    let probe = probe(&mut w, &top);
+    let on_busy = on_busy(&mut w, &top);
+    let on_hang = on_hang(&mut w, &top, redis.as_ref());
+    let limits = limits(&mut w, &top);
+    let guards = guards(&mut w, &top);
+    let notify = notify(&mut w, &top);
+    let instance_at = Diagnostic {
+        file: w.file.clone(),
+        line: instance.1.line,
+        col: instance.1.col,
+        message: String::new(),
+    };
+    match (w.errors.is_empty(), instance.0, redis) {
+        (true, Some(instance), Some(redis)) => Ok((
+            Policy {
+                instance,
+                source: file.to_path_buf(),
+                content_hash: hex::encode(Sha256::digest(bytes)),
+                redis,
+                mode,
+                probe,
+                on_busy,
+                on_hang,
+                limits,
+                guards,
+                notify,
+            },
+            w.warnings,
+            instance_at,
+        )),
+        _ => {
+            let mut errors = w.errors;
+            errors.sort_by_key(|d| (d.line, d.col));
+            Err(errors)
+        }
+    }
+}
+
+fn instance(r: &mut Reader, top: &Section, root: Pos) -> (Option<String>, Pos) {
+    let Some(node) = top.get("instance") else {
+        r.error(
+            root,
+            "missing required key `instance` (a unique name for this Redis instance)".into(),
+        );
+        return (None, root);
+    };
+    let name = r.bounded_string(top, "instance", node);
+    let valid = |n: &String| {
+        !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    };
+    match name {
+        Some(n) if !valid(&n) => {
+            r.error(
+                node.pos(),
+                format!("`instance` may hold only letters, digits, `.`, `_` and `-`; found `{n}`"),
+            );
+            (None, node.pos())
+        }
+        other => (other, node.pos()),
+    }
+}
+
+fn redis(r: &mut Reader, top: &Section, root: Pos) -> Option<RedisTarget> {
+    let Some(node) = top.get("redis") else {
+        r.error(
+            root,
+            "missing required section `redis` with at least `url`".into(),
+        );
+        return None;
+    };
+    let s = r.section(node, "redis");
+    let endpoint = match s.get("url") {
+        None => {
+            let at = top.key_pos("redis").unwrap_or(root);
+            r.error(at, "missing required key `redis.url`".into());
+            None
+        }
+        Some(n) => r
+            .string(n, "redis.url")
+            .and_then(|url| match parse_url(&url) {
+                Ok(ep) => Some(ep),
+                Err(msg) => {
+                    r.error(n.pos(), format!("`redis.url`: {msg}"));
+                    None
+                }
+            }),
+    };
+    let username = s
+        .get("username")
+        .and_then(|n| r.string(n, "redis.username"));
+    let password = r.secret(&s, "password", false);
+    let connect_timeout = r.opt_duration(&s, "connect_timeout");
+    Some(RedisTarget {
+        endpoint: endpoint?,
+        username,
+        password: password.flatten(),
+        connect_timeout,
+    })
+}
+
+fn probe(r: &mut Reader, top: &Section) -> Probe {
+    let s = r.optional_section(top, "probe");
+    Probe {
+        interval: r.opt_duration(&s, "interval"),
+        snapshot_every: r.opt_duration(&s, "snapshot_every"),
+    }
+}
+
+fn on_busy(r: &mut Reader, top: &Section) -> OnBusy {
+    let s = r.optional_section(top, "on_busy");
+    let kill_after = r.opt_duration(&s, "kill_after");
+    let u = r.optional_section(&s, "on_unkillable");
+    let wait = r.opt_duration(&u, "wait");
+    if wait < kill_after
+        && let Some(n) = u.get("wait")
+    {
+        r.error(
+            n.pos(),
+            format!(
+                "`on_busy.on_unkillable.wait` ({}) is shorter than `on_busy.kill_after` ({}); the budget counts from the first BUSY reply and must leave room for the kill",
+                humantime::format_duration(wait),
+                humantime::format_duration(kill_after)
+            ),
+        );
+    }
+    let then = match r.opt_choice(&u, "then", &["shutdown", "notify"]) {
+        "shutdown" => Then::Shutdown,
+        _ => Then::Notify,
+    };
+    OnBusy {
+        kill_after,
+        on_unkillable: OnUnkillable {
+            wait,
+            then,
+            force: r.opt_bool(&u, "force"),
+            shutdown_replicated: r.opt_bool(&u, "shutdown_replicated"),
+        },
+    }
+}
+
+fn on_hang(r: &mut Reader, top: &Section, redis: Option<&RedisTarget>) -> OnHang {
+    let s = r.optional_section(top, "on_hang");
+    let after = r.opt_duration(&s, "after");
+    let signal_after = r.opt_duration(&s, "signal_after");
+    let signal = match r.opt_choice(&s, "signal", &["none", "sigkill"]) {
+        "sigkill" => {
+            if redis.is_some_and(|t| !t.endpoint.is_local())
+                && let Some(n) = s.get("signal")
+            {
+                r.error(n.pos(), "`on_hang.signal` needs a server on this host (`unix://`, `127.0.0.1`, `localhost` or `::1`); it signals a local pid".into());
+            }
+            if signal_after < after
+                && let Some(sa) = s.get("signal_after")
+            {
+                r.error(
+                    sa.pos(),
+                    "`on_hang.signal_after` must be at least `on_hang.after`".into(),
+                );
+            }
+            HangSignal::Sigkill
+        }
+        _ => HangSignal::None,
+    };
+    OnHang {
+        after,
+        signal,
+        signal_after,
+    }
+}
+
+fn limits(r: &mut Reader, top: &Section) -> Limits {
+    let s = r.optional_section(top, "limits");
+    Limits {
+        max_shutdowns: r.opt_count(&s, "max_shutdowns").unwrap_or(1) as u32,
+        per: r.opt_duration(&s, "per"),
+    }
+}
+
+fn guards(r: &mut Reader, top: &Section) -> Guards {
+    let s = r.optional_section(top, "guards");
+    Guards {
+        max_unsaved_changes: r.opt_count(&s, "max_unsaved_changes"),
+        keep_primary_with_replicas: r.opt_bool(&s, "keep_primary_with_replicas"),
+    }
+}
+
+fn notify(r: &mut Reader, top: &Section) -> Vec<Receiver> {
+    let Some(node) = top.get("notify") else {
+        return Vec::new();
+    };
+    let Node::Seq { items, .. } = node else {
+        r.error(
+            node.pos(),
+            format!(
+                "`notify` must be a list of receivers (`- slack: ...`), found {}",
+                node.kind()
+            ),
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let s = r.section(item, "notify[]");
+        let [(key, body)] = s.entries.as_slice() else {
+            if s.entries.len() > 1 {
+                r.error(item.pos(), "each `notify` entry names one receiver: `slack`, `pagerduty` or `webhook`; start a new `- ` item for the next".into());
+            } else if matches!(item, Node::Map { .. }) {
+                r.error(
+                    item.pos(),
+                    "empty `notify` entry; name `slack`, `pagerduty` or `webhook`".into(),
+                );
+            }
+            continue;
+        };
+        let rs = r.section(body, &format!("notify[].{}", key.name));
+        let filter = filter(r, &rs);
+        let max_age = r.opt_duration(&rs, "max_age");
+        let kind = match key.name.as_str() {
+            "slack" => r
+                .required_secret(&rs, "url", body.pos())
+                .map(|url| ReceiverKind::Slack { url }),
+            "pagerduty" => pagerduty(r, &rs, body.pos()),
+            _ => webhook(r, &rs, body.pos()),
+        };
+        out.extend(kind.map(|kind| Receiver {
+            kind,
+            filter,
+            max_age,
+        }));
+    }
+    out
+}
+
+fn pagerduty(r: &mut Reader, rs: &Section, at: Pos) -> Option<ReceiverKind> {
+    let events_url = match rs.get("events_url") {
+        Some(n) => r.http_url(n, &rs.path("events_url")),
+        None => r.opt_word(rs, "events_url"),
+    };
+    let severity = PagerDutySeverities {
+        busy: severity(r, rs, "severity_busy"),
+        unkillable: severity(r, rs, "severity_unkillable"),
+        escalated: severity(r, rs, "severity_escalated"),
+    };
+    let routing_key = r.required_secret(rs, "routing_key", at)?;
+    Some(ReceiverKind::PagerDuty {
+        routing_key,
+        events_url: events_url?,
+        severity,
+    })
+}
+
+fn webhook(r: &mut Reader, rs: &Section, at: Pos) -> Option<ReceiverKind> {
+    let url = r.required_secret(rs, "url", at);
+    let secret = r.secret(rs, "secret", true);
+    if let Some(Some(s)) = &secret
+        && !s.expose().starts_with("whsec_")
+        && let Some(n) = rs
+            .get("secret")
+            .or(rs.get("secret_file"))
+            .or(rs.get("secret_env"))
+    {
+        r.error(
+            n.pos(),
+            format!(
+                "`{}` must be a Standard Webhooks secret `whsec_<base64>`",
+                rs.path("secret")
+            ),
+        );
+    }
+    Some(ReceiverKind::Webhook {
+        url: url?,
+        secret: secret?,
+    })
+}
+
+fn severity(r: &mut Reader, s: &Section, key: &str) -> Severity {
+    let name = r.opt_choice(s, key, &Severity::NAMES);
+    Severity::parse(name).unwrap_or(Severity::Info)
+}
+
+/// `events` (notifiable event names) and `min_severity` of a receiver.
+fn filter(r: &mut Reader, s: &Section) -> Filter {
+    let events = s.get("events").and_then(|n| {
+        let path = s.path("events");
+        let Node::Seq { items, .. } = n else {
+            r.error(
+                n.pos(),
+                format!("`{path}` must be a list of event names, found {}", n.kind()),
+            );
+            return None;
+        };
+        let mut names = Vec::new();
+        for item in items {
+            if let Some(name) = r.choice(item, &path, &crate::event::EventKind::notifiable_names())
+            {
+                names.push(name.to_string());
+            }
+        }
+        Some(names)
+    });
+    Filter {
+        events,
+        min_severity: severity(r, s, "min_severity"),
+    }
+}

@@ -1,0 +1,28 @@
+//! busyguard's integration tests, one binary (so the harness compiles once).
+//!
+//! Every test here runs the real thing: its own `redis-server` (a unix socket and a free port
+//! in a temporary folder, see [`support`]), real runaway scripts, the real `busyguard` binary
+//! or the daemon in-process, and real local HTTP receivers. Nothing of Redis is mocked; where a
+//! server must misbehave in a way no real one can be made to on demand (a kill read and never
+//! answered), [`support::fake`] answers exactly the bytes under test.
+//!
+//! A module per theme:
+//! - [`harness`]: the harness itself (BUSY, UNKILLABLE, FUNCTION KILL really happen).
+//! - [`policy`]: `busyguard check`, the policy reference, every key and every error.
+//! - [`remediation`]: the ladder end to end: kill, wait, shutdown, limits, dry-run, ACL users.
+//! - [`safety`]: what busyguard does when it knows only part of the story.
+//! - [`audit`]: the trail: decision inputs, forensics, resume after a crash, verify, rotation.
+//! - [`notify`]: Slack, PagerDuty and signed webhooks, retries, delivery after a restart.
+//! - [`operations`]: systemd, reload, stop, metrics, `status`.
+//!
+//! Run with `scripts/test` (it installs redis-server when missing), or `cargo test`.
+
+mod support;
+
+mod audit;
+mod harness;
+mod notify;
+mod operations;
+mod policy;
+mod remediation;
+mod safety;

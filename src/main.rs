@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 
 use busyguard::cli::{AuditCommand, Cli, Command};
@@ -34,7 +35,7 @@ fn main() -> ExitCode {
                     Some(addr) => Some(
                         tokio::net::TcpListener::bind(&addr)
                             .await
-                            .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?,
+                            .with_context(|| format!("cannot serve metrics on {addr}"))?,
                     ),
                 };
                 let opts = RunOptions {

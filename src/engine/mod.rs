@@ -154,14 +154,6 @@ impl Engine {
             .map(|i| i.id.as_str())
     }
 
-    /// Whether the incident in flight is a busy function (FUNCTION STATS can name it).
-    pub fn busy_function(&self) -> bool {
-        matches!(
-            self.incident.as_ref().map(|i| i.cause),
-            Some(Cause::Busy(BusyKind::Function))
-        )
-    }
-
     /// The end of the recovery budget of the incident in flight.
     pub fn budget_end(&self) -> Option<Millis> {
         let first = self.incident.as_ref()?.first_busy?;

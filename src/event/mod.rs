@@ -1,7 +1,7 @@
 //! What happened: the one value every record of the audit trail, every log line, every metric
 //! and every notification is built from, so they cannot disagree.
 //!
-//! One table ([`event_kinds!`]) says everything about a kind of event: its name in the trail,
+//! One table (`event_kinds!`) says everything about a kind of event: its name in the trail,
 //! its severity, whether receivers are sent it, and the type of its detail. [`Detail`] is an
 //! enum with one variant per kind, so a consumer that `match`es on it is checked by the
 //! compiler to cover every kind, and a renamed field is a compile error, not a silent `null`.

@@ -414,3 +414,91 @@ fn a_changed_policy_takes_effect_on_the_incident_in_flight() {
         "{events:?}"
     );
 }
+
+/// The daemon as a library call, driven in-process by its control channel: a reload starts an
+/// added policy, stops a removed one and updates a changed one in place; a stop ends `run`.
+#[test]
+fn reload_and_stop_drive_the_daemon_in_process() {
+    use busyguard::daemon::{self, Control, RunEnd, RunOptions};
+    let (a, b) = (
+        RedisServer::start(ServerOptions::default()),
+        RedisServer::start(ServerOptions::default()),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("policies");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("a.yaml"), a.policy("a", "")).unwrap();
+    std::fs::write(folder.join("b.yaml"), b.policy("b", "")).unwrap();
+    let trail = dir.path().join("state/audit.jsonl");
+    let records = || -> Vec<Value> {
+        std::fs::read_to_string(&trail)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let has = |event: &str, instance: &str| {
+        records()
+            .iter()
+            .any(|r| r["event"] == event && r["instance"] == instance)
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (control, requests) = tokio::sync::mpsc::channel(4);
+    let opts = RunOptions {
+        policies: vec![folder.clone()],
+        state_dir: Some(dir.path().join("state")),
+        dry_run: false,
+        metrics: None,
+    };
+    let driver = async {
+        until("a and b start", || {
+            has("watchdog_started", "a") && has("watchdog_started", "b")
+        })
+        .await;
+        std::fs::remove_file(folder.join("b.yaml")).unwrap();
+        std::fs::write(
+            folder.join("a.yaml"),
+            a.policy("a", "on_busy:\n  kill_after: 1s\n"),
+        )
+        .unwrap();
+        std::fs::write(folder.join("c.yaml"), b.policy("c", "")).unwrap();
+        control.send(Control::Reload).await.unwrap();
+        until("b stops and c starts", || {
+            has("watchdog_stopped", "b") && has("watchdog_started", "c")
+        })
+        .await;
+        until("a is updated in place", || {
+            records().iter().any(|r| {
+                r["event"] == "policy_loaded"
+                    && r["instance"] == "a"
+                    && r["detail"]["update"] == true
+            })
+        })
+        .await;
+        control.send(Control::Stop).await.unwrap();
+    };
+    let (end, ()) = runtime.block_on(async { tokio::join!(daemon::run(opts, requests), driver) });
+    assert_eq!(end.unwrap(), RunEnd::Stopped);
+    let all = records();
+    let started_a = all
+        .iter()
+        .filter(|r| r["event"] == "watchdog_started" && r["instance"] == "a")
+        .count();
+    assert_eq!(started_a, 1, "a changed policy keeps its watchdog");
+    assert!(has("watchdog_stopped", "a") && has("watchdog_stopped", "c"));
+    let last = all.last().unwrap();
+    assert_eq!(last["event"], "watchdog_stopped");
+    assert!(last["instance"].is_null());
+}
+
+/// Wait, on the runtime, until `cond` holds (10 s at most).
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -168,9 +168,9 @@ pub async fn run(opts: RunOptions, mut control: mpsc::Receiver<Control>) -> anyh
             }
         })
     };
-    let watchdog_every = sdnotify::watchdog_interval();
-    let mut watchdog_tick =
-        tokio::time::interval(watchdog_every.map_or(Duration::from_secs(3600), |d| d / 2));
+    let systemd_watchdog = sdnotify::watchdog_interval();
+    let mut systemd_tick =
+        tokio::time::interval(systemd_watchdog.map_or(Duration::from_secs(3600), |d| d / 2));
     loop {
         tokio::select! {
             request = control.recv() => match request {
@@ -184,8 +184,8 @@ pub async fn run(opts: RunOptions, mut control: mpsc::Receiver<Control>) -> anyh
                 Some(Control::Stop) | None => break,
             },
             Some((instance, result)) = ended_rx.recv() => daemon.task_ended(&instance, result),
-            _ = watchdog_tick.tick(), if watchdog_every.is_some() => {
-                if let Some(limit) = watchdog_every && daemon.all_alive(limit) {
+            _ = systemd_tick.tick(), if systemd_watchdog.is_some() => {
+                if let Some(limit) = systemd_watchdog && daemon.all_alive(limit) {
                     sdnotify::notify("WATCHDOG=1");
                 }
             }

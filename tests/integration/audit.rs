@@ -359,3 +359,44 @@ fn no_secret_reaches_the_trail_or_the_logs() {
         assert!(!everything.contains(value), "secret {value:?} leaked");
     }
 }
+
+/// Trails written before records were typed (committed under tests/fixtures/trails) verify,
+/// and one cut in the middle of an incident is resumed by today's daemon: the open incident is
+/// found, and a healthy server ends it under its old id, chained onto the old records.
+#[test]
+fn trails_written_by_earlier_versions_verify_and_resume() {
+    let fixtures = std::path::Path::new("tests/fixtures/trails");
+    for entry in std::fs::read_dir(fixtures).unwrap() {
+        let path = entry.unwrap().path();
+        let (code, out) = verify_cli(&[&path]);
+        assert_eq!(code, 0, "{}: {out}", path.display());
+    }
+    let old = std::fs::read_to_string(fixtures.join(
+        "past_the_budget_an_unkillable_script_ends_in_a_shutdown_and_limits_withhold_the_next.jsonl",
+    ))
+    .unwrap();
+    // Up to its first `unkillable`: an incident in flight.
+    let cut: String = old.lines().take(6).map(|l| format!("{l}\n")).collect();
+    let open: Value = serde_json::from_str(old.lines().nth(5).unwrap()).unwrap();
+    assert_eq!(open["event"], "unkillable");
+    let server = RedisServer::start(ServerOptions::default());
+    let dir = tempfile::Builder::new()
+        .prefix("busyguard-state-")
+        .tempdir()
+        .unwrap();
+    std::fs::write(dir.path().join("audit.jsonl"), cut).unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, server.policy("past", "")).unwrap();
+    let daemon = Daemon::start_with(dir, &[policy], &[]);
+    let recovered = daemon.wait_event("recovered", LONG);
+    assert_eq!(recovered["incident"], open["incident"]);
+    let started = daemon
+        .wait_record(LONG, |r| {
+            r["event"] == "watchdog_started"
+                && r["instance"] == "past"
+                && r["seq"].as_u64() > Some(6)
+        })
+        .unwrap();
+    assert_eq!(started["detail"]["resumed_incident"], open["incident"]);
+    assert_eq!(verify_cli(&[&daemon.audit]).0, 0);
+}

@@ -8,6 +8,9 @@ use crate::policy;
 /// Print the report for `paths` to `out`; true when every file is valid.
 pub fn check(paths: &[PathBuf], out: &mut impl Write) -> std::io::Result<bool> {
     let report = policy::load(paths);
+    for (file, why) in &report.skipped {
+        writeln!(out, "{}: skipped: {why}", file.display())?;
+    }
     for file in &report.files {
         match report.rejected.iter().find(|(f, _)| f == file) {
             Some((_, diags)) => {

@@ -33,6 +33,12 @@ use crate::watchdog::{Controls, Watchdog};
 /// Where the daemon keeps its trail when no `--state-dir` is given and systemd set none.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/busyguard";
 
+/// How far back the trail is read at start at least: incidents left open are found within it.
+const HISTORY_AT_LEAST: Duration = Duration::from_secs(24 * 3600);
+
+/// How long reading the policy files (and their secrets) may take.
+const READ_LIMIT: Duration = Duration::from_secs(10);
+
 /// How long stopping watchdogs may take before the daemon goes on anyway.
 const STOP_LIMIT: Duration = Duration::from_secs(5);
 /// How long pending notifications may still be delivered at a stop.
@@ -103,9 +109,21 @@ pub async fn run(opts: RunOptions, mut control: mpsc::Receiver<Control>) -> anyh
     let dir = state_dir(opts.state_dir);
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create state dir {}", dir.display()))?;
+    // One writer per state dir: held until `run` returns.
+    let _lock =
+        crate::statedir::lock(&dir).with_context(|| format!("state dir {}", dir.display()))?;
     let path = dir.join("audit.jsonl");
     // What was in flight when the daemon last stopped (or was killed), read before appending.
-    let histories = crate::audit::history(&path)
+    // As far back as the longest `limits.per` (a day at least, for incidents left open).
+    let window = read_policies(&opts.policies)
+        .await
+        .into_iter()
+        .flat_map(|r| r.policies)
+        .map(|p| p.limits.per)
+        .max()
+        .unwrap_or_default()
+        .max(HISTORY_AT_LEAST);
+    let histories = crate::audit::history(&path, window)
         .with_context(|| format!("cannot read audit trail {}", path.display()))?;
     let (audit, resume) = AuditLog::open(&path)
         .with_context(|| format!("cannot open audit trail {}", path.display()))?;
@@ -141,7 +159,7 @@ pub async fn run(opts: RunOptions, mut control: mpsc::Receiver<Control>) -> anyh
         tracing::warn!(bytes = resume.torn_bytes, path = %path.display(),
             "the audit trail ended in a torn record (a crash mid-write); it is kept and the chain continues after it");
     }
-    daemon.load(resume.last_seq);
+    daemon.load(resume.last_seq).await;
     if daemon.running.is_empty() {
         tracing::error!("no valid policy could be loaded");
         daemon.record(WatchdogStopped::Daemon {
@@ -178,7 +196,7 @@ pub async fn run(opts: RunOptions, mut control: mpsc::Receiver<Control>) -> anyh
                     sdnotify::reloading();
                     daemon.reopen_trail(&path);
                     let seq = daemon.recorder.audit.last_seq();
-                    daemon.load(seq);
+                    daemon.load(seq).await;
                     sdnotify::notify("READY=1");
                 }
                 Some(Control::Stop) | None => break,
@@ -240,8 +258,13 @@ impl Daemon {
 
     /// (Re)load every policy file: start what is new, update what changed, stop what is gone.
     /// A file that no longer validates keeps its previous version running.
-    fn load(&mut self, start_seq: u64) {
-        let report = policy::load(&self.paths);
+    async fn load(&mut self, start_seq: u64) {
+        let Some(report) = read_policies(&self.paths).await else {
+            return;
+        };
+        for (file, why) in &report.skipped {
+            tracing::warn!(file = %file.display(), "policy folder entry skipped: {why}");
+        }
         for (file, diags) in &report.rejected {
             for d in diags {
                 tracing::error!("{d}");
@@ -398,6 +421,26 @@ impl Daemon {
         }
         for a in aborts {
             a.abort();
+        }
+    }
+}
+
+/// Read the policy files off the runtime thread, within [`READ_LIMIT`]: the watchdogs keep
+/// probing meanwhile, and a file system that hangs costs this reload, not the supervision.
+async fn read_policies(paths: &[PathBuf]) -> Option<policy::LoadReport> {
+    let paths = paths.to_vec();
+    let read = tokio::task::spawn_blocking(move || policy::load(&paths));
+    match tokio::time::timeout(READ_LIMIT, read).await {
+        Ok(Ok(report)) => Some(report),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "reading the policies failed: the running policies are kept");
+            None
+        }
+        Err(_) => {
+            tracing::error!(
+                "reading the policies took longer than {READ_LIMIT:?}: the running policies are kept"
+            );
+            None
         }
     }
 }

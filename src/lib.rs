@@ -58,6 +58,7 @@ pub(crate) mod remedy;
 pub(crate) mod sdnotify;
 pub mod show;
 pub(crate) mod snapshot;
+pub(crate) mod statedir;
 pub mod status;
 pub(crate) mod text;
 pub(crate) mod watchdog;

@@ -37,6 +37,8 @@ struct Registry {
     actions: BTreeMap<(String, &'static str, &'static str), u64>,
     incidents: BTreeMap<(String, &'static str), u64>,
     notifications: BTreeMap<(String, &'static str), u64>,
+    /// Records the audit trail could not write (a full disk, an I/O error).
+    trail_write_failures: u64,
 }
 
 /// Shared by every task; each update is a short lock.
@@ -117,6 +119,11 @@ impl Metrics {
                 .entry((receiver.to_string(), outcome))
                 .or_default() += 1;
         });
+    }
+
+    /// A record could not be written to the audit trail.
+    pub fn trail_write_failed(&self) {
+        self.with(|r| r.trail_write_failures += 1);
     }
 
     /// The exposition text.
@@ -218,6 +225,17 @@ impl Metrics {
                 "busyguard_notifications_total{{receiver=\"{recv}\",outcome=\"{o}\"}} {n}"
             );
         }
+        head(
+            &mut out,
+            "busyguard_trail_write_failures_total",
+            "counter",
+            "Records the audit trail could not write (a full disk, an I/O error); kills still go, shutdowns do not",
+        );
+        let _ = writeln!(
+            out,
+            "busyguard_trail_write_failures_total {}",
+            r.trail_write_failures
+        );
         out
     }
 }

@@ -21,13 +21,24 @@ impl Recorder {
         log_event(event);
         self.metrics.record(event);
         self.audit.append(event).inspect_err(|e| {
-            tracing::error!(error = %e, path = %self.audit.path().display(), "audit write failed");
+            self.metrics.trail_write_failed();
+            tracing::error!(error = %e, path = %self.audit.path().display(), event = event.kind().name(),
+                "audit write failed: the record is lost (kills still go, shutdowns do not)");
         })
     }
 
-    /// Record several events in order; stops at the first that cannot be written.
+    /// Record several events in order. Each is tried even after one failed (so the trail's next
+    /// `trail_fault` names every record lost); returns the first error.
     pub fn record_all(&self, events: &[Event]) -> std::io::Result<()> {
-        events.iter().try_for_each(|e| self.record(e).map(|_| ()))
+        let mut first = Ok(());
+        for event in events {
+            if let Err(e) = self.record(event)
+                && first.is_ok()
+            {
+                first = Err(e);
+            }
+        }
+        first
     }
 }
 

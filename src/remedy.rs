@@ -8,12 +8,35 @@ use crate::policy::Endpoint;
 use crate::probe::{Connection, Outcome};
 use crate::snapshot::process_start_ticks;
 
+/// Poll a future once: its outcome if it is ready at once, else `None` (it stays pinned for
+/// the caller to await).
+async fn futures_poll_once<F: std::future::Future + Unpin>(f: &mut F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match std::pin::Pin::new(&mut *f).poll(cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
+}
+
 /// How long a server may take to stop accepting connections after closing ours on SHUTDOWN.
 const SHUTDOWN_CONFIRM_LIMIT: Duration = Duration::from_secs(10);
 
-/// Send SCRIPT KILL or FUNCTION KILL.
-pub async fn kill(conn: &Connection, command: KillCommand) -> KillReply {
-    match conn.call(&command.words()).await {
+/// Send SCRIPT KILL or FUNCTION KILL; `sent` runs once the command is on its way (the trail's
+/// flush goes then, never ahead of the kill).
+pub async fn kill_then(conn: &Connection, command: KillCommand, sent: impl FnOnce()) -> KillReply {
+    let words = command.words();
+    let reply = conn.call(&words);
+    tokio::pin!(reply);
+    // Polling once writes the command to fred's connection task; the flush is started after.
+    let first = futures_poll_once(&mut reply).await;
+    sent();
+    let outcome = match first {
+        Some(outcome) => outcome,
+        None => reply.await,
+    };
+    match outcome {
         Outcome::Reply(_) => KillReply::Ok,
         Outcome::ErrorReply(e) => KillReply::from_error(&e),
         Outcome::Lost(e) => KillReply::Lost(e),

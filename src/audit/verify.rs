@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::{GENESIS, Record};
 use crate::event::Detail;
-use crate::event::detail::WatchdogStarted;
+use crate::event::detail::{TrailFault, WatchdogStarted};
 
 /// Why a trail does not verify.
 #[derive(Debug, PartialEq, Eq)]
@@ -84,17 +84,19 @@ pub fn verify(files: &[PathBuf]) -> Result<Intact, Broken> {
             let reported = lines
                 .get(i + 1)
                 .and_then(|n| n.record.as_ref())
-                .is_some_and(|n| {
-                    matches!(
-                        &n.event.detail,
-                        Detail::WatchdogStarted(WatchdogStarted::Daemon { torn_tail_bytes, .. })
-                            if *torn_tail_bytes == line.len
-                    )
+                .is_some_and(|n| match &n.event.detail {
+                    Detail::WatchdogStarted(WatchdogStarted::Daemon {
+                        torn_tail_bytes, ..
+                    }) => *torn_tail_bytes == line.len,
+                    Detail::TrailFault(TrailFault::Gap { torn_bytes, .. }) => {
+                        *torn_bytes == line.len
+                    }
+                    _ => false,
                 });
             if !reported {
                 return Err(broken(
                     line,
-                    "not a busyguard record, and no `watchdog_started` after it reports it torn"
+                    "not a busyguard record, and no `watchdog_started` or `trail_fault` after it reports it torn"
                         .into(),
                 ));
             }

@@ -369,6 +369,23 @@ pub struct IncidentSuperseded {
     pub by: Option<String>,
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TrailFault {
+    /// Records that could not be written, now that one can be.
+    Gap {
+        lost_records: u64,
+        lost_events: Vec<EventKind>,
+        /// A partial line that could not be cut back: it precedes this record.
+        torn_bytes: usize,
+        error: String,
+    },
+    /// The trail's path no longer named the open file; it was reopened and the chain goes on.
+    Reopened { path: String, why: String },
+    /// Told to receivers directly while the trail cannot be written; never in the trail.
+    Failing { path: String, error: String },
+}
+
 impl crate::event::Detail {
     /// The decision inputs, for kinds that carry them.
     pub fn inputs(&self) -> Option<&DecisionInputs> {
@@ -427,6 +444,15 @@ impl crate::event::Detail {
             D::Unreachable(d) => d.reason.clone(),
             D::NotifyFailed(d) => d.reason.clone(),
             D::IncidentSuperseded(d) => d.reason.clone(),
+            D::TrailFault(TrailFault::Gap {
+                lost_records,
+                error,
+                ..
+            }) => format!("{lost_records} record(s) could not be written: {error}"),
+            D::TrailFault(TrailFault::Reopened { why, .. }) => why.clone(),
+            D::TrailFault(TrailFault::Failing { error, .. }) => {
+                format!("the audit trail cannot be written: {error}")
+            }
             D::BusyDetected(d) => d.reply.clone(),
             D::Unkillable(d) => d.reply.clone(),
             D::ActionFailed(ActionFailed::Kill(d)) => d.reply.clone(),

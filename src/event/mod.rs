@@ -139,6 +139,9 @@ event_kinds! {
     /// resumed, because nothing proves the server is still busy with the same script; a new
     /// incident, whose ladder starts from the kill, follows.
     IncidentSuperseded = "incident_superseded", Info, true;
+    /// The trail could not be written (a full disk, an I/O error) or its file vanished: what was
+    /// lost, written as soon as a record can be. While it fails, receivers are told directly.
+    TrailFault = "trail_fault", Critical, true;
 }
 
 impl EventKind {

@@ -77,13 +77,10 @@ pub fn request(
     }
 }
 
-/// Whether a 2xx answer means the receiver took it (Slack answers `ok`; PagerDuty 202).
-pub fn accepted(kind: &ReceiverKind, status: u16, body: &str) -> bool {
-    match kind {
-        ReceiverKind::Slack { .. } => status == 200 && body.trim() == "ok",
-        ReceiverKind::PagerDuty { .. } => status == 202,
-        ReceiverKind::Webhook { .. } => (200..300).contains(&status),
-    }
+/// Whether the receiver took it: any 2xx (Slack answers `200 ok`, PagerDuty `202`), whatever
+/// the body says or does after the status line.
+pub fn accepted(status: u16) -> bool {
+    (200..300).contains(&status)
 }
 
 /// The same id on every retry of one record: derived from its exact line.
@@ -139,6 +136,7 @@ pub fn title(record: &Record) -> String {
         D::ActionFailed(_) => "an action failed".into(),
         D::ProbeFault(_) => "configuration fault".into(),
         D::IncidentSuperseded(_) => "closed: busyguard restarted and could not resume it".into(),
+        D::TrailFault(_) => "the audit trail cannot be written (or was replaced)".into(),
         D::WatchdogStarted(_)
         | D::WatchdogStopped(_)
         | D::PolicyLoaded(_)
@@ -240,7 +238,8 @@ fn pagerduty_action(event: EventKind, severity: &PagerDutySeverities) -> Option<
         | K::ShutdownConfirmed
         | K::EscalationWithheld
         | K::ActionFailed
-        | K::SignalSent => PagerDutyAction::Trigger(severity.escalated),
+        | K::SignalSent
+        | K::TrailFault => PagerDutyAction::Trigger(severity.escalated),
         K::WatchdogStarted
         | K::WatchdogStopped
         | K::PolicyLoaded
@@ -263,9 +262,23 @@ pub fn takes(kind: &ReceiverKind, record: &Record) -> bool {
     }
 }
 
+/// PagerDuty's dedup key: the incident, or for a trail fault (outside any incident) one key per
+/// instance, so repeated faults update one alert.
+fn dedup_key(record: &Record) -> Option<String> {
+    match (&record.event.incident, record.kind()) {
+        (Some(id), _) => Some(id.clone()),
+        (None, EventKind::TrailFault) => Some(format!(
+            "{}-audit-trail",
+            record.event.instance.as_deref().unwrap_or("busyguard")
+        )),
+        (None, _) => None,
+    }
+}
+
 fn pagerduty(record: &Record, routing_key: &str, severity: &PagerDutySeverities) -> Option<Value> {
     let event = record.kind();
-    let incident = record.event.incident.as_deref()?;
+    let incident = dedup_key(record)?;
+    let incident = incident.as_str();
     let instance = record.event.instance.as_deref().unwrap_or("-");
     let level = match pagerduty_action(event, severity)? {
         PagerDutyAction::Resolve => {
@@ -395,7 +408,7 @@ mod tests {
         let fields = body["blocks"][1]["fields"].to_string();
         assert!(fields.contains("BUSY &lt;x&gt; &amp; y"), "{fields}");
         assert!(fields.contains("12 ms"), "{fields}");
-        assert!(accepted(&kind, 200, "ok") && !accepted(&kind, 200, "no_service"));
+        assert!(accepted(200) && accepted(202) && !accepted(404) && !accepted(302));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::event::Event;
-use crate::event::detail::NotifyFailed;
+use crate::event::detail::{NotifyFailed, TrailFault};
 use crate::policy::{Policy, Receiver};
 use crate::recorder::Recorder;
 use formats::{accepted, request, wanted};
@@ -34,6 +34,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// First retry delay; doubled each time up to `BACKOFF_MAX`, with ±20% jitter.
 const BACKOFF_FIRST: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The most of a receiver's answer busyguard reads (for the log line of a refusal).
+const BODY_LIMIT: usize = 4 * 1024;
 /// Re-read the trail at least this often even without a wake-up (e.g. a write by another
 /// process).
 const IDLE_RECHECK: Duration = Duration::from_secs(5);
@@ -78,6 +80,7 @@ pub fn spawn_for(
             recorder: recorder.clone(),
             client,
             appended: recorder.audit.subscribe(),
+            faults: recorder.audit.faults(),
             stop: stop.clone(),
         };
         tasks.push(tokio::spawn(outbox.run(start_seq)));
@@ -98,18 +101,14 @@ struct Outbox {
     client: reqwest::Client,
     /// Bumped by the trail on every append.
     appended: watch::Receiver<u64>,
+    /// The trail's write failures, told to the receiver directly (the trail cannot carry them).
+    faults: watch::Receiver<Option<String>>,
     stop: watch::Receiver<bool>,
 }
 
 impl Outbox {
     async fn run(mut self, start_seq: u64) {
-        let mut cursor = match std::fs::read_to_string(&self.cursor_path) {
-            Ok(text) => text.trim().parse().unwrap_or(start_seq),
-            Err(_) => {
-                self.store_cursor(start_seq);
-                start_seq
-            }
-        };
+        let mut cursor = self.load_cursor(start_seq);
         let mut tail = TrailReader::new(&self.trail);
         loop {
             let records = match tail.read_new() {
@@ -137,9 +136,76 @@ impl Outbox {
             }
             tokio::select! {
                 _ = self.appended.changed() => {}
+                _ = self.faults.changed() => {
+                    let fault = self.faults.borrow_and_update().clone();
+                    if let Some(error) = fault {
+                        self.tell_fault(error).await;
+                    }
+                }
                 _ = tokio::time::sleep(IDLE_RECHECK) => {}
                 _ = self.stop.changed() => {}
             }
+        }
+    }
+
+    /// The cursor, checked against the trail. One that cannot be right (unreadable, or beyond
+    /// the trail's last record: a trail replaced or restored) is not trusted to skip anything:
+    /// the records of the receiver's last `max_age` are delivered again (at least once beats
+    /// never), and the log says so.
+    fn load_cursor(&self, start_seq: u64) -> u64 {
+        let last = self.recorder.audit.last_seq();
+        let why = match std::fs::read_to_string(&self.cursor_path) {
+            Ok(text) => match text.trim().parse::<u64>() {
+                Ok(cursor) if cursor <= last => return cursor,
+                Ok(cursor) => format!("cursor {cursor} is beyond the trail's last record {last}"),
+                Err(_) => format!(
+                    "cursor file holds `{}`, not a record number",
+                    crate::text::cut(text.trim(), 40)
+                ),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.store_cursor(start_seq);
+                return start_seq;
+            }
+            Err(e) => format!("cursor file cannot be read ({e})"),
+        };
+        let since =
+            crate::clock::unix_ms().saturating_sub(self.receiver.max_age.as_millis() as u64);
+        let replay = crate::audit::last_seq_before(&self.trail, since).unwrap_or(0);
+        tracing::warn!(receiver = %self.name, cursor = %self.cursor_path.display(), replay_after = replay,
+            "{why}: delivering again every record after seq {replay} (those of the last max_age)");
+        self.store_cursor(replay);
+        replay
+    }
+
+    /// Tell the receiver, directly, that the trail cannot be written: a record built here and
+    /// never in the trail (`seq` 0), delivered like any other.
+    async fn tell_fault(&mut self, error: String) {
+        let record = crate::audit::Record {
+            ts: crate::clock::now_rfc3339(),
+            seq: 0,
+            prev: String::new(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            event: Event {
+                instance: Some(self.instance.clone()),
+                incident: None,
+                dry_run: false,
+                policy: Some(self.policy_hash.clone()),
+                detail: TrailFault::Failing {
+                    path: self.trail.display().to_string(),
+                    error,
+                }
+                .into(),
+            },
+        };
+        let line = String::from_utf8_lossy(&record.to_line()).into_owned();
+        let fault = TrailRecord {
+            seq: 0,
+            line,
+            record,
+        };
+        if self.wants(&fault) {
+            self.deliver(&fault).await;
         }
     }
 
@@ -180,7 +246,7 @@ impl Outbox {
                 .await
                 .unwrap_or_else(|_| Err("no answer before max_age".into()));
             let wait = match sent {
-                Ok((status, body, _)) if accepted(&self.receiver.kind, status, &body) => {
+                Ok((status, _, _)) if accepted(status) => {
                     tracing::info!(receiver = %self.name, %event, seq = r.seq, attempts, "notification delivered");
                     self.recorder.metrics.notification(&self.name, "delivered");
                     return;
@@ -246,9 +312,11 @@ impl Outbox {
     }
 }
 
-/// Send, and read status, body and `Retry-After` (seconds). Errors never name the URL.
+/// Send, and read status, the first [`BODY_LIMIT`] bytes of the body and `Retry-After`
+/// (seconds). A receiver can answer anything: busyguard never reads more, and a 2xx is a
+/// success whatever its body does after that. Errors never name the URL.
 async fn send(builder: reqwest::RequestBuilder) -> Result<(u16, String, Option<Duration>), String> {
-    let resp = builder
+    let mut resp = builder
         .send()
         .await
         .map_err(|e| e.without_url().to_string())?;
@@ -259,8 +327,21 @@ async fn send(builder: reqwest::RequestBuilder) -> Result<(u16, String, Option<D
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let body = resp.text().await.map_err(|e| e.without_url().to_string())?;
-    Ok((status, body, retry_after))
+    let mut body = Vec::new();
+    while body.len() < BODY_LIMIT {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => break,
+            // The status has arrived: what the body does after it does not change it.
+            Err(_) => break,
+        }
+    }
+    body.truncate(BODY_LIMIT);
+    Ok((
+        status,
+        String::from_utf8_lossy(&body).into_owned(),
+        retry_after,
+    ))
 }
 
 /// ±20% so that receivers recovering together are not hit in lockstep.

@@ -245,41 +245,81 @@ pub struct LoadReport {
     pub warnings: Vec<Diagnostic>,
     /// Every file looked at, in order, for `check`'s one line per file.
     pub files: Vec<PathBuf>,
+    /// Folder entries not read, and why.
+    pub skipped: Vec<(PathBuf, &'static str)>,
 }
 
-/// Expand each path (a file, or a folder of `*.yaml` / `*.yml`, sorted; hidden files such as an
-/// editor's `.cache-01.yaml` are not policies) into files, each file once however often it is
-/// named (a file given twice is not "a duplicate of itself").
-pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
-    let mut files: Vec<PathBuf> = Vec::new();
+/// The most a policy file may hold: far more than any policy, far less than `/dev/zero`.
+pub const POLICY_LIMIT: u64 = 1024 * 1024;
+/// The most a secret file may hold.
+pub const SECRET_LIMIT: u64 = 64 * 1024;
+
+/// A file's bytes, read only if it is a regular file (never a FIFO, which would block the
+/// reader forever, nor a device) and holds at most `limit` bytes.
+pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file (a FIFO, a device or a folder is never read)".into());
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit + 1).read_to_end(&mut bytes))
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("larger than {limit} bytes"));
+    }
+    Ok(bytes)
+}
+
+/// The policy files under some paths.
+#[derive(Debug, Default)]
+pub struct Expanded {
+    pub files: Vec<PathBuf>,
+    /// Entries of a folder that are not read, and why.
+    pub skipped: Vec<(PathBuf, &'static str)>,
+}
+
+/// Expand each path (a file, or a folder of `*.yaml` / `*.yml`, sorted) into files, each file
+/// once however often it is named (a file given twice is not "a duplicate of itself"). In a
+/// folder, hidden files (an editor's `.cache-01.yaml`) and anything but a regular file (a FIFO,
+/// a device) are skipped, with a word.
+pub fn expand_paths(paths: &[PathBuf]) -> Result<Expanded, Diagnostic> {
+    let mut out = Expanded::default();
     for path in paths {
-        if path.is_dir() {
-            let entries = std::fs::read_dir(path).map_err(|e| whole_file(path, &e))?;
-            let mut found: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.is_file()
-                        && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-                        && !p
-                            .file_name()
-                            .and_then(|n| n.to_str())
-                            .is_some_and(|n| n.starts_with('.'))
-                })
-                .collect();
-            found.sort();
-            files.extend(found);
-        } else {
-            files.push(path.clone());
+        if !path.is_dir() {
+            out.files.push(path.clone());
+            continue;
         }
+        let entries = std::fs::read_dir(path).map_err(|e| whole_file(path, &e))?;
+        let mut found: Vec<PathBuf> = Vec::new();
+        for p in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            if !matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+                continue;
+            }
+            let hidden = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'));
+            if hidden {
+                out.skipped.push((p, "a hidden file is not a policy"));
+            } else if !p.is_file() {
+                out.skipped.push((p, "not a regular file"));
+            } else {
+                found.push(p);
+            }
+        }
+        found.sort();
+        out.files.extend(found);
     }
     let mut seen = Vec::new();
-    files.retain(|f| {
+    out.files.retain(|f| {
         let id = std::fs::canonicalize(f).unwrap_or_else(|_| f.clone());
         let new = !seen.contains(&id);
         seen.push(id);
         new
     });
-    Ok(files)
+    Ok(out)
 }
 
 fn whole_file(path: &Path, err: &dyn fmt::Display) -> Diagnostic {
@@ -295,7 +335,10 @@ fn whole_file(path: &Path, err: &dyn fmt::Display) -> Diagnostic {
 pub fn load(paths: &[PathBuf]) -> LoadReport {
     let mut report = LoadReport::default();
     let files = match expand_paths(paths) {
-        Ok(files) => files,
+        Ok(expanded) => {
+            report.skipped = expanded.skipped;
+            expanded.files
+        }
         Err(diag) => {
             report.files.push(diag.file.clone());
             report.rejected.push((diag.file.clone(), vec![diag]));
@@ -306,7 +349,7 @@ pub fn load(paths: &[PathBuf]) -> LoadReport {
     let mut defined: Vec<(String, Diagnostic)> = Vec::new();
     for file in files {
         report.files.push(file.clone());
-        let text = match std::fs::read(&file) {
+        let text = match read_limited(&file, POLICY_LIMIT) {
             Ok(bytes) => bytes,
             Err(e) => {
                 report

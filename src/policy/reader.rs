@@ -414,9 +414,12 @@ impl Reader {
                     return None;
                 }
             };
-            std::fs::read_to_string(&value)
+            super::read_limited(std::path::Path::new(&value), super::SECRET_LIMIT)
                 .map_err(|e| format!("`{path}`: cannot read `{value}`: {e}"))
-                .map(|t| t.lines().next().unwrap_or("").trim().to_string())
+                .map(|t| {
+                    let text = String::from_utf8_lossy(&t);
+                    text.lines().next().unwrap_or("").trim().to_string()
+                })
         } else {
             std::env::var(&value)
                 .map_err(|_| format!("`{path}`: environment variable `{value}` is not set"))

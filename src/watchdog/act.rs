@@ -44,10 +44,29 @@ impl Watchdog {
             }
             return false;
         };
-        if let Err(e) = recorded {
-            tracing::error!(instance = %self.policy.instance, error = %e,
-                "the audit record could not be written: the action is NOT sent");
-            let reason = format!("not sent: the audit record could not be written ({e})");
+        // The record is written; a shutdown or a signal also waits until it is on disk (off the
+        // runtime thread), so a restarted daemon never sends it twice. A kill does not wait,
+        // and goes even when the trail cannot be written: it is harmless and idempotent, and an
+        // operator prefers a killed script to a stalled server.
+        let held_back = match (&recorded, &action) {
+            (Err(e), Action::Shutdown(_) | Action::Signal { .. }) => Some(format!(
+                "not sent: the audit record could not be written ({e})"
+            )),
+            (Ok(()), Action::Shutdown(_) | Action::Signal { .. }) => match self.flush().await {
+                Ok(()) => None,
+                Err(e) => Some(format!(
+                    "not sent: the audit record could not be flushed ({e})"
+                )),
+            },
+            (Err(e), Action::Kill(_)) => {
+                tracing::error!(instance = %self.policy.instance, error = %e,
+                    "the audit record could not be written: the kill goes all the same");
+                None
+            }
+            (Ok(()), Action::Kill(_)) => None,
+        };
+        if let Some(reason) = held_back {
+            tracing::error!(instance = %self.policy.instance, %reason, "action withheld");
             let outcome = match action {
                 Action::Kill(_) => Observation::KillReply(KillReply::Error(reason)),
                 Action::Shutdown(_) => Observation::Shutdown(ShutdownOutcome::Failed(reason)),
@@ -70,7 +89,7 @@ impl Watchdog {
         let perform = async {
             match &action {
                 Action::Kill(command) => {
-                    let reply = remedy::kill(conn, *command).await;
+                    let reply = remedy::kill_then(conn, *command, || self.flush_later()).await;
                     let gone = matches!(reply, KillReply::Lost(_));
                     (Observation::KillReply(reply), gone)
                 }
@@ -123,6 +142,24 @@ impl Watchdog {
         let step = self.decide(outcome);
         let _ = self.recorder.record_all(&step.events);
         gone
+    }
+
+    /// Flush the trail off the runtime thread, and wait for it.
+    async fn flush(&self) -> std::io::Result<()> {
+        let audit = self.recorder.audit.clone();
+        tokio::task::spawn_blocking(move || audit.sync())
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+
+    /// Flush the trail off the runtime thread, without waiting (after a kill has left).
+    fn flush_later(&self) {
+        let audit = self.recorder.audit.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = audit.sync() {
+                tracing::error!(error = %e, "audit sync failed");
+            }
+        });
     }
 
     /// How long an action's reply may take: until the end of the budget (an unanswered kill

@@ -12,6 +12,8 @@
 //! - [`remediation`]: the ladder end to end: kill, wait, shutdown, limits, dry-run, ACL users.
 //! - [`safety`]: what busyguard does when it knows only part of the story.
 //! - [`audit`]: the trail: decision inputs, forensics, resume after a crash, verify, rotation.
+//! - [`state`]: what hosts do to busyguard's state: a second copy, rotation, a full disk, a
+//!   deleted trail, a large history, bad cursors, endless secret files and receivers.
 //! - [`notify`]: Slack, PagerDuty and signed webhooks, retries, delivery after a restart.
 //! - [`operations`]: systemd, reload, stop, metrics, `status`.
 //!
@@ -26,3 +28,4 @@ mod operations;
 mod policy;
 mod remediation;
 mod safety;
+mod state;

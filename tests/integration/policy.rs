@@ -34,7 +34,9 @@ fn broken_policies_match_golden_messages() {
 #[test]
 fn every_broken_fixture_is_rejected_with_a_position() {
     let (_, out) = check_output(&["tests/fixtures/broken"]);
-    let files = policy::expand_paths(&[PathBuf::from("tests/fixtures/broken")]).unwrap();
+    let files = policy::expand_paths(&[PathBuf::from("tests/fixtures/broken")])
+        .unwrap()
+        .files;
     assert!(files.len() >= 15, "at least 15 distinct broken files");
     for file in files {
         let prefix = format!("{}:", file.display());
@@ -222,21 +224,32 @@ fn a_minimal_file_gets_the_documented_defaults() {
 #[test]
 fn a_huge_name_is_refused_and_a_file_named_twice_is_loaded_once() {
     let dir = tempfile::tempdir().unwrap();
-    let huge = dir.path().join("huge.yaml");
-    let name = "a".repeat(5 * 1024 * 1024);
-    std::fs::write(
-        &huge,
-        format!("instance: {name}\nredis:\n  url: redis://localhost\n"),
-    )
-    .unwrap();
-    let (ok, out) = check_output(&[huge.to_str().unwrap()]);
-    assert!(!ok);
-    assert!(
-        out.contains("`instance` must be at most 128 characters"),
-        "{}",
-        &out[..200.min(out.len())]
-    );
-    assert!(out.len() < 1000, "the name is not echoed back");
+    let write = |name: &str, len: usize| {
+        let file = dir.path().join(name);
+        let instance = "a".repeat(len);
+        std::fs::write(
+            &file,
+            format!("instance: {instance}\nredis:\n  url: redis://localhost\n"),
+        )
+        .unwrap();
+        file
+    };
+    // A file larger than any policy is not read at all; a long name in a small file is refused.
+    for (file, expected) in [
+        (
+            write("huge.yaml", 5 * 1024 * 1024),
+            "cannot read: larger than 1048576 bytes",
+        ),
+        (
+            write("long.yaml", 200 * 1024),
+            "`instance` must be at most 128 characters",
+        ),
+    ] {
+        let (ok, out) = check_output(&[file.to_str().unwrap()]);
+        assert!(!ok);
+        assert!(out.contains(expected), "{}", &out[..200.min(out.len())]);
+        assert!(out.len() < 1000, "the name is not echoed back");
+    }
     let folder = dir.path().join("policies");
     std::fs::create_dir(&folder).unwrap();
     let one = folder.join("one.yaml");
@@ -252,7 +265,15 @@ fn a_huge_name_is_refused_and_a_file_named_twice_is_loaded_once() {
         folder.to_str().unwrap(),
     ]);
     assert!(ok, "{out}");
-    assert_eq!(out.lines().count(), 1, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.ends_with(": ok")).count(),
+        1,
+        "{out}"
+    );
+    assert!(
+        out.contains(".one.yaml: skipped: a hidden file is not a policy"),
+        "{out}"
+    );
 }
 
 #[test]

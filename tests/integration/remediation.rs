@@ -148,10 +148,7 @@ fn past_the_budget_an_unkillable_script_ends_in_a_shutdown_and_limits_withhold_t
     let _second = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
     let withheld = daemon.wait_event("escalation_withheld", LONG);
     assert!(
-        withheld["detail"]["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("limits:"),
+        support::reason(&withheld).starts_with("limits:"),
         "{withheld}"
     );
     assert!(!server.exited());

@@ -236,10 +236,7 @@ fn a_replica_replaying_its_masters_script_is_waited_out_not_shut_down() {
     );
     let withheld = daemon.wait_event("escalation_withheld", LONG);
     assert!(
-        withheld["detail"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("replication"),
+        support::reason(&withheld).contains("replication"),
         "{withheld}"
     );
     assert_eq!(

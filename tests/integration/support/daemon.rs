@@ -12,6 +12,8 @@ use super::{busyguard_bin, wait_for};
 pub struct Daemon {
     child: Option<Child>,
     pub dir: tempfile::TempDir,
+    /// `--state-dir`: `dir` unless the test puts it elsewhere (a small disk).
+    state: PathBuf,
     pub audit: PathBuf,
     /// Policy files and extra flags, to start it again the same way.
     policies: Vec<PathBuf>,
@@ -43,6 +45,7 @@ impl Daemon {
         let audit = dir.path().join("audit.jsonl");
         Daemon {
             child: None,
+            state: dir.path().to_path_buf(),
             dir,
             audit,
             policies: policies.to_vec(),
@@ -61,7 +64,7 @@ impl Daemon {
         let mut cmd = Command::new(busyguard_bin());
         cmd.arg("run")
             .arg("--state-dir")
-            .arg(self.dir.path())
+            .arg(&self.state)
             .arg("--policies");
         cmd.args(&self.policies).args(&self.extra);
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
@@ -78,6 +81,17 @@ impl Daemon {
         let mut child = self.child.take().expect("running");
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    /// Keep the state (and so the trail) in `dir` instead of the test's folder.
+    pub fn set_state_dir(&mut self, dir: &std::path::Path) {
+        self.state = dir.to_path_buf();
+        self.audit = dir.join("audit.jsonl");
+    }
+
+    /// The running process's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// Send a signal (SIGHUP for a reload).

@@ -30,6 +30,8 @@ pub enum Answer {
     Reply(u16, Vec<(&'static str, String)>, String),
     /// Keep the connection open and never answer.
     Never,
+    /// Answer this status with a body that never ends (until the client hangs up).
+    Endless(u16),
 }
 
 type Script = dyn Fn(usize, &Request) -> Answer + Send + Sync;
@@ -128,5 +130,12 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Request>>, script: &Script) {
             let _ = stream.write_all(format!("{head}\r\n{body}").as_bytes());
         }
         Answer::Never => std::thread::sleep(Duration::from_secs(120)),
+        Answer::Endless(status) => {
+            let head = format!("HTTP/1.1 {status} X\r\nconnection: close\r\n\r\n");
+            let chunk = vec![b'x'; 64 * 1024];
+            if stream.write_all(head.as_bytes()).is_ok() {
+                while stream.write_all(&chunk).is_ok() {}
+            }
+        }
     }
 }

@@ -429,6 +429,11 @@ pub fn add_busyguard_user(server: &RedisServer, password: &str, without: &[&str]
     );
 }
 
+/// The `reason` a record's detail gives (why an escalation was withheld, why unreachable).
+pub fn reason(record: &serde_json::Value) -> &str {
+    record["detail"]["reason"].as_str().unwrap_or("")
+}
+
 /// Run the `busyguard` binary with `args` then `files`: exit code and stdout.
 pub fn busyguard(args: &[&str], files: &[&Path]) -> (i32, String) {
     let out = std::process::Command::new(busyguard_bin())

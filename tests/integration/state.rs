@@ -1,0 +1,469 @@
+//! The state busyguard keeps, under what hosts do to it: a second copy started by hand,
+//! rotation then a restart, a full disk, a deleted trail, a large history, untrustworthy
+//! cursors, secret files that never end, receivers that never stop talking.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::support::http::{Answer, HttpReceiver};
+use crate::support::{self, Caller, Daemon, RedisServer, ServerOptions, scripts, wait_for};
+
+const LONG: Duration = Duration::from_secs(20);
+
+fn shutdown_ladder(wait: &str) -> String {
+    format!("on_busy:\n  kill_after: 0s\n  on_unkillable:\n    wait: {wait}\n    then: shutdown\n")
+}
+
+fn count(daemon: &Daemon, event: &str) -> usize {
+    daemon
+        .records()
+        .iter()
+        .filter(|r| r["event"] == event)
+        .count()
+}
+
+fn verify(files: &[&Path]) -> (i32, String) {
+    support::busyguard(&["audit", "verify"], files)
+}
+
+/// The peak resident memory of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_second_daemon_on_the_same_state_dir_refuses_naming_the_first() {
+    let server = RedisServer::start(ServerOptions::default());
+    let daemon = Daemon::start(&server.policy("locked", ""), &[]);
+    daemon.wait_event("watchdog_started", LONG);
+    let policy = daemon.dir.path().join("policy.yaml");
+    let second = Command::new(support::busyguard_bin())
+        .args(["run", "--state-dir"])
+        .arg(daemon.dir.path())
+        .arg("--policies")
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains(&format!("in use by busyguard pid {}", daemon.pid())),
+        "{stderr}"
+    );
+    // The first still supervises alone, on one chain.
+    support::run_killable_runaway(&server);
+    daemon.wait_event("recovered", LONG);
+    assert_eq!(server.command_calls("script|kill"), 1);
+    assert_eq!(
+        count(&daemon, "watchdog_started"),
+        2,
+        "one daemon, one instance"
+    );
+    assert_eq!(verify(&[&daemon.audit]).0, 0);
+}
+
+/// `max_shutdowns: 1 per 1h`: a shutdown, logrotate (`create` + SIGHUP), a restart, a second
+/// unkillable script: the second shutdown is withheld, the first read back from the rotated file.
+#[test]
+fn limits_survive_rotation_and_a_restart() {
+    let mut server = RedisServer::start(ServerOptions::default());
+    let mut daemon = Daemon::start(&server.policy("rotated", &shutdown_ladder("300ms")), &[]);
+    server.wait_snapshot();
+    let _first = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
+    daemon.wait_event("shutdown_confirmed", LONG);
+    assert!(server.wait_exit(Duration::from_secs(5)));
+    server.spawn().unwrap();
+    daemon.wait_event("recovered", LONG);
+    let rotated = daemon.dir.path().join("audit.jsonl.1");
+    std::fs::rename(&daemon.audit, &rotated).unwrap();
+    daemon.signal(Signal::SIGHUP);
+    assert!(wait_for(LONG, || daemon.audit.exists()));
+    daemon.stop();
+    daemon.spawn();
+    daemon.wait_event("watchdog_started", LONG);
+    server.wait_snapshot();
+    let _second = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
+    let withheld = daemon.wait_event("escalation_withheld", LONG);
+    assert!(
+        support::reason(&withheld).starts_with("limits: 1 shutdown(s) already within 1h"),
+        "{withheld}"
+    );
+    assert_eq!(count(&daemon, "shutdown_sent"), 0, "none in the new file");
+    assert!(
+        server.conn().call(&["PING"]).unwrap().error().is_some(),
+        "still up (busy)"
+    );
+    assert_eq!(verify(&[&rotated, &daemon.audit]).0, 0);
+}
+
+/// A small tmpfs, mounted for the test and unmounted however it ends.
+struct SmallDisk {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::Builder::new()
+            .prefix("busyguard-disk-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join("mnt");
+        std::fs::create_dir(&path).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            mounted,
+            "this test mounts a small tmpfs to fill it: run it as root (scripts/test in CI is)"
+        );
+        SmallDisk { path, _dir: dir }
+    }
+
+    /// Write a file until the file system is full (again: it takes what was freed since).
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let filler = self.path.join("filler");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&filler)
+            .unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.write_all(&[0u8; 1]);
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// A daemon whose state dir is on `disk`, with `receivers` (YAML list items) and `/metrics`.
+fn daemon_on(disk: &SmallDisk, server: &RedisServer, receivers: &str) -> (Daemon, u16) {
+    let state = disk.path.join("state");
+    std::fs::create_dir(&state).unwrap();
+    let policy = state.join("policy.yaml");
+    let notify = match receivers {
+        "" => String::new(),
+        r => format!("notify:\n{r}"),
+    };
+    std::fs::write(
+        &policy,
+        server.policy("full", &format!("{}{notify}", shutdown_ladder("5s"))),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics = format!("127.0.0.1:{port}");
+    let mut daemon = Daemon::prepare(
+        tempfile::tempdir().unwrap(),
+        &[policy],
+        &["--metrics", &metrics],
+    );
+    daemon.set_state_dir(&state);
+    daemon.spawn();
+    daemon.wait_event("watchdog_started", LONG);
+    server.wait_snapshot();
+    (daemon, port)
+}
+
+/// A full disk: the kill still goes though its record cannot be written; the failure is logged
+/// and counted; once space returns the chain verifies and its next record says what was lost.
+#[test]
+fn a_full_disk_never_stops_a_kill_and_the_chain_verifies_once_space_returns() {
+    let disk = SmallDisk::mount("1m");
+    let server = RedisServer::start(ServerOptions::default());
+    let (daemon, metrics_port) = daemon_on(&disk, &server, "");
+    // Full. The first incident may still fit a record or two in the trail's last page (or in
+    // one a cut-back record freed): the disk is filled again before each.
+    for _ in 0..2 {
+        disk.fill();
+        let reply = Caller::eval(&server, scripts::READ_ONLY_LOOP, &[], &[])
+            .reply()
+            .unwrap();
+        assert!(
+            reply.error().unwrap().contains("Script killed by user"),
+            "{reply:?}"
+        );
+    }
+    assert_eq!(server.command_calls("script|kill"), 2, "every kill went");
+    assert!(wait_for(LONG, || daemon
+        .stderr()
+        .contains("audit write failed")));
+    let failures: f64 = metrics_text(metrics_port)
+        .lines()
+        .find_map(|l| l.strip_prefix("busyguard_trail_write_failures_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        failures >= 2.0,
+        "{failures} {:?} {}",
+        daemon
+            .records()
+            .iter()
+            .map(|r| r["event"].to_string())
+            .collect::<Vec<_>>(),
+        daemon.stderr()
+    );
+    // Space returns: the next record says what was lost, and the chain is whole.
+    std::fs::remove_file(disk.path.join("filler")).unwrap();
+    support::run_killable_runaway(&server);
+    assert!(wait_for(LONG, || {
+        daemon
+            .records()
+            .last()
+            .is_some_and(|r| r["event"] == "recovered")
+    }));
+    let lost: Vec<String> = daemon
+        .records()
+        .iter()
+        .filter(|r| r["event"] == "trail_fault")
+        .flat_map(|r| {
+            r["detail"]["lost_events"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|e| e.as_str().unwrap().to_string())
+        .collect();
+    assert!(lost.iter().any(|e| e == "kill_sent"), "{lost:?}");
+    let (code, out) = verify(&[&daemon.audit]);
+    assert_eq!(code, 0, "{out}");
+}
+
+/// While the trail cannot be written, receivers are told directly (the trail cannot carry it).
+#[test]
+fn a_full_disk_is_told_to_receivers_directly() {
+    let disk = SmallDisk::mount("1m");
+    let server = RedisServer::start(ServerOptions::default());
+    let receiver = HttpReceiver::always(200, "");
+    let item = format!("  - webhook: {{ url: '{}' }}\n", receiver.url("/hook"));
+    let (daemon, _) = daemon_on(&disk, &server, &item);
+    disk.fill();
+    support::run_killable_runaway(&server);
+    let told = |r: &crate::support::http::Request| r.json()["type"] == "busyguard.trail_fault";
+    assert!(
+        wait_for(LONG, || receiver.requests().iter().any(told)),
+        "{:?}",
+        daemon.stderr()
+    );
+    let fault = receiver.requests().into_iter().find(told).unwrap().json();
+    assert!(
+        fault["data"]["detail"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("No space left"),
+        "{fault}"
+    );
+    assert_eq!(fault["data"]["seq"], 0, "not a record of the trail");
+}
+
+/// A plain HTTP GET of `/metrics` on a local port.
+fn metrics_text(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// `rm audit.jsonl` while busyguard runs: noticed at the next record, reopened, and the chain
+/// goes on from the deleted file's last record.
+#[test]
+fn a_deleted_trail_is_noticed_reopened_and_the_chain_goes_on() {
+    let server = RedisServer::start(ServerOptions::default());
+    let daemon = Daemon::start(&server.policy("deleted", ""), &[]);
+    server.wait_snapshot();
+    support::run_killable_runaway(&server);
+    daemon.wait_event("recovered", LONG);
+    let kept = daemon.dir.path().join("kept.jsonl");
+    std::fs::copy(&daemon.audit, &kept).unwrap();
+    std::fs::remove_file(&daemon.audit).unwrap();
+    support::run_killable_runaway(&server);
+    assert!(wait_for(LONG, || {
+        daemon.records().iter().any(|r| r["event"] == "recovered")
+    }));
+    let records = daemon.records();
+    assert_eq!(records[0]["event"], "trail_fault", "{records:?}");
+    assert!(
+        records[0]["detail"]["why"]
+            .as_str()
+            .unwrap()
+            .contains("deleted")
+    );
+    assert_eq!(
+        verify(&[&kept, &daemon.audit]).0,
+        0,
+        "one chain across both"
+    );
+}
+
+/// Start-up cost does not grow with the trail: a 64 MB history is not read whole.
+#[test]
+fn start_up_memory_and_time_do_not_grow_with_the_trail() {
+    let server = RedisServer::start(ServerOptions::default());
+    let dir = tempfile::Builder::new()
+        .prefix("busyguard-state-")
+        .tempdir()
+        .unwrap();
+    write_old_history(&dir.path().join("audit.jsonl"), 64 * 1024 * 1024);
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, server.policy("big", "")).unwrap();
+    let started = Instant::now();
+    let daemon = Daemon::start_with(dir, &[policy], &[]);
+    daemon.wait_record(LONG, |r| {
+        r["event"] == "watchdog_started" && r["instance"] == "big"
+    });
+    let took = started.elapsed();
+    let rss = peak_rss_kib(daemon.pid());
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert!(rss < 48 * 1024, "peak RSS {rss} KiB with a 64 MB trail");
+    assert_eq!(verify(&[&daemon.audit]).0, 0);
+}
+
+/// A valid chain of `bytes` worth of records from two weeks ago (what the trail of a busy year
+/// looks like to a start: old).
+fn write_old_history(path: &Path, bytes: usize) {
+    use sha2::{Digest, Sha256};
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut prev = "0".repeat(64);
+    let (mut seq, mut written) = (0u64, 0usize);
+    let pad = "x".repeat(400);
+    while written < bytes {
+        seq += 1;
+        let line = format!(
+            r#"{{"ts":"2026-11-13T00:00:00.000Z","seq":{seq},"instance":null,"incident":null,"event":"watchdog_stopped","dry_run":false,"prev":"{prev}","detail":{{"reason":"{pad}"}},"policy":null,"version":"0.1.0"}}"#
+        );
+        prev = hex::encode(Sha256::digest(line.as_bytes()));
+        writeln!(out, "{line}").unwrap();
+        written += line.len() + 1;
+    }
+}
+
+/// Cursors that cannot be right (beyond the trail, garbled) replay recent events instead of
+/// silently suppressing or skipping them.
+#[test]
+fn untrustworthy_cursors_replay_instead_of_skipping() {
+    let server = RedisServer::start(ServerOptions::default());
+    let receiver = HttpReceiver::always(200, "");
+    let policy = server.policy(
+        "cursor",
+        &format!(
+            "notify:\n  - webhook: {{ url: '{}' }}\n",
+            receiver.url("/c")
+        ),
+    );
+    let mut daemon = Daemon::start(&policy, &[]);
+    server.wait_snapshot();
+    support::run_killable_runaway(&server);
+    assert!(wait_for(LONG, || receiver.requests().len() >= 4));
+    daemon.stop();
+    let cursor = daemon.dir.path().join("notify/cursor.0.webhook.cursor");
+    for garbage in ["999999\n", "not a number\n"] {
+        let before = receiver.requests().len();
+        std::fs::write(&cursor, garbage).unwrap();
+        daemon.spawn();
+        assert!(
+            wait_for(LONG, || receiver.requests().len() >= before + 4),
+            "replayed after `{garbage}`"
+        );
+        assert!(daemon.stderr().contains("delivering again"));
+        daemon.stop();
+    }
+}
+
+/// A FIFO as a password file, `/dev/zero` as a secret: refused at once (never read), the
+/// running policy kept, supervision never interrupted, and a stop is a stop.
+#[test]
+fn secret_files_that_never_end_are_refused_and_supervision_goes_on() {
+    let server = RedisServer::start(ServerOptions::default());
+    let mut daemon = Daemon::start(&server.policy("fifo", ""), &[]);
+    server.wait_snapshot();
+    let fifo = daemon.dir.path().join("password.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let policy = daemon.dir.path().join("policy.yaml");
+    for secret in [fifo.to_str().unwrap(), "/dev/zero"] {
+        let text = std::fs::read_to_string(&policy)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.contains("password_file"))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace("probe:", &format!("  password_file: {secret}\nprobe:"));
+        std::fs::write(&policy, text).unwrap();
+        daemon.signal(Signal::SIGHUP);
+        let rejected = daemon
+            .wait_record(LONG, |r| {
+                r["event"] == "policy_rejected"
+                    && r["detail"]["errors"].to_string().contains(secret)
+            })
+            .expect("the reload is rejected");
+        assert!(
+            rejected["detail"]["errors"]
+                .to_string()
+                .contains("not a regular file"),
+            "{rejected}"
+        );
+    }
+    // The kept policy still supervises, in time.
+    let (reply, took) = Caller::eval(&server, scripts::READ_ONLY_LOOP, &[], &[]).reply_timed();
+    assert!(
+        reply
+            .unwrap()
+            .error()
+            .unwrap()
+            .contains("Script killed by user")
+    );
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(
+        peak_rss_kib(daemon.pid()) < 64 * 1024,
+        "`/dev/zero` was never read"
+    );
+    let stopping = Instant::now();
+    assert!(daemon.stop().success());
+    assert!(stopping.elapsed() < Duration::from_secs(5));
+}
+
+/// A receiver that answers 200 and then never stops sending: the notification counts as
+/// delivered once, and busyguard reads a few KB of it, not gigabytes.
+#[test]
+fn a_receiver_with_an_endless_body_is_delivered_once_and_costs_no_memory() {
+    let server = RedisServer::start(ServerOptions::default());
+    let receiver = HttpReceiver::start(|_, _| Answer::Endless(200));
+    let policy = server.policy(
+        "endless",
+        &format!(
+            "notify:\n  - webhook: {{ url: '{}', events: [busy_detected] }}\n",
+            receiver.url("/e")
+        ),
+    );
+    let daemon = Daemon::start(&policy, &[]);
+    server.wait_snapshot();
+    support::run_killable_runaway(&server);
+    assert!(wait_for(LONG, || daemon
+        .stderr()
+        .contains("notification delivered")));
+    daemon.wait_event("recovered", LONG);
+    assert_eq!(receiver.requests().len(), 1, "a 2xx is a success: no retry");
+    assert!(peak_rss_kib(daemon.pid()) < 64 * 1024);
+}

@@ -467,3 +467,30 @@ fn a_receiver_with_an_endless_body_is_delivered_once_and_costs_no_memory() {
     assert_eq!(receiver.requests().len(), 1, "a 2xx is a success: no retry");
     assert!(peak_rss_kib(daemon.pid()) < 64 * 1024);
 }
+
+/// A burst of reloads (each reopening the trail and re-reading the policies) while a killable
+/// script runs: none of it is on a watchdog's path, so the kill still lands at the threshold.
+#[test]
+fn a_burst_of_reloads_never_delays_a_kill() {
+    let server = RedisServer::start(ServerOptions::default());
+    let dir = tempfile::Builder::new()
+        .prefix("busyguard-state-")
+        .tempdir()
+        .unwrap();
+    write_old_history(&dir.path().join("audit.jsonl"), 16 * 1024 * 1024);
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, server.policy("burst", "")).unwrap();
+    let daemon = Daemon::start_with(dir, &[policy], &[]);
+    server.wait_snapshot();
+    let caller = Caller::eval(&server, scripts::READ_ONLY_LOOP, &[], &[]);
+    let started = Instant::now();
+    while !caller.is_finished() && started.elapsed() < Duration::from_secs(5) {
+        daemon.signal(Signal::SIGHUP);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (reply, took) = caller.reply_timed();
+    assert!(reply.unwrap().error().unwrap().contains("Script killed by user"));
+    assert!(took < Duration::from_secs(1), "{took:?} at threshold 200ms");
+    daemon.wait_event("recovered", LONG);
+    assert_eq!(verify(&[&daemon.audit]).0, 0);
+}

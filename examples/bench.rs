@@ -283,10 +283,34 @@ fn main() {
     let plain = busyguard_recovery(200, n);
     let (stalled, flushes) = recovery_on_a_stalling_disk(n);
     writeln!(md, "| disk | incidents | p50 | p99 | max | the neighbour's fdatasync p50 / p99 / max (ms) |\n|---|---|---|---|---|---|").unwrap();
-    writeln!(md, "| quiet | {} | {:+.2} | {:+.2} | {:+.2} | - |", plain.0.len(), plain.median() - 200.0, plain.p99() - 200.0, plain.quantile(1.0) - 200.0).unwrap();
-    writeln!(md, "| stalling | {} | {:+.2} | {:+.2} | {:+.2} | {:.1} / {:.1} / {:.1} ({} flushes) |\n", stalled.0.len(), stalled.median() - 200.0, stalled.p99() - 200.0, stalled.quantile(1.0) - 200.0, flushes.median(), flushes.p99(), flushes.quantile(1.0), flushes.0.len()).unwrap();
+    writeln!(
+        md,
+        "| quiet | {} | {:+.2} | {:+.2} | {:+.2} | - |",
+        plain.0.len(),
+        plain.median() - 200.0,
+        plain.p99() - 200.0,
+        plain.quantile(1.0) - 200.0
+    )
+    .unwrap();
+    writeln!(
+        md,
+        "| stalling | {} | {:+.2} | {:+.2} | {:+.2} | {:.1} / {:.1} / {:.1} ({} flushes) |\n",
+        stalled.0.len(),
+        stalled.median() - 200.0,
+        stalled.p99() - 200.0,
+        stalled.quantile(1.0) - 200.0,
+        flushes.median(),
+        flushes.p99(),
+        flushes.quantile(1.0),
+        flushes.0.len()
+    )
+    .unwrap();
     writeln!(md, "Goal: p99 within +5 ms of the threshold. Focused runs: `target/release/examples/bench --recovery 200 200` and `--slow-disk 200`.\n").unwrap();
-    println!("kill tail: quiet p99=+{:.2}, stalling p99=+{:.2}", plain.p99() - 200.0, stalled.p99() - 200.0);
+    println!(
+        "kill tail: quiet p99=+{:.2}, stalling p99=+{:.2}",
+        plain.p99() - 200.0,
+        stalled.p99() - 200.0
+    );
 
     std::fs::write("BENCHMARKS.md", md).unwrap();
     std::fs::create_dir_all("docs").unwrap();

@@ -489,7 +489,13 @@ fn a_burst_of_reloads_never_delays_a_kill() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let (reply, took) = caller.reply_timed();
-    assert!(reply.unwrap().error().unwrap().contains("Script killed by user"));
+    assert!(
+        reply
+            .unwrap()
+            .error()
+            .unwrap()
+            .contains("Script killed by user")
+    );
     assert!(took < Duration::from_secs(1), "{took:?} at threshold 200ms");
     daemon.wait_event("recovered", LONG);
     assert_eq!(verify(&[&daemon.audit]).0, 0);

@@ -40,3 +40,13 @@ ensure_redis_6_2() {
   fi
   export BUSYGUARD_REDIS_6_2="$bin"
 }
+
+# promtool (Debian's prometheus package) for the tests of the shipped alert rules.
+ensure_promtool() {
+  command -v promtool >/dev/null 2>&1 && return 0
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing prometheus (for promtool) with apt-get" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+}

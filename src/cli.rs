@@ -45,6 +45,10 @@ pub enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Where `run` keeps its trail (for the slowest scripts of the last day); the same
+        /// default as `run`.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
     },
     /// Read and check an audit trail.
     Audit {

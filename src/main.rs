@@ -55,13 +55,19 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Status { paths, json } => {
+        Command::Status {
+            paths,
+            json,
+            state_dir,
+        } => {
             let Some(runtime) = runtime() else {
                 return ExitCode::from(1);
             };
             busyguard::install_crypto_provider();
             let mut out = std::io::stdout().lock();
-            match runtime.block_on(busyguard::status::status(&paths, json, &mut out)) {
+            let trail = daemon::state_dir(state_dir).join("audit.jsonl");
+            let status = busyguard::status::status(&paths, json, Some(&trail), &mut out);
+            match runtime.block_on(status) {
                 Ok(true) => ExitCode::SUCCESS,
                 _ => ExitCode::from(1),
             }

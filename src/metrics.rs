@@ -39,7 +39,18 @@ struct Registry {
     notifications: BTreeMap<(String, &'static str), u64>,
     /// Records the audit trail could not write (a full disk, an I/O error).
     trail_write_failures: u64,
+    /// Per instance: script durations seen in the SLOWLOG (bucket counts, count, sum).
+    script_durations: BTreeMap<String, ([u64; SCRIPT_BUCKETS.len()], u64, f64)>,
+    /// Slow-script warnings per (instance, script).
+    slow_scripts: BTreeMap<(String, String), u64>,
+    /// Slow scripts at or past [`crate::event::NEAR_THRESHOLD`] of the busy threshold.
+    near_threshold: BTreeMap<String, u64>,
 }
+
+/// Upper bounds (seconds) of the script duration histogram.
+const SCRIPT_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+/// Scripts named in `busyguard_slow_scripts_total` per instance; the rest are `other`.
+const TOP_SCRIPTS: usize = 10;
 
 /// Shared by every task; each update is a short lock.
 #[derive(Default)]
@@ -118,6 +129,38 @@ impl Metrics {
             *r.notifications
                 .entry((receiver.to_string(), outcome))
                 .or_default() += 1;
+        });
+    }
+
+    /// Series that alert rules read with `increase()` start at 0 for every supervised instance,
+    /// so the first event is an increase, not the series' first appearance.
+    pub fn register(&self, instance: &str) {
+        self.with(|r| {
+            r.near_threshold.entry(instance.to_string()).or_default();
+        });
+    }
+
+    /// A script the SLOWLOG shows, and whether it was slow enough for a warning (`slow`: its
+    /// name) or near the threshold.
+    pub fn script_seen(&self, instance: &str, duration: Duration, slow: Option<&str>, near: bool) {
+        let secs = duration.as_secs_f64();
+        self.with(|r| {
+            let h = r.script_durations.entry(instance.to_string()).or_default();
+            for (i, bound) in SCRIPT_BUCKETS.iter().enumerate() {
+                if secs <= *bound {
+                    h.0[i] += 1;
+                }
+            }
+            h.1 += 1;
+            h.2 += secs;
+            if let Some(script) = slow {
+                *r.slow_scripts
+                    .entry((instance.to_string(), script.to_string()))
+                    .or_default() += 1;
+            }
+            if near {
+                *r.near_threshold.entry(instance.to_string()).or_default() += 1;
+            }
         });
     }
 
@@ -236,8 +279,87 @@ impl Metrics {
             "busyguard_trail_write_failures_total {}",
             r.trail_write_failures
         );
+        render_scripts(&r, &mut out);
         out
     }
+}
+
+/// The early-warning series: durations, slow scripts (the top few by count, the rest as
+/// `other`, so a stream of distinct scripts cannot grow the series without bound), and scripts
+/// near the threshold.
+fn render_scripts(r: &Registry, out: &mut String) {
+    head(
+        out,
+        "busyguard_script_duration_seconds",
+        "histogram",
+        "Durations of scripts (EVAL, EVALSHA, FCALL) seen in the SLOWLOG",
+    );
+    for (i, (buckets, count, sum)) in &r.script_durations {
+        for (bound, n) in SCRIPT_BUCKETS.iter().zip(buckets) {
+            let _ = writeln!(
+                out,
+                "busyguard_script_duration_seconds_bucket{{instance=\"{i}\",le=\"{bound}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "busyguard_script_duration_seconds_bucket{{instance=\"{i}\",le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "busyguard_script_duration_seconds_sum{{instance=\"{i}\"}} {sum}"
+        );
+        let _ = writeln!(
+            out,
+            "busyguard_script_duration_seconds_count{{instance=\"{i}\"}} {count}"
+        );
+    }
+    head(
+        out,
+        "busyguard_slow_scripts_total",
+        "counter",
+        "Slow-script warnings by script (the most frequent per instance; the rest as `other`)",
+    );
+    let mut by_instance: BTreeMap<&str, Vec<(&str, u64)>> = BTreeMap::new();
+    for ((i, script), n) in &r.slow_scripts {
+        by_instance.entry(i).or_default().push((script, *n));
+    }
+    for (i, mut scripts) in by_instance {
+        scripts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let other: u64 = scripts.iter().skip(TOP_SCRIPTS).map(|(_, n)| n).sum();
+        for (script, n) in scripts.iter().take(TOP_SCRIPTS) {
+            let script = label_value(script);
+            let _ = writeln!(
+                out,
+                "busyguard_slow_scripts_total{{instance=\"{i}\",script=\"{script}\"}} {n}"
+            );
+        }
+        if other > 0 {
+            let _ = writeln!(
+                out,
+                "busyguard_slow_scripts_total{{instance=\"{i}\",script=\"other\"}} {other}"
+            );
+        }
+    }
+    head(
+        out,
+        "busyguard_scripts_near_threshold_total",
+        "counter",
+        "Scripts that ran 80% or more of the busy threshold without going BUSY",
+    );
+    for (i, n) in &r.near_threshold {
+        let _ = writeln!(
+            out,
+            "busyguard_scripts_near_threshold_total{{instance=\"{i}\"}} {n}"
+        );
+    }
+}
+
+/// A label value as the exposition format escapes it.
+fn label_value(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Update a per-instance value; allocates the key only the first time (this runs every probe).

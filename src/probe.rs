@@ -15,6 +15,7 @@ use fred::types::config::{ServerConfig, TlsConfig};
 use fred::types::{ClusterHash, ConnectHandle, CustomCommand, RespVersion};
 use tokio::sync::watch;
 
+use crate::early::SlowEntry;
 use crate::engine::{BusyKind, Observation};
 use crate::policy::{Endpoint, RedisTarget};
 use crate::snapshot::Snapshot;
@@ -231,10 +232,38 @@ impl Connection {
             }
             other => return Err(other),
         };
+        // What scripts took long while the server was healthy (early warnings). A user without
+        // `+slowlog|get` goes without them; that is no snapshot error.
+        let slowlog = match self.call(&["SLOWLOG", "GET", "128"]).await {
+            Outcome::Reply(v) => Some(slowlog_entries(&v)),
+            Outcome::ErrorReply(e) if refusal(&e) => None,
+            other => return Err(other),
+        };
         let mut snapshot = Snapshot::from_info(&info, &config);
         snapshot.errors = errors;
+        snapshot.slowlog = slowlog;
         Ok(snapshot)
     }
+}
+
+/// SLOWLOG GET's reply: `[id, unix time, duration µs, [args], client address, client name]`.
+fn slowlog_entries(reply: &Value) -> Vec<SlowEntry> {
+    let json = crate::forensics::to_json(reply);
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    json.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            Some(SlowEntry {
+                id: e[0].as_u64()?,
+                at_unix_s: e[1].as_u64().unwrap_or(0),
+                duration_us: e[2].as_u64().unwrap_or(0),
+                args: e[3].as_array()?.iter().map(text).collect(),
+                client_addr: text(&e[4]),
+                client_name: text(&e[5]),
+            })
+        })
+        .collect()
 }
 
 /// What the snapshot asks CONFIG for.

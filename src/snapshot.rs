@@ -75,6 +75,9 @@ pub struct Snapshot {
     /// have filled are unknown, and the guards that need them withhold.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// The SLOWLOG as read with the snapshot (`None` when SLOWLOG GET is refused).
+    #[serde(skip)]
+    pub slowlog: Option<Vec<crate::early::SlowEntry>>,
 }
 
 impl Snapshot {
@@ -116,6 +119,7 @@ impl Snapshot {
             busy_errors: errorstat(&f, "BUSY"),
             unkillable_errors: errorstat(&f, "UNKILLABLE"),
             errors: Vec::new(),
+            slowlog: None,
             rejected_calls: f
                 .iter()
                 .filter(|(k, _)| k.starts_with("cmdstat_"))

@@ -11,7 +11,7 @@
 //! down.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -87,6 +87,7 @@ const CHECKS: &[Check] = &[
 pub async fn status(
     paths: &[PathBuf],
     as_json: bool,
+    trail: Option<&Path>,
     out: &mut impl Write,
 ) -> std::io::Result<bool> {
     let report = policy::load(paths);
@@ -97,7 +98,7 @@ pub async fn status(
             "error": "invalid policy", "problems": diags.iter().map(ToString::to_string).collect::<Vec<_>>()}));
     }
     for p in &report.policies {
-        let s = instance_status(p).await;
+        let s = instance_status(p, trail.filter(|t| t.exists())).await;
         all_ok &= s["reachable"] == true;
         instances.push(s);
     }
@@ -115,7 +116,7 @@ pub async fn status(
     Ok(all_ok)
 }
 
-async fn instance_status(p: &Policy) -> Value {
+async fn instance_status(p: &Policy, trail: Option<&Path>) -> Value {
     let mut s = json!({
         "instance": p.instance,
         "file": p.source.display().to_string(),
@@ -138,8 +139,10 @@ async fn instance_status(p: &Policy) -> Value {
         };
     s["reachable"] = json!(true);
     let mut warnings: Vec<String> = Vec::new();
+    let mut snapshot = None;
     match tokio::time::timeout(CHECK_TIMEOUT, conn.snapshot()).await {
         Ok(Ok(snap)) => {
+            snapshot = Some(snap.clone());
             if !snap.errors.is_empty() {
                 s["snapshot_errors"] = json!(snap.errors);
                 warnings.push(format!(
@@ -189,6 +192,14 @@ async fn instance_status(p: &Policy) -> Value {
         rights.insert(check.right.into(), json!(verdict));
     }
     s["rights"] = Value::Object(rights);
+    if let Some(snap) = &snapshot {
+        let found = crate::prevention::findings(&conn, p, snap, trail);
+        s["prevention"] = json!(
+            tokio::time::timeout(CHECK_TIMEOUT, found)
+                .await
+                .unwrap_or_default()
+        );
+    }
     s["warnings"] = json!(warnings);
     s
 }
@@ -271,6 +282,9 @@ fn human(s: &Value, out: &mut impl Write) -> std::io::Result<()> {
             .map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or("?")))
             .collect();
         writeln!(out, "  rights: {}", line.join(", "))?;
+    }
+    for f in s["prevention"].as_array().into_iter().flatten() {
+        writeln!(out, "  prevention: {}", f.as_str().unwrap_or(""))?;
     }
     for w in s["warnings"]
         .as_array()

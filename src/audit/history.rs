@@ -25,6 +25,8 @@ pub struct History {
     /// Unix ms of every `shutdown_sent` (dry-run decisions too: a dry run shows what enforce
     /// would do, limits included).
     pub shutdowns: Vec<u64>,
+    /// The (run id, SLOWLOG id) of the newest `slow_script`: where early warnings go on.
+    pub slowlog_cursor: Option<(Option<String>, u64)>,
 }
 
 /// Read the trail at `path`, and the files rotation moved away beside it, back into each
@@ -36,6 +38,7 @@ pub fn history(path: &Path, window: Duration) -> std::io::Result<HashMap<String,
     let horizon = crate::clock::unix_ms().saturating_sub(window_ms);
     let mut scans: HashMap<String, Scan> = HashMap::new();
     let mut shutdowns: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut cursors: HashMap<String, (Option<String>, u64)> = HashMap::new();
     'files: for file in trail_files(path)? {
         let mut lines = match Backwards::open(&file) {
             Ok(lines) => lines,
@@ -57,6 +60,11 @@ pub fn history(path: &Path, window: Duration) -> std::io::Result<HashMap<String,
             if record.kind() == EventKind::ShutdownSent && at >= horizon {
                 shutdowns.entry(instance.clone()).or_default().push(at);
             }
+            if let Detail::SlowScript(s) = &record.event.detail {
+                cursors
+                    .entry(instance.clone())
+                    .or_insert_with(|| (s.run_id.clone(), s.slowlog_id));
+            }
             if !is_lifecycle(record.kind()) {
                 scans.entry(instance).or_default().take(record);
             }
@@ -71,6 +79,9 @@ pub fn history(path: &Path, window: Duration) -> std::io::Result<HashMap<String,
     for (instance, mut times) in shutdowns {
         times.reverse();
         out.entry(instance).or_default().shutdowns = times;
+    }
+    for (instance, cursor) in cursors {
+        out.entry(instance).or_default().slowlog_cursor = Some(cursor);
     }
     Ok(out)
 }
@@ -151,6 +162,8 @@ fn is_lifecycle(kind: EventKind) -> bool {
             | EventKind::PolicyLoaded
             | EventKind::PolicyRejected
             | EventKind::NotifyFailed
+            | EventKind::SlowScript
+            | EventKind::TrailFault
     )
 }
 

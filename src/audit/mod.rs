@@ -312,6 +312,40 @@ pub fn last_seq_before(path: &Path, unix_ms: u64) -> std::io::Result<u64> {
     Ok(0)
 }
 
+/// The `slow_script` warnings of `instance` since `unix_ms`, by script: (script, how often,
+/// longest ms), most frequent first. Read backwards from the end of the trail.
+pub fn slow_scripts_since(
+    path: &Path,
+    instance: &str,
+    unix_ms: u64,
+) -> std::io::Result<Vec<(String, u32, u64)>> {
+    let mut lines = backwards::Backwards::open(path)?;
+    let mut by_script: Vec<(String, u32, u64)> = Vec::new();
+    while let Some(line) = lines.next_line()? {
+        let Ok(record) = Record::parse(&line) else {
+            continue;
+        };
+        if record.unix_ms().is_some_and(|t| t < unix_ms) {
+            break;
+        }
+        let crate::event::Detail::SlowScript(s) = &record.event.detail else {
+            continue;
+        };
+        if record.event.instance.as_deref() != Some(instance) {
+            continue;
+        }
+        match by_script.iter_mut().find(|(name, _, _)| *name == s.script) {
+            Some(entry) => {
+                entry.1 += 1 + s.repeats_since_last;
+                entry.2 = entry.2.max(s.duration_ms);
+            }
+            None => by_script.push((s.script.clone(), 1 + s.repeats_since_last, s.duration_ms)),
+        }
+    }
+    by_script.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)));
+    Ok(by_script)
+}
+
 /// Open `path` for appending and find where its chain stands, reading backwards from its end.
 /// An empty (new) file continues `carry` (the chain of the file it replaces), or starts at the
 /// genesis.

@@ -386,6 +386,34 @@ pub enum TrailFault {
     Failing { path: String, error: String },
 }
 
+/// A script the SLOWLOG shows ran long, before it ever went BUSY.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SlowScript {
+    /// The function's name (FCALL), the SHA (EVALSHA), or the body's first line (EVAL), cut.
+    pub script: String,
+    /// `EVAL`, `EVALSHA`, `FCALL` or their `_RO` forms.
+    pub command: String,
+    pub duration_ms: u64,
+    pub threshold_ms: Option<u64>,
+    /// `duration_ms / threshold_ms`, two decimals.
+    pub share_of_threshold: Option<f64>,
+    pub client_addr: String,
+    pub client_name: String,
+    /// How often this script crossed the line in the last hour.
+    pub count_last_hour: u32,
+    /// Crossings not told since the last warning of this script (told at most hourly).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub repeats_since_last: u32,
+    /// The SLOWLOG entry's id and the server's run id: where a restarted busyguard goes on.
+    pub slowlog_id: u64,
+    pub run_id: Option<String>,
+    pub logged_at_unix: u64,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 impl crate::event::Detail {
     /// The decision inputs, for kinds that carry them.
     pub fn inputs(&self) -> Option<&DecisionInputs> {
@@ -453,6 +481,15 @@ impl crate::event::Detail {
             D::TrailFault(TrailFault::Failing { error, .. }) => {
                 format!("the audit trail cannot be written: {error}")
             }
+            D::SlowScript(d) => format!(
+                "{} `{}` ran {} ms ({} of the threshold), {} time(s) in the last hour",
+                d.command,
+                d.script,
+                d.duration_ms,
+                d.share_of_threshold
+                    .map_or("?".into(), |s| format!("{:.0}%", s * 100.0)),
+                d.count_last_hour
+            ),
             D::BusyDetected(d) => d.reply.clone(),
             D::Unkillable(d) => d.reply.clone(),
             D::ActionFailed(ActionFailed::Kill(d)) => d.reply.clone(),

@@ -142,6 +142,9 @@ event_kinds! {
     /// The trail could not be written (a full disk, an I/O error) or its file vanished: what was
     /// lost, written as soon as a record can be. While it fails, receivers are told directly.
     TrailFault = "trail_fault", Critical, true;
+    /// Before BUSY: a script in the SLOWLOG ran at least `early_warning.at` (info; a warning from
+    /// 80% of the busy threshold).
+    SlowScript = "slow_script", Info, true;
 }
 
 impl EventKind {
@@ -181,6 +184,9 @@ impl<'de> serde::Deserialize<'de> for EventKind {
     }
 }
 
+/// The share of the busy threshold from which a slow script is a warning, not information.
+pub const NEAR_THRESHOLD: f64 = 0.8;
+
 /// One thing that happened, with the inputs and outcome of the decision behind it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
@@ -198,6 +204,17 @@ pub struct Event {
 impl Event {
     pub fn kind(&self) -> EventKind {
         self.detail.kind()
+    }
+
+    /// How grave this event is: its kind's severity, but a slow script near the threshold is a
+    /// warning.
+    pub fn severity(&self) -> Severity {
+        match &self.detail {
+            Detail::SlowScript(s) if s.share_of_threshold.is_some_and(|x| x >= NEAR_THRESHOLD) => {
+                Severity::Warning
+            }
+            d => d.kind().severity(),
+        }
     }
 
     /// A daemon-wide event.

@@ -137,6 +137,7 @@ pub fn title(record: &Record) -> String {
         D::ProbeFault(_) => "configuration fault".into(),
         D::IncidentSuperseded(_) => "closed: busyguard restarted and could not resume it".into(),
         D::TrailFault(_) => "the audit trail cannot be written (or was replaced)".into(),
+        D::SlowScript(_) => "a slow script, before BUSY".into(),
         D::WatchdogStarted(_)
         | D::WatchdogStopped(_)
         | D::PolicyLoaded(_)
@@ -247,7 +248,8 @@ fn pagerduty_action(event: EventKind, severity: &PagerDutySeverities) -> Option<
         | K::KillSent
         | K::Killed
         | K::NotifyFailed
-        | K::ProbeFault => return None,
+        | K::ProbeFault
+        | K::SlowScript => return None,
     })
 }
 
@@ -325,7 +327,7 @@ pub fn wanted(filter: &crate::policy::Filter, record: &Record) -> bool {
         Some(names) => names.iter().any(|n| n == kind.name()),
         None => kind.notifiable(),
     };
-    listed && kind.severity() >= filter.min_severity
+    listed && record.event.severity() >= filter.min_severity
 }
 
 #[cfg(test)]

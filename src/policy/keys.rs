@@ -220,6 +220,12 @@ pub const KEYS: &[KeyDoc] = &[
         doc: "Withhold a shutdown of a primary that has replicas attached (let failover handle it).",
     },
     KeyDoc {
+        path: "early_warning.at",
+        default: Default::Word("50%"),
+        bounds: Bounds::None,
+        doc: "A script in the SLOWLOG that ran at least this long is a `slow_script` warning: a share of the server's busy threshold (`50%`, from 1% to 100%), a duration (`150ms`), or `off`. Read with each healthy snapshot.",
+    },
+    KeyDoc {
         path: "notify[].slack.url",
         default: Default::Unset("none"),
         bounds: Bounds::None,

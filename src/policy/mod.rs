@@ -35,7 +35,18 @@ pub struct Policy {
     pub on_hang: OnHang,
     pub limits: Limits,
     pub guards: Guards,
+    pub early_warning: EarlyWarning,
     pub notify: Vec<Receiver>,
+}
+
+/// When a script seen in the SLOWLOG is worth a `slow_script` warning.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum EarlyWarning {
+    Off,
+    /// A share of the server's busy threshold (0.5 for `50%`).
+    Share(f64),
+    /// A fixed duration.
+    After(Duration),
 }
 
 /// How to reach and authenticate to the server.

@@ -216,7 +216,7 @@ impl Reader {
     }
 
     /// A humantime duration within the key's bounds (`table` is its path in the key table).
-    fn duration(&mut self, node: &Node, path: &str, table: &str) -> Option<Duration> {
+    pub(super) fn duration(&mut self, node: &Node, path: &str, table: &str) -> Option<Duration> {
         let text = self.scalar(node, path, "a duration such as `100ms` or `2m`")?;
         let pos = node.pos();
         let text = text.trim();

@@ -9,8 +9,9 @@ use sha2::{Digest, Sha256};
 use super::reader::{Reader, Section};
 use super::url::parse_url;
 use super::{
-    Diagnostic, Filter, Guards, HangSignal, Limits, Mode, OnBusy, OnHang, OnUnkillable,
-    PagerDutySeverities, Policy, Probe, Receiver, ReceiverKind, RedisTarget, Severity, Then,
+    Diagnostic, EarlyWarning, Filter, Guards, HangSignal, Limits, Mode, OnBusy, OnHang,
+    OnUnkillable, PagerDutySeverities, Policy, Probe, Receiver, ReceiverKind, RedisTarget,
+    Severity, Then,
 };
 use crate::yaml::{self, Node, Pos};
 
@@ -65,6 +66,7 @@ pub fn parse_policy(
     let on_hang = on_hang(&mut w, &top, redis.as_ref());
     let limits = limits(&mut w, &top);
     let guards = guards(&mut w, &top);
+    let early_warning = early_warning(&mut w, &top);
     let notify = notify(&mut w, &top);
     let instance_at = Diagnostic {
         file: w.file.clone(),
@@ -85,6 +87,7 @@ pub fn parse_policy(
                 on_hang,
                 limits,
                 guards,
+                early_warning,
                 notify,
             },
             w.warnings,
@@ -245,6 +248,41 @@ fn guards(r: &mut Reader, top: &Section) -> Guards {
     Guards {
         max_unsaved_changes: r.opt_count(&s, "max_unsaved_changes"),
         keep_primary_with_replicas: r.opt_bool(&s, "keep_primary_with_replicas"),
+    }
+}
+
+fn early_warning(r: &mut Reader, top: &Section) -> EarlyWarning {
+    let s = r.optional_section(top, "early_warning");
+    let text = match s.get("at") {
+        None => r.opt_word(&s, "at").unwrap_or_default(),
+        Some(n) => match r.string(n, "early_warning.at") {
+            Some(t) => t,
+            None => return EarlyWarning::Off,
+        },
+    };
+    let text = text.trim();
+    if text == "off" {
+        return EarlyWarning::Off;
+    }
+    if let Some(percent) = text.strip_suffix('%') {
+        return match percent.trim().parse::<f64>() {
+            Ok(p) if p > 0.0 && p <= 100.0 => EarlyWarning::Share(p / 100.0),
+            _ => {
+                if let Some(n) = s.get("at") {
+                    r.error(
+                        n.pos(),
+                        format!("`early_warning.at`: `{text}` must be a share from 1% to 100%"),
+                    );
+                }
+                EarlyWarning::Off
+            }
+        };
+    }
+    match s.get("at") {
+        Some(n) => r
+            .duration(n, "early_warning.at", "early_warning.at")
+            .map_or(EarlyWarning::Off, EarlyWarning::After),
+        None => EarlyWarning::Off,
     }
 }
 

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use tokio::time::sleep_until;
 
 use crate::audit::History;
+use crate::early::EarlyWarnings;
 use crate::engine::{At, Engine, Observation, Rules, Step};
 use crate::event::Event;
 use crate::event::detail::{WatchdogStarted, WatchdogStopped};
@@ -62,6 +63,8 @@ pub struct Watchdog {
     baseline: Option<Snapshot>,
     /// The running function FUNCTION STATS named during the incident in flight.
     function_stats: Option<serde_json::Value>,
+    /// Slow scripts seen in the SLOWLOG before they ever go BUSY.
+    early: EarlyWarnings,
 }
 
 /// What the daemon hands a watchdog to steer it.
@@ -87,10 +90,10 @@ impl Watchdog {
         controls: Controls,
     ) -> Watchdog {
         let engine = Engine::new(Rules::from_policy(&policy, force_dry_run));
+        recorder.metrics.register(&policy.instance);
         let mut beat = tokio::time::interval(HEARTBEAT);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Watchdog {
-            policy,
             force_dry_run,
             engine,
             recorder,
@@ -101,6 +104,8 @@ impl Watchdog {
             beat,
             baseline: None,
             function_stats: None,
+            early: EarlyWarnings::new(policy.early_warning, None),
+            policy,
         }
     }
 
@@ -123,6 +128,7 @@ impl Watchdog {
         let reconnect = new.redis != self.policy.redis;
         self.engine
             .set_rules(Rules::from_policy(&new, self.force_dry_run));
+        self.early.set_rule(new.early_warning);
         tracing::info!(instance = %new.instance, policy_hash = %new.content_hash, reconnect, "policy updated");
         self.policy = new;
         reconnect
@@ -146,6 +152,7 @@ impl Watchdog {
 
     /// Take what the trail says of this instance from before a restart.
     pub fn resume(&mut self, history: &History) -> Option<String> {
+        self.early = EarlyWarnings::new(self.policy.early_warning, history.slowlog_cursor.clone());
         let now = self.now();
         self.engine.resume(history, now)
     }
@@ -300,12 +307,13 @@ impl Watchdog {
                     .probe_replied(&self.policy.instance, sent.elapsed()),
             }
             next_probe = sent + interval;
-            let snapshot = snapshot.map(|mut s| {
+            let mut snapshot = snapshot.map(|mut s| {
                 if self.policy.redis.endpoint.is_local() {
                     s.process_start_ticks = s.process_id.and_then(process_start_ticks);
                 }
                 s
             });
+            let slowlog = snapshot.as_mut().and_then(|s| s.slowlog.take());
             let observation = outcome.observation().unwrap_or(Observation::Pong {
                 snapshot: snapshot.map(Box::new),
             });
@@ -321,9 +329,41 @@ impl Watchdog {
             if lost || gone {
                 return SessionEnd::Lost;
             }
+            if let Some(entries) = slowlog {
+                self.early_warnings(&entries);
+            }
             if self.stopping() {
                 return SessionEnd::Stopped;
             }
+        }
+    }
+
+    /// Warn of the scripts the SLOWLOG shows creeping toward the threshold, and count them.
+    fn early_warnings(&mut self, entries: &[crate::early::SlowEntry]) {
+        let snapshot = self.engine.snapshot();
+        let threshold = snapshot.and_then(|s| s.busy_threshold_ms);
+        let run_id = snapshot.and_then(|s| s.run_id.clone());
+        let now = crate::clock::unix_ms();
+        let (fresh, warnings) = self
+            .early
+            .observe(run_id.as_deref(), threshold, entries, now);
+        let line = self.early.line_ms(threshold);
+        for entry in &fresh {
+            let ms = entry.duration_us as f64 / 1000.0;
+            let slow = line.is_some_and(|l| ms >= l);
+            let near = threshold
+                .filter(|t| *t > 0)
+                .is_some_and(|t| ms >= t as f64 * crate::event::NEAR_THRESHOLD);
+            let name = entry.script().map(|(_, name)| name);
+            self.recorder.metrics.script_seen(
+                &self.policy.instance,
+                Duration::from_micros(entry.duration_us),
+                name.as_deref().filter(|_| slow),
+                near,
+            );
+        }
+        for warning in warnings {
+            self.record_own(warning);
         }
     }
 

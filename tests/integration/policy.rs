@@ -7,8 +7,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use busyguard::policy::{
-    self, Endpoint, Filter, Guards, HangSignal, Limits, Mode, OnBusy, OnHang, OnUnkillable,
-    PagerDutySeverities, Probe, Receiver, ReceiverKind, RedisTarget, Secret, Severity, Then,
+    self, EarlyWarning, Endpoint, Filter, Guards, HangSignal, Limits, Mode, OnBusy, OnHang,
+    OnUnkillable, PagerDutySeverities, Probe, Receiver, ReceiverKind, RedisTarget, Secret,
+    Severity, Then,
 };
 
 fn check_output(paths: &[&str]) -> (bool, String) {
@@ -110,6 +111,7 @@ fn a_file_with_every_key_loads_to_the_expected_policy() {
             max_unsaved_changes: Some(1000),
             keep_primary_with_replicas: true,
         },
+        early_warning: EarlyWarning::After(ms(150)),
         notify: vec![
             Receiver {
                 kind: ReceiverKind::Slack {
@@ -203,6 +205,10 @@ fn a_minimal_file_gets_the_documented_defaults() {
             "limits.max_shutdowns" => p.limits.max_shutdowns.to_string(),
             "limits.per" => humantime::format_duration(p.limits.per).to_string(),
             "guards.keep_primary_with_replicas" => p.guards.keep_primary_with_replicas.to_string(),
+            "early_warning.at" => match p.early_warning {
+                EarlyWarning::Share(s) => format!("{}%", s * 100.0),
+                other => format!("{other:?}"),
+            },
             "guards.max_unsaved_changes" => p
                 .guards
                 .max_unsaved_changes

@@ -207,7 +207,7 @@ fn a_full_disk_never_stops_a_kill_and_the_chain_verifies_once_space_returns() {
     assert!(wait_for(LONG, || daemon
         .stderr()
         .contains("audit write failed")));
-    let failures: f64 = metrics_text(metrics_port)
+    let failures: f64 = support::http_get(metrics_port, "/metrics")
         .lines()
         .find_map(|l| l.strip_prefix("busyguard_trail_write_failures_total "))
         .unwrap()
@@ -274,16 +274,6 @@ fn a_full_disk_is_told_to_receivers_directly() {
         "{fault}"
     );
     assert_eq!(fault["data"]["seq"], 0, "not a record of the trail");
-}
-
-/// A plain HTTP GET of `/metrics` on a local port.
-fn metrics_text(port: u16) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }
 
 /// `rm audit.jsonl` while busyguard runs: noticed at the next record, reopened, and the chain

@@ -429,6 +429,17 @@ pub fn add_busyguard_user(server: &RedisServer, password: &str, without: &[&str]
     );
 }
 
+/// A plain HTTP/1.0 GET of `path` on a local port: the whole answer, headers included.
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
 /// The `reason` a record's detail gives (why an escalation was withheld, why unreachable).
 pub fn reason(record: &serde_json::Value) -> &str {
     record["detail"]["reason"].as_str().unwrap_or("")

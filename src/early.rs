@@ -1,0 +1,258 @@
+//! Before BUSY: scripts creeping toward the busy threshold, read from the server's SLOWLOG with
+//! each healthy snapshot. Pure, like the engine: given the entries, the threshold and the time,
+//! it says which deserve a `slow_script` warning.
+//!
+//! Every SLOWLOG entry has an id that only grows while the server runs (`SLOWLOG RESET` empties
+//! the log but does not reset the ids; a restart does, and changes the run id), so a cursor of
+//! (run id, last id) sees each entry once; the trail's newest `slow_script` record carries it
+//! across a restart of busyguard. With no cursor at all (a first start) the entries already in
+//! the log are taken as seen: busyguard warns of what happens while it watches.
+//!
+//! A script that keeps crossing the line is told once an hour at most: the first time, then a
+//! summary (`repeats_since_last`) at its next crossing an hour or more later; every warning
+//! says how often the script was slow in the last hour.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::event::detail::SlowScript;
+use crate::policy::EarlyWarning;
+use crate::text::cut;
+
+/// SLOWLOG commands that run scripts.
+pub const SCRIPT_COMMANDS: &[&str] = &[
+    "EVAL",
+    "EVALSHA",
+    "EVAL_RO",
+    "EVALSHA_RO",
+    "FCALL",
+    "FCALL_RO",
+];
+
+/// How often one script may be told.
+const TELL_EVERY_MS: u64 = 3_600_000;
+/// The window of `count_last_hour`.
+const HOUR_MS: u64 = 3_600_000;
+/// How much of a script's first line a warning carries (SLOWLOG arguments are user data).
+const SCRIPT_CHARS: usize = 64;
+
+/// One SLOWLOG entry, as the server logged it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SlowEntry {
+    pub id: u64,
+    pub at_unix_s: u64,
+    pub duration_us: u64,
+    /// The command and its arguments (the server cuts long ones).
+    pub args: Vec<String>,
+    pub client_addr: String,
+    pub client_name: String,
+}
+
+impl SlowEntry {
+    /// The script command (`EVAL`, `FCALL` ...) and what names the script: the function's name,
+    /// the SHA, or the first line of the body; `None` for any other command.
+    pub fn script(&self) -> Option<(String, String)> {
+        let command = self.args.first()?.to_ascii_uppercase();
+        if !SCRIPT_COMMANDS.contains(&command.as_str()) {
+            return None;
+        }
+        let named = self.args.get(1).map_or("", String::as_str);
+        let first_line = named
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("");
+        Some((command, cut(first_line, SCRIPT_CHARS)))
+    }
+}
+
+/// Which scripts deserve a warning, and which entries were already seen.
+#[derive(Debug)]
+pub struct EarlyWarnings {
+    rule: EarlyWarning,
+    /// (run id, last id seen); `None` until the first look at the log.
+    cursor: Option<(Option<String>, Option<u64>)>,
+    /// When each script was slow, within the last hour.
+    recent: HashMap<String, VecDeque<u64>>,
+    /// When each script was last told, and how often it was slow since.
+    told: HashMap<String, (u64, u32)>,
+}
+
+impl EarlyWarnings {
+    /// `cursor`: the (run id, SLOWLOG id) of the newest warning the trail holds.
+    pub fn new(rule: EarlyWarning, cursor: Option<(Option<String>, u64)>) -> EarlyWarnings {
+        EarlyWarnings {
+            rule,
+            cursor: cursor.map(|(run, id)| (run, Some(id))),
+            recent: HashMap::new(),
+            told: HashMap::new(),
+        }
+    }
+
+    pub fn set_rule(&mut self, rule: EarlyWarning) {
+        self.rule = rule;
+    }
+
+    /// The line a script must reach, in ms (`None`: off, or a share of an unknown threshold).
+    pub fn line_ms(&self, threshold_ms: Option<u64>) -> Option<f64> {
+        match self.rule {
+            EarlyWarning::Off => None,
+            EarlyWarning::After(d) => Some(d.as_secs_f64() * 1000.0),
+            EarlyWarning::Share(share) => threshold_ms.filter(|t| *t > 0).map(|t| t as f64 * share),
+        }
+    }
+
+    /// The script entries not seen before (for the metrics), and the warnings they call for.
+    pub fn observe(
+        &mut self,
+        run_id: Option<&str>,
+        threshold_ms: Option<u64>,
+        entries: &[SlowEntry],
+        now_unix_ms: u64,
+    ) -> (Vec<SlowEntry>, Vec<SlowScript>) {
+        let newest = entries.iter().map(|e| e.id).max();
+        let last = match &self.cursor {
+            None => {
+                // A first look: what is already in the log happened before busyguard watched.
+                self.cursor = Some((run_id.map(str::to_string), newest));
+                return (Vec::new(), Vec::new());
+            }
+            Some((run, _)) if run.as_deref() != run_id => None, // the server restarted
+            Some((_, last)) => *last,
+        };
+        let mut fresh: Vec<SlowEntry> = entries
+            .iter()
+            .filter(|e| last.is_none_or(|l| e.id > l) && e.script().is_some())
+            .cloned()
+            .collect();
+        fresh.sort_by_key(|e| e.id);
+        self.cursor = Some((run_id.map(str::to_string), newest.max(last)));
+        let mut warnings = Vec::new();
+        let line = self.line_ms(threshold_ms);
+        for entry in &fresh {
+            let duration_ms = entry.duration_us as f64 / 1000.0;
+            if line.is_none_or(|l| duration_ms < l) {
+                continue;
+            }
+            let Some((command, script)) = entry.script() else {
+                continue;
+            };
+            let at = entry.at_unix_s * 1000;
+            let recent = self.recent.entry(script.clone()).or_default();
+            recent.push_back(at);
+            while recent
+                .front()
+                .is_some_and(|t| now_unix_ms.saturating_sub(*t) > HOUR_MS)
+            {
+                recent.pop_front();
+            }
+            let count_last_hour = recent.len() as u32;
+            let told = self.told.entry(script.clone()).or_insert((0, 0));
+            let due = told.0 == 0 || now_unix_ms.saturating_sub(told.0) >= TELL_EVERY_MS;
+            if !due {
+                told.1 += 1;
+                continue;
+            }
+            let repeats_since_last = std::mem::take(&mut told.1);
+            told.0 = now_unix_ms.max(1);
+            warnings.push(SlowScript {
+                script,
+                command,
+                duration_ms: entry.duration_us / 1000,
+                threshold_ms,
+                share_of_threshold: threshold_ms
+                    .filter(|t| *t > 0)
+                    .map(|t| (duration_ms / t as f64 * 100.0).round() / 100.0),
+                client_addr: entry.client_addr.clone(),
+                client_name: entry.client_name.clone(),
+                count_last_hour,
+                repeats_since_last,
+                slowlog_id: entry.id,
+                run_id: run_id.map(str::to_string),
+                logged_at_unix: entry.at_unix_s,
+            });
+        }
+        (fresh, warnings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: u64, ms: u64, body: &str) -> SlowEntry {
+        SlowEntry {
+            id,
+            at_unix_s: 1_800_000_000,
+            duration_us: ms * 1000,
+            args: vec!["EVAL".into(), body.into(), "0".into()],
+            client_addr: "127.0.0.1:5000".into(),
+            client_name: "app".into(),
+        }
+    }
+
+    fn warnings(e: &mut EarlyWarnings, run: &str, entries: &[SlowEntry], now: u64) -> Vec<u64> {
+        e.observe(Some(run), Some(200), entries, now)
+            .1
+            .iter()
+            .map(|w| w.slowlog_id)
+            .collect()
+    }
+
+    #[test]
+    fn each_entry_is_told_once_at_the_line_and_a_restart_starts_anew() {
+        let mut e = EarlyWarnings::new(EarlyWarning::Share(0.5), None);
+        let t = 1_800_000_000_000;
+        // What was in the log before busyguard looked is not told.
+        assert!(warnings(&mut e, "a", &[entry(1, 150, "old")], t).is_empty());
+        let log = [
+            entry(1, 150, "old"),
+            entry(2, 60, "s30"),
+            entry(3, 120, "s60"),
+            entry(4, 180, "s90"),
+        ];
+        assert_eq!(warnings(&mut e, "a", &log, t), [3, 4]);
+        assert!(warnings(&mut e, "a", &log, t).is_empty(), "never twice");
+        // SLOWLOG RESET empties the log; the ids go on.
+        assert!(warnings(&mut e, "a", &[], t).is_empty());
+        assert_eq!(warnings(&mut e, "a", &[entry(5, 190, "s95")], t), [5]);
+        // A restarted server counts ids from 0 again, under a new run id.
+        assert_eq!(warnings(&mut e, "b", &[entry(0, 150, "new")], t), [0]);
+    }
+
+    #[test]
+    fn a_script_crossing_again_and_again_is_summarised_hourly() {
+        let mut e = EarlyWarnings::new(EarlyWarning::Share(0.5), Some((Some("a".into()), 0)));
+        let t = 1_800_000_000_000;
+        assert_eq!(warnings(&mut e, "a", &[entry(1, 150, "same")], t), [1]);
+        assert!(warnings(&mut e, "a", &[entry(2, 150, "same")], t + 1_000).is_empty());
+        assert!(warnings(&mut e, "a", &[entry(3, 150, "same")], t + 2_000).is_empty());
+        let later = e
+            .observe(
+                Some("a"),
+                Some(200),
+                &[entry(4, 150, "same")],
+                t + HOUR_MS + 1,
+            )
+            .1;
+        assert_eq!(later.len(), 1);
+        assert_eq!(later[0].repeats_since_last, 2);
+    }
+
+    #[test]
+    fn functions_are_named_and_bodies_cut() {
+        let f = SlowEntry {
+            args: vec!["FCALL".into(), "spin".into(), "0".into()],
+            ..entry(1, 1, "")
+        };
+        assert_eq!(f.script(), Some(("FCALL".into(), "spin".into())));
+        let long = format!("\n  {}\nsecond line", "x".repeat(200));
+        let (_, first) = entry(1, 1, &long).script().unwrap();
+        assert_eq!(first.chars().count(), SCRIPT_CHARS + 3);
+        assert_eq!(entry(1, 1, "").args[0], "EVAL");
+        let get = SlowEntry {
+            args: vec!["GET".into(), "k".into()],
+            ..entry(1, 1, "")
+        };
+        assert_eq!(get.script(), None);
+    }
+}

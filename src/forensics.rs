@@ -9,6 +9,7 @@
 use fred::types::Value as Reply;
 use serde_json::{Value, json};
 
+use crate::early::SCRIPT_COMMANDS;
 use crate::probe::{Connection, Outcome};
 use crate::snapshot::Snapshot;
 
@@ -16,16 +17,6 @@ use crate::snapshot::Snapshot;
 pub const MAX_ARG_CHARS: usize = 64;
 /// SLOWLOG arguments kept (the command name included).
 pub const MAX_ARGS: usize = 8;
-
-/// Commands that run scripts, as SLOWLOG names them.
-const SCRIPT_COMMANDS: &[&str] = &[
-    "EVAL",
-    "EVALSHA",
-    "EVAL_RO",
-    "EVALSHA_RO",
-    "FCALL",
-    "FCALL_RO",
-];
 
 /// A fred reply as JSON (maps keep their keys, byte strings are read as UTF-8 lossily).
 pub fn to_json(reply: &Reply) -> Value {

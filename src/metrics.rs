@@ -197,18 +197,12 @@ impl Metrics {
                 );
             }
         }
-        head(
+        per_instance(
             &mut out,
-            "busyguard_last_reply_timestamp_seconds",
-            "gauge",
+            ("busyguard_last_reply_timestamp_seconds", "gauge"),
             "When the instance last answered a probe (any reply, BUSY included)",
+            r.last_reply.iter().map(|(i, t)| (i, format!("{t:.3}"))),
         );
-        for (i, t) in &r.last_reply {
-            let _ = writeln!(
-                out,
-                "busyguard_last_reply_timestamp_seconds{{instance=\"{i}\"}} {t:.3}"
-            );
-        }
         head(
             &mut out,
             "busyguard_probe_duration_seconds",
@@ -341,17 +335,24 @@ fn render_scripts(r: &Registry, out: &mut String) {
             );
         }
     }
-    head(
+    per_instance(
         out,
-        "busyguard_scripts_near_threshold_total",
-        "counter",
+        ("busyguard_scripts_near_threshold_total", "counter"),
         "Scripts that ran 80% or more of the busy threshold without going BUSY",
+        r.near_threshold.iter().map(|(i, n)| (i, n.to_string())),
     );
-    for (i, n) in &r.near_threshold {
-        let _ = writeln!(
-            out,
-            "busyguard_scripts_near_threshold_total{{instance=\"{i}\"}} {n}"
-        );
+}
+
+/// A series with one value per instance.
+fn per_instance<'a>(
+    out: &mut String,
+    (name, kind): (&str, &str),
+    help: &str,
+    values: impl Iterator<Item = (&'a String, String)>,
+) {
+    head(out, name, kind, help);
+    for (i, v) in values {
+        let _ = writeln!(out, "{name}{{instance=\"{i}\"}} {v}");
     }
 }
 

@@ -26,10 +26,19 @@ pub fn subsec_nanos() -> u32 {
 
 /// RFC 3339 UTC with milliseconds: `2026-11-26T22:58:03.123Z`.
 pub fn now_rfc3339() -> String {
+    format_rfc3339(time::OffsetDateTime::now_utc())
+}
+
+/// A Unix time in ms as RFC 3339 UTC with milliseconds.
+pub fn rfc3339(unix_ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(unix_ms as i128 * 1_000_000)
+        .map(format_rfc3339)
+        .unwrap_or_default()
+}
+
+fn format_rfc3339(t: time::OffsetDateTime) -> String {
     let format = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
-    time::OffsetDateTime::now_utc()
-        .format(&format)
-        .unwrap_or_default()
+    t.format(&format).unwrap_or_default()
 }

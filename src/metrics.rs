@@ -99,7 +99,12 @@ impl Metrics {
             EventKind::Unkillable => Some(("kill", "unkillable")),
             EventKind::ShutdownSent => Some(("shutdown", decided)),
             EventKind::ShutdownConfirmed => Some(("shutdown", "confirmed")),
-            EventKind::EscalationWithheld => Some(("shutdown", "withheld")),
+            EventKind::EscalationWithheld => match &event.detail {
+                Detail::EscalationWithheld(w) if w.withheld_action.as_deref() == Some("kill") => {
+                    Some(("kill", "withheld"))
+                }
+                _ => Some(("shutdown", "withheld")),
+            },
             EventKind::SignalSent => Some(("signal", decided)),
             EventKind::ActionFailed => match &event.detail {
                 Detail::ActionFailed(failed) => Some((failed.action(), "failed")),

@@ -114,7 +114,9 @@ fn summary(detail: &Detail) -> String {
         D::ActionFailed(ActionFailed::Shutdown { reply, .. }) => cut(reply, REPLY_CHARS),
         D::ActionFailed(ActionFailed::Signal { error, .. }) => error.clone(),
         D::IncidentSuperseded(d) => d.reason.clone(),
-        D::TrailFault(_) | D::SlowScript(_) => detail.explanation().unwrap_or_default(),
+        D::TrailFault(_) | D::SlowScript(_) | D::OperatorCommand(_) | D::ApprovalRequested(_) => {
+            detail.explanation().unwrap_or_default()
+        }
         D::ProbeFault(_)
         | D::NotifyFailed(_)
         | D::WatchdogStarted(_)

@@ -43,18 +43,28 @@ impl Withheld {
     }
 }
 
-/// Why a shutdown must not be sent at `now`, if it must not. `shutdowns` are the instants at
+/// Why a shutdown must not be sent at `now`, if it must not. `then` is what the escalation
+/// is (the policy's `then`, or an approval's or `ask.default`'s); `shutdowns` are the instants at
 /// which shutdowns were decided (this run's and the trail's).
 pub fn withheld(
     rules: &Rules,
+    then: Then,
     shutdowns: &[Millis],
     known: Known,
     now: Millis,
 ) -> Option<Withheld> {
-    if rules.then == Then::Notify {
-        return Some(Withheld::because(
-            "policy: `on_unkillable.then` is `notify`".into(),
-        ));
+    match (then, rules.then) {
+        (Then::Shutdown, _) => {}
+        (_, Then::Ask) => {
+            return Some(Withheld::because(
+                "no approval within `ask.timeout`, and `ask.default` is `notify`".into(),
+            ));
+        }
+        _ => {
+            return Some(Withheld::because(
+                "policy: `on_unkillable.then` is `notify`".into(),
+            ));
+        }
     }
     let recent = shutdowns
         .iter()

@@ -39,6 +39,10 @@ pub(super) enum Escalation {
     ShutdownSent,
     ShutdownConfirmed,
     ShutdownFailed,
+    /// `then: ask`: awaiting an operator's approval since this instant.
+    Asked {
+        since: Millis,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +69,10 @@ pub(super) struct Incident {
     pub(super) signal_sent: bool,
     /// The server's run id before the incident, to tell a restart in `recovered`.
     pub(super) run_id_before: Option<String>,
+    /// An operator approved the escalation (`busyguard approve`): it goes at the next BUSY.
+    pub(super) approved: bool,
+    /// The pause or hold last reported as withholding an action here (reported once each).
+    pub(super) steer_reported: Option<String>,
 }
 
 /// The healthy snapshot held, when it was taken, and whether this run took it.

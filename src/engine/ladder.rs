@@ -3,7 +3,7 @@
 //! healthy reply ends the incident.
 
 use crate::event::Detail;
-use crate::event::detail::{self as d, RecoveredHow};
+use crate::event::detail::{self as d, RecoveredHow, Then};
 use crate::snapshot::Snapshot;
 
 use super::guards::{self, Known, Withheld};
@@ -89,6 +89,10 @@ impl Engine {
                 inc.kill = Kill::NoneExists;
                 return;
             };
+            if let Some(why) = self.steered(now, false) {
+                self.withhold_for_operator(inc, now, why, "kill", reply, step);
+                return;
+            }
             let dry_run = rules.dry_run;
             inc.kill = if dry_run {
                 Kill::Answered { replicated: false }
@@ -106,20 +110,82 @@ impl Engine {
             }
             return;
         }
-        if matches!(inc.kill, Kill::NoneExists | Kill::Answered { .. })
-            && inc.escalation == Escalation::NotYet
-            && now >= first + rules.wait
-        {
-            self.escalate(inc, now, reply, step);
+        let killed_or_none = matches!(inc.kill, Kill::NoneExists | Kill::Answered { .. });
+        let budget_spent = now >= first + rules.wait || inc.approved;
+        let then = match inc.escalation {
+            Escalation::NotYet if killed_or_none && budget_spent => match rules.then {
+                Then::Ask if inc.approved => Then::Shutdown,
+                then => then,
+            },
+            Escalation::Asked { .. } if inc.approved => Then::Shutdown,
+            Escalation::Asked { since } if now >= since + rules.ask_timeout => rules.ask_default,
+            _ => return,
+        };
+        if let Some(why) = self.steered(now, true) {
+            self.withhold_for_operator(inc, now, why, "shutdown", reply, step);
+            return;
         }
+        if then == Then::Ask {
+            self.ask(inc, now, step);
+            return;
+        }
+        self.escalate(inc, now, reply, then, step);
     }
 
-    /// The budget is spent and the last reply was BUSY: shut down, or say why not.
+    /// A pause or a hold keeps an action from going: recorded once per reason; the action is
+    /// decided again at the first BUSY reply after it ends.
+    fn withhold_for_operator(
+        &self,
+        inc: &mut Incident,
+        now: Millis,
+        why: String,
+        action: &str,
+        reply: String,
+        step: &mut Step,
+    ) {
+        if inc.steer_reported.as_deref() == Some(why.as_str()) {
+            return;
+        }
+        inc.steer_reported = Some(why.clone());
+        let detail = d::EscalationWithheld {
+            inputs: self.inputs(Some(inc), now),
+            reason: why,
+            missing: None,
+            withheld_action: (action != "shutdown").then(|| action.to_string()),
+            reply_seen: Some(reply),
+            silent_ms: None,
+            signal: None,
+        };
+        step.events
+            .push(self.event(Some(inc), self.rules.dry_run, detail));
+    }
+
+    /// `then: ask`: the budget is spent; an operator approves (or holds) within `ask.timeout`.
+    fn ask(&self, inc: &mut Incident, now: Millis, step: &mut Step) {
+        inc.escalation = Escalation::Asked { since: now };
+        let rules = &self.rules;
+        let instance = &rules.instance;
+        let wall_deadline = crate::clock::unix_ms().saturating_add(rules.ask_timeout);
+        let detail = d::ApprovalRequested {
+            inputs: self.inputs(Some(inc), now),
+            timeout_ms: rules.ask_timeout,
+            default: rules.ask_default,
+            deadline: crate::clock::rfc3339(wall_deadline),
+            approve: format!("busyguard approve {instance} --reason TEXT"),
+            hold: format!("busyguard hold {instance} --reason TEXT"),
+        };
+        step.events
+            .push(self.event(Some(inc), rules.dry_run, detail));
+    }
+
+    /// The budget is spent (or the escalation approved) and the last reply was BUSY: shut down,
+    /// or say why not. `then` is the policy's (an approval's, `ask.default`'s).
     pub(super) fn escalate(
         &mut self,
         inc: &mut Incident,
         now: Millis,
         reply: String,
+        then: Then,
         step: &mut Step,
     ) {
         let rules = &self.rules;
@@ -138,7 +204,7 @@ impl Engine {
                 snapshot: self.snapshot(),
                 fresh: self.snapshot.as_ref().is_some_and(|h| h.fresh),
             };
-            guards::withheld(rules, &self.shutdowns, known, now)
+            guards::withheld(rules, then, &self.shutdowns, known, now)
         };
         let inputs = self.inputs(Some(inc), now);
         if let Some(w) = withheld {
@@ -147,6 +213,7 @@ impl Engine {
                 inputs,
                 reason: w.reason,
                 missing: w.missing,
+                withheld_action: None,
                 reply_seen: Some(reply),
                 silent_ms: None,
                 signal: None,
@@ -282,6 +349,8 @@ impl Engine {
         let Some(inc) = self.incident.take() else {
             return;
         };
+        // A hold is on an incident: it ends with it.
+        self.hold = None;
         let run_id_now = self.snapshot().and_then(|s| s.run_id.clone());
         let restarted = match (&inc.run_id_before, &run_id_now) {
             (Some(a), Some(b)) => Some(a != b),

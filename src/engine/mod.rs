@@ -23,9 +23,11 @@ mod incident;
 mod ladder;
 pub mod resume;
 mod silence;
+pub mod steer;
 mod vocab;
 
 pub use resume::{OpenIncident, ResumedShutdown};
+pub use steer::{Live, Steer};
 pub use vocab::*;
 
 use crate::audit::History;
@@ -56,6 +58,10 @@ pub struct Engine {
     threshold_zero_reported: bool,
     /// Incidents opened so far, to keep ids unique even within one millisecond.
     opened: u64,
+    /// An operator's pause, in force until it expires or is resumed.
+    pause: Option<steer::Pause>,
+    /// An operator's hold on the incident in flight.
+    hold: Option<steer::Hold>,
 }
 
 impl Engine {
@@ -71,6 +77,8 @@ impl Engine {
             loading: false,
             threshold_zero_reported: false,
             opened: 0,
+            pause: None,
+            hold: None,
         }
     }
 
@@ -114,6 +122,8 @@ impl Engine {
             unreachable_reported: open.unreachable_reported,
             signal_sent: false,
             run_id_before: open.snapshot.as_ref().and_then(|(s, _)| s.run_id.clone()),
+            approved: false,
+            steer_reported: None,
         });
         Some(open.id.clone())
     }
@@ -165,11 +175,19 @@ impl Engine {
     pub fn next_deadline(&self) -> Option<Millis> {
         let i = self.incident.as_ref()?;
         let first = i.first_busy?;
+        let paused = self.pause.is_some();
+        let waiting = paused || self.hold.is_some();
         match (&i.kill, &i.escalation) {
+            (Kill::NotYet, _) if paused => None,
             (Kill::NotYet, _) => Some(first + self.rules.kill_after),
+            (Kill::NoneExists | Kill::Answered { .. }, Escalation::NotYet) if waiting => None,
+            (Kill::NoneExists | Kill::Answered { .. }, Escalation::NotYet) if i.approved => Some(0),
             (Kill::NoneExists | Kill::Answered { .. }, Escalation::NotYet) => {
                 Some(first + self.rules.wait)
             }
+            (_, Escalation::Asked { .. }) if waiting => None,
+            (_, Escalation::Asked { .. }) if i.approved => Some(0),
+            (_, Escalation::Asked { since }) => Some(since + self.rules.ask_timeout),
             _ => None,
         }
     }
@@ -188,6 +206,7 @@ impl Engine {
     /// Feed one observation made at `at`; returns what to record and do.
     pub fn observe(&mut self, at: At, obs: Observation) -> Step {
         let mut step = Step::default();
+        self.expire_pause(at, &mut step);
         let superseded = self.settle_resumed(&obs);
         let now = at.mono;
         match obs {
@@ -317,6 +336,8 @@ impl Engine {
             unreachable_reported: false,
             signal_sent: false,
             run_id_before: self.snapshot().and_then(|s| s.run_id.clone()),
+            approved: false,
+            steer_reported: None,
         }
     }
 

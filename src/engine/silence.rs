@@ -50,6 +50,7 @@ impl Engine {
                     inputs,
                     reason: "no pid with a known start time in the healthy snapshot".into(),
                     missing: Some("process_id".into()),
+                    withheld_action: None,
                     reply_seen: None,
                     silent_ms: Some(for_ms),
                     signal: Some("SIGKILL".into()),

@@ -20,6 +20,8 @@ fn rules() -> Rules {
         kill_after: 0,
         wait: 2_000,
         then: Then::Shutdown,
+        ask_timeout: 60_000,
+        ask_default: Then::Notify,
         force: false,
         shutdown_replicated: false,
         hang_after: 30_000,
@@ -880,3 +882,144 @@ fn a_new_runaway_right_after_a_kill_is_a_new_incident() {
 }
 
 const WRITING_BUSY: &str = SCRIPT_BUSY;
+
+fn steer(e: &mut Engine, t: Millis, s: Steer) {
+    e.steer(at(t), s).unwrap();
+}
+
+#[test]
+fn a_pause_withholds_every_action_once_and_a_resume_lets_the_kill_go() {
+    let mut e = engine_with(rules());
+    let until = at(60_000).unix_ms;
+    steer(
+        &mut e,
+        500,
+        Steer::Pause {
+            until_unix_ms: until,
+            by: "alice".into(),
+            reason: "migration".into(),
+        },
+    );
+    let s = e.observe(at(1_000), busy(SCRIPT_BUSY));
+    assert_eq!(names(&s), ["busy_detected", "escalation_withheld"]);
+    let w = s.events[1].detail.to_value();
+    assert_eq!(w["withheld_action"], "kill");
+    assert!(
+        w["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("paused by alice until"),
+        "{w}"
+    );
+    assert!(s.action.is_none());
+    assert_eq!(e.next_deadline(), None, "no PING storm while paused");
+    assert!(
+        e.observe(at(1_100), busy(SCRIPT_BUSY)).events.is_empty(),
+        "said once"
+    );
+    steer(&mut e, 1_200, Steer::Resume);
+    let s = e.observe(at(1_300), busy(SCRIPT_BUSY));
+    assert_eq!(names(&s), ["kill_sent"]);
+}
+
+#[test]
+fn a_pause_expires_by_itself_and_says_so() {
+    let mut e = engine_with(rules());
+    steer(
+        &mut e,
+        0,
+        Steer::Pause {
+            until_unix_ms: at(1_000).unix_ms,
+            by: "bob".into(),
+            reason: "r".into(),
+        },
+    );
+    let s = e.observe(at(1_000), pong());
+    assert_eq!(names(&s), ["operator_command"]);
+    assert_eq!(s.events[0].detail.to_value()["command"], "pause_expired");
+    assert_eq!(
+        names(&e.observe(at(1_100), busy(SCRIPT_BUSY))),
+        ["busy_detected", "kill_sent"]
+    );
+}
+
+#[test]
+fn a_hold_keeps_the_escalation_until_release_and_approve_goes_early() {
+    let mut e = engine_with(rules());
+    e.observe(at(1_000), busy(SCRIPT_BUSY));
+    e.observe(
+        at(1_001),
+        Observation::KillReply(KillReply::Unkillable("UNKILLABLE".into())),
+    );
+    steer(
+        &mut e,
+        1_100,
+        Steer::Hold {
+            by: "carol".into(),
+            reason: "looking".into(),
+        },
+    );
+    let s = e.observe(at(3_000), busy(SCRIPT_BUSY));
+    assert_eq!(names(&s), ["escalation_withheld"]);
+    assert!(s.action.is_none());
+    steer(&mut e, 3_100, Steer::Release);
+    assert_eq!(e.next_deadline(), Some(3_000), "due at once");
+    assert!(matches!(
+        e.observe(at(3_200), busy(SCRIPT_BUSY)).action,
+        Some(Action::Shutdown(_))
+    ));
+    // Approve: ahead of the budget, with the guards.
+    let mut e = engine_with(rules());
+    e.observe(at(1_000), busy(SCRIPT_BUSY));
+    e.observe(
+        at(1_001),
+        Observation::KillReply(KillReply::Unkillable("UNKILLABLE".into())),
+    );
+    steer(&mut e, 1_100, Steer::Approve);
+    assert!(matches!(
+        e.observe(at(1_150), busy(SCRIPT_BUSY)).action,
+        Some(Action::Shutdown(_))
+    ));
+    assert!(
+        Engine::new(rules()).steer(at(0), Steer::Approve).is_err(),
+        "nothing to approve"
+    );
+}
+
+#[test]
+fn then_ask_requests_an_approval_and_applies_the_default_at_its_timeout() {
+    let ask = Rules {
+        then: Then::Ask,
+        ask_timeout: 5_000,
+        ask_default: Then::Shutdown,
+        ..rules()
+    };
+    let mut e = engine_with(ask.clone());
+    e.observe(at(1_000), busy(SCRIPT_BUSY));
+    e.observe(
+        at(1_001),
+        Observation::KillReply(KillReply::Unkillable("UNKILLABLE".into())),
+    );
+    let s = e.observe(at(3_000), busy(SCRIPT_BUSY));
+    assert_eq!(names(&s), ["approval_requested"]);
+    assert!(s.action.is_none());
+    assert_eq!(e.next_deadline(), Some(8_000));
+    assert!(e.observe(at(7_999), busy(SCRIPT_BUSY)).action.is_none());
+    assert!(matches!(
+        e.observe(at(8_000), busy(SCRIPT_BUSY)).action,
+        Some(Action::Shutdown(_))
+    ));
+    // With an answer: at once.
+    let mut e = engine_with(ask);
+    e.observe(at(1_000), busy(SCRIPT_BUSY));
+    e.observe(
+        at(1_001),
+        Observation::KillReply(KillReply::Unkillable("UNKILLABLE".into())),
+    );
+    e.observe(at(3_000), busy(SCRIPT_BUSY));
+    steer(&mut e, 3_100, Steer::Approve);
+    assert!(matches!(
+        e.observe(at(3_150), busy(SCRIPT_BUSY)).action,
+        Some(Action::Shutdown(_))
+    ));
+}

@@ -179,6 +179,9 @@ pub struct Rules {
     pub kill_after: Millis,
     pub wait: Millis,
     pub then: Then,
+    /// `then: ask`: how long an approval is awaited, and what applies without one.
+    pub ask_timeout: Millis,
+    pub ask_default: Then,
     pub force: bool,
     /// A replica replaying its master's script may be shut down at the end of `wait`.
     pub shutdown_replicated: bool,
@@ -201,6 +204,8 @@ impl Rules {
             kill_after: ms(p.on_busy.kill_after),
             wait: ms(p.on_busy.on_unkillable.wait),
             then: p.on_busy.on_unkillable.then,
+            ask_timeout: ms(p.on_busy.on_unkillable.ask_timeout),
+            ask_default: p.on_busy.on_unkillable.ask_default,
             force: p.on_busy.on_unkillable.force,
             shutdown_replicated: p.on_busy.on_unkillable.shutdown_replicated,
             hang_after: ms(p.on_hang.after),

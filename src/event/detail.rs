@@ -76,6 +76,8 @@ pub enum Then {
     Shutdown,
     #[default]
     Notify,
+    /// Ask an operator; `ask.default` applies at the end of `ask.timeout`.
+    Ask,
 }
 
 impl Then {
@@ -84,6 +86,7 @@ impl Then {
         match self {
             Then::Shutdown => "shutdown",
             Then::Notify => "notify",
+            Then::Ask => "ask",
         }
     }
 }
@@ -180,6 +183,9 @@ pub struct EscalationWithheld {
     #[serde(flatten)]
     pub inputs: DecisionInputs,
     pub reason: String,
+    /// The action withheld when it is not the shutdown (`kill`, while paused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withheld_action: Option<String>,
     /// The decision input that was unknown, when that is why it was withheld.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing: Option<String>,
@@ -414,6 +420,35 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+/// A command an operator sent through the control socket (or a pause ending by itself).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OperatorCommand {
+    /// `pause`, `resume`, `hold`, `release`, `approve`, or `pause_expired`.
+    pub command: String,
+    /// The caller, from the socket's peer credentials (`busyguard` for an expiry).
+    pub by_user: String,
+    pub by_uid: Option<u32>,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_unix_ms: Option<u64>,
+}
+
+/// `then: ask` at the end of the budget.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalRequested {
+    #[serde(flatten)]
+    pub inputs: DecisionInputs,
+    pub timeout_ms: u64,
+    /// What happens if no one answers: `shutdown` or `notify`.
+    pub default: Then,
+    /// RFC 3339 time of the default.
+    pub deadline: String,
+    pub approve: String,
+    pub hold: String,
+}
+
 impl crate::event::Detail {
     /// The decision inputs, for kinds that carry them.
     pub fn inputs(&self) -> Option<&DecisionInputs> {
@@ -423,6 +458,7 @@ impl crate::event::Detail {
             D::KillSent(d) => Some(&d.inputs),
             D::ShutdownSent(d) => Some(&d.inputs),
             D::EscalationWithheld(d) => Some(&d.inputs),
+            D::ApprovalRequested(d) => Some(&d.inputs),
             D::HangDetected(d) => Some(&d.inputs),
             D::SignalSent(d) => Some(&d.inputs),
             D::Unreachable(d) => Some(&d.inputs),
@@ -481,6 +517,23 @@ impl crate::event::Detail {
             D::TrailFault(TrailFault::Failing { error, .. }) => {
                 format!("the audit trail cannot be written: {error}")
             }
+            D::OperatorCommand(d) => format!(
+                "{} by {}{}: {}",
+                d.command,
+                d.by_user,
+                d.until
+                    .as_deref()
+                    .map(|u| format!(" until {u}"))
+                    .unwrap_or_default(),
+                d.reason
+            ),
+            D::ApprovalRequested(d) => format!(
+                "approve with `{}` or hold with `{}`; at {} without an answer: {}",
+                d.approve,
+                d.hold,
+                d.deadline,
+                d.default.name()
+            ),
             D::SlowScript(d) => format!(
                 "{} `{}` ran {} ms ({} of the threshold), {} time(s) in the last hour",
                 d.command,

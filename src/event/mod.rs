@@ -145,6 +145,12 @@ event_kinds! {
     /// Before BUSY: a script in the SLOWLOG ran at least `early_warning.at` (info; a warning from
     /// 80% of the busy threshold).
     SlowScript = "slow_script", Info, true;
+    /// An operator steered the daemon (pause, resume, hold, release, approve), or a pause
+    /// expired: who, why, until when.
+    OperatorCommand = "operator_command", Warning, true;
+    /// `then: ask`: the budget is spent and a shutdown waits for an operator's approval (or its
+    /// default at the end of `ask.timeout`).
+    ApprovalRequested = "approval_requested", Critical, true;
 }
 
 impl EventKind {

@@ -138,6 +138,8 @@ pub fn title(record: &Record) -> String {
         D::IncidentSuperseded(_) => "closed: busyguard restarted and could not resume it".into(),
         D::TrailFault(_) => "the audit trail cannot be written (or was replaced)".into(),
         D::SlowScript(_) => "a slow script, before BUSY".into(),
+        D::OperatorCommand(d) => format!("{} by {}", d.command, d.by_user),
+        D::ApprovalRequested(_) => "the budget is spent: a shutdown waits for approval".into(),
         D::WatchdogStarted(_)
         | D::WatchdogStopped(_)
         | D::PolicyLoaded(_)
@@ -176,6 +178,13 @@ fn next_step(record: &Record) -> String {
         D::ShutdownSent(_) => "confirm the server refuses connections".into(),
         D::ShutdownConfirmed(_) => "wait for the server to come back".into(),
         D::EscalationWithheld(_) => "nothing more: a human decides".into(),
+        D::ApprovalRequested(d) => format!(
+            "`{}` to shut down now, `{}` to keep it up; at {} without an answer: {}",
+            d.approve,
+            d.hold,
+            d.deadline,
+            d.default.name()
+        ),
         D::HangDetected(_) | D::Unreachable(_) => "keep probing".into(),
         _ => "none".into(),
     }
@@ -240,7 +249,8 @@ fn pagerduty_action(event: EventKind, severity: &PagerDutySeverities) -> Option<
         | K::EscalationWithheld
         | K::ActionFailed
         | K::SignalSent
-        | K::TrailFault => PagerDutyAction::Trigger(severity.escalated),
+        | K::TrailFault
+        | K::ApprovalRequested => PagerDutyAction::Trigger(severity.escalated),
         K::WatchdogStarted
         | K::WatchdogStopped
         | K::PolicyLoaded
@@ -249,7 +259,8 @@ fn pagerduty_action(event: EventKind, severity: &PagerDutySeverities) -> Option<
         | K::Killed
         | K::NotifyFailed
         | K::ProbeFault
-        | K::SlowScript => return None,
+        | K::SlowScript
+        | K::OperatorCommand => return None,
     })
 }
 

@@ -154,7 +154,22 @@ pub const KEYS: &[KeyDoc] = &[
         path: "on_busy.on_unkillable.then",
         default: Default::Word("notify"),
         bounds: Bounds::None,
-        doc: "At the end of the budget: `shutdown` (SHUTDOWN NOSAVE, version-aware) or `notify` (never shut down).",
+        doc: "At the end of the budget: `shutdown` (SHUTDOWN NOSAVE, version-aware), `notify` (never shut down), or `ask` (an operator approves within `ask.timeout`, else `ask.default`).",
+    },
+    KeyDoc {
+        path: "on_busy.on_unkillable.ask.timeout",
+        default: Default::Duration(Duration::from_secs(300)),
+        bounds: Bounds::Duration {
+            min: Duration::from_secs(1),
+            max: Duration::from_secs(24 * 3600),
+        },
+        doc: "With `then: ask`: how long an operator's `busyguard approve` (or `hold`) is awaited once the budget is spent.",
+    },
+    KeyDoc {
+        path: "on_busy.on_unkillable.ask.default",
+        default: Default::Word("notify"),
+        bounds: Bounds::None,
+        doc: "With `then: ask`: what happens when no one answers within `ask.timeout`: `shutdown` or `notify`.",
     },
     KeyDoc {
         path: "on_busy.on_unkillable.force",

@@ -118,6 +118,9 @@ pub struct OnUnkillable {
     pub wait: Duration,
     pub then: Then,
     pub force: bool,
+    /// `then: ask`: how long the approval is awaited, and what happens without one.
+    pub ask_timeout: Duration,
+    pub ask_default: Then,
     /// A replica replaying its master's script (UNKILLABLE "... in the context of
     /// replication") may be shut down at the end of `wait`. Off by default: the script has
     /// already ended on the master, and the replica catches up by itself.

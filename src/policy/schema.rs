@@ -190,7 +190,14 @@ fn on_busy(r: &mut Reader, top: &Section) -> OnBusy {
             ),
         );
     }
-    let then = match r.opt_choice(&u, "then", &["shutdown", "notify"]) {
+    let then = match r.opt_choice(&u, "then", &["shutdown", "notify", "ask"]) {
+        "shutdown" => Then::Shutdown,
+        "ask" => Then::Ask,
+        _ => Then::Notify,
+    };
+    let ask = r.optional_section(&u, "ask");
+    let ask_timeout = r.opt_duration(&ask, "timeout");
+    let ask_default = match r.opt_choice(&ask, "default", &["shutdown", "notify"]) {
         "shutdown" => Then::Shutdown,
         _ => Then::Notify,
     };
@@ -200,6 +207,8 @@ fn on_busy(r: &mut Reader, top: &Section) -> OnBusy {
             wait,
             then,
             force: r.opt_bool(&u, "force"),
+            ask_timeout,
+            ask_default,
             shutdown_replicated: r.opt_bool(&u, "shutdown_replicated"),
         },
     }

@@ -1,0 +1,169 @@
+//! Operators steering the engine: a pause (probing, detection and records go on; every action is
+//! decided and recorded as withheld, until it expires or is resumed), a hold (during an incident:
+//! no escalation until released; the kill still goes), an approval (the escalation goes at the
+//! next BUSY reply, ahead of the budget, with the usual guards), and what the engine is doing
+//! now, for `busyguard ps`.
+
+use serde::Serialize;
+
+use crate::event::detail as d;
+
+use super::incident::{Escalation, Kill};
+use super::{At, Engine, Millis, Step};
+
+/// A command from the control socket, with who sent it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Steer {
+    Pause {
+        until_unix_ms: u64,
+        by: String,
+        reason: String,
+    },
+    Resume,
+    Hold {
+        by: String,
+        reason: String,
+    },
+    Release,
+    Approve,
+}
+
+/// A pause in force.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Pause {
+    pub by: String,
+    pub reason: String,
+    pub until_unix_ms: u64,
+    #[serde(skip)]
+    pub(super) until_mono: Millis,
+}
+
+/// A hold on the incident in flight.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Hold {
+    pub by: String,
+    pub reason: String,
+}
+
+/// What the engine is doing now, for `busyguard ps`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Live {
+    pub state: &'static str,
+    pub incident: Option<String>,
+    pub since_first_busy_ms: Option<u64>,
+    /// The next step and when it is due (wall clock, Unix ms).
+    pub next: Option<String>,
+    pub deadline_unix_ms: Option<u64>,
+    pub pause: Option<Pause>,
+    pub hold: Option<Hold>,
+}
+
+impl Engine {
+    /// Apply an operator's command; `Err` says why it does not apply now.
+    pub fn steer(&mut self, at: At, command: Steer) -> Result<(), String> {
+        match command {
+            Steer::Pause {
+                until_unix_ms,
+                by,
+                reason,
+            } => {
+                let until_mono = at.mono + until_unix_ms.saturating_sub(at.unix_ms);
+                self.pause = Some(Pause {
+                    by,
+                    reason,
+                    until_unix_ms,
+                    until_mono,
+                });
+            }
+            Steer::Resume => {
+                self.pause.take().ok_or("not paused")?;
+            }
+            Steer::Hold { by, reason } => {
+                let inc = self
+                    .incident
+                    .as_ref()
+                    .ok_or("no incident in flight to hold")?;
+                if !matches!(
+                    inc.escalation,
+                    Escalation::NotYet | Escalation::Asked { .. }
+                ) {
+                    return Err("the escalation of this incident is already decided".into());
+                }
+                self.hold = Some(Hold { by, reason });
+            }
+            Steer::Release => {
+                self.hold.take().ok_or("not held")?;
+            }
+            Steer::Approve => {
+                let inc = self
+                    .incident
+                    .as_mut()
+                    .ok_or("no incident in flight to approve")?;
+                if !matches!(
+                    inc.escalation,
+                    Escalation::NotYet | Escalation::Asked { .. }
+                ) {
+                    return Err("the escalation of this incident is already decided".into());
+                }
+                inc.approved = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// End a pause whose time is up; its record says so.
+    pub(super) fn expire_pause(&mut self, at: At, step: &mut Step) {
+        if self.pause.as_ref().is_some_and(|p| at.mono >= p.until_mono) {
+            let Some(p) = self.pause.take() else { return };
+            let detail = d::OperatorCommand {
+                command: "pause_expired".into(),
+                by_user: "busyguard".into(),
+                by_uid: None,
+                reason: format!("the pause by {} ended: {}", p.by, p.reason),
+                until: None,
+                until_unix_ms: Some(p.until_unix_ms),
+            };
+            step.events
+                .push(self.event(self.incident.as_ref(), false, detail));
+        }
+    }
+
+    /// Why an action due at `now` must wait for an operator, if it must: a pause (any action),
+    /// a hold (`escalation` only).
+    pub(super) fn steered(&self, now: Millis, escalation: bool) -> Option<String> {
+        if let Some(p) = self.pause.as_ref().filter(|p| now < p.until_mono) {
+            let until = crate::clock::rfc3339(p.until_unix_ms);
+            return Some(format!("paused by {} until {until}: {}", p.by, p.reason));
+        }
+        match (&self.hold, escalation) {
+            (Some(h), true) => Some(format!("held by {}: {}", h.by, h.reason)),
+            _ => None,
+        }
+    }
+
+    /// What the engine is doing at `at`.
+    pub fn live(&self, at: At) -> Live {
+        let inc = self.incident.as_ref();
+        let first = inc.and_then(|i| i.first_busy);
+        let next = inc.and_then(|i| match (&i.kill, &i.escalation) {
+            (Kill::NotYet, _) => Some("kill at the next BUSY reply after `kill_after`"),
+            (Kill::Sent { .. }, _) => Some("read the kill's reply"),
+            (Kill::Accepted { .. }, _) => Some("confirm the kill with a PONG"),
+            (_, Escalation::NotYet) => Some("escalate per `then` at the end of the budget"),
+            (_, Escalation::Asked { .. }) => Some("await an approval, else `ask.default`"),
+            _ => None,
+        });
+        let deadline = self
+            .next_deadline()
+            .map(|ms| at.unix_ms.saturating_add(ms.saturating_sub(at.mono)));
+        Live {
+            state: self.state(),
+            incident: self.incident_id().map(str::to_string),
+            since_first_busy_ms: first.map(|f| at.mono.saturating_sub(f)),
+            next: next.map(str::to_string),
+            deadline_unix_ms: deadline,
+            pause: self.pause.clone().filter(|p| at.mono < p.until_mono),
+            hold: self.hold.clone(),
+        }
+    }
+}

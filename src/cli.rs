@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -50,6 +50,53 @@ pub enum Command {
         #[arg(long)]
         state_dir: Option<PathBuf>,
     },
+    /// Pause actions for a while (probing, records and notifications go on; every kill or
+    /// shutdown is decided and recorded as withheld). Survives a restart until it expires.
+    Pause {
+        #[command(flatten)]
+        target: Target,
+        /// How long, e.g. `30m`.
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        #[command(flatten)]
+        steer: SteerArgs,
+    },
+    /// End a pause early.
+    Resume {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        steer: SteerArgs,
+    },
+    /// During an incident: no escalation until `release` (the kill still goes unless paused).
+    Hold {
+        instance: String,
+        #[command(flatten)]
+        steer: SteerArgs,
+    },
+    /// End a hold.
+    Release {
+        instance: String,
+        #[command(flatten)]
+        steer: SteerArgs,
+    },
+    /// End the wait early: escalate now (the policy's `then`; a shutdown for `then: ask`), with
+    /// the usual guards.
+    Approve {
+        instance: String,
+        #[command(flatten)]
+        steer: SteerArgs,
+    },
+    /// What the running daemon is doing: each instance's state, open incident, next step and
+    /// its deadline, pauses and holds.
+    Ps {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// The running daemon's state dir (default: $STATE_DIRECTORY, else /var/lib/busyguard).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
     /// Read and check an audit trail.
     Audit {
         #[command(subcommand)]
@@ -70,4 +117,26 @@ pub enum AuditCommand {
         #[arg(long)]
         incident: Option<String>,
     },
+}
+
+/// One instance, or `--all`.
+#[derive(Args, Debug)]
+pub struct Target {
+    /// The instance (as its policy names it).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub instance: Option<String>,
+    /// Every supervised instance.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// What every steering command takes.
+#[derive(Args, Debug)]
+pub struct SteerArgs {
+    /// Why: recorded in the audit trail and notified with who sent it.
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    /// The running daemon's state dir (default: $STATE_DIRECTORY, else /var/lib/busyguard).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
 }

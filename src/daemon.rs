@@ -18,17 +18,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::audit::{AuditLog, History};
+use crate::control::{Caller, InstanceLive, Request, Response};
+use crate::engine::{Live, Steer};
 use crate::event::Event;
 use crate::event::detail::{PolicyLoaded, PolicyRejected, WatchdogStarted, WatchdogStopped};
 use crate::metrics::Metrics;
 use crate::policy::{self, Policy};
 use crate::recorder::Recorder;
 use crate::sdnotify;
-use crate::watchdog::{Controls, Watchdog};
+use crate::watchdog::{Controls, SteerRequest, Watchdog};
 
 /// Where the daemon keeps its trail when no `--state-dir` is given and systemd set none.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/busyguard";
@@ -91,6 +93,9 @@ struct Supervised {
     /// The receivers' delivery tasks and their stop.
     outboxes: Vec<JoinHandle<()>>,
     outboxes_stop: watch::Sender<bool>,
+    /// Operators' commands for this watchdog, and what it is doing now.
+    steer: mpsc::UnboundedSender<SteerRequest>,
+    live: watch::Receiver<Live>,
 }
 
 /// The daemon's shared parts.
@@ -112,6 +117,12 @@ pub async fn run(opts: RunOptions, mut control: mpsc::Receiver<Control>) -> anyh
     // One writer per state dir: held until `run` returns.
     let _lock =
         crate::statedir::lock(&dir).with_context(|| format!("state dir {}", dir.display()))?;
+    let control_listener = crate::control::listen(&dir).with_context(|| {
+        format!(
+            "cannot listen on the control socket {}",
+            crate::control::socket_path(&dir).display()
+        )
+    })?;
     let path = dir.join("audit.jsonl");
     // What was in flight when the daemon last stopped (or was killed), read before appending.
     // As far back as the longest `limits.per` (a day at least, for incidents left open).
@@ -139,6 +150,8 @@ pub async fn run(opts: RunOptions, mut control: mpsc::Receiver<Control>) -> anyh
     });
     crate::install_crypto_provider();
     let (ended, mut ended_rx) = mpsc::unbounded_channel();
+    let (control_tx, mut control_rx) = mpsc::channel(16);
+    let control_server = tokio::spawn(crate::control::serve(control_listener, control_tx));
     let mut daemon = Daemon {
         paths: opts.policies,
         dir,
@@ -202,6 +215,7 @@ pub async fn run(opts: RunOptions, mut control: mpsc::Receiver<Control>) -> anyh
                 Some(Control::Stop) | None => break,
             },
             Some((instance, result)) = ended_rx.recv() => daemon.task_ended(&instance, result),
+            Some((request, caller, reply)) = control_rx.recv() => daemon.control(request, caller, reply),
             _ = systemd_tick.tick(), if systemd_watchdog.is_some() => {
                 if let Some(limit) = systemd_watchdog && daemon.all_alive(limit) {
                     sdnotify::notify("WATCHDOG=1");
@@ -213,6 +227,8 @@ pub async fn run(opts: RunOptions, mut control: mpsc::Receiver<Control>) -> anyh
     tracing::info!("stopping");
     daemon.stop_all().await;
     syncer.abort();
+    control_server.abort();
+    let _ = std::fs::remove_file(crate::control::socket_path(&daemon.dir));
     if let Some(server) = metrics_server {
         server.abort();
     }
@@ -344,10 +360,14 @@ impl Daemon {
         let (stop, stop_rx) = watch::channel(false);
         let (updates, updates_rx) = watch::channel(p.clone());
         let heartbeat = Arc::new(AtomicU64::new(now_ms()));
+        let (steer, steer_rx) = mpsc::unbounded_channel();
+        let (live_tx, live) = watch::channel(Live::default());
         let controls = Controls {
             stop: stop_rx,
             policy_updates: updates_rx,
             heartbeat: heartbeat.clone(),
+            steer: steer_rx,
+            live: live_tx,
         };
         let mut dog = Watchdog::new(p.clone(), self.dry_run, self.recorder.clone(), controls);
         if let Some(history) = self.histories.remove(&p.instance)
@@ -378,8 +398,97 @@ impl Daemon {
                 watchdog_abort,
                 outboxes,
                 outboxes_stop,
+                steer,
+                live,
             },
         );
+    }
+
+    /// Answer an operator's command from the control socket: `ps` from here, the rest by the
+    /// watchdogs concerned (each applies it at its next wake-up and records it).
+    fn control(&self, request: Request, caller: Caller, reply: oneshot::Sender<Response>) {
+        let targets: Vec<&String> = match &request.instance {
+            Some(name) => match self.running.get_key_value(name) {
+                Some((name, _)) => vec![name],
+                None => {
+                    let _ = reply.send(Response::error(format!(
+                        "no instance `{name}` is supervised"
+                    )));
+                    return;
+                }
+            },
+            None => self.running.keys().collect(),
+        };
+        if request.command == "ps" {
+            let instances = targets
+                .iter()
+                .map(|name| InstanceLive {
+                    instance: name.to_string(),
+                    live: serde_json::to_value(&*self.running[*name].live.borrow())
+                        .unwrap_or_default(),
+                })
+                .collect();
+            let _ = reply.send(Response {
+                ok: true,
+                message: String::new(),
+                instances,
+            });
+            return;
+        }
+        let steer = match (request.command.as_str(), request.for_ms) {
+            ("pause", Some(ms)) => Steer::Pause {
+                until_unix_ms: now_ms().saturating_add(ms),
+                by: caller.user.clone(),
+                reason: request.reason.clone(),
+            },
+            ("pause", None) => {
+                let _ = reply.send(Response::error("pause needs --for DURATION"));
+                return;
+            }
+            ("resume", _) => Steer::Resume,
+            ("hold", _) => Steer::Hold {
+                by: caller.user.clone(),
+                reason: request.reason.clone(),
+            },
+            ("release", _) => Steer::Release,
+            ("approve", _) => Steer::Approve,
+            (other, _) => {
+                let _ = reply.send(Response::error(format!("unknown command `{other}`")));
+                return;
+            }
+        };
+        let mut answers = Vec::new();
+        for name in targets {
+            let (tx, rx) = oneshot::channel();
+            let request = SteerRequest {
+                steer: steer.clone(),
+                caller: caller.clone(),
+                reason: request.reason.clone(),
+                reply: tx,
+            };
+            if self.running[name].steer.send(request).is_ok() {
+                answers.push(rx);
+            }
+        }
+        tokio::spawn(async move {
+            let mut lines = Vec::new();
+            let mut ok = true;
+            for rx in answers {
+                match rx.await {
+                    Ok(Ok(line)) => lines.push(line),
+                    Ok(Err(line)) => {
+                        ok = false;
+                        lines.push(line);
+                    }
+                    Err(_) => ok = false,
+                }
+            }
+            let _ = reply.send(Response {
+                ok,
+                message: lines.join("\n"),
+                instances: Vec::new(),
+            });
+        });
     }
 
     /// Every watchdog loop showed a sign of life within `limit`.

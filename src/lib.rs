@@ -44,6 +44,7 @@ pub mod audit;
 pub mod check;
 pub mod cli;
 pub(crate) mod clock;
+pub mod control;
 pub mod daemon;
 pub(crate) mod early;
 pub(crate) mod engine;

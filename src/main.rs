@@ -7,7 +7,9 @@ use anyhow::Context;
 use clap::Parser;
 
 use busyguard::cli::{AuditCommand, Cli, Command};
+use busyguard::control;
 use busyguard::daemon::{self, Control, RunEnd, RunOptions};
+use std::path::PathBuf;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -72,6 +74,41 @@ fn main() -> ExitCode {
                 _ => ExitCode::from(1),
             }
         }
+        Command::Pause {
+            target,
+            duration,
+            steer,
+        } => {
+            let for_ms = Some(duration.as_millis() as u64);
+            steer_daemon("pause", target.instance, for_ms, steer)
+        }
+        Command::Resume { target, steer } => steer_daemon("resume", target.instance, None, steer),
+        Command::Hold { instance, steer } => steer_daemon("hold", Some(instance), None, steer),
+        Command::Release { instance, steer } => {
+            steer_daemon("release", Some(instance), None, steer)
+        }
+        Command::Approve { instance, steer } => {
+            steer_daemon("approve", Some(instance), None, steer)
+        }
+        Command::Ps { json, state_dir } => {
+            let request = control::Request {
+                command: "ps".into(),
+                instance: None,
+                for_ms: None,
+                reason: String::new(),
+            };
+            match ask_daemon(state_dir, &request) {
+                Some(r) if json => {
+                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Some(r) => {
+                    print!("{}", control::ps_text(&r));
+                    ExitCode::SUCCESS
+                }
+                None => ExitCode::from(1),
+            }
+        }
         Command::Audit { command } => match command {
             AuditCommand::Verify { files } => match busyguard::audit::verify(&files) {
                 Ok(ok) => {
@@ -102,6 +139,45 @@ fn main() -> ExitCode {
                 }
             }
         },
+    }
+}
+
+/// Send a steering command to the running daemon; print its answer.
+fn steer_daemon(
+    command: &str,
+    instance: Option<String>,
+    for_ms: Option<u64>,
+    args: busyguard::cli::SteerArgs,
+) -> ExitCode {
+    let request = control::Request {
+        command: command.into(),
+        instance,
+        for_ms,
+        reason: args.reason,
+    };
+    match ask_daemon(args.state_dir, &request) {
+        Some(r) => {
+            println!("{}", r.message);
+            if r.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        None => ExitCode::from(1),
+    }
+}
+
+/// One request to the daemon through its control socket; errors are printed.
+fn ask_daemon(state_dir: Option<PathBuf>, request: &control::Request) -> Option<control::Response> {
+    let runtime = runtime()?;
+    let dir = daemon::state_dir(state_dir);
+    match runtime.block_on(control::send(&dir, request)) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("busyguard: {e:#}");
+            None
+        }
     }
 }
 

@@ -27,6 +27,8 @@ pub struct History {
     pub shutdowns: Vec<u64>,
     /// The (run id, SLOWLOG id) of the newest `slow_script`: where early warnings go on.
     pub slowlog_cursor: Option<(Option<String>, u64)>,
+    /// The pause in force when the trail was last written: (until Unix ms, by, reason).
+    pub pause: Option<(u64, String, String)>,
 }
 
 /// Read the trail at `path`, and the files rotation moved away beside it, back into each
@@ -39,6 +41,7 @@ pub fn history(path: &Path, window: Duration) -> std::io::Result<HashMap<String,
     let mut scans: HashMap<String, Scan> = HashMap::new();
     let mut shutdowns: HashMap<String, Vec<u64>> = HashMap::new();
     let mut cursors: HashMap<String, (Option<String>, u64)> = HashMap::new();
+    let mut pauses: HashMap<String, Option<(u64, String, String)>> = HashMap::new();
     'files: for file in trail_files(path)? {
         let mut lines = match Backwards::open(&file) {
             Ok(lines) => lines,
@@ -59,6 +62,19 @@ pub fn history(path: &Path, window: Duration) -> std::io::Result<HashMap<String,
             };
             if record.kind() == EventKind::ShutdownSent && at >= horizon {
                 shutdowns.entry(instance.clone()).or_default().push(at);
+            }
+            if let Detail::OperatorCommand(c) = &record.event.detail
+                && matches!(c.command.as_str(), "pause" | "resume" | "pause_expired")
+            {
+                pauses.entry(instance.clone()).or_insert_with(|| {
+                    (c.command == "pause").then(|| {
+                        (
+                            c.until_unix_ms.unwrap_or(0),
+                            c.by_user.clone(),
+                            c.reason.clone(),
+                        )
+                    })
+                });
             }
             if let Detail::SlowScript(s) = &record.event.detail {
                 cursors
@@ -82,6 +98,9 @@ pub fn history(path: &Path, window: Duration) -> std::io::Result<HashMap<String,
     }
     for (instance, cursor) in cursors {
         out.entry(instance).or_default().slowlog_cursor = Some(cursor);
+    }
+    for (instance, pause) in pauses {
+        out.entry(instance).or_default().pause = pause;
     }
     Ok(out)
 }
@@ -164,6 +183,7 @@ fn is_lifecycle(kind: EventKind) -> bool {
             | EventKind::NotifyFailed
             | EventKind::SlowScript
             | EventKind::TrailFault
+            | EventKind::OperatorCommand
     )
 }
 

@@ -21,7 +21,7 @@ use tokio::time::sleep_until;
 
 use crate::audit::History;
 use crate::early::EarlyWarnings;
-use crate::engine::{At, Engine, Observation, Rules, Step};
+use crate::engine::{At, Engine, Live, Observation, Rules, Steer, Step};
 use crate::event::Event;
 use crate::event::detail::{WatchdogStarted, WatchdogStopped};
 use crate::policy::Policy;
@@ -65,6 +65,8 @@ pub struct Watchdog {
     function_stats: Option<serde_json::Value>,
     /// Slow scripts seen in the SLOWLOG before they ever go BUSY.
     early: EarlyWarnings,
+    steer: tokio::sync::mpsc::UnboundedReceiver<SteerRequest>,
+    live: watch::Sender<Live>,
 }
 
 /// What the daemon hands a watchdog to steer it.
@@ -72,6 +74,18 @@ pub struct Controls {
     pub stop: watch::Receiver<bool>,
     pub policy_updates: watch::Receiver<Policy>,
     pub heartbeat: Arc<AtomicU64>,
+    /// Operators' commands from the control socket.
+    pub steer: tokio::sync::mpsc::UnboundedReceiver<SteerRequest>,
+    /// What the engine is doing now, for `busyguard ps`.
+    pub live: watch::Sender<Live>,
+}
+
+/// An operator's command for one watchdog, and where its outcome goes.
+pub struct SteerRequest {
+    pub steer: Steer,
+    pub caller: crate::control::Caller,
+    pub reason: String,
+    pub reply: tokio::sync::oneshot::Sender<Result<String, String>>,
 }
 
 /// Why a wait ended.
@@ -101,6 +115,8 @@ impl Watchdog {
             stop: controls.stop,
             policy_updates: controls.policy_updates,
             heartbeat: controls.heartbeat,
+            steer: controls.steer,
+            live: controls.live,
             beat,
             baseline: None,
             function_stats: None,
@@ -141,6 +157,9 @@ impl Watchdog {
     async fn wait_until(&mut self, deadline: Instant) -> Wake {
         sleep_until(deadline.into()).await;
         self.alive();
+        while let Ok(request) = self.steer.try_recv() {
+            self.apply_steer(request);
+        }
         if self.stopping() {
             return Wake::Stop;
         }
@@ -154,6 +173,19 @@ impl Watchdog {
     pub fn resume(&mut self, history: &History) -> Option<String> {
         self.early = EarlyWarnings::new(self.policy.early_warning, history.slowlog_cursor.clone());
         let now = self.now();
+        // A pause survives a restart until it expires.
+        if let Some((until_unix_ms, by, reason)) = history.pause.clone()
+            && until_unix_ms > now.unix_ms
+        {
+            let _ = self.engine.steer(
+                now,
+                Steer::Pause {
+                    until_unix_ms,
+                    by,
+                    reason,
+                },
+            );
+        }
         self.engine.resume(history, now)
     }
 
@@ -295,6 +327,8 @@ impl Watchdog {
                             return SessionEnd::Stopped;
                         }
                     }
+                    // While a probe is outstanding (a silent phase, a hang), commands still apply.
+                    Some(request) = self.steer.recv() => self.apply_steer(request),
                 }
             };
             tracing::trace!(instance = %self.policy.instance, snapshot = with_snapshot,
@@ -367,6 +401,36 @@ impl Watchdog {
         }
     }
 
+    /// Apply an operator's command, record it, and answer.
+    fn apply_steer(&mut self, request: SteerRequest) {
+        let now = self.now();
+        let (command, until) = match &request.steer {
+            Steer::Pause { until_unix_ms, .. } => ("pause", Some(*until_unix_ms)),
+            Steer::Resume => ("resume", None),
+            Steer::Hold { .. } => ("hold", None),
+            Steer::Release => ("release", None),
+            Steer::Approve => ("approve", None),
+        };
+        let outcome = self.engine.steer(now, request.steer);
+        let answer = match outcome {
+            Ok(()) => {
+                let detail = crate::event::detail::OperatorCommand {
+                    command: command.to_string(),
+                    by_user: request.caller.user.clone(),
+                    by_uid: Some(request.caller.uid),
+                    reason: request.reason,
+                    until: until.map(crate::clock::rfc3339),
+                    until_unix_ms: until,
+                };
+                self.record_own(detail);
+                Ok(format!("{}: {command} applied", self.policy.instance))
+            }
+            Err(e) => Err(format!("{}: {e}", self.policy.instance)),
+        };
+        self.live.send_replace(self.engine.live(now));
+        let _ = request.reply.send(answer);
+    }
+
     /// Give the engine an observation made now; the caller records and acts on the step.
     fn decide(&mut self, observation: Observation) -> Step {
         let now = self.now();
@@ -374,6 +438,7 @@ impl Watchdog {
         self.recorder
             .metrics
             .set_state(&self.policy.instance, self.engine.state());
+        self.live.send_replace(self.engine.live(now));
         step
     }
 

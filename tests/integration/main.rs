@@ -14,6 +14,7 @@
 //! - [`audit`]: the trail: decision inputs, forensics, resume after a crash, verify, rotation.
 //! - [`state`]: what hosts do to busyguard's state: a second copy, rotation, a full disk, a
 //!   deleted trail, a large history, bad cursors, endless secret files and receivers.
+//! - [`control`]: operators steering the daemon: pause, resume, hold, approve, `then: ask`, `ps`.
 //! - [`early`]: before BUSY: slow scripts from the SLOWLOG, the prevention check.
 //! - [`notify`]: Slack, PagerDuty and signed webhooks, retries, delivery after a restart.
 //! - [`operations`]: systemd, reload, stop, metrics, `status`.
@@ -23,6 +24,7 @@
 mod support;
 
 mod audit;
+mod control;
 mod early;
 mod harness;
 mod notify;

@@ -95,6 +95,8 @@ fn a_file_with_every_key_loads_to_the_expected_policy() {
                 wait: ms(90_000),
                 then: Then::Shutdown,
                 force: true,
+                ask_timeout: ms(600_000),
+                ask_default: Then::Shutdown,
                 shutdown_replicated: true,
             },
         },
@@ -194,6 +196,12 @@ fn a_minimal_file_gets_the_documented_defaults() {
                 format!("{:?}", p.on_busy.on_unkillable.then).to_lowercase()
             }
             "on_busy.on_unkillable.force" => p.on_busy.on_unkillable.force.to_string(),
+            "on_busy.on_unkillable.ask.timeout" => {
+                humantime::format_duration(p.on_busy.on_unkillable.ask_timeout).to_string()
+            }
+            "on_busy.on_unkillable.ask.default" => {
+                format!("{:?}", p.on_busy.on_unkillable.ask_default).to_lowercase()
+            }
             "on_busy.on_unkillable.shutdown_replicated" => {
                 p.on_busy.on_unkillable.shutdown_replicated.to_string()
             }

@@ -1,0 +1,292 @@
+//! Operators steering a running daemon through its control socket, with the real binary as the
+//! client: pause (and its expiry, a resume, a restart), hold and release, approve, `then: ask`,
+//! `ps`, and who may connect at all.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::http::HttpReceiver;
+use crate::support::{self, Caller, Daemon, RedisServer, ServerOptions, scripts, wait_for};
+
+const LONG: Duration = Duration::from_secs(20);
+
+/// Run `busyguard ARGS --state-dir <the daemon's>`: exit code and stdout (stderr appended).
+fn ctl(daemon: &Daemon, args: &[&str]) -> (i32, String) {
+    let out = Command::new(support::busyguard_bin())
+        .args(args)
+        .arg("--state-dir")
+        .arg(daemon.dir.path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn ladder(wait: &str, then: &str) -> String {
+    format!("on_busy:\n  kill_after: 0s\n  on_unkillable:\n    wait: {wait}\n    then: {then}\n")
+}
+
+fn records(daemon: &Daemon, event: &str) -> Vec<Value> {
+    daemon
+        .records()
+        .into_iter()
+        .filter(|r| r["event"] == event)
+        .collect()
+}
+
+#[test]
+fn a_pause_withholds_the_kill_is_recorded_with_its_caller_and_expires() {
+    let server = RedisServer::start(ServerOptions::default());
+    let receiver = HttpReceiver::always(200, "");
+    let policy = server.policy(
+        "paused",
+        &format!(
+            "notify:\n  - webhook: {{ url: '{}' }}\n",
+            receiver.url("/p")
+        ),
+    );
+    let daemon = Daemon::start(&policy, &[]);
+    server.wait_snapshot();
+    let (code, out) = ctl(
+        &daemon,
+        &["pause", "paused", "--for", "2s", "--reason", "migration"],
+    );
+    assert_eq!(code, 0, "{out}");
+    let paused = daemon.wait_event("operator_command", LONG);
+    assert_eq!(paused["detail"]["command"], "pause");
+    assert_eq!(paused["detail"]["by_user"], "root");
+    assert_eq!(paused["detail"]["by_uid"], 0);
+    assert_eq!(paused["detail"]["reason"], "migration");
+    let started = Instant::now();
+    let runaway = Caller::eval(&server, scripts::READ_ONLY_LOOP, &[], &[]);
+    let withheld = daemon.wait_event("escalation_withheld", LONG);
+    assert_eq!(withheld["detail"]["withheld_action"], "kill");
+    assert!(
+        support::reason(&withheld).starts_with("paused by root until"),
+        "{withheld}"
+    );
+    // The pause ends by itself; the kill goes at the next BUSY reply.
+    let reply = runaway.reply().unwrap();
+    assert!(reply.error().unwrap().contains("Script killed by user"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    let expired = daemon
+        .wait_record(LONG, |r| r["detail"]["command"] == "pause_expired")
+        .unwrap();
+    assert_eq!(expired["instance"], "paused");
+    // Notified: the pause itself and what it withheld.
+    let kinds = || -> Vec<String> {
+        receiver
+            .requests()
+            .iter()
+            .map(|r| r.json()["type"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert!(wait_for(LONG, || kinds()
+        .contains(&"busyguard.operator_command".to_string())));
+    assert!(
+        kinds().contains(&"busyguard.escalation_withheld".to_string()),
+        "{:?}",
+        kinds()
+    );
+}
+
+#[test]
+fn a_resume_lets_the_kill_go_and_a_pause_survives_a_restart() {
+    let server = RedisServer::start(ServerOptions::default());
+    let mut daemon = Daemon::start(&server.policy("resumed", ""), &[]);
+    server.wait_snapshot();
+    assert_eq!(
+        ctl(
+            &daemon,
+            &["pause", "--all", "--for", "10m", "--reason", "r"]
+        )
+        .0,
+        0
+    );
+    daemon.wait_event("operator_command", LONG);
+    daemon.stop();
+    daemon.spawn();
+    let started = |d: &Daemon| {
+        d.records()
+            .iter()
+            .filter(|r| r["event"] == "watchdog_started" && r["instance"] == "resumed")
+            .count()
+    };
+    assert!(wait_for(LONG, || started(&daemon) == 2));
+    let (_, ps) = ctl(&daemon, &["ps"]);
+    assert!(ps.contains("PAUSED by root"), "{ps}");
+    let runaway = Caller::eval(&server, scripts::READ_ONLY_LOOP, &[], &[]);
+    daemon.wait_event("escalation_withheld", LONG);
+    assert!(!runaway.is_finished(), "still paused after the restart");
+    let (code, out) = ctl(&daemon, &["resume", "resumed", "--reason", "done"]);
+    assert_eq!(code, 0, "{out}");
+    let reply = runaway.reply().unwrap();
+    assert!(reply.error().unwrap().contains("Script killed by user"));
+    assert_eq!(server.command_calls("script|kill"), 1);
+}
+
+#[test]
+fn a_hold_keeps_the_shutdown_past_the_budget_until_release() {
+    let server = RedisServer::start(ServerOptions::default());
+    let daemon = Daemon::start(&server.policy("held", &ladder("1s", "shutdown")), &[]);
+    server.wait_snapshot();
+    let _writer = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
+    daemon.wait_event("unkillable", LONG);
+    let (code, out) = ctl(&daemon, &["hold", "held", "--reason", "looking"]);
+    assert_eq!(code, 0, "{out}");
+    let withheld = daemon.wait_event("escalation_withheld", LONG);
+    assert!(
+        support::reason(&withheld).starts_with("held by root: looking"),
+        "{withheld}"
+    );
+    let (_, ps) = ctl(&daemon, &["ps"]);
+    assert!(ps.contains("HELD by root") && ps.contains("busy"), "{ps}");
+    assert!(records(&daemon, "shutdown_sent").is_empty());
+    assert!(
+        server.conn().call(&["PING"]).unwrap().error().is_some(),
+        "still up, busy"
+    );
+    assert_eq!(ctl(&daemon, &["release", "held"]).0, 0);
+    daemon.wait_event("shutdown_confirmed", LONG);
+}
+
+#[test]
+fn approve_shuts_down_before_the_budget_ends() {
+    let server = RedisServer::start(ServerOptions::default());
+    let daemon = Daemon::start(&server.policy("approved", &ladder("30s", "shutdown")), &[]);
+    server.wait_snapshot();
+    let _writer = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
+    daemon.wait_event("unkillable", LONG);
+    let asked = Instant::now();
+    let (code, out) = ctl(
+        &daemon,
+        &["approve", "approved", "--reason", "data is disposable"],
+    );
+    assert_eq!(code, 0, "{out}");
+    let sent = daemon.wait_event("shutdown_sent", LONG);
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert!(
+        sent["detail"]["budget_left_ms"].as_u64().unwrap() > 20_000,
+        "{sent}"
+    );
+    daemon.wait_event("shutdown_confirmed", LONG);
+    // Nothing left to approve.
+    let (code, out) = ctl(&daemon, &["approve", "approved"]);
+    assert_eq!(code, 1, "{out}");
+}
+
+#[test]
+fn then_ask_waits_for_an_answer_and_applies_its_default_without_one() {
+    // Without an answer: the default (notify) at the end of ask.timeout.
+    let server = RedisServer::start(ServerOptions::default());
+    let ask = "on_busy:\n  kill_after: 0s\n  on_unkillable:\n    wait: 300ms\n    then: ask\n    ask:\n      timeout: 1s\n      default: notify\n";
+    let daemon = Daemon::start(&server.policy("asked", ask), &[]);
+    server.wait_snapshot();
+    let _writer = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
+    let asked = daemon.wait_event("approval_requested", LONG);
+    assert_eq!(
+        asked["detail"]["approve"],
+        "busyguard approve asked --reason TEXT"
+    );
+    assert_eq!(asked["detail"]["default"], "notify");
+    let withheld = daemon.wait_event("escalation_withheld", LONG);
+    assert!(
+        support::reason(&withheld).starts_with("no approval within"),
+        "{withheld}"
+    );
+    assert!(records(&daemon, "shutdown_sent").is_empty());
+    drop(daemon);
+    // With one: a shutdown at once.
+    let server = RedisServer::start(ServerOptions::default());
+    let ask = ask.replace("timeout: 1s", "timeout: 1m");
+    let daemon = Daemon::start(&server.policy("answered", &ask), &[]);
+    server.wait_snapshot();
+    let _writer = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
+    daemon.wait_event("approval_requested", LONG);
+    let (_, ps) = ctl(&daemon, &["ps"]);
+    assert!(ps.contains("await an approval"), "{ps}");
+    assert_eq!(
+        ctl(&daemon, &["approve", "answered", "--reason", "ok"]).0,
+        0
+    );
+    daemon.wait_event("shutdown_confirmed", LONG);
+}
+
+#[test]
+fn ps_shows_the_incident_its_next_step_and_deadline() {
+    let server = RedisServer::start(ServerOptions::default());
+    let daemon = Daemon::start(&server.policy("shown", &ladder("30s", "notify")), &[]);
+    server.wait_snapshot();
+    let _writer = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
+    let unkillable = daemon.wait_event("unkillable", LONG);
+    let (code, json) = ctl(&daemon, &["ps", "--json"]);
+    assert_eq!(code, 0, "{json}");
+    let ps: Value = serde_json::from_str(&json).unwrap();
+    let live = &ps["instances"][0]["live"];
+    assert_eq!(ps["instances"][0]["instance"], "shown");
+    assert_eq!(live["state"], "busy");
+    assert_eq!(live["incident"], unkillable["incident"]);
+    assert!(
+        live["next"].as_str().unwrap().contains("end of the budget"),
+        "{live}"
+    );
+    let deadline = live["deadline_unix_ms"].as_u64().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        (now..now + 31_000).contains(&deadline),
+        "{deadline} vs {now}"
+    );
+    let (_, text) = ctl(&daemon, &["ps"]);
+    assert!(text.starts_with("shown  busy  incident "), "{text}");
+}
+
+#[test]
+fn only_the_daemons_user_and_group_may_connect() {
+    let server = RedisServer::start(ServerOptions::default());
+    let daemon = Daemon::start(&server.policy("guarded", ""), &[]);
+    daemon.wait_event("watchdog_started", LONG);
+    let socket = std::fs::read_to_string(daemon.dir.path().join("control.path")).unwrap();
+    let mode = std::fs::metadata(socket.trim())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o660);
+    // As `nobody`, who may read where the socket is but is not in its group: the socket itself
+    // refuses.
+    let public = std::fs::Permissions::from_mode(0o755);
+    std::fs::set_permissions(daemon.dir.path(), public).unwrap();
+    let out = Command::new(support::busyguard_bin())
+        .args(["ps", "--state-dir"])
+        .arg(daemon.dir.path())
+        .env("HOME", "/")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Permission denied") || err.contains("permission"),
+        "{err}"
+    );
+    assert!(records(&daemon, "operator_command").is_empty());
+}

@@ -97,6 +97,18 @@ pub enum Command {
         #[arg(long)]
         state_dir: Option<PathBuf>,
     },
+    /// Rehearse a policy: run its decisions over a scenario (or over what a real incident's
+    /// trail says the server did) and print them. No Redis, no network.
+    Simulate {
+        /// The policy file.
+        policy: PathBuf,
+        /// A scenario file (see examples/scenarios/).
+        #[arg(required_unless_present = "trail", conflicts_with = "trail")]
+        scenario: Option<PathBuf>,
+        /// Replay the observations an audit trail implies for the policy's instance instead.
+        #[arg(long)]
+        trail: Option<PathBuf>,
+    },
     /// Read and check an audit trail.
     Audit {
         #[command(subcommand)]

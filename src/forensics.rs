@@ -76,26 +76,37 @@ fn truncate_args(args: &Value) -> Value {
 }
 
 /// After recovery on the same server (no restart): the slowest script in SLOWLOG since the
-/// incident opened, and the counters' deltas against `before`.
+/// incident opened, and the counters' deltas against `before`; with the kills the server
+/// counted meanwhile (SCRIPT KILL and FUNCTION KILL, from anyone).
 pub async fn after_recovery(
     conn: &Connection,
     opened_unix_ms: u64,
     before: Option<&Snapshot>,
-) -> Value {
+) -> (Value, Option<u64>) {
     let slowlog = match conn.call(&["SLOWLOG", "GET", "16"]).await {
         Outcome::Reply(v) => offending_entry(&to_json(&v), opened_unix_ms / 1000),
         Outcome::ErrorReply(e) => json!({"error": e}),
         Outcome::Lost(e) => json!({"error": e}),
     };
+    let mut kills = None;
     let counters = match conn.snapshot().await {
-        Ok(now) => json!({
-            "busy_replies": delta(before.and_then(|b| b.busy_errors), now.busy_errors),
-            "unkillable_replies": delta(before.and_then(|b| b.unkillable_errors), now.unkillable_errors),
-            "rejected_calls": delta(before.and_then(|b| b.rejected_calls), now.rejected_calls),
-        }),
+        Ok(now) => {
+            kills = before
+                .and_then(|b| b.kill_calls)
+                .zip(now.kill_calls)
+                .map(|(b, n)| n.saturating_sub(b));
+            json!({
+                "busy_replies": delta(before.and_then(|b| b.busy_errors), now.busy_errors),
+                "unkillable_replies": delta(before.and_then(|b| b.unkillable_errors), now.unkillable_errors),
+                "rejected_calls": delta(before.and_then(|b| b.rejected_calls), now.rejected_calls),
+            })
+        }
         Err(e) => json!({"error": format!("{e:?}")}),
     };
-    json!({"slowlog": slowlog, "served_during_incident": counters})
+    (
+        json!({"slowlog": slowlog, "served_during_incident": counters}),
+        kills,
+    )
 }
 
 fn delta(before: Option<u64>, now: Option<u64>) -> Value {

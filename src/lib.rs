@@ -60,6 +60,7 @@ pub(crate) mod recorder;
 pub(crate) mod remedy;
 pub(crate) mod sdnotify;
 pub mod show;
+pub mod simulate;
 pub(crate) mod snapshot;
 pub(crate) mod statedir;
 pub mod status;

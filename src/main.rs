@@ -109,6 +109,24 @@ fn main() -> ExitCode {
                 None => ExitCode::from(1),
             }
         }
+        Command::Simulate {
+            policy,
+            scenario,
+            trail,
+        } => match busyguard::simulate::simulate_files(
+            &policy,
+            scenario.as_deref(),
+            trail.as_deref(),
+        ) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("busyguard: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Audit { command } => match command {
             AuditCommand::Verify { files } => match busyguard::audit::verify(&files) {
                 Ok(ok) => {

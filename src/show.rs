@@ -70,7 +70,7 @@ fn ms(v: Option<u64>) -> String {
 }
 
 /// The one line that says what a record means.
-fn summary(detail: &Detail) -> String {
+pub(crate) fn summary(detail: &Detail) -> String {
     use Detail as D;
     match detail {
         D::BusyDetected(d) => format!(

@@ -71,6 +71,10 @@ pub struct Snapshot {
     /// Sum of `rejected_calls` over commandstats.
     #[serde(skip)]
     pub rejected_calls: Option<u64>,
+    /// SCRIPT KILL and FUNCTION KILL calls the server counted (commandstats), to tell a kill by
+    /// another client from a script that ended by itself.
+    #[serde(skip)]
+    pub kill_calls: Option<u64>,
     /// What could not be read (INFO or CONFIG refused, renamed or failing): the fields it would
     /// have filled are unknown, and the guards that need them withhold.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -120,6 +124,19 @@ impl Snapshot {
             unkillable_errors: errorstat(&f, "UNKILLABLE"),
             errors: Vec::new(),
             slowlog: None,
+            kill_calls: f.contains_key("total_error_replies").then(|| {
+                ["cmdstat_script|kill", "cmdstat_function|kill"]
+                    .iter()
+                    .filter_map(|k| f.get(k))
+                    .filter_map(|v| {
+                        v.strip_prefix("calls=")?
+                            .split(',')
+                            .next()?
+                            .parse::<u64>()
+                            .ok()
+                    })
+                    .sum()
+            }),
             rejected_calls: f
                 .iter()
                 .filter(|(k, _)| k.starts_with("cmdstat_"))

@@ -165,7 +165,7 @@ impl Engine {
         inc.escalation = Escalation::Asked { since: now };
         let rules = &self.rules;
         let instance = &rules.instance;
-        let wall_deadline = crate::clock::unix_ms().saturating_add(rules.ask_timeout);
+        let wall_deadline = self.wall(now + rules.ask_timeout);
         let detail = d::ApprovalRequested {
             inputs: self.inputs(Some(inc), now),
             timeout_ms: rules.ask_timeout,
@@ -371,6 +371,7 @@ impl Engine {
                 RecoveredHow::RestartedAfterShutdown
             }
             (_, _) if inc.cause == Cause::Unreachable => RecoveredHow::ReachableAgain,
+            _ if restarted == Some(true) => RecoveredHow::RestartedByOther,
             _ => RecoveredHow::EndedByItself,
         };
         let detail = d::Recovered {

@@ -62,6 +62,9 @@ pub struct Engine {
     pause: Option<steer::Pause>,
     /// An operator's hold on the incident in flight.
     hold: Option<steer::Hold>,
+    /// The instant of the observation being decided: wall-clock times in records (a deadline
+    /// an operator reads) come from it, never from a clock.
+    last_at: At,
 }
 
 impl Engine {
@@ -79,6 +82,10 @@ impl Engine {
             opened: 0,
             pause: None,
             hold: None,
+            last_at: At {
+                mono: 0,
+                unix_ms: 0,
+            },
         }
     }
 
@@ -206,6 +213,7 @@ impl Engine {
     /// Feed one observation made at `at`; returns what to record and do.
     pub fn observe(&mut self, at: At, obs: Observation) -> Step {
         let mut step = Step::default();
+        self.last_at = at;
         self.expire_pause(at, &mut step);
         let superseded = self.settle_resumed(&obs);
         let now = at.mono;
@@ -339,6 +347,11 @@ impl Engine {
             approved: false,
             steer_reported: None,
         }
+    }
+
+    /// An engine instant on the wall clock, by the observation being decided.
+    fn wall(&self, mono: Millis) -> u64 {
+        (self.last_at.unix_ms + mono).saturating_sub(self.last_at.mono)
     }
 
     /// The decision inputs every decision record carries.

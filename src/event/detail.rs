@@ -231,6 +231,13 @@ pub enum RecoveredHow {
     ReachableAgain,
     #[serde(rename = "ended by itself")]
     EndedByItself,
+    /// The server counted a SCRIPT KILL or FUNCTION KILL busyguard did not send.
+    #[serde(rename = "killed by another client")]
+    KilledByOther,
+    /// The server came back under a new run id, and busyguard shut nothing down (an operator's
+    /// SHUTDOWN, a crash, the OOM killer).
+    #[serde(rename = "restarted, not by busyguard")]
+    RestartedByOther,
 }
 
 impl RecoveredHow {
@@ -240,6 +247,8 @@ impl RecoveredHow {
             RecoveredHow::RestartedAfterShutdown => "restarted after shutdown",
             RecoveredHow::ReachableAgain => "reachable again",
             RecoveredHow::EndedByItself => "ended by itself",
+            RecoveredHow::KilledByOther => "killed by another client",
+            RecoveredHow::RestartedByOther => "restarted, not by busyguard",
         }
     }
 }

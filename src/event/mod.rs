@@ -255,7 +255,12 @@ mod tests {
                 }
                 continue;
             }
-            if path.extension().is_none_or(|e| e != "rs") || path.ends_with("tests.rs") {
+            // simulate.rs reads a scenario language whose words (`kill unkillable`,
+            // `unreachable`) are not event names.
+            if path.extension().is_none_or(|e| e != "rs")
+                || path.ends_with("tests.rs")
+                || path.ends_with("simulate.rs")
+            {
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap();

@@ -77,6 +77,9 @@ impl Watchdog {
             return false;
         }
         let limit = self.reply_limit();
+        if let Action::Kill(_) = action {
+            self.kills_sent += 1;
+        }
         // FUNCTION STATS is written just ahead of the kill (join polls it first): it reaches the
         // server before the function dies and costs the kill nothing.
         let stats = async {
@@ -187,6 +190,7 @@ impl Watchdog {
             return;
         };
         let mut found = serde_json::Map::new();
+        let kills_sent = std::mem::take(&mut self.kills_sent);
         if let Some(function) = self.function_stats.take() {
             found.insert("function".into(), function);
         }
@@ -198,11 +202,16 @@ impl Watchdog {
         } else if recovered.how != RecoveredHow::ReachableAgain {
             let opened = crate::clock::unix_ms().saturating_sub(recovered.duration_ms);
             let after = forensics::after_recovery(conn, opened, self.baseline.as_ref());
-            if let serde_json::Value::Object(m) = tokio::time::timeout(FORENSICS_LIMIT, after)
+            let (told, kills) = tokio::time::timeout(FORENSICS_LIMIT, after)
                 .await
-                .unwrap_or_else(|_| serde_json::json!({"error": "no reply in time"}))
-            {
+                .unwrap_or_else(|_| (serde_json::json!({"error": "no reply in time"}), None));
+            if let serde_json::Value::Object(m) = told {
                 found.extend(m);
+            }
+            // The server counted more kills than busyguard sent: another client ended it.
+            if recovered.how == RecoveredHow::EndedByItself && kills.is_some_and(|k| k > kills_sent)
+            {
+                recovered.how = RecoveredHow::KilledByOther;
             }
         }
         recovered.forensics = Some(serde_json::Value::Object(found));

@@ -67,6 +67,8 @@ pub struct Watchdog {
     early: EarlyWarnings,
     steer: tokio::sync::mpsc::UnboundedReceiver<SteerRequest>,
     live: watch::Sender<Live>,
+    /// Kills busyguard sent in the incident in flight (to tell another client's from its own).
+    kills_sent: u64,
 }
 
 /// What the daemon hands a watchdog to steer it.
@@ -117,6 +119,7 @@ impl Watchdog {
             heartbeat: controls.heartbeat,
             steer: controls.steer,
             live: controls.live,
+            kills_sent: 0,
             beat,
             baseline: None,
             function_stats: None,

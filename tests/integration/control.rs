@@ -290,3 +290,52 @@ fn only_the_daemons_user_and_group_may_connect() {
     );
     assert!(records(&daemon, "operator_command").is_empty());
 }
+
+/// An operator's own SCRIPT KILL (busyguard paused) and own SHUTDOWN NOSAVE (after a withheld
+/// escalation) are told apart from a script that ended by itself.
+#[test]
+fn an_operators_own_kill_or_shutdown_is_not_ended_by_itself() {
+    let mut server = RedisServer::start(ServerOptions::default());
+    let daemon = Daemon::start(&server.policy("manual", &ladder("500ms", "notify")), &[]);
+    server.wait_snapshot();
+    assert_eq!(ctl(&daemon, &["pause", "manual", "--for", "1m"]).0, 0);
+    daemon.wait_event("operator_command", LONG);
+    let runaway = Caller::eval(&server, scripts::READ_ONLY_LOOP, &[], &[]);
+    daemon.wait_event("escalation_withheld", LONG);
+    let killed = server.conn().call(&["SCRIPT", "KILL"]).unwrap();
+    assert_eq!(killed.text(), Some("OK"));
+    assert!(
+        runaway
+            .reply()
+            .unwrap()
+            .error()
+            .unwrap()
+            .contains("Script killed")
+    );
+    let recovered = daemon.wait_event("recovered", LONG);
+    assert_eq!(
+        recovered["detail"]["how"], "killed by another client",
+        "{recovered}"
+    );
+    assert_eq!(ctl(&daemon, &["resume", "manual"]).0, 0);
+    // Then: an unkillable script, the escalation withheld (`then: notify`), and an operator's
+    // SHUTDOWN NOSAVE; the server comes back under a new run id.
+    let _writer = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
+    assert!(wait_for(LONG, || records(&daemon, "escalation_withheld")
+        .len()
+        == 2));
+    let mut conn = server.conn();
+    conn.send(&["SHUTDOWN", "NOSAVE"]).unwrap();
+    assert!(server.wait_exit(Duration::from_secs(5)));
+    server.spawn().unwrap();
+    let second = daemon
+        .wait_record(LONG, |r| {
+            r["event"] == "recovered" && r["incident"] != recovered["incident"]
+        })
+        .unwrap();
+    assert_eq!(
+        second["detail"]["how"], "restarted, not by busyguard",
+        "{second}"
+    );
+    assert_eq!(second["detail"]["restarted"], true);
+}

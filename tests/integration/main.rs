@@ -17,6 +17,7 @@
 //! - [`control`]: operators steering the daemon: pause, resume, hold, approve, `then: ask`, `ps`.
 //! - [`early`]: before BUSY: slow scripts from the SLOWLOG, the prevention check.
 //! - [`notify`]: Slack, PagerDuty and signed webhooks, retries, delivery after a restart.
+//! - [`simulate`]: rehearsing a policy: example scenarios, and a real trail replayed.
 //! - [`operations`]: systemd, reload, stop, metrics, `status`.
 //!
 //! Run with `scripts/test` (it installs redis-server when missing), or `cargo test`.
@@ -32,4 +33,5 @@ mod operations;
 mod policy;
 mod remediation;
 mod safety;
+mod simulate;
 mod state;

@@ -251,10 +251,12 @@ impl RedisServer {
     }
 
     /// Wait until a busyguard watchdog has taken its healthy snapshot (the server counted its
-    /// CONFIG GET), so the decisions of the test rest on real INFO values.
+    /// last command, SLOWLOG GET), so the decisions of the test rest on real INFO values.
     pub fn wait_snapshot(&self) {
+        // SLOWLOG GET is the snapshot's last command.
         assert!(
-            wait_for(Duration::from_secs(10), || self.command_calls("config|get")
+            wait_for(Duration::from_secs(10), || self
+                .command_calls("slowlog|get")
                 >= 1),
             "busyguard never took its snapshot"
         );

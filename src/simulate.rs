@@ -1,0 +1,352 @@
+//! `busyguard simulate`: rehearse a policy without a runaway script. The pure engine runs over a
+//! scenario (a small text timeline of what the server says and what operators do) or over the
+//! observations a real incident's trail implies, and prints every decision and record it would
+//! make, with times. No Redis, no network, no trail written.
+//!
+//! A scenario, one step per line (`#` starts a comment), times from the start:
+//!
+//! ```text
+//! 0s    pong threshold=200 version=7.0.15 role=master replicas=1 aof=no changes=10
+//! 1s    busy script            # script | function | module | unknown
+//! 1s    kill unkillable        # ok | unkillable | replicated | notbusy | lost
+//! 3s    busy script
+//! 3s    shutdown confirmed     # confirmed | refused | failed
+//! 4s    pong run_id=b
+//! ```
+//! Also `silent DURATION`, `unreachable`, `loading`, `fault TEXT`, and the operators' `pause
+//! DURATION`, `resume`, `hold`, `release`, `approve`.
+
+use std::path::Path;
+
+use crate::audit::Record;
+use crate::engine::{
+    At, BusyKind, Engine, KillReply, Millis, Observation, Rules, ShutdownOutcome, Steer, Step,
+};
+use crate::event::Detail;
+use crate::event::detail::ActionFailed;
+use crate::snapshot::Snapshot;
+
+/// Where simulated time starts on the wall clock (only names incidents).
+const WALL_START_MS: u64 = 1_800_000_000_000;
+
+/// One step of a scenario: when, and what.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    Observe(Observation),
+    Steer(Steer),
+}
+
+/// The canonical BUSY texts, as Redis writes them.
+fn busy_text(kind: BusyKind) -> &'static str {
+    match kind {
+        BusyKind::Script => {
+            "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+        }
+        BusyKind::Function => {
+            "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
+        }
+        BusyKind::Module => "BUSY Redis is busy running a module command.",
+        BusyKind::Unknown => "BUSY",
+    }
+}
+
+/// Read a scenario; errors name the line.
+pub fn parse(text: &str) -> Result<Vec<(Millis, Input)>, String> {
+    let mut steps = Vec::new();
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let at = |msg: String| format!("line {}: {msg}", n + 1);
+        let mut words = line.split_whitespace();
+        let time = words.next().unwrap_or("");
+        let t = humantime::parse_duration(time)
+            .map_err(|e| at(format!("`{time}` is not a time ({e})")))?;
+        let what = words
+            .next()
+            .ok_or_else(|| at("a time and then what happens".into()))?;
+        let rest: Vec<&str> = words.collect();
+        let arg = rest.first().copied().unwrap_or("");
+        let input = match what {
+            "pong" => Input::Observe(Observation::Pong {
+                snapshot: snapshot(&rest).map_err(at)?.map(Box::new),
+            }),
+            "busy" => {
+                let kind = match arg {
+                    "script" | "" => BusyKind::Script,
+                    "function" => BusyKind::Function,
+                    "module" => BusyKind::Module,
+                    "unknown" => BusyKind::Unknown,
+                    other => return Err(at(format!("`busy {other}`: script, function, module or unknown"))),
+                };
+                Input::Observe(Observation::Busy {
+                    kind,
+                    reply: busy_text(kind).into(),
+                })
+            }
+            "kill" => Input::Observe(Observation::KillReply(match arg {
+                "ok" => KillReply::Ok,
+                "unkillable" => KillReply::Unkillable("UNKILLABLE Sorry the script already executed write commands against the dataset.".into()),
+                "replicated" => KillReply::Replicated("UNKILLABLE The busy script was sent by a master instance in the context of replication and cannot be killed.".into()),
+                "notbusy" => KillReply::Error("NOTBUSY No scripts in execution right now.".into()),
+                "lost" => KillReply::Lost("connection lost".into()),
+                other => return Err(at(format!("`kill {other}`: ok, unkillable, replicated, notbusy or lost"))),
+            })),
+            "shutdown" => Input::Observe(Observation::Shutdown(match arg {
+                "confirmed" => ShutdownOutcome::Confirmed { elapsed_ms: 2 },
+                "refused" => ShutdownOutcome::Refused("ERR Errors trying to SHUTDOWN. Check logs.".into()),
+                "failed" => ShutdownOutcome::Failed("the server still accepts connections".into()),
+                other => return Err(at(format!("`shutdown {other}`: confirmed, refused or failed"))),
+            })),
+            "silent" => Input::Observe(Observation::Silent {
+                for_ms: humantime::parse_duration(arg)
+                    .map_err(|e| at(format!("`silent {arg}`: {e}")))?
+                    .as_millis() as Millis,
+            }),
+            "unreachable" => Input::Observe(Observation::Unreachable {
+                reason: "connection refused".into(),
+            }),
+            "loading" => Input::Observe(Observation::Loading),
+            "fault" => Input::Observe(Observation::Fault {
+                reply: rest.join(" "),
+            }),
+            "pause" => Input::Steer(Steer::Pause {
+                until_unix_ms: WALL_START_MS
+                    + t.as_millis() as u64
+                    + humantime::parse_duration(arg)
+                        .map_err(|e| at(format!("`pause {arg}`: {e}")))?
+                        .as_millis() as u64,
+                by: "operator".into(),
+                reason: "simulated".into(),
+            }),
+            "resume" => Input::Steer(Steer::Resume),
+            "hold" => Input::Steer(Steer::Hold {
+                by: "operator".into(),
+                reason: "simulated".into(),
+            }),
+            "release" => Input::Steer(Steer::Release),
+            "approve" => Input::Steer(Steer::Approve),
+            other => return Err(at(format!("unknown step `{other}`"))),
+        };
+        steps.push((t.as_millis() as Millis, input));
+    }
+    Ok(steps)
+}
+
+/// `key=value` words as a healthy snapshot (`None` when there are none).
+fn snapshot(words: &[&str]) -> Result<Option<Snapshot>, String> {
+    if words.is_empty() {
+        return Ok(None);
+    }
+    let mut s = Snapshot {
+        server_name: "redis".into(),
+        ..Snapshot::default()
+    };
+    for word in words {
+        let (k, v) = word
+            .split_once('=')
+            .ok_or_else(|| format!("`{word}` is not key=value"))?;
+        let num = || {
+            v.parse::<u64>()
+                .map_err(|_| format!("`{word}`: not a number"))
+        };
+        match k {
+            "threshold" => s.busy_threshold_ms = Some(num()?),
+            "version" => s.version = Some(v.into()),
+            "role" => s.role = Some(v.into()),
+            "replicas" => s.connected_replicas = Some(num()?),
+            "aof" => s.aof_enabled = Some(v == "yes"),
+            "changes" => s.rdb_changes_since_last_save = Some(num()?),
+            "run_id" => s.run_id = Some(v.into()),
+            "pid" => s.process_id = Some(num()? as u32),
+            other => return Err(format!("unknown snapshot key `{other}`")),
+        }
+    }
+    Ok(Some(s))
+}
+
+/// Run the engine over `steps`: each input with the step it produced.
+pub fn run(rules: Rules, steps: &[(Millis, Input)]) -> Vec<(Millis, Step)> {
+    let mut engine = Engine::new(rules);
+    let mut out = Vec::new();
+    for (t, input) in steps {
+        let at = At {
+            mono: *t,
+            unix_ms: WALL_START_MS + t,
+        };
+        let step = match input {
+            Input::Observe(o) => engine.observe(at, o.clone()),
+            Input::Steer(s) => {
+                if let Err(e) = engine.steer(at, s.clone()) {
+                    tracing::warn!("at {t} ms: {e}");
+                }
+                Step::default()
+            }
+        };
+        out.push((*t, step));
+    }
+    out
+}
+
+/// The decisions as lines: time, event, what it says, and the action sent.
+pub fn render(steps: &[(Millis, Step)]) -> String {
+    let mut out = String::new();
+    for (t, step) in steps {
+        for e in &step.events {
+            let dry = if e.dry_run {
+                " (dry run: not sent)"
+            } else {
+                ""
+            };
+            out.push_str(&format!(
+                "{:>9}  {:<20} {}{dry}\n",
+                format!("{:.3}s", *t as f64 / 1000.0),
+                e.kind().name(),
+                crate::show::summary(&e.detail)
+            ));
+        }
+        if let Some(action) = &step.action {
+            out.push_str(&format!("{:>9}  -> {}\n", "", action_text(action)));
+        }
+    }
+    out
+}
+
+fn action_text(action: &crate::engine::Action) -> String {
+    use crate::engine::Action;
+    match action {
+        Action::Kill(k) => k.text(),
+        Action::Shutdown(s) => match s.abort_first {
+            true => format!("SHUTDOWN ABORT, then {}", s.text()),
+            false => s.text(),
+        },
+        Action::Signal { pid, .. } => format!("SIGKILL to pid {pid}"),
+    }
+}
+
+/// The observations one instance's records imply, in order, with their times: what the server
+/// said that led to each decision. Replaying them reproduces the decisions.
+pub fn from_trail(path: &Path, instance: &str) -> std::io::Result<Vec<(Millis, Input)>> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path)?;
+    let records: Vec<Record> = std::io::BufReader::new(file)
+        .split(b'\n')
+        .filter_map(|l| Record::parse(&l.ok()?).ok())
+        .filter(|r| r.event.instance.as_deref() == Some(instance))
+        .collect();
+    let start = records
+        .iter()
+        .filter_map(Record::unix_ms)
+        .min()
+        .unwrap_or(0);
+    let mut steps: Vec<(Millis, Input)> = Vec::new();
+    let mut last_busy_at: Option<u64> = None;
+    // The healthy snapshot the earliest decision rested on, as the engine held it then.
+    let mut held: Option<Snapshot> = None;
+    for r in &records {
+        let at = r.unix_ms().unwrap_or(start);
+        let t = at.saturating_sub(start) + 1;
+        let busy = |reply: &str| {
+            Input::Observe(Observation::Busy {
+                kind: BusyKind::from_error(reply).unwrap_or(BusyKind::Unknown),
+                reply: reply.to_string(),
+            })
+        };
+        if let (None, Some(inputs)) = (&held, r.event.detail.inputs())
+            && let Some(s) = &inputs.snapshot
+        {
+            held = Some(s.clone());
+            steps.insert(
+                0,
+                (
+                    0,
+                    Input::Observe(Observation::Pong {
+                        snapshot: Some(Box::new(s.clone())),
+                    }),
+                ),
+            );
+        }
+        let mut push = |input: Input| steps.push((t, input));
+        let same_step = last_busy_at == Some(at);
+        match &r.event.detail {
+            Detail::BusyDetected(d) => {
+                push(busy(&d.reply));
+                last_busy_at = Some(at);
+            }
+            Detail::KillSent(d) if !same_step => push(busy(&d.reply_seen)),
+            Detail::ShutdownSent(d) if !same_step => push(busy(&d.reply_seen)),
+            Detail::EscalationWithheld(d) if !same_step => {
+                if let Some(reply) = &d.reply_seen {
+                    push(busy(reply));
+                }
+            }
+            Detail::Unkillable(d) => {
+                push(Input::Observe(Observation::KillReply(match d.replicated {
+                    true => KillReply::Replicated(d.reply.clone()),
+                    false => KillReply::Unkillable(d.reply.clone()),
+                })))
+            }
+            Detail::ActionFailed(ActionFailed::Kill(d)) => push(Input::Observe(
+                Observation::KillReply(KillReply::Error(d.reply.clone())),
+            )),
+            Detail::ActionFailed(ActionFailed::Shutdown { reply, .. }) => push(Input::Observe(
+                Observation::Shutdown(ShutdownOutcome::Refused(reply.clone())),
+            )),
+            Detail::Killed(_) => push(Input::Observe(Observation::KillReply(KillReply::Ok))),
+            Detail::ShutdownConfirmed(d) => push(Input::Observe(Observation::Shutdown(
+                ShutdownOutcome::Confirmed {
+                    elapsed_ms: d.confirm_ms,
+                },
+            ))),
+            Detail::Recovered(d) => {
+                // The server as it answered again (a restart shows in its run id).
+                let snapshot = match (&held, &d.run_id) {
+                    (Some(s), Some(id)) => Some(Box::new(Snapshot {
+                        run_id: Some(id.clone()),
+                        ..s.clone()
+                    })),
+                    _ => None,
+                };
+                push(Input::Observe(Observation::Pong { snapshot }));
+            }
+            Detail::HangDetected(d) => push(Input::Observe(Observation::Silent {
+                for_ms: d.silent_ms,
+            })),
+            Detail::Unreachable(d) => push(Input::Observe(Observation::Unreachable {
+                reason: d.reason.clone(),
+            })),
+            _ => {}
+        }
+    }
+    Ok(steps)
+}
+
+/// `busyguard simulate`: the policy file, and a scenario file or a trail; the decisions as text.
+pub fn simulate_files(
+    policy: &Path,
+    scenario: Option<&Path>,
+    trail: Option<&Path>,
+) -> Result<String, String> {
+    let report = crate::policy::load(&[policy.to_path_buf()]);
+    if let Some((_, diags)) = report.rejected.first() {
+        return Err(diags
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"));
+    }
+    let policy = report.policies.first().ok_or("no policy loaded")?;
+    let steps = match (scenario, trail) {
+        (Some(file), _) => {
+            let text =
+                std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+            parse(&text).map_err(|e| format!("{}: {e}", file.display()))?
+        }
+        (None, Some(trail)) => {
+            from_trail(trail, &policy.instance).map_err(|e| format!("{}: {e}", trail.display()))?
+        }
+        (None, None) => return Err("a scenario or --trail".into()),
+    };
+    Ok(render(&run(Rules::from_policy(policy, false), &steps)))
+}

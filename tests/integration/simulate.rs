@@ -1,0 +1,73 @@
+//! `busyguard simulate`: the example scenarios print exactly their expected decisions
+//! (`BLESS=1` rewrites them), and replaying a real incident's trail reproduces its decisions.
+
+use std::path::Path;
+
+use crate::support;
+
+#[test]
+fn every_example_scenario_prints_its_expected_decisions() {
+    let dir = Path::new("examples/scenarios");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let scenario = entry.unwrap().path();
+        if scenario.extension().is_none_or(|e| e != "txt") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&scenario).unwrap();
+        let policy = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# policy: "))
+            .expect("a `# policy:` line");
+        let (code, out) = support::busyguard(&["simulate"], &[&dir.join(policy), &scenario]);
+        assert_eq!(code, 0, "{}: {out}", scenario.display());
+        let expected = scenario.with_extension("expected");
+        if std::env::var_os("BLESS").is_some() {
+            std::fs::write(&expected, &out).unwrap();
+        }
+        let want = std::fs::read_to_string(&expected)
+            .unwrap_or_else(|_| panic!("{} (BLESS=1 writes it)", expected.display()));
+        assert_eq!(out, want, "{}", scenario.display());
+        checked += 1;
+    }
+    assert!(checked >= 5, "{checked}");
+}
+
+/// A trail written by a real daemon against a real server (an unkillable script shut down
+/// past its budget, then a second one withheld by `limits`): the decisions it implies are the
+/// decisions it holds.
+#[test]
+fn replaying_a_real_trail_reproduces_its_decisions() {
+    let trail = Path::new(
+        "tests/fixtures/trails/past_the_budget_an_unkillable_script_ends_in_a_shutdown_and_limits_withhold_the_next.jsonl",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("past.yaml");
+    std::fs::write(
+        &policy,
+        "instance: past\nredis:\n  url: unix:///nowhere.sock\non_busy:\n  kill_after: 0s\n  on_unkillable:\n    wait: 1s\n    then: shutdown\nlimits:\n  max_shutdowns: 1\n  per: 1h\n",
+    )
+    .unwrap();
+    let (code, out) = support::busyguard(
+        &["simulate", "--trail", trail.to_str().unwrap()],
+        &[&policy],
+    );
+    assert_eq!(code, 0, "{out}");
+    let replayed: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|w| *w != "->" && !w.is_empty())
+        .filter(|w| w.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .collect();
+    let recorded: Vec<String> = std::fs::read_to_string(trail)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["instance"] == "past" && !r["incident"].is_null())
+        .filter(|r| r["event"] != "watchdog_stopped")
+        .map(|r| r["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(replayed, recorded, "{out}");
+    assert!(recorded.contains(&"shutdown_sent".to_string()));
+    assert!(recorded.contains(&"escalation_withheld".to_string()));
+}

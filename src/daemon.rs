@@ -23,14 +23,14 @@ use tokio::task::JoinHandle;
 
 use crate::audit::{AuditLog, History};
 use crate::control::{Caller, InstanceLive, Request, Response};
-use crate::engine::{Live, Steer};
+use crate::engine::Steer;
 use crate::event::Event;
 use crate::event::detail::{PolicyLoaded, PolicyRejected, WatchdogStarted, WatchdogStopped};
 use crate::metrics::Metrics;
 use crate::policy::{self, Policy};
 use crate::recorder::Recorder;
 use crate::sdnotify;
-use crate::watchdog::{Controls, SteerRequest, Watchdog};
+use crate::watchdog::{Controls, SteerRequest, ToWatchdog, Watchdog};
 
 /// Where the daemon keeps its trail when no `--state-dir` is given and systemd set none.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/busyguard";
@@ -94,8 +94,7 @@ struct Supervised {
     outboxes: Vec<JoinHandle<()>>,
     outboxes_stop: watch::Sender<bool>,
     /// Operators' commands for this watchdog, and what it is doing now.
-    steer: mpsc::UnboundedSender<SteerRequest>,
-    live: watch::Receiver<Live>,
+    steer: mpsc::UnboundedSender<ToWatchdog>,
 }
 
 /// The daemon's shared parts.
@@ -361,13 +360,11 @@ impl Daemon {
         let (updates, updates_rx) = watch::channel(p.clone());
         let heartbeat = Arc::new(AtomicU64::new(now_ms()));
         let (steer, steer_rx) = mpsc::unbounded_channel();
-        let (live_tx, live) = watch::channel(Live::default());
         let controls = Controls {
             stop: stop_rx,
             policy_updates: updates_rx,
             heartbeat: heartbeat.clone(),
             steer: steer_rx,
-            live: live_tx,
         };
         let mut dog = Watchdog::new(p.clone(), self.dry_run, self.recorder.clone(), controls);
         if let Some(history) = self.histories.remove(&p.instance)
@@ -399,7 +396,6 @@ impl Daemon {
                 outboxes,
                 outboxes_stop,
                 steer,
-                live,
             },
         );
     }
@@ -420,18 +416,31 @@ impl Daemon {
             None => self.running.keys().collect(),
         };
         if request.command == "ps" {
-            let instances = targets
-                .iter()
-                .map(|name| InstanceLive {
-                    instance: name.to_string(),
-                    live: serde_json::to_value(&*self.running[*name].live.borrow())
-                        .unwrap_or_default(),
-                })
-                .collect();
-            let _ = reply.send(Response {
-                ok: true,
-                message: String::new(),
-                instances,
+            let mut asked = Vec::new();
+            for name in targets {
+                let (tx, rx) = oneshot::channel();
+                if self.running[name]
+                    .steer
+                    .send(ToWatchdog::Report(tx))
+                    .is_ok()
+                {
+                    asked.push((name.clone(), rx));
+                }
+            }
+            tokio::spawn(async move {
+                let mut instances = Vec::new();
+                for (instance, rx) in asked {
+                    let live = rx.await.ok();
+                    instances.push(InstanceLive {
+                        instance,
+                        live: serde_json::to_value(live).unwrap_or_default(),
+                    });
+                }
+                let _ = reply.send(Response {
+                    ok: true,
+                    message: String::new(),
+                    instances,
+                });
             });
             return;
         }
@@ -466,7 +475,11 @@ impl Daemon {
                 reason: request.reason.clone(),
                 reply: tx,
             };
-            if self.running[name].steer.send(request).is_ok() {
+            if self.running[name]
+                .steer
+                .send(ToWatchdog::Steer(request))
+                .is_ok()
+            {
                 answers.push(rx);
             }
         }

@@ -16,9 +16,10 @@ const PROBE_BUCKETS: [f64; 12] = [
 ];
 
 /// The states an instance can be in, as `busyguard_state` names them.
-pub const STATES: [&str; 7] = [
+pub const STATES: [&str; 8] = [
     "healthy",
     "busy",
+    "asking",
     "hang",
     "down",
     "unreachable",
@@ -45,6 +46,8 @@ struct Registry {
     slow_scripts: BTreeMap<(String, String), u64>,
     /// Slow scripts at or past [`crate::event::NEAR_THRESHOLD`] of the busy threshold.
     near_threshold: BTreeMap<String, u64>,
+    /// Whether an operator's pause is in force.
+    paused: BTreeMap<String, bool>,
 }
 
 /// Upper bounds (seconds) of the script duration histogram.
@@ -143,6 +146,11 @@ impl Metrics {
         self.with(|r| {
             r.near_threshold.entry(instance.to_string()).or_default();
         });
+    }
+
+    /// Whether an operator's pause is in force on the instance.
+    pub fn set_paused(&self, instance: &str, paused: bool) {
+        self.with(|r| set(&mut r.paused, instance, paused));
     }
 
     /// A script the SLOWLOG shows, and whether it was slow enough for a warning (`slow`: its
@@ -279,6 +287,12 @@ impl Metrics {
             r.trail_write_failures
         );
         render_scripts(&r, &mut out);
+        per_instance(
+            &mut out,
+            ("busyguard_paused", "gauge"),
+            "1 while an operator's pause withholds every action on the instance",
+            r.paused.iter().map(|(i, p)| (i, u8::from(*p).to_string())),
+        );
         out
     }
 }

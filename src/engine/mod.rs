@@ -156,6 +156,7 @@ impl Engine {
             None => "healthy",
             Some(i) => match (&i.cause, &i.escalation) {
                 (_, Escalation::ShutdownSent | Escalation::ShutdownConfirmed) => "down",
+                (_, Escalation::Asked { .. }) => "asking",
                 (Cause::Busy(_), _) => "busy",
                 (Cause::Hang, _) => "hang",
                 (Cause::Unreachable, _) => "unreachable",

@@ -111,6 +111,11 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether a pause is in force at `at`.
+    pub fn paused(&self, at: At) -> bool {
+        self.pause.as_ref().is_some_and(|p| at.mono < p.until_mono)
+    }
+
     /// End a pause whose time is up; its record says so.
     pub(super) fn expire_pause(&mut self, at: At, step: &mut Step) {
         if self.pause.as_ref().is_some_and(|p| at.mono >= p.until_mono) {

@@ -65,8 +65,7 @@ pub struct Watchdog {
     function_stats: Option<serde_json::Value>,
     /// Slow scripts seen in the SLOWLOG before they ever go BUSY.
     early: EarlyWarnings,
-    steer: tokio::sync::mpsc::UnboundedReceiver<SteerRequest>,
-    live: watch::Sender<Live>,
+    steer: tokio::sync::mpsc::UnboundedReceiver<ToWatchdog>,
     /// Kills busyguard sent in the incident in flight (to tell another client's from its own).
     kills_sent: u64,
 }
@@ -76,10 +75,16 @@ pub struct Controls {
     pub stop: watch::Receiver<bool>,
     pub policy_updates: watch::Receiver<Policy>,
     pub heartbeat: Arc<AtomicU64>,
-    /// Operators' commands from the control socket.
-    pub steer: tokio::sync::mpsc::UnboundedReceiver<SteerRequest>,
+    /// Operators' commands from the control socket, and `ps`'s questions.
+    pub steer: tokio::sync::mpsc::UnboundedReceiver<ToWatchdog>,
+}
+
+/// What the control socket asks of a watchdog. Answered at its next wake-up (within a probe
+/// interval): nothing is published on every probe, so supervising costs nothing more.
+pub enum ToWatchdog {
+    Steer(SteerRequest),
     /// What the engine is doing now, for `busyguard ps`.
-    pub live: watch::Sender<Live>,
+    Report(tokio::sync::oneshot::Sender<Live>),
 }
 
 /// An operator's command for one watchdog, and where its outcome goes.
@@ -118,7 +123,6 @@ impl Watchdog {
             policy_updates: controls.policy_updates,
             heartbeat: controls.heartbeat,
             steer: controls.steer,
-            live: controls.live,
             kills_sent: 0,
             beat,
             baseline: None,
@@ -160,8 +164,8 @@ impl Watchdog {
     async fn wait_until(&mut self, deadline: Instant) -> Wake {
         sleep_until(deadline.into()).await;
         self.alive();
-        while let Ok(request) = self.steer.try_recv() {
-            self.apply_steer(request);
+        while let Ok(message) = self.steer.try_recv() {
+            self.answer(message);
         }
         if self.stopping() {
             return Wake::Stop;
@@ -331,7 +335,7 @@ impl Watchdog {
                         }
                     }
                     // While a probe is outstanding (a silent phase, a hang), commands still apply.
-                    Some(request) = self.steer.recv() => self.apply_steer(request),
+                    Some(message) = self.steer.recv() => self.answer(message),
                 }
             };
             tracing::trace!(instance = %self.policy.instance, snapshot = with_snapshot,
@@ -404,6 +408,16 @@ impl Watchdog {
         }
     }
 
+    /// Answer the control socket.
+    fn answer(&mut self, message: ToWatchdog) {
+        match message {
+            ToWatchdog::Steer(request) => self.apply_steer(request),
+            ToWatchdog::Report(reply) => {
+                let _ = reply.send(self.engine.live(self.now()));
+            }
+        }
+    }
+
     /// Apply an operator's command, record it, and answer.
     fn apply_steer(&mut self, request: SteerRequest) {
         let now = self.now();
@@ -430,8 +444,15 @@ impl Watchdog {
             }
             Err(e) => Err(format!("{}: {e}", self.policy.instance)),
         };
-        self.live.send_replace(self.engine.live(now));
+        self.publish_live(now);
         let _ = request.reply.send(answer);
+    }
+
+    /// Whether a pause is in force, for the metrics.
+    fn publish_live(&self, now: At) {
+        self.recorder
+            .metrics
+            .set_paused(&self.policy.instance, self.engine.paused(now));
     }
 
     /// Give the engine an observation made now; the caller records and acts on the step.
@@ -441,7 +462,7 @@ impl Watchdog {
         self.recorder
             .metrics
             .set_state(&self.policy.instance, self.engine.state());
-        self.live.send_replace(self.engine.live(now));
+        self.publish_live(now);
         step
     }
 

@@ -215,12 +215,23 @@ fn then_ask_waits_for_an_answer_and_applies_its_default_without_one() {
     // With one: a shutdown at once.
     let server = RedisServer::start(ServerOptions::default());
     let ask = ask.replace("timeout: 1s", "timeout: 1m");
-    let daemon = Daemon::start(&server.policy("answered", &ask), &[]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics = format!("127.0.0.1:{port}");
+    let daemon = Daemon::start(&server.policy("answered", &ask), &["--metrics", &metrics]);
     server.wait_snapshot();
     let _writer = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
     daemon.wait_event("approval_requested", LONG);
     let (_, ps) = ctl(&daemon, &["ps"]);
     assert!(ps.contains("await an approval"), "{ps}");
+    let text = support::http_get(port, "/metrics");
+    assert!(
+        text.contains("busyguard_state{instance=\"answered\",state=\"asking\"} 1"),
+        "{text}"
+    );
     assert_eq!(
         ctl(&daemon, &["approve", "answered", "--reason", "ok"]).0,
         0

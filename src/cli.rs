@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(
     name = "busyguard",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("BUSYGUARD_COMMIT"), ")"),
     about = "Ends runaway Redis scripts by policy, and leaves a trail"
 )]
 pub struct Cli {
@@ -29,9 +29,17 @@ pub enum Command {
         /// Decide and record everything, send nothing, whatever the files say.
         #[arg(long)]
         dry_run: bool,
-        /// Serve Prometheus metrics at ADDR (host:port).
+        /// Serve Prometheus metrics at ADDR (host:port, or :port for every interface).
         #[arg(long)]
         metrics: Option<String>,
+        /// Log lines as `text` or `json` (one object a line); under journald each keeps its
+        /// priority.
+        #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+        log_format: String,
+        /// The lowest level logged: error, warn, info, debug or trace (default: info, or
+        /// `RUST_LOG`).
+        #[arg(long, value_parser = ["error", "warn", "info", "debug", "trace"])]
+        log_level: Option<String>,
     },
     /// Validate policy files without touching any Redis.
     Check {

@@ -275,8 +275,10 @@ impl Daemon {
     /// A file that no longer validates keeps its previous version running.
     async fn load(&mut self, start_seq: u64) {
         let Some(report) = read_policies(&self.paths).await else {
+            self.recorder.metrics.reloaded(false);
             return;
         };
+        self.recorder.metrics.reloaded(report.rejected.is_empty());
         for (file, why) in &report.skipped {
             tracing::warn!(file = %file.display(), "policy folder entry skipped: {why}");
         }

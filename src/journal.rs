@@ -10,6 +10,10 @@ use tracing_subscriber::registry::LookupSpan;
 
 pub struct JournalFormat;
 
+/// Another format's lines (JSON) behind the same priority prefix, so journald keeps the
+/// priority whatever the format.
+pub struct JournalPrefix<F>(pub F);
+
 /// syslog priority of a tracing level.
 pub fn priority(level: &Level) -> u8 {
     match *level {
@@ -34,5 +38,22 @@ where
         write!(writer, "<{}>", priority(event.metadata().level()))?;
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
+    }
+}
+
+impl<S, N, F> FormatEvent<S, N> for JournalPrefix<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        write!(writer, "<{}>", priority(event.metadata().level()))?;
+        self.0.format_event(ctx, writer, event)
     }
 }

@@ -68,6 +68,9 @@ pub(crate) mod text;
 pub(crate) mod watchdog;
 pub(crate) mod yaml;
 
+/// The commit busyguard was built from (`git describe`), or `unknown` outside a checkout.
+pub const COMMIT: &str = env!("BUSYGUARD_COMMIT");
+
 /// The process-wide rustls provider (ring, which fred already brings) for fred's and reqwest's
 /// TLS, installed in this one place.
 pub fn install_crypto_provider() {

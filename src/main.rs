@@ -26,8 +26,10 @@ fn main() -> ExitCode {
             state_dir,
             dry_run,
             metrics,
+            log_format,
+            log_level,
         } => {
-            init_logging();
+            init_logging(log_level.as_deref(), log_format == "json");
             let Some(runtime) = runtime() else {
                 return ExitCode::from(2);
             };
@@ -35,9 +37,13 @@ fn main() -> ExitCode {
                 let metrics = match metrics {
                     None => None,
                     Some(addr) => Some(
-                        tokio::net::TcpListener::bind(&addr)
-                            .await
-                            .with_context(|| format!("cannot serve metrics on {addr}"))?,
+                        // `:9754`, node_exporter's habit: every interface.
+                        tokio::net::TcpListener::bind(match addr.strip_prefix(':') {
+                            Some(port) => format!("0.0.0.0:{port}"),
+                            None => addr.clone(),
+                        })
+                        .await
+                        .with_context(|| format!("cannot serve metrics on {addr}"))?,
                     ),
                 };
                 let opts = RunOptions {
@@ -239,22 +245,32 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 /// Logs go to stderr; `RUST_LOG` overrides the level. Under systemd (`JOURNAL_STREAM` set)
 /// stderr is the journal: each line then starts with its syslog priority (`<3>` error ...
 /// `<7>` debug), which journald reads, and carries no timestamp or colour of its own.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        // fred reports every closed connection as a warning; the watchdog reports what matters.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fred=error"));
+fn init_logging(level: Option<&str>, json: bool) {
+    // fred reports every closed connection as a warning; the watchdog reports what matters.
+    let filter = match level {
+        Some(level) => tracing_subscriber::EnvFilter::new(format!("{level},fred=error")),
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fred=error")),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false);
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        builder
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    match (json, journald) {
+        (false, true) => builder
             .with_ansi(false)
             .event_format(busyguard::journal::JournalFormat)
-            .init();
-    } else {
-        builder
+            .init(),
+        (false, false) => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init();
+            .init(),
+        (true, true) => builder
+            .json()
+            .event_format(busyguard::journal::JournalPrefix(
+                tracing_subscriber::fmt::format().json().with_target(false),
+            ))
+            .init(),
+        (true, false) => builder.json().init(),
     }
 }

@@ -48,7 +48,30 @@ struct Registry {
     near_threshold: BTreeMap<String, u64>,
     /// Whether an operator's pause is in force.
     paused: BTreeMap<String, bool>,
+    /// The escalation deadline of the incident in flight, Unix seconds (0: none).
+    deadline: BTreeMap<String, f64>,
+    /// Whether the last load of the policies took every file, and when one last did.
+    reload_ok: bool,
+    reload_ok_at: f64,
 }
+
+/// Every (action, outcome) `busyguard_actions_total` counts, exported at 0 from the start.
+const ACTION_OUTCOMES: [(&str, &str); 14] = [
+    ("kill", "sent"),
+    ("kill", "decided"),
+    ("kill", "confirmed"),
+    ("kill", "unkillable"),
+    ("kill", "withheld"),
+    ("kill", "failed"),
+    ("shutdown", "sent"),
+    ("shutdown", "decided"),
+    ("shutdown", "confirmed"),
+    ("shutdown", "withheld"),
+    ("shutdown", "failed"),
+    ("signal", "sent"),
+    ("signal", "decided"),
+    ("signal", "failed"),
+];
 
 /// Upper bounds (seconds) of the script duration histogram.
 const SCRIPT_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -140,12 +163,53 @@ impl Metrics {
         });
     }
 
-    /// Series that alert rules read with `increase()` start at 0 for every supervised instance,
-    /// so the first event is an increase, not the series' first appearance.
+    /// Every series of an instance exists from the moment it is loaded: counters at 0 (so
+    /// `increase()` sees the first event after a start), `up` at 0 and the last reply at 0
+    /// until a probe is answered.
     pub fn register(&self, instance: &str) {
         self.with(|r| {
             r.near_threshold.entry(instance.to_string()).or_default();
+            r.up.entry(instance.to_string()).or_insert(false);
+            r.last_reply.entry(instance.to_string()).or_insert(0.0);
+            r.paused.entry(instance.to_string()).or_insert(false);
+            r.deadline.entry(instance.to_string()).or_insert(0.0);
+            for (action, outcome) in ACTION_OUTCOMES {
+                r.actions
+                    .entry((instance.to_string(), action, outcome))
+                    .or_default();
+            }
+            for cause in ["busy", "hang", "unreachable"] {
+                r.incidents
+                    .entry((instance.to_string(), cause))
+                    .or_default();
+            }
         });
+    }
+
+    /// A receiver's series exist from the moment it is loaded.
+    pub fn register_receiver(&self, receiver: &str) {
+        self.with(|r| {
+            for outcome in ["delivered", "retried", "given_up"] {
+                r.notifications
+                    .entry((receiver.to_string(), outcome))
+                    .or_default();
+            }
+        });
+    }
+
+    /// The outcome of a reload (or of the start's load): whether every file loaded.
+    pub fn reloaded(&self, ok: bool) {
+        self.with(|r| {
+            r.reload_ok = ok;
+            if ok {
+                r.reload_ok_at = crate::clock::unix_secs_f64();
+            }
+        });
+    }
+
+    /// When the escalation of the incident in flight is due (Unix seconds; 0 when none is).
+    pub fn set_deadline(&self, instance: &str, unix_s: f64) {
+        self.with(|r| set(&mut r.deadline, instance, unix_s));
     }
 
     /// Whether an operator's pause is in force on the instance.
@@ -287,6 +351,46 @@ impl Metrics {
             r.trail_write_failures
         );
         render_scripts(&r, &mut out);
+        per_instance(
+            &mut out,
+            ("busyguard_escalation_deadline_timestamp_seconds", "gauge"),
+            "When the escalation of the incident in flight is due (Unix time; 0 when none is pending)",
+            r.deadline.iter().map(|(i, t)| (i, format!("{t:.3}"))),
+        );
+        head(
+            &mut out,
+            "busyguard_build_info",
+            "gauge",
+            "busyguard's version and the commit it was built from",
+        );
+        let _ = writeln!(
+            out,
+            "busyguard_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            crate::COMMIT
+        );
+        head(
+            &mut out,
+            "busyguard_config_last_reload_successful",
+            "gauge",
+            "1 when the last load of the policies (start or SIGHUP) took every file",
+        );
+        let _ = writeln!(
+            out,
+            "busyguard_config_last_reload_successful {}",
+            u8::from(r.reload_ok)
+        );
+        head(
+            &mut out,
+            "busyguard_config_last_reload_success_timestamp_seconds",
+            "gauge",
+            "When the policies last loaded without an error",
+        );
+        let _ = writeln!(
+            out,
+            "busyguard_config_last_reload_success_timestamp_seconds {:.3}",
+            r.reload_ok_at
+        );
         per_instance(
             &mut out,
             ("busyguard_paused", "gauge"),

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::audit::AuditLog;
-use crate::event::{Event, EventKind};
+use crate::event::{Event, Severity};
 use crate::metrics::Metrics;
 
 /// Where events go.
@@ -42,22 +42,22 @@ impl Recorder {
     }
 }
 
-/// One log line per event; what needs a human's eye is a warning.
+/// One log line per event, at the level its severity calls for: a shutdown, a withheld or failed
+/// action is an ERROR (`journalctl -p err` shows them), an unkillable script, a fault or an
+/// unreachable server a WARN.
 fn log_event(event: &Event) {
     let instance = event.instance.as_deref().unwrap_or("-");
     let incident = event.incident.as_deref().unwrap_or("-");
     let detail = event.detail.to_value();
     let name = event.kind().name();
-    match event.kind() {
-        EventKind::ProbeFault
-        | EventKind::ActionFailed
-        | EventKind::EscalationWithheld
-        | EventKind::Unreachable
-        | EventKind::HangDetected
-        | EventKind::NotifyFailed
-        | EventKind::PolicyRejected => {
-            tracing::warn!(%instance, %incident, dry_run = event.dry_run, %detail, "{name}")
+    let dry_run = event.dry_run;
+    match event.severity() {
+        Severity::Critical => {
+            tracing::error!(%instance, %incident, dry_run, %detail, "{name}")
         }
-        _ => tracing::info!(%instance, %incident, dry_run = event.dry_run, %detail, "{name}"),
+        Severity::Error | Severity::Warning => {
+            tracing::warn!(%instance, %incident, dry_run, %detail, "{name}")
+        }
+        Severity::Info => tracing::info!(%instance, %incident, dry_run, %detail, "{name}"),
     }
 }

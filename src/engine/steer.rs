@@ -111,6 +111,18 @@ impl Engine {
         Ok(())
     }
 
+    /// When the escalation of the incident in flight is due (engine time), if one is pending.
+    pub fn escalation_deadline(&self) -> Option<Millis> {
+        let i = self.incident.as_ref()?;
+        match (&i.kill, &i.escalation) {
+            (Kill::NoneExists | Kill::Answered { .. }, Escalation::NotYet) => {
+                Some(i.first_busy? + self.rules.wait)
+            }
+            (_, Escalation::Asked { since }) => Some(since + self.rules.ask_timeout),
+            _ => None,
+        }
+    }
+
     /// Whether a pause is in force at `at`.
     pub fn paused(&self, at: At) -> bool {
         self.pause.as_ref().is_some_and(|p| at.mono < p.until_mono)

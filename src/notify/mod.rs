@@ -58,6 +58,7 @@ pub fn spawn_for(
     let mut tasks = Vec::new();
     for (n, receiver) in policy.notify.iter().enumerate() {
         let name = format!("{}.{n}.{}", policy.instance, receiver.kind.name());
+        recorder.metrics.register_receiver(&name);
         let client = match reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(CONNECT_TIMEOUT)

@@ -257,6 +257,7 @@ impl Watchdog {
                     self.act(None, step).await;
                 }
                 Err(ConnectError::Rejected(reply)) => {
+                    self.recorder.metrics.probe_lost(&self.policy.instance);
                     // Set-up was refused (WRONGPASS, NOPERM, ...): a configuration fault. Even a
                     // BUSY here could not be acted on, with no connection to act through.
                     let observation = match classify_error(&reply) {
@@ -448,11 +449,14 @@ impl Watchdog {
         let _ = request.reply.send(answer);
     }
 
-    /// Whether a pause is in force, for the metrics.
+    /// Whether a pause is in force, and when the escalation is due, for the metrics.
     fn publish_live(&self, now: At) {
-        self.recorder
-            .metrics
-            .set_paused(&self.policy.instance, self.engine.paused(now));
+        let metrics = &self.recorder.metrics;
+        metrics.set_paused(&self.policy.instance, self.engine.paused(now));
+        let due = self.engine.escalation_deadline().map_or(0.0, |ms| {
+            (now.unix_ms + ms).saturating_sub(now.mono) as f64 / 1000.0
+        });
+        metrics.set_deadline(&self.policy.instance, due);
     }
 
     /// Give the engine an observation made now; the caller records and acts on the step.

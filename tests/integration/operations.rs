@@ -502,3 +502,161 @@ async fn until(what: &str, cond: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Every shipped alert rule loads and fires in promtool on the series a real incident leaves,
+/// counters at 0 from the start included (promtool from Debian's `prometheus`, which
+/// scripts/test installs).
+#[test]
+fn every_alert_rule_fires_in_promtool() {
+    let promtool = |args: &[&str]| {
+        Command::new("promtool")
+            .args(args)
+            .output()
+            .expect("promtool: run scripts/test, or apt-get install prometheus")
+    };
+    let checked = promtool(&["check", "rules", "examples/prometheus/alerts.yml"]);
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stdout)
+    );
+    let tested = promtool(&["test", "rules", "tests/fixtures/promtool/alerts.yml"]);
+    assert!(
+        tested.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&tested.stdout),
+        String::from_utf8_lossy(&tested.stderr)
+    );
+    // A test for every rule.
+    let rules = std::fs::read_to_string("examples/prometheus/alerts.yml").unwrap();
+    let tests = std::fs::read_to_string("tests/fixtures/promtool/alerts.yml").unwrap();
+    for alert in rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+    {
+        assert!(
+            tests.contains(&format!("alertname: {alert}")),
+            "no promtool test for {alert}"
+        );
+    }
+}
+
+/// The series alerts rest on exist from the start, at 0; a blind watchdog still exports `up`;
+/// a rejected reload shows.
+#[test]
+fn metrics_exist_from_the_start_and_a_rejected_reload_shows() {
+    let server = RedisServer::start(ServerOptions::default());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let receiver = crate::support::http::HttpReceiver::always(200, "");
+    let good = server.policy(
+        "fresh",
+        &format!(
+            "notify:\n  - webhook: {{ url: '{}' }}\n",
+            receiver.url("/m")
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("fresh.yaml");
+    let blind = dir.path().join("blind.yaml");
+    std::fs::write(&policy, &good).unwrap();
+    let password = dir.path().join("wrong");
+    std::fs::write(&password, "not-the-password").unwrap();
+    support::add_busyguard_user(&server, "right", &[]);
+    std::fs::write(
+        &blind,
+        server.policy("blind", "").replace(
+            "probe:",
+            &format!(
+                "  username: busyguard\n  password_file: {}\nprobe:",
+                password.display()
+            ),
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start_with(
+        tempfile::tempdir().unwrap(),
+        &[policy.clone(), blind],
+        &["--metrics", &format!(":{port}")],
+    );
+    daemon.wait_event("probe_fault", LONG);
+    let text = support::http_get(port, "/metrics");
+    for series in [
+        "busyguard_actions_total{instance=\"fresh\",action=\"kill\",outcome=\"unkillable\"} 0",
+        "busyguard_actions_total{instance=\"fresh\",action=\"shutdown\",outcome=\"sent\"} 0",
+        "busyguard_incidents_total{instance=\"fresh\",cause=\"busy\"} 0",
+        "busyguard_notifications_total{receiver=\"fresh.0.webhook\",outcome=\"given_up\"} 0",
+        "busyguard_up{instance=\"blind\"} 0",
+        "busyguard_state{instance=\"blind\",state=\"fault\"} 1",
+        "busyguard_config_last_reload_successful 1",
+        "busyguard_escalation_deadline_timestamp_seconds{instance=\"fresh\"} 0",
+    ] {
+        assert!(text.contains(series), "missing `{series}` in\n{text}");
+    }
+    assert!(text.contains("busyguard_build_info{version=\""), "{text}");
+    assert!(
+        text.contains("busyguard_last_reply_timestamp_seconds{instance=\"blind\"}"),
+        "{text}"
+    );
+    // A typo, then SIGHUP: the old policy runs on, and the metric says the reload failed.
+    std::fs::write(&policy, good.replace("instance:", "instanc:")).unwrap();
+    daemon.signal(Signal::SIGHUP);
+    daemon.wait_event("policy_rejected", LONG);
+    assert!(wait_for(LONG, || support::http_get(port, "/metrics")
+        .contains("busyguard_config_last_reload_successful 0")));
+}
+
+/// Log levels follow severity (a shutdown is an ERROR, an unkillable script a WARN, so
+/// `journalctl -p err` shows every shutdown), and `--log-format json` writes one JSON object a
+/// line, behind the journald priority under journald.
+#[test]
+fn log_lines_carry_their_severity_in_text_and_json() {
+    let mut server = RedisServer::start(ServerOptions::default());
+    let ladder =
+        "on_busy:\n  kill_after: 0s\n  on_unkillable:\n    wait: 300ms\n    then: shutdown\n";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.yaml");
+    std::fs::write(&file, server.policy("logged", ladder)).unwrap();
+    let mut daemon = Daemon::prepare(
+        dir,
+        &[file],
+        &["--log-format", "json", "--log-level", "info"],
+    );
+    daemon.env = vec![("JOURNAL_STREAM".into(), "8:1234".into())];
+    daemon.spawn();
+    server.wait_snapshot();
+    let _writer = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
+    daemon.wait_event("shutdown_confirmed", LONG);
+    assert!(server.wait_exit(Duration::from_secs(5)));
+    let line_of = |event: &str| {
+        let stderr = daemon.stderr();
+        stderr
+            .lines()
+            .find(|l| {
+                l.contains(&format!("\"message\":\"{event}\""))
+                    && l.contains("\"instance\":\"logged\"")
+            })
+            .map(str::to_string)
+    };
+    assert!(
+        wait_for(LONG, || line_of("shutdown_confirmed").is_some()),
+        "{}",
+        daemon.stderr()
+    );
+    for (event, prefix, level) in [
+        ("shutdown_sent", "<3>", "ERROR"),
+        ("unkillable", "<4>", "WARN"),
+        ("watchdog_started", "<6>", "INFO"),
+    ] {
+        let line = line_of(event).unwrap_or_else(|| panic!("no {event} in {}", daemon.stderr()));
+        let json = line
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("{event}: {line}"));
+        let parsed: Value = serde_json::from_str(json).unwrap();
+        assert_eq!(parsed["level"], level, "{line}");
+        assert_eq!(parsed["fields"]["instance"], "logged", "{line}");
+    }
+}

@@ -346,8 +346,14 @@ impl Daemon {
                         t.abort();
                     }
                     let (tx, rx) = watch::channel(false);
-                    s.outboxes =
-                        crate::notify::spawn_for(&p, &self.dir, &self.recorder, start_seq, &rx);
+                    s.outboxes = crate::notify::spawn_for(
+                        &p,
+                        &self.dir,
+                        &self.recorder,
+                        self.dry_run,
+                        start_seq,
+                        &rx,
+                    );
                     s.outboxes_stop = tx;
                     let _ = s.updates.send(p.clone());
                     s.policy = p.clone();
@@ -376,8 +382,14 @@ impl Daemon {
                 "resuming an incident that was in flight when busyguard last stopped");
         }
         let (outboxes_stop, outboxes_rx) = watch::channel(false);
-        let outboxes =
-            crate::notify::spawn_for(&p, &self.dir, &self.recorder, start_seq, &outboxes_rx);
+        let outboxes = crate::notify::spawn_for(
+            &p,
+            &self.dir,
+            &self.recorder,
+            self.dry_run,
+            start_seq,
+            &outboxes_rx,
+        );
         let watchdog = tokio::spawn(dog.run());
         let watchdog_abort = watchdog.abort_handle();
         // Watch the task: its end (a panic above all) is reported as it happens.

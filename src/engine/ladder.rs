@@ -269,6 +269,7 @@ impl Engine {
             then: self.rules.then,
             reply,
             replicated,
+            data_at_risk: self.snapshot().map(Snapshot::data_at_risk),
         };
         let unknown = inc.cause == Cause::Busy(BusyKind::Unknown);
         let detail: Detail = match reply {

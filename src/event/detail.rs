@@ -151,6 +151,9 @@ pub struct KillAnswer {
     /// on the master it has already finished.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replicated: bool,
+    /// What a shutdown at the end of the budget would lose, as the healthy snapshot says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_at_risk: Option<DataAtRisk>,
 }
 
 pub type Unkillable = KillAnswer;
@@ -459,6 +462,15 @@ pub struct ApprovalRequested {
 }
 
 impl crate::event::Detail {
+    /// What SHUTDOWN NOSAVE would lose, where the record says it.
+    pub fn data_at_risk(&self) -> Option<&DataAtRisk> {
+        use crate::event::Detail as D;
+        match self {
+            D::Unkillable(d) | D::ActionFailed(ActionFailed::Kill(d)) => d.data_at_risk.as_ref(),
+            other => other.inputs()?.data_at_risk.as_ref(),
+        }
+    }
+
     /// The decision inputs, for kinds that carry them.
     pub fn inputs(&self) -> Option<&DecisionInputs> {
         use crate::event::Detail as D;

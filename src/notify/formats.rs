@@ -23,6 +23,14 @@ pub struct Request {
     pub body: String,
 }
 
+/// What a message says beside the record: where it comes from, and where to read what to do.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Context {
+    /// The host busyguard runs on.
+    pub host: String,
+    pub runbook_url: Option<String>,
+}
+
 /// The request for `record` (its exact trail line is `line`), or `None` when this kind of
 /// receiver does not take this event (PagerDuty has no use for `kill_sent`).
 pub fn request(
@@ -30,13 +38,14 @@ pub fn request(
     record: &Record,
     line: &str,
     now_unix_s: u64,
+    ctx: &Context,
 ) -> Option<Request> {
     let json_header = ("content-type".to_string(), "application/json".to_string());
     match kind {
         ReceiverKind::Slack { url } => Some(Request {
             url: url.expose().to_string(),
             headers: vec![json_header],
-            body: slack(record).to_string(),
+            body: slack(record, ctx).to_string(),
         }),
         ReceiverKind::PagerDuty {
             routing_key,
@@ -45,7 +54,7 @@ pub fn request(
         } => Some(Request {
             url: events_url.clone(),
             headers: vec![json_header],
-            body: pagerduty(record, routing_key.expose(), severity)?.to_string(),
+            body: pagerduty(record, routing_key.expose(), severity, ctx)?.to_string(),
         }),
         ReceiverKind::Webhook { url, secret } => {
             // `data` is the record exactly as the trail holds it.
@@ -53,6 +62,7 @@ pub fn request(
             let body = json!({
                 "type": format!("busyguard.{}", record.kind().name()),
                 "timestamp": record.ts,
+                "host": ctx.host,
                 "data": data,
             })
             .to_string();
@@ -157,27 +167,49 @@ fn busy_kind_name(kind: BusyKind) -> &'static str {
     }
 }
 
-/// What the policy will do next, and when.
+/// What the policy will do next, when (on the wall clock), and what stops it.
 fn next_step(record: &Record) -> String {
     use Detail as D;
     let detail = &record.event.detail;
-    let budget_left = ms(detail.budget_left_ms());
+    let instance = record.event.instance.as_deref().unwrap_or("INSTANCE");
+    let at = |left: Option<u64>| match (record.unix_ms(), left) {
+        (Some(ts), Some(left)) => {
+            format!("at {} (in {left} ms)", crate::clock::rfc3339(ts + left))
+        }
+        _ => "when the budget ends".into(),
+    };
+    let budget_end = at(detail.budget_left_ms());
+    let stops = format!(
+        "the script ending stops it; `busyguard hold {instance} --reason ...` keeps the server up"
+    );
     match detail {
         D::BusyDetected(d) if d.busy_kind == BusyKind::Module => {
-            format!("no kill exists for a module; budget ends in {budget_left}")
+            format!("no kill exists for a module; the budget ends {budget_end}")
         }
-        D::BusyDetected(d) => format!("kill after {}", ms(Some(d.inputs.policy.kill_after_ms))),
+        D::BusyDetected(d) => format!(
+            "{} {}",
+            match d.busy_kind {
+                BusyKind::Function => "FUNCTION KILL",
+                _ => "SCRIPT KILL",
+            },
+            at(Some(d.inputs.policy.kill_after_ms))
+        ),
         D::KillSent(_) => "confirm with the next PING".into(),
         D::Unkillable(d) if d.replicated => format!(
-            "wait {budget_left}: the master has already run it; the replica catches up by itself"
+            "wait until {budget_end}: the master has already run it; the replica catches up by itself"
         ),
         D::Unkillable(d) | D::ActionFailed(ActionFailed::Kill(d)) if d.then == Then::Shutdown => {
-            format!("SHUTDOWN NOSAVE in {budget_left} unless the script ends")
+            format!("SHUTDOWN NOSAVE {budget_end}; {stops}")
         }
-        D::Unkillable(_) => format!("wait {budget_left} then notify; never shut down"),
+        D::Unkillable(d) | D::ActionFailed(ActionFailed::Kill(d)) if d.then == Then::Ask => {
+            format!("an operator is asked {budget_end} (`busyguard approve {instance}`)")
+        }
+        D::Unkillable(_) => format!("notify {budget_end}; never shut down"),
         D::ShutdownSent(_) => "confirm the server refuses connections".into(),
         D::ShutdownConfirmed(_) => "wait for the server to come back".into(),
-        D::EscalationWithheld(_) => "nothing more: a human decides".into(),
+        D::EscalationWithheld(_) => format!(
+            "a human decides: wait for the script, `busyguard approve {instance}` (the policy's guards still apply), or SHUTDOWN NOSAVE by hand (loses unsaved data)"
+        ),
         D::ApprovalRequested(d) => format!(
             "`{}` to shut down now, `{}` to keep it up; at {} without an answer: {}",
             d.approve,
@@ -187,6 +219,23 @@ fn next_step(record: &Record) -> String {
         ),
         D::HangDetected(_) | D::Unreachable(_) => "keep probing".into(),
         _ => "none".into(),
+    }
+}
+
+/// What SHUTDOWN NOSAVE would lose, from the decision's snapshot.
+fn data_at_risk(record: &Record) -> String {
+    use crate::snapshot::DataAtRisk as R;
+    match record.event.detail.data_at_risk() {
+        Some(R::Aof { loses, .. }) | Some(R::None { loses, .. }) => loses.clone(),
+        Some(R::Rdb {
+            loses,
+            rdb_changes_since_last_save,
+            ..
+        }) => format!(
+            "{loses} ({} changes)",
+            rdb_changes_since_last_save.map_or("?".into(), |n| n.to_string())
+        ),
+        Some(R::Unknown) | None => "-".into(),
     }
 }
 
@@ -201,7 +250,7 @@ fn outcome(record: &Record) -> String {
     )
 }
 
-fn slack(record: &Record) -> Value {
+fn slack(record: &Record, ctx: &Context) -> Value {
     let instance = slack_escape(record.event.instance.as_deref().unwrap_or("-"));
     let incident = slack_escape(record.event.incident.as_deref().unwrap_or("-"));
     let dry = if record.event.dry_run {
@@ -210,23 +259,71 @@ fn slack(record: &Record) -> Value {
         ""
     };
     let title = slack_escape(&title(record));
-    let text = format!("busyguard {instance}: {title}{dry}");
+    let host = slack_escape(&ctx.host);
+    let text = format!("busyguard {instance} on {host}: {title}{dry}");
     let field =
         |name: &str, value: String| json!({"type": "mrkdwn", "text": format!("*{name}*\n{value}")});
-    json!({
-        "text": text,
-        "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": format!("*{instance}*: {title}{dry}")}},
-            {"type": "section", "fields": [
-                field("Instance", instance.clone()),
-                field("State", format!("`{}`", record.kind().name())),
-                field("Action and outcome", outcome(record)),
-                field("Elapsed since first BUSY", ms(record.event.detail.since_first_busy_ms())),
-                field("Next step", slack_escape(&next_step(record))),
-                field("Incident", format!("{incident} · seq {}", record.seq)),
-            ]},
-        ],
-    })
+    let mut fields = vec![
+        field("Instance", format!("{instance} on {host}")),
+        field("State", format!("`{}`", record.kind().name())),
+        field("Action and outcome", outcome(record)),
+        field(
+            "Elapsed since first BUSY",
+            ms(record.event.detail.since_first_busy_ms()),
+        ),
+        field("Next step", slack_escape(&next_step(record))),
+        field("Incident", format!("{incident} · seq {}", record.seq)),
+    ];
+    if record.event.detail.data_at_risk().is_some() {
+        fields.push(field(
+            "Data at risk (SHUTDOWN NOSAVE)",
+            slack_escape(&data_at_risk(record)),
+        ));
+    }
+    let mut blocks = vec![
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*{instance}* on {host}: {title}{dry}")}}),
+        json!({"type": "section", "fields": fields}),
+    ];
+    if let Some(url) = &ctx.runbook_url {
+        blocks.push(json!({"type": "context", "elements": [
+            {"type": "mrkdwn", "text": format!("<{}|Runbook>", slack_escape(url))}
+        ]}));
+    }
+    json!({"text": text, "blocks": blocks})
+}
+
+/// The highest severity each dedup key was paged at: a later trigger on the same key never goes
+/// lower (an escalation stays escalated until the resolve).
+#[derive(Debug, Default)]
+pub struct Paged(std::collections::HashMap<String, Severity>);
+
+impl Paged {
+    /// `body` with its severity raised to the highest already paged for its key.
+    pub fn raise(&mut self, record: &Record, body: String) -> String {
+        let Some(key) = dedup_key(record) else {
+            return body;
+        };
+        let Ok(mut json) = serde_json::from_str::<Value>(&body) else {
+            return body;
+        };
+        if json["event_action"] == "resolve" {
+            self.0.remove(&key);
+            return body;
+        }
+        let Some(level) = json["payload"]["severity"]
+            .as_str()
+            .and_then(Severity::parse)
+        else {
+            return body;
+        };
+        let top = *self
+            .0
+            .entry(key)
+            .and_modify(|s| *s = (*s).max(level))
+            .or_insert(level);
+        json["payload"]["severity"] = json!(top.name());
+        json.to_string()
+    }
 }
 
 /// What PagerDuty is sent for an event: a trigger at some severity, a resolve, or nothing.
@@ -288,7 +385,12 @@ fn dedup_key(record: &Record) -> Option<String> {
     }
 }
 
-fn pagerduty(record: &Record, routing_key: &str, severity: &PagerDutySeverities) -> Option<Value> {
+fn pagerduty(
+    record: &Record,
+    routing_key: &str,
+    severity: &PagerDutySeverities,
+    ctx: &Context,
+) -> Option<Value> {
     let event = record.kind();
     let incident = dedup_key(record)?;
     let incident = incident.as_str();
@@ -306,21 +408,31 @@ fn pagerduty(record: &Record, routing_key: &str, severity: &PagerDutySeverities)
     } else {
         ""
     };
-    let summary: String = format!("busyguard {instance}: {}{dry}", title(record))
-        .chars()
-        .take(PAGERDUTY_SUMMARY_MAX)
-        .collect();
+    let next = next_step(record);
+    let summary: String = format!(
+        "busyguard {instance} on {}: {}{dry}; next: {next}",
+        ctx.host,
+        title(record)
+    )
+    .chars()
+    .take(PAGERDUTY_SUMMARY_MAX)
+    .collect();
     let mut details = record.event.detail.to_value();
     details["seq"] = json!(record.seq);
     details["event"] = json!(event);
     details["dry_run"] = json!(record.event.dry_run);
-    Some(json!({
+    details["host"] = json!(ctx.host);
+    details["next_step"] = json!(next);
+    if record.event.detail.data_at_risk().is_some() {
+        details["shutdown_nosave_loses"] = json!(data_at_risk(record));
+    }
+    let mut body = json!({
         "routing_key": routing_key,
         "event_action": "trigger",
         "dedup_key": incident,
         "payload": {
             "summary": summary,
-            "source": instance,
+            "source": ctx.host,
             "severity": level.name(),
             "timestamp": record.ts,
             "component": "redis",
@@ -328,7 +440,11 @@ fn pagerduty(record: &Record, routing_key: &str, severity: &PagerDutySeverities)
             "class": event,
             "custom_details": details,
         },
-    }))
+    });
+    if let Some(url) = &ctx.runbook_url {
+        body["links"] = json!([{"href": url, "text": "Runbook"}]);
+    }
+    Some(body)
 }
 
 /// Whether a record goes to a receiver with this filter at all.
@@ -349,6 +465,13 @@ mod tests {
         BusyDetected, DecisionInputs, KillSent, Killed, ProbeFault, Recovered, RecoveredHow,
     };
     use crate::policy::Secret;
+
+    fn ctx() -> Context {
+        Context {
+            host: "redis-7".into(),
+            runbook_url: Some("https://wiki.example/busy".into()),
+        }
+    }
 
     fn record(detail: Detail) -> Record {
         Record {
@@ -412,15 +535,20 @@ mod tests {
         let kind = ReceiverKind::Slack {
             url: Secret::new("http://x"),
         };
-        let req = request(&kind, &busy(), "{}", 0).unwrap();
+        let req = request(&kind, &busy(), "{}", 0, &ctx()).unwrap();
         let body: Value = serde_json::from_str(&req.body).unwrap();
         assert_eq!(
             body["text"],
-            "busyguard cache-01: BUSY: a script has run past the threshold"
+            "busyguard cache-01 on redis-7: BUSY: a script has run past the threshold"
         );
         let fields = body["blocks"][1]["fields"].to_string();
         assert!(fields.contains("BUSY &lt;x&gt; &amp; y"), "{fields}");
         assert!(fields.contains("12 ms"), "{fields}");
+        assert!(
+            body["blocks"][2]
+                .to_string()
+                .contains("https://wiki.example/busy|Runbook")
+        );
         assert!(accepted(200) && accepted(202) && !accepted(404) && !accepted(302));
     }
 
@@ -436,15 +564,19 @@ mod tests {
             events_url: "http://pd".into(),
             severity: sev,
         };
-        let t: Value = serde_json::from_str(&request(&kind, &busy(), "", 0).unwrap().body).unwrap();
+        let t: Value =
+            serde_json::from_str(&request(&kind, &busy(), "", 0, &ctx()).unwrap().body).unwrap();
         assert_eq!(t["event_action"], "trigger");
         assert_eq!(t["dedup_key"], "cache-01-1-1");
         assert_eq!(t["payload"]["severity"], "warning");
         assert_eq!(t["payload"]["custom_details"]["seq"], 7);
+        assert_eq!(t["payload"]["source"], "redis-7");
+        assert_eq!(t["links"][0]["href"], "https://wiki.example/busy");
         let r: Value =
-            serde_json::from_str(&request(&kind, &recovered(), "", 0).unwrap().body).unwrap();
+            serde_json::from_str(&request(&kind, &recovered(), "", 0, &ctx()).unwrap().body)
+                .unwrap();
         assert_eq!(r["event_action"], "resolve");
-        assert!(request(&kind, &kill_sent(), "", 0).is_none());
+        assert!(request(&kind, &kill_sent(), "", 0, &ctx()).is_none());
         let killed = record(
             Killed {
                 command: "SCRIPT KILL".into(),
@@ -463,7 +595,7 @@ mod tests {
         for r in [busy(), recovered(), kill_sent(), killed, fault] {
             assert_eq!(
                 takes(&kind, &r),
-                request(&kind, &r, "", 0).is_some(),
+                request(&kind, &r, "", 0, &ctx()).is_some(),
                 "{:?}",
                 r.kind()
             );
@@ -479,7 +611,7 @@ mod tests {
         let r = busy();
         let line = String::from_utf8(r.to_line()).unwrap();
         let body: Value =
-            serde_json::from_str(&request(&kind, &r, &line, 0).unwrap().body).unwrap();
+            serde_json::from_str(&request(&kind, &r, &line, 0, &ctx()).unwrap().body).unwrap();
         assert_eq!(body["type"], "busyguard.busy_detected");
         assert_eq!(body["data"], serde_json::from_str::<Value>(&line).unwrap());
     }
@@ -496,5 +628,43 @@ mod tests {
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
         assert_eq!(webhook_id("a"), webhook_id("a"));
         assert_ne!(webhook_id("a"), webhook_id("b"));
+    }
+}
+
+#[cfg(test)]
+mod paged_tests {
+    use super::*;
+    use crate::event::Event;
+    use crate::event::detail::{DecisionInputs, HangDetected};
+
+    #[test]
+    fn a_dedup_keys_severity_never_goes_down_before_its_resolve() {
+        let record = Record {
+            ts: "2026-11-26T23:00:00.000Z".into(),
+            seq: 1,
+            prev: String::new(),
+            version: String::new(),
+            event: Event {
+                instance: Some("i".into()),
+                incident: Some("i-1".into()),
+                dry_run: false,
+                policy: None,
+                detail: HangDetected {
+                    inputs: DecisionInputs::default(),
+                    silent_ms: 1,
+                }
+                .into(),
+            },
+        };
+        let body = |severity: &str| {
+            json!({"event_action": "trigger", "payload": {"severity": severity}}).to_string()
+        };
+        let mut paged = Paged::default();
+        let severity =
+            |b: String| serde_json::from_str::<Value>(&b).unwrap()["payload"]["severity"].clone();
+        assert_eq!(severity(paged.raise(&record, body("critical"))), "critical");
+        assert_eq!(severity(paged.raise(&record, body("warning"))), "critical");
+        paged.raise(&record, json!({"event_action": "resolve"}).to_string());
+        assert_eq!(severity(paged.raise(&record, body("warning"))), "warning");
     }
 }

@@ -13,6 +13,7 @@
 //! as `notify_failed` in the trail.
 
 pub mod formats;
+mod quiet;
 pub mod reader;
 
 use std::path::{Path, PathBuf};
@@ -22,9 +23,10 @@ use tokio::sync::watch;
 
 use crate::event::Event;
 use crate::event::detail::{NotifyFailed, TrailFault};
-use crate::policy::{Policy, Receiver};
+use crate::policy::{Policy, Receiver, ReceiverKind};
 use crate::recorder::Recorder;
 use formats::{accepted, request, wanted};
+use quiet::Quiet;
 use reader::{TrailReader, TrailRecord};
 
 /// Time allowed to open a connection to a receiver.
@@ -47,6 +49,7 @@ pub fn spawn_for(
     policy: &Policy,
     state_dir: &Path,
     recorder: &Recorder,
+    dry_run: bool,
     start_seq: u64,
     stop: &watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -82,6 +85,12 @@ pub fn spawn_for(
             client,
             appended: recorder.audit.subscribe(),
             faults: recorder.audit.faults(),
+            context: formats::Context {
+                host: host(),
+                runbook_url: policy.runbook_url.clone(),
+            },
+            paged: formats::Paged::default(),
+            dry_run: dry_run || policy.mode == crate::policy::Mode::DryRun,
             stop: stop.clone(),
         };
         tasks.push(tokio::spawn(outbox.run(start_seq)));
@@ -105,12 +114,24 @@ struct Outbox {
     /// The trail's write failures, told to the receiver directly (the trail cannot carry them).
     faults: watch::Receiver<Option<String>>,
     stop: watch::Receiver<bool>,
+    /// The host and runbook messages name.
+    context: formats::Context,
+    /// The highest severity paged per dedup key (PagerDuty).
+    paged: formats::Paged,
+    /// The instance runs in dry-run (its policy's mode, or `--dry-run`).
+    dry_run: bool,
 }
 
 impl Outbox {
     async fn run(mut self, start_seq: u64) {
-        let mut cursor = self.load_cursor(start_seq);
+        let mut seen = self.load_cursor(start_seq);
+        let mut cursor = seen;
         let mut tail = TrailReader::new(&self.trail);
+        let mut quiet = Quiet::new(quiet::Rules {
+            quiet_ms: self.receiver.quiet.as_millis() as u64,
+            grace_ms: self.receiver.unreachable_grace.as_millis() as u64,
+            pages: matches!(self.receiver.kind, ReceiverKind::PagerDuty { .. }),
+        });
         loop {
             let records = match tail.read_new() {
                 Ok(r) => r,
@@ -120,21 +141,32 @@ impl Outbox {
                 }
             };
             for r in records {
-                if r.seq <= cursor {
+                if r.seq <= seen {
                     continue;
                 }
+                seen = r.seq;
                 if self.wants(&r) {
-                    self.deliver(&r).await;
-                    cursor = r.seq;
-                    self.store_cursor(cursor);
-                } else {
-                    cursor = r.seq;
+                    for now in quiet.take(r) {
+                        self.deliver(&now).await;
+                    }
                 }
             }
-            if *self.stop.borrow() {
+            for due in quiet.due(crate::clock::unix_ms()) {
+                self.deliver(&due).await;
+            }
+            // Never past a record still held: a restart delivers it (at least once).
+            let done = quiet.oldest_held_seq().map_or(seen, |held| held - 1);
+            if done != cursor {
+                cursor = done;
                 self.store_cursor(cursor);
+            }
+            if *self.stop.borrow() {
                 return;
             }
+            let next_due = quiet.next_due().map(|at| {
+                let wait = at.saturating_sub(crate::clock::unix_ms());
+                tokio::time::Instant::now() + Duration::from_millis(wait)
+            });
             tokio::select! {
                 _ = self.appended.changed() => {}
                 _ = self.faults.changed() => {
@@ -143,6 +175,7 @@ impl Outbox {
                         self.tell_fault(error).await;
                     }
                 }
+                _ = tokio::time::sleep_until(next_due.unwrap_or_else(tokio::time::Instant::now)), if next_due.is_some() => {}
                 _ = tokio::time::sleep(IDLE_RECHECK) => {}
                 _ = self.stop.changed() => {}
             }
@@ -211,6 +244,12 @@ impl Outbox {
     }
 
     fn wants(&self, r: &TrailRecord) -> bool {
+        let pages = matches!(self.receiver.kind, ReceiverKind::PagerDuty { .. });
+        // A staging dry run never pages (not even its BUSY), unless the receiver asks for it.
+        let dry_run = r.record.event.dry_run || self.dry_run;
+        if pages && dry_run && !self.receiver.page_dry_run {
+            return false;
+        }
         r.record.event.instance.as_deref() == Some(self.instance.as_str())
             && wanted(&self.receiver.filter, &r.record)
             && formats::takes(&self.receiver.kind, &r.record)
@@ -233,9 +272,19 @@ impl Outbox {
                     "older than max_age without a successful delivery",
                 );
             }
-            let Some(req) = request(&self.receiver.kind, &r.record, &r.line, now / 1000) else {
+            let Some(mut req) = request(
+                &self.receiver.kind,
+                &r.record,
+                &r.line,
+                now / 1000,
+                &self.context,
+            ) else {
                 return;
             };
+            // One dedup key's severity never goes down before its resolve.
+            if let ReceiverKind::PagerDuty { .. } = self.receiver.kind {
+                req.body = self.paged.raise(&r.record, req.body);
+            }
             attempts += 1;
             let mut builder = self.client.post(&req.url).body(req.body);
             for (k, v) in &req.headers {
@@ -343,6 +392,14 @@ async fn send(builder: reqwest::RequestBuilder) -> Result<(u16, String, Option<D
         String::from_utf8_lossy(&body).into_owned(),
         retry_after,
     ))
+}
+
+/// This host's name, as messages say where busyguard runs.
+fn host() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown-host".into())
 }
 
 /// ±20% so that receivers recovering together are not hit in lockstep.

@@ -76,6 +76,12 @@ pub const KEYS: &[KeyDoc] = &[
         doc: "Unique name of the Redis instance; used in audit records, webhooks, metrics. Letters, digits, `.`, `_`, `-`.",
     },
     KeyDoc {
+        path: "runbook_url",
+        default: Default::Unset("none"),
+        bounds: Bounds::None,
+        doc: "A runbook for this instance (http:// or https://), linked from Slack messages and PagerDuty events.",
+    },
+    KeyDoc {
         path: "redis.url",
         default: Default::Required,
         bounds: Bounds::None,
@@ -271,6 +277,24 @@ pub const KEYS: &[KeyDoc] = &[
         doc: "Only events of this severity or higher: `info`, `warning`, `error`, `critical` (see Notifications).",
     },
     KeyDoc {
+        path: "notify[].slack.quiet",
+        default: Default::Duration(Duration::from_secs(2)),
+        bounds: Bounds::Duration {
+            min: Duration::ZERO,
+            max: Duration::from_secs(60),
+        },
+        doc: "An incident's first records are held this long: a script killed within it is told as one message (its outcome). `0s` sends every record as it comes.",
+    },
+    KeyDoc {
+        path: "notify[].slack.unreachable_grace",
+        default: Default::Duration(Duration::from_secs(30)),
+        bounds: Bounds::Duration {
+            min: Duration::ZERO,
+            max: Duration::from_secs(3600),
+        },
+        doc: "An `unreachable` incident is told only if it lasts this long (a restart is not news).",
+    },
+    KeyDoc {
         path: "notify[].slack.max_age",
         default: Default::Duration(Duration::from_secs(3600)),
         bounds: Bounds::Duration {
@@ -322,6 +346,12 @@ pub const KEYS: &[KeyDoc] = &[
         doc: "Severity of the trigger on a shutdown, a withheld escalation or a failed action.",
     },
     KeyDoc {
+        path: "notify[].pagerduty.page_dry_run",
+        default: Default::Bool(false),
+        bounds: Bounds::None,
+        doc: "Page dry-run records too (off: a staging dry run never pages).",
+    },
+    KeyDoc {
         path: "notify[].pagerduty.events",
         default: Default::Unset("every incident event"),
         bounds: Bounds::None,
@@ -332,6 +362,24 @@ pub const KEYS: &[KeyDoc] = &[
         default: Default::Word("info"),
         bounds: Bounds::None,
         doc: "Only events of this severity or higher: `info`, `warning`, `error`, `critical` (see Notifications).",
+    },
+    KeyDoc {
+        path: "notify[].pagerduty.quiet",
+        default: Default::Duration(Duration::from_secs(2)),
+        bounds: Bounds::Duration {
+            min: Duration::ZERO,
+            max: Duration::from_secs(60),
+        },
+        doc: "An incident's first records are held this long: a script killed within it is told as one message (its outcome), and not paged at all. `0s` sends every record as it comes.",
+    },
+    KeyDoc {
+        path: "notify[].pagerduty.unreachable_grace",
+        default: Default::Duration(Duration::from_secs(30)),
+        bounds: Bounds::Duration {
+            min: Duration::ZERO,
+            max: Duration::from_secs(3600),
+        },
+        doc: "An `unreachable` incident is told only if it lasts this long (a restart is not news).",
     },
     KeyDoc {
         path: "notify[].pagerduty.max_age",
@@ -389,6 +437,24 @@ pub const KEYS: &[KeyDoc] = &[
         default: Default::Word("info"),
         bounds: Bounds::None,
         doc: "Only events of this severity or higher: `info`, `warning`, `error`, `critical` (see Notifications).",
+    },
+    KeyDoc {
+        path: "notify[].webhook.quiet",
+        default: Default::Duration(Duration::ZERO),
+        bounds: Bounds::Duration {
+            min: Duration::ZERO,
+            max: Duration::from_secs(60),
+        },
+        doc: "An incident's first records are held this long: a script killed within it is told as one message (its outcome). `0s` sends every record as it comes.",
+    },
+    KeyDoc {
+        path: "notify[].webhook.unreachable_grace",
+        default: Default::Duration(Duration::ZERO),
+        bounds: Bounds::Duration {
+            min: Duration::ZERO,
+            max: Duration::from_secs(3600),
+        },
+        doc: "An `unreachable` incident is told only if it lasts this long (a restart is not news).",
     },
     KeyDoc {
         path: "notify[].webhook.max_age",

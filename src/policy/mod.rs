@@ -37,6 +37,8 @@ pub struct Policy {
     pub guards: Guards,
     pub early_warning: EarlyWarning,
     pub notify: Vec<Receiver>,
+    /// A runbook for this instance, linked from Slack and PagerDuty.
+    pub runbook_url: Option<String>,
 }
 
 /// When a script seen in the SLOWLOG is worth a `slow_script` warning.
@@ -160,6 +162,13 @@ pub struct Receiver {
     pub filter: Filter,
     /// Undelivered this long after the event: given up (`notify_failed`).
     pub max_age: Duration,
+    /// An incident's first records are held this long: a script killed within it is told as
+    /// one message (its outcome), and not paged at all.
+    pub quiet: Duration,
+    /// An `unreachable` incident is told only if it lasts this long (a restart is not news).
+    pub unreachable_grace: Duration,
+    /// Dry-run records page too (PagerDuty; off by default).
+    pub page_dry_run: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -68,6 +68,10 @@ pub fn parse_policy(
     let guards = guards(&mut w, &top);
     let early_warning = early_warning(&mut w, &top);
     let notify = notify(&mut w, &top);
+    let runbook_url = match top.get("runbook_url") {
+        Some(n) => w.http_url(n, "runbook_url"),
+        None => None,
+    };
     let instance_at = Diagnostic {
         file: w.file.clone(),
         line: instance.1.line,
@@ -89,6 +93,7 @@ pub fn parse_policy(
                 guards,
                 early_warning,
                 notify,
+                runbook_url,
             },
             w.warnings,
             instance_at,
@@ -326,6 +331,9 @@ fn notify(r: &mut Reader, top: &Section) -> Vec<Receiver> {
         let rs = r.section(body, &format!("notify[].{}", key.name));
         let filter = filter(r, &rs);
         let max_age = r.opt_duration(&rs, "max_age");
+        let quiet = r.opt_duration(&rs, "quiet");
+        let unreachable_grace = r.opt_duration(&rs, "unreachable_grace");
+        let page_dry_run = key_of(&rs, "page_dry_run") && r.opt_bool(&rs, "page_dry_run");
         let kind = match key.name.as_str() {
             "slack" => r
                 .required_secret(&rs, "url", body.pos())
@@ -337,9 +345,17 @@ fn notify(r: &mut Reader, top: &Section) -> Vec<Receiver> {
             kind,
             filter,
             max_age,
+            quiet,
+            unreachable_grace,
+            page_dry_run,
         }));
     }
     out
+}
+
+/// Whether the key table has `key` for this receiver's kind.
+fn key_of(rs: &Section, key: &str) -> bool {
+    crate::policy::keys::get(&format!("{}.{key}", rs.name)).is_some()
 }
 
 fn pagerduty(r: &mut Reader, rs: &Section, at: Pos) -> Option<ReceiverKind> {

@@ -124,6 +124,9 @@ fn a_file_with_every_key_loads_to_the_expected_policy() {
                     min_severity: Severity::Info,
                 },
                 max_age: ms(3_600_000),
+                quiet: ms(2_000),
+                unreachable_grace: ms(30_000),
+                page_dry_run: false,
             },
             Receiver {
                 kind: ReceiverKind::PagerDuty {
@@ -140,6 +143,9 @@ fn a_file_with_every_key_loads_to_the_expected_policy() {
                     min_severity: Severity::Info,
                 },
                 max_age: ms(600_000),
+                quiet: ms(0),
+                unreachable_grace: ms(5_000),
+                page_dry_run: true,
             },
             Receiver {
                 kind: ReceiverKind::Webhook {
@@ -151,8 +157,12 @@ fn a_file_with_every_key_loads_to_the_expected_policy() {
                     min_severity: Severity::Warning,
                 },
                 max_age: ms(3_600_000),
+                quiet: ms(0),
+                unreachable_grace: ms(0),
+                page_dry_run: false,
             },
         ],
+        runbook_url: Some("https://wiki.example/runbooks/redis-busy".into()),
     };
     assert_eq!(p, &expected);
     // Inline webhook URL is allowed, and warned about.

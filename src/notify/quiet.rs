@@ -1,0 +1,228 @@
+//! Less noise for humans: a receiver holds an incident's first records for a moment, so that
+//! what resolves by itself in that moment is told as its outcome, not as every step.
+//!
+//! - A BUSY incident's `busy_detected`, `kill_sent` and `killed` are held for `quiet` (2 s by
+//!   default for Slack and PagerDuty): a script killed within it is one message, its
+//!   `recovered` (how: killed), and no page at all; anything else in that time (unkillable, a
+//!   failed kill) or the end of the wait lets every held record go, in order.
+//! - An `unreachable` incident is held for `unreachable_grace` (30 s by default): a restart
+//!   shorter than that is not news at all.
+//!
+//! Pure: the outbox feeds it records and the time, and delivers what it hands back.
+
+use crate::event::Detail;
+use crate::event::detail::RecoveredHow;
+
+use super::reader::TrailRecord;
+
+/// How long records are held, per kind of incident (ms; 0: not held).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rules {
+    pub quiet_ms: u64,
+    pub grace_ms: u64,
+    /// A receiver that pages (PagerDuty): a quick kill is not told at all, not even its outcome.
+    pub pages: bool,
+}
+
+/// Records of one incident, held until `until` (Unix ms).
+#[derive(Debug)]
+struct Held {
+    incident: String,
+    records: Vec<TrailRecord>,
+    until: u64,
+    /// Held as an unreachable episode (else a BUSY one).
+    unreachable: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Quiet {
+    rules: Rules,
+    held: Vec<Held>,
+}
+
+impl Quiet {
+    pub fn new(rules: Rules) -> Quiet {
+        Quiet {
+            rules,
+            held: Vec::new(),
+        }
+    }
+
+    /// Take the next record of the trail; returns what to deliver now, in order.
+    pub fn take(&mut self, r: TrailRecord) -> Vec<TrailRecord> {
+        let Some(id) = r.record.event.incident.clone() else {
+            return vec![r];
+        };
+        if let Some(i) = self.held.iter().position(|h| h.incident == id) {
+            let held = &mut self.held[i];
+            return match &r.record.event.detail {
+                Detail::KillSent(_) | Detail::Killed(_) if !held.unreachable => {
+                    held.records.push(r);
+                    Vec::new()
+                }
+                // Resolved within the moment: the outcome alone (or nothing, for a pager).
+                Detail::Recovered(rec) if rec.how == RecoveredHow::Killed && !held.unreachable => {
+                    self.held.remove(i);
+                    match self.rules.pages {
+                        true => Vec::new(),
+                        false => vec![r],
+                    }
+                }
+                Detail::Recovered(_) if held.unreachable => {
+                    self.held.remove(i);
+                    Vec::new()
+                }
+                _ => {
+                    let mut out = self.held.remove(i).records;
+                    out.push(r);
+                    out
+                }
+            };
+        }
+        let at = r.record.unix_ms().unwrap_or(0);
+        let (window, unreachable) = match &r.record.event.detail {
+            Detail::BusyDetected(_) => (self.rules.quiet_ms, false),
+            Detail::Unreachable(_) => (self.rules.grace_ms, true),
+            _ => (0, false),
+        };
+        if window == 0 {
+            return vec![r];
+        }
+        self.held.push(Held {
+            incident: id,
+            records: vec![r],
+            until: at + window,
+            unreachable,
+        });
+        Vec::new()
+    }
+
+    /// Records whose wait is over at `now` (Unix ms), in order.
+    pub fn due(&mut self, now: u64) -> Vec<TrailRecord> {
+        let mut out = Vec::new();
+        self.held.retain_mut(|h| {
+            if h.until <= now {
+                out.append(&mut h.records);
+                false
+            } else {
+                true
+            }
+        });
+        out
+    }
+
+    /// When the next held records are due (Unix ms).
+    pub fn next_due(&self) -> Option<u64> {
+        self.held.iter().map(|h| h.until).min()
+    }
+
+    /// The oldest record still held: the cursor must not pass it.
+    pub fn oldest_held_seq(&self) -> Option<u64> {
+        self.held
+            .iter()
+            .filter_map(|h| h.records.first().map(|r| r.seq))
+            .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::Record;
+    use crate::event::Event;
+    use crate::event::detail::{self as d, DecisionInputs, Recovered};
+
+    fn rec(seq: u64, ms: u64, incident: &str, detail: Detail) -> TrailRecord {
+        let record = Record {
+            ts: crate::clock::rfc3339(1_800_000_000_000 + ms),
+            seq,
+            prev: String::new(),
+            version: String::new(),
+            event: Event {
+                instance: Some("i".into()),
+                incident: Some(incident.into()),
+                dry_run: false,
+                policy: None,
+                detail,
+            },
+        };
+        TrailRecord {
+            seq,
+            line: String::new(),
+            record,
+        }
+    }
+
+    fn busy() -> Detail {
+        d::BusyDetected {
+            inputs: DecisionInputs::default(),
+            reply: "BUSY".into(),
+            busy_kind: crate::engine::BusyKind::Script,
+            warning: None,
+            supersedes: None,
+        }
+        .into()
+    }
+
+    fn recovered(how: RecoveredHow) -> Detail {
+        Recovered {
+            how,
+            duration_ms: 3,
+            since_first_busy_ms: None,
+            restarted: None,
+            run_id: None,
+            forensics: None,
+        }
+        .into()
+    }
+
+    fn kill_sent() -> Detail {
+        d::KillSent {
+            inputs: DecisionInputs::default(),
+            command: "SCRIPT KILL".into(),
+            reply_seen: "BUSY".into(),
+        }
+        .into()
+    }
+
+    const RULES: Rules = Rules {
+        quiet_ms: 2_000,
+        grace_ms: 30_000,
+        pages: false,
+    };
+
+    #[test]
+    fn a_quick_kill_is_its_outcome_and_pages_nothing() {
+        let mut q = Quiet::new(RULES);
+        assert!(q.take(rec(1, 0, "a", busy())).is_empty());
+        assert!(q.take(rec(2, 1, "a", kill_sent())).is_empty());
+        assert_eq!(q.oldest_held_seq(), Some(1));
+        let out = q.take(rec(3, 4, "a", recovered(RecoveredHow::Killed)));
+        assert_eq!(out.iter().map(|r| r.seq).collect::<Vec<_>>(), [3]);
+        assert_eq!(q.oldest_held_seq(), None);
+        let mut pager = Quiet::new(Rules {
+            pages: true,
+            ..RULES
+        });
+        pager.take(rec(1, 0, "a", busy()));
+        assert!(
+            pager
+                .take(rec(3, 4, "a", recovered(RecoveredHow::Killed)))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn what_does_not_resolve_in_time_goes_out_in_order() {
+        let mut q = Quiet::new(RULES);
+        q.take(rec(1, 0, "a", busy()));
+        q.take(rec(2, 1, "a", kill_sent()));
+        assert!(q.due(1_800_000_001_999).is_empty());
+        let out = q.due(1_800_000_002_000);
+        assert_eq!(out.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
+        // An outcome other than a kill releases at once.
+        q.take(rec(5, 10_000, "b", busy()));
+        let out = q.take(rec(6, 10_001, "b", recovered(RecoveredHow::EndedByItself)));
+        assert_eq!(out.iter().map(|r| r.seq).collect::<Vec<_>>(), [5, 6]);
+    }
+}

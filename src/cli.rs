@@ -131,11 +131,29 @@ pub enum AuditCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// A readable timeline of the incidents in an audit file.
+    /// A readable timeline of the incidents in audit files (rotated ones oldest first, like
+    /// `verify`).
     Show {
-        file: PathBuf,
+        #[arg(required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        /// Only this incident (exit 1 when the files hold no such incident).
         #[arg(long)]
         incident: Option<String>,
+        /// Only this instance.
+        #[arg(long)]
+        instance: Option<String>,
+        /// Only incidents opened since: a duration back from now (`2h`) or an RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// One line per incident: when, what, how it ended, how long it lasted.
+        #[arg(long, conflicts_with = "json")]
+        summary: bool,
+        /// One JSON object per incident (with its records), one per line.
+        #[arg(long)]
+        json: bool,
+        /// After the history, print new records as the daemon writes them (until Ctrl-C).
+        #[arg(long)]
+        follow: bool,
     },
 }
 

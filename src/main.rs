@@ -149,15 +149,68 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             },
-            AuditCommand::Show { file, incident } => {
-                match busyguard::show::show(
-                    &file,
-                    incident.as_deref(),
-                    &mut std::io::stdout().lock(),
-                ) {
-                    Ok(()) => ExitCode::SUCCESS,
+            AuditCommand::Show {
+                files,
+                incident,
+                instance,
+                since,
+                summary,
+                json,
+                follow,
+            } => {
+                let since = match since
+                    .as_deref()
+                    .map(busyguard::show::parse_since)
+                    .transpose()
+                {
+                    Ok(since) => since,
                     Err(e) => {
-                        eprintln!("busyguard: {}: {e}", file.display());
+                        eprintln!("busyguard: --since: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+                let opts = busyguard::show::ShowOptions {
+                    files,
+                    incident,
+                    instance,
+                    since_unix_ms: since,
+                    format: match (summary, json) {
+                        (true, _) => busyguard::show::Format::Summary,
+                        (_, true) => busyguard::show::Format::Json,
+                        _ => busyguard::show::Format::Timeline,
+                    },
+                };
+                let mut out = std::io::stdout().lock();
+                let following = match follow {
+                    true => match busyguard::show::start_following(&opts) {
+                        Ok(reader) => Some(reader),
+                        Err(e) => {
+                            eprintln!("busyguard: {e}");
+                            return ExitCode::from(1);
+                        }
+                    },
+                    false => None,
+                };
+                match busyguard::show::show(&opts, &mut out) {
+                    Ok(_) if following.is_some() => {
+                        let reader = following.expect("following");
+                        match busyguard::show::follow(&opts, reader, &mut out) {
+                            Ok(()) => ExitCode::SUCCESS,
+                            Err(e) => {
+                                eprintln!("busyguard: {e}");
+                                ExitCode::from(1)
+                            }
+                        }
+                    }
+                    Ok(true) => ExitCode::SUCCESS,
+                    Ok(false) => {
+                        if let Some(id) = &opts.incident {
+                            eprintln!("busyguard: no incident `{id}` in these files");
+                        }
+                        ExitCode::from(u8::from(opts.incident.is_some()))
+                    }
+                    Err(e) => {
+                        eprintln!("busyguard: {e}");
                         ExitCode::from(1)
                     }
                 }

@@ -1,68 +1,218 @@
 //! `busyguard audit show`: the incidents of a trail as timelines an operator can paste into a
-//! post-mortem: relative times, actions, outcomes, time to recovery.
+//! post-mortem (relative times, actions, outcomes, time to recovery), as one line each
+//! (`--summary`) or as JSON (`--json`), filtered by instance, incident or time, and followed
+//! live (`--follow`).
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::PathBuf;
 
 use crate::audit::Record;
 use crate::event::Detail;
 use crate::event::detail::ActionFailed;
+use crate::notify::reader::TrailReader;
 use crate::text::cut;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 /// How much of a server's reply a timeline line shows.
 const REPLY_CHARS: usize = 70;
 
-/// Print every incident (or only `only`) of the trail at `path`.
-pub fn show(path: &Path, only: Option<&str>, out: &mut impl Write) -> std::io::Result<()> {
-    let file = std::fs::File::open(path)?;
+/// What `audit show` prints, and of what.
+#[derive(Clone, Debug)]
+pub struct ShowOptions {
+    /// Trail files, oldest first (rotated ones before the current).
+    pub files: Vec<PathBuf>,
+    pub incident: Option<String>,
+    pub instance: Option<String>,
+    /// Only incidents opened at or after this Unix time (ms).
+    pub since_unix_ms: Option<u64>,
+    pub format: Format,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Each incident as a timeline.
+    Timeline,
+    /// One line per incident.
+    Summary,
+    /// One JSON object per incident, with its records as the trail holds them.
+    Json,
+}
+
+/// `--since`: a duration back from now (`2h`) or an RFC 3339 time.
+pub fn parse_since(text: &str) -> Result<u64, String> {
+    if let Ok(d) = humantime::parse_duration(text) {
+        return Ok(crate::clock::unix_ms().saturating_sub(d.as_millis() as u64));
+    }
+    let t = OffsetDateTime::parse(text, &Rfc3339)
+        .map_err(|_| format!("`{text}` is neither a duration (2h) nor an RFC 3339 time"))?;
+    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).map_err(|e| e.to_string())
+}
+
+impl ShowOptions {
+    fn wants(&self, record: &Record) -> bool {
+        self.instance
+            .as_deref()
+            .is_none_or(|i| record.event.instance.as_deref() == Some(i))
+            && self
+                .incident
+                .as_deref()
+                .is_none_or(|i| record.event.incident.as_deref() == Some(i))
+    }
+}
+
+/// Print the incidents of the files; true when there was one to print.
+pub fn show(opts: &ShowOptions, out: &mut impl Write) -> std::io::Result<bool> {
     // Incidents in order of first appearance, each with its records.
     let mut incidents: Vec<(String, Vec<Record>)> = Vec::new();
-    for line in BufReader::new(file).split(b'\n') {
-        let Ok(record) = Record::parse(&line?) else {
-            continue;
-        };
-        let Some(id) = record.event.incident.clone() else {
-            continue;
-        };
-        if only.is_some_and(|o| o != id) {
-            continue;
-        }
-        match incidents.iter_mut().find(|(i, _)| *i == id) {
-            Some((_, records)) => records.push(record),
-            None => incidents.push((id, vec![record])),
+    for path in &opts.files {
+        let file = std::fs::File::open(path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        for line in BufReader::new(file).split(b'\n') {
+            let Ok(record) = Record::parse(&line?) else {
+                continue;
+            };
+            let Some(id) = record.event.incident.clone() else {
+                continue;
+            };
+            if !opts.wants(&record) {
+                continue;
+            }
+            match incidents.iter_mut().find(|(i, _)| *i == id) {
+                Some((_, records)) => records.push(record),
+                None => incidents.push((id, vec![record])),
+            }
         }
     }
-    if incidents.is_empty() {
+    if let Some(since) = opts.since_unix_ms {
+        incidents.retain(|(_, records)| records[0].unix_ms().is_some_and(|t| t >= since));
+    }
+    if incidents.is_empty() && opts.format != Format::Json {
         writeln!(out, "no incidents")?;
     }
     for (id, records) in &incidents {
-        let start = records.first().and_then(Record::unix_ms);
-        let instance = records[0].event.instance.as_deref().unwrap_or("-");
+        match opts.format {
+            Format::Timeline => timeline(id, records, out)?,
+            Format::Summary => writeln!(out, "{}", summary_line(id, records))?,
+            Format::Json => {
+                let records: Vec<serde_json::Value> = records
+                    .iter()
+                    .filter_map(|r| serde_json::from_slice(&r.to_line()).ok())
+                    .collect();
+                let first = &records[0];
+                let line = serde_json::json!({
+                    "incident": id,
+                    "instance": first["instance"],
+                    "opened": first["ts"],
+                    "records": records,
+                });
+                writeln!(out, "{line}")?;
+            }
+        }
+    }
+    Ok(!incidents.is_empty())
+}
+
+/// Where `--follow` starts: the end of the last file, taken before the history is read (a
+/// record written in between is printed twice rather than never).
+pub fn start_following(opts: &ShowOptions) -> std::io::Result<TrailReader> {
+    let current = opts.files.last().cloned().unwrap_or_default();
+    let mut reader = TrailReader::new(&current);
+    reader.read_new()?;
+    Ok(reader)
+}
+
+/// After the history: every new record of interest, as the daemon writes it (the last file is
+/// followed across rotation), until the process is stopped.
+pub fn follow(
+    opts: &ShowOptions,
+    mut reader: TrailReader,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    loop {
+        for r in reader.read_new()? {
+            if !opts.wants(&r.record) || r.record.event.incident.is_none() {
+                continue;
+            }
+            match opts.format {
+                Format::Json => writeln!(out, "{}", r.line)?,
+                _ => writeln!(
+                    out,
+                    "{}  {}  {:<19} {}",
+                    r.record.ts,
+                    r.record.event.incident.as_deref().unwrap_or("-"),
+                    r.record.kind().name(),
+                    summary(&r.record.event.detail)
+                )?,
+            }
+            out.flush()?;
+        }
+        // A terminal tail: the trail is a file, read again a few times a second.
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+fn timeline(id: &str, records: &[Record], out: &mut impl Write) -> std::io::Result<()> {
+    let start = records.first().and_then(Record::unix_ms);
+    let instance = records[0].event.instance.as_deref().unwrap_or("-");
+    writeln!(
+        out,
+        "incident {id}  instance {instance}  opened {}",
+        records[0].ts
+    )?;
+    for r in records {
+        let rel = match (start, r.unix_ms()) {
+            (Some(a), Some(b)) => format!("+{}ms", b as i128 - a as i128),
+            _ => "?".into(),
+        };
+        let dry = if r.event.dry_run {
+            " (dry run: not sent)"
+        } else {
+            ""
+        };
         writeln!(
             out,
-            "incident {id}  instance {instance}  opened {}",
-            records[0].ts
+            "  {rel:>9}  {:<19} {}{dry}",
+            r.kind().name(),
+            summary(&r.event.detail)
         )?;
-        for r in records {
-            let rel = match (start, r.unix_ms()) {
-                (Some(a), Some(b)) => format!("+{}ms", b as i128 - a as i128),
-                _ => "?".into(),
-            };
-            let dry = if r.event.dry_run {
-                " (dry run: not sent)"
-            } else {
-                ""
-            };
-            writeln!(
-                out,
-                "  {rel:>9}  {:<19} {}{dry}",
-                r.kind().name(),
-                summary(&r.event.detail)
-            )?;
-        }
-        writeln!(out)?;
     }
-    Ok(())
+    writeln!(out)
+}
+
+/// One line: when, which instance, what happened, how it ended, how long it lasted.
+fn summary_line(id: &str, records: &[Record]) -> String {
+    let first = &records[0];
+    let instance = first.event.instance.as_deref().unwrap_or("-");
+    let cause = records
+        .iter()
+        .find_map(|r| match &r.event.detail {
+            Detail::BusyDetected(d) => Some(format!("{} busy", d.busy_kind.name())),
+            Detail::HangDetected(_) => Some("hang".to_string()),
+            Detail::Unreachable(_) => Some("unreachable".to_string()),
+            _ => None,
+        })
+        .unwrap_or_else(|| first.kind().name().to_string());
+    let actions: Vec<&str> = records
+        .iter()
+        .filter(|r| {
+            r.kind().announces_an_action()
+                || r.kind() == crate::event::EventKind::EscalationWithheld
+        })
+        .map(|r| r.kind().name())
+        .collect();
+    let end = records.iter().rev().find_map(|r| match &r.event.detail {
+        Detail::Recovered(d) => Some(format!("{} after {} ms", d.how.text(), d.duration_ms)),
+        Detail::IncidentSuperseded(_) => Some("superseded".to_string()),
+        _ => None,
+    });
+    format!(
+        "{}  {instance}  {id}  {cause}  [{}]  {}",
+        first.ts,
+        actions.join(", "),
+        end.unwrap_or_else(|| "open".into())
+    )
 }
 
 fn ms(v: Option<u64>) -> String {
@@ -76,7 +226,9 @@ pub(crate) fn summary(detail: &Detail) -> String {
         D::BusyDetected(d) => format!(
             "{} busy, threshold {}: {}",
             d.busy_kind.name(),
-            ms(d.inputs.threshold_ms),
+            d.inputs
+                .threshold_ms
+                .map_or("unknown".into(), |t| format!("{t}ms")),
             cut(&d.reply, REPLY_CHARS)
         ),
         D::KillSent(d) => d.command.clone(),

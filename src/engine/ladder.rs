@@ -270,6 +270,7 @@ impl Engine {
             reply,
             replicated,
             data_at_risk: self.snapshot().map(Snapshot::data_at_risk),
+            function: None,
         };
         let unknown = inc.cause == Cause::Busy(BusyKind::Unknown);
         let detail: Detail = match reply {

@@ -154,6 +154,9 @@ pub struct KillAnswer {
     /// What a shutdown at the end of the budget would lose, as the healthy snapshot says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_at_risk: Option<DataAtRisk>,
+    /// The running function, as FUNCTION STATS named it just ahead of the kill (FCALL only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
 }
 
 pub type Unkillable = KillAnswer;

@@ -135,6 +135,10 @@ pub fn title(record: &Record) -> String {
         D::KillSent(d) => format!("{} sent", d.command),
         D::Killed(d) => format!("{} ended the script", d.command),
         D::Unkillable(d) if d.replicated => "a script replayed from the master: UNKILLABLE".into(),
+        D::Unkillable(d) if d.function.is_some() => format!(
+            "function `{}` already wrote: UNKILLABLE",
+            d.function.as_deref().unwrap_or("")
+        ),
         D::Unkillable(_) => "the script already wrote: UNKILLABLE".into(),
         D::ShutdownSent(d) => format!("{} sent: the budget is spent", d.command),
         D::ShutdownConfirmed(_) => "the server is down (SHUTDOWN confirmed)".into(),

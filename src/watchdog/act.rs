@@ -142,7 +142,18 @@ impl Watchdog {
                 (outcome, true)
             }
         };
-        let step = self.decide(outcome);
+        let mut step = self.decide(outcome);
+        // What the script was, as early as it is known: the function FUNCTION STATS named.
+        let running = self
+            .function_stats
+            .as_ref()
+            .and_then(|f| f["name"].as_str())
+            .map(str::to_string);
+        for event in &mut step.events {
+            if let Detail::Unkillable(answer) = &mut event.detail {
+                answer.function.clone_from(&running);
+            }
+        }
         let _ = self.recorder.record_all(&step.events);
         gone
     }

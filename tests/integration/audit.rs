@@ -400,3 +400,127 @@ fn trails_written_by_earlier_versions_verify_and_resume() {
     assert_eq!(started["detail"]["resumed_incident"], open["incident"]);
     assert_eq!(verify_cli(&[&daemon.audit]).0, 0);
 }
+
+/// What the script was, as early as it is known: an unkillable FCALL's function is named in the
+/// `unkillable` record itself (FUNCTION STATS, read just ahead of the kill), not only at the end.
+#[test]
+fn an_unkillable_function_is_named_when_it_turns_out_unkillable() {
+    let server = RedisServer::start(ServerOptions::default());
+    let library = "#!lua name=busyguard_writer\n\
+        redis.register_function('spin_write', function(keys, args) \
+        redis.call('SET', keys[1], 'x') while true do end end)";
+    let loaded = server.conn().call(&["FUNCTION", "LOAD", library]).unwrap();
+    assert_eq!(loaded.text(), Some("busyguard_writer"));
+    let daemon = Daemon::start(&server.policy("fn-writer", &ladder("30s")), &[]);
+    server.wait_snapshot();
+    let _caller = Caller::start(&server, &["FCALL", "spin_write", "1", "k"]);
+    let unkillable = daemon.wait_event("unkillable", LONG);
+    assert_eq!(
+        unkillable["detail"]["function"], "spin_write",
+        "{unkillable}"
+    );
+    assert_eq!(unkillable["detail"]["command"], "FUNCTION KILL");
+}
+
+fn show_cli(args: &[&str], files: &[&Path]) -> (i32, String) {
+    let mut all = vec!["audit", "show"];
+    all.extend_from_slice(args);
+    support::busyguard(&all, files)
+}
+
+/// `audit show` over rotated files (oldest first, like `verify`), filtered by instance, incident
+/// and time, as timelines, one line per incident, or JSON; an unknown incident is exit 1.
+#[test]
+fn audit_show_reads_rotated_files_filters_and_summarises() {
+    let fixture = Path::new(
+        "tests/fixtures/trails/past_the_budget_an_unkillable_script_ends_in_a_shutdown_and_limits_withhold_the_next.jsonl",
+    );
+    let text = std::fs::read_to_string(fixture).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (old, current) = (
+        dir.path().join("audit.jsonl.1"),
+        dir.path().join("audit.jsonl"),
+    );
+    std::fs::write(&old, lines[..7].join("\n") + "\n").unwrap();
+    std::fs::write(&current, lines[7..].join("\n") + "\n").unwrap();
+    let (code, whole) = show_cli(&[], &[fixture]);
+    assert_eq!(code, 0);
+    let (code, split) = show_cli(&[], &[&old, &current]);
+    assert_eq!(code, 0);
+    assert_eq!(split, whole, "rotated files read as one trail");
+    let (_, summary) = show_cli(&["--summary"], &[fixture]);
+    let rows: Vec<&str> = summary.lines().collect();
+    assert_eq!(rows.len(), 2, "{summary}");
+    assert!(
+        rows[0].contains("script busy") && rows[0].contains("shutdown_sent"),
+        "{summary}"
+    );
+    assert!(rows[0].contains("restarted after shutdown"), "{summary}");
+    assert!(rows[1].contains("escalation_withheld"), "{summary}");
+    let (_, json) = show_cli(&["--json", "--instance", "past"], &[fixture]);
+    let first: Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(first["instance"], "past");
+    assert_eq!(first["records"][0]["event"], "busy_detected");
+    let (_, none) = show_cli(&["--instance", "elsewhere"], &[fixture]);
+    assert_eq!(none.trim(), "no incidents");
+    let (_, later) = show_cli(&["--since", "2099-01-01T00:00:00Z"], &[fixture]);
+    assert_eq!(later.trim(), "no incidents");
+    let (code, _) = show_cli(&["--incident", "no-such-incident"], &[fixture]);
+    assert_eq!(code, 1, "an unknown incident is an error");
+}
+
+/// `audit show --follow` prints new records as they are appended.
+#[test]
+fn audit_show_follows_the_trail() {
+    let fixture = std::fs::read_to_string(
+        "tests/fixtures/trails/past_the_budget_an_unkillable_script_ends_in_a_shutdown_and_limits_withhold_the_next.jsonl",
+    )
+    .unwrap();
+    let lines: Vec<&str> = fixture.lines().collect();
+    let dir = tempfile::tempdir().unwrap();
+    let trail = dir.path().join("audit.jsonl");
+    std::fs::write(&trail, lines[..4].join("\n") + "\n").unwrap();
+    let mut child = std::process::Command::new(support::busyguard_bin())
+        .args(["audit", "show", "--follow"])
+        .arg(&trail)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    // Once the history is printed, a new record.
+    assert!(rx.recv_timeout(LONG).unwrap().starts_with("incident "));
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&trail)
+        .unwrap();
+    use std::io::Write;
+    writeln!(f, "{}", lines[5]).unwrap();
+    let deadline = std::time::Instant::now() + LONG;
+    let mut seen = Vec::new();
+    while std::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            seen.push(line);
+            if seen.iter().any(|l| l.contains("unkillable")) {
+                break;
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("unkillable") && l.contains("past-")),
+        "{seen:?}"
+    );
+}

@@ -151,7 +151,7 @@ pub const KEYS: &[KeyDoc] = &[
         path: "on_busy.on_unkillable.wait",
         default: Default::Duration(Duration::from_secs(120)),
         bounds: Bounds::Duration {
-            min: Duration::from_millis(100),
+            min: Duration::from_millis(1),
             max: Duration::from_secs(24 * 3600),
         },
         doc: "Recovery budget, counted from the first BUSY reply, for a script that cannot be killed (it already wrote, or a module is busy).",

@@ -2,7 +2,8 @@
 //! action, once, and feed the outcome back to the engine.
 //!
 //! The record-then-send gate: a `*_sent` record is in the trail before its command is written
-//! to the socket; if it cannot be recorded, the command is not sent. Every wait for a reply is
+//! to the socket. A shutdown or a signal whose record cannot be written and flushed is not sent;
+//! a kill goes all the same (it is harmless and idempotent). Every wait for a reply is
 //! bounded by the next deadline that matters (the end of the budget, `on_hang.after`, a stop):
 //! a server that reads a kill and never answers (a partition, a process frozen right after its
 //! BUSY reply) costs an `action_failed` and a new connection, never the watchdog.
@@ -113,6 +114,8 @@ impl Watchdog {
         let mut stop = self.stop.clone();
         let done = async {
             tokio::select! {
+                // The action first: even at a stop, it is sent (once) before the wait ends.
+                biased;
                 r = tokio::time::timeout(limit, async { tokio::join!(stats, perform) }) => r.ok(),
                 _ = stop.wait_for(|s| *s) => None,
             }

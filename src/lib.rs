@@ -33,7 +33,10 @@
 //!   [`audit`] writes the [`audit::Record`]s, verifies and replays the trail; [`show`] reads it
 //!   back as timelines; [`forensics`] adds what the server can tell after the fact.
 //! - [`notify`] delivers records to Slack, PagerDuty and signed webhooks, never in the way.
-//! - [`metrics`] serves Prometheus text; [`status`] reports what a decision would rest on.
+//! - [`metrics`] serves Prometheus text; [`status`] reports what a decision would rest on, with
+//!   [`prevention`]'s findings; [`early`] warns of slow scripts from the SLOWLOG before BUSY.
+//! - [`statedir`] keeps one writer per state dir; [`control`] is the socket operators steer the
+//!   daemon through (pause, hold, approve, ps); [`simulate`] rehearses a policy on the engine.
 //! - [`clock`] and [`text`]: the wall clock and the one way text is cut.
 //!
 //! The runtime is single-threaded: the work is waiting on sockets, and one thread halves the

@@ -21,8 +21,13 @@ use super::Watchdog;
 
 /// The least time a command's reply is given, however close the next deadline.
 const REPLY_FLOOR: Duration = Duration::from_millis(500);
-/// What the forensics after a recovery (SLOWLOG, INFO) may take at most.
+/// What the forensics during an incident (FUNCTION STATS, allowed while busy) may take at most.
 const FORENSICS_LIMIT: Duration = Duration::from_secs(2);
+/// What the forensics after a recovery (SLOWLOG, INFO) may take at most. A client may start the
+/// next script the instant the last one ends; the server then answers nothing until that
+/// script's threshold, and the `recovered` record (its time, its notification, the next probe)
+/// must not wait that long. On a free server they take a millisecond or two.
+const RECOVERY_FORENSICS_LIMIT: Duration = Duration::from_millis(200);
 
 impl Watchdog {
     /// Record a step's events, then carry out its action and feed the outcome back. `conn` is
@@ -216,9 +221,12 @@ impl Watchdog {
         } else if recovered.how != RecoveredHow::ReachableAgain {
             let opened = crate::clock::unix_ms().saturating_sub(recovered.duration_ms);
             let after = forensics::after_recovery(conn, opened, self.baseline.as_ref());
-            let (told, kills) = tokio::time::timeout(FORENSICS_LIMIT, after)
+            let (told, kills) = tokio::time::timeout(RECOVERY_FORENSICS_LIMIT, after)
                 .await
-                .unwrap_or_else(|_| (serde_json::json!({"error": "no reply in time"}), None));
+                .unwrap_or_else(|_| {
+                    let why = "no reply in time: another script may have started";
+                    (serde_json::json!({ "error": why }), None)
+                });
             if let serde_json::Value::Object(m) = told {
                 found.extend(m);
             }

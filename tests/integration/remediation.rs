@@ -71,6 +71,48 @@ fn a_read_only_eval_loop_is_killed_once_and_the_incident_recovers() {
 }
 
 #[test]
+fn a_script_started_the_instant_the_last_one_ends_does_not_delay_its_recovery() {
+    let server = RedisServer::start(ServerOptions {
+        threshold_ms: 1500,
+        ..ServerOptions::default()
+    });
+    let daemon = Daemon::start(&server.policy("next", &shutdown_policy("5s")), &[]);
+    server.wait_snapshot();
+    // The application retries at once: its next script is running before busyguard has read
+    // the server's SLOWLOG for the last incident, and the server answers nothing for 1.5 s.
+    let first = Caller::eval(&server, scripts::READ_ONLY_LOOP, &[], &[]);
+    assert!(first.reply().unwrap().error().is_some());
+    let next = Caller::eval(&server, scripts::SPIN_MS, &[], &["2000"]);
+    let recovered = daemon.wait_event("recovered", LONG);
+    let records = daemon.records();
+    let at = |r: &Value| {
+        let ts = r["ts"].as_str().unwrap();
+        humantime::parse_rfc3339(ts).unwrap()
+    };
+    // The record is written when the recovery is seen, not when the next script lets the
+    // forensics through. (When the next script wins the race to the server, busyguard sees no
+    // PONG before its BUSY and the recovery is rightly seen late: the bound holds either way.)
+    let busy = records
+        .iter()
+        .find(|r| r["event"] == "busy_detected")
+        .unwrap();
+    let seen = at(busy)
+        + Duration::from_millis(recovered["detail"]["since_first_busy_ms"].as_u64().unwrap());
+    let late = at(&recovered).duration_since(seen).unwrap_or_default();
+    assert!(
+        late < Duration::from_millis(700),
+        "recovered recorded {late:?} after it was seen: {recovered}"
+    );
+    // The next script is an incident of its own, killed in turn.
+    assert!(next.reply().unwrap().error().is_some());
+    daemon.wait_record(LONG, |r| {
+        r["event"] == "recovered" && r["incident"] != recovered["incident"]
+    });
+    assert_eq!(server.command_calls("script|kill"), 2);
+    assert_eq!(server.command_calls("shutdown"), 0);
+}
+
+#[test]
 fn a_busy_fcall_is_ended_with_function_kill() {
     let server = RedisServer::start(ServerOptions::default());
     server

@@ -46,6 +46,18 @@ pub struct Request {
     pub reason: String,
 }
 
+impl Request {
+    /// `ps`: what every watchdog is doing now.
+    pub fn ps() -> Request {
+        Request {
+            command: "ps".into(),
+            instance: None,
+            for_ms: None,
+            reason: String::new(),
+        }
+    }
+}
+
 /// Who sent a command, from the socket's peer credentials.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Caller {
@@ -193,37 +205,40 @@ pub async fn send(state_dir: &Path, request: &Request) -> anyhow::Result<Respons
 pub fn ps_text(response: &Response) -> String {
     let mut out = String::new();
     for i in &response.instances {
-        let l = &i.live;
-        let mut line = format!("{}  {}", i.instance, l["state"].as_str().unwrap_or("?"));
-        if let Some(id) = l["incident"].as_str() {
-            line.push_str(&format!("  incident {id}"));
-        }
-        if let Some(ms) = l["since_first_busy_ms"].as_u64() {
-            line.push_str(&format!("  busy for {ms} ms"));
-        }
-        if let Some(next) = l["next"].as_str() {
-            line.push_str(&format!("  next: {next}"));
-            if let Some(at) = l["deadline_unix_ms"].as_u64() {
-                line.push_str(&format!(" at {}", crate::clock::rfc3339(at)));
-            }
-        }
-        if let Some(p) = l["pause"].as_object() {
-            line.push_str(&format!(
-                "  PAUSED by {} until {}: {}",
-                p["by"].as_str().unwrap_or("?"),
-                crate::clock::rfc3339(p["until_unix_ms"].as_u64().unwrap_or(0)),
-                p["reason"].as_str().unwrap_or("")
-            ));
-        }
-        if let Some(h) = l["hold"].as_object() {
-            line.push_str(&format!(
-                "  HELD by {}: {}",
-                h["by"].as_str().unwrap_or("?"),
-                h["reason"].as_str().unwrap_or("")
-            ));
-        }
-        out.push_str(&line);
-        out.push('\n');
+        out.push_str(&format!("{}  {}\n", i.instance, live_text(&i.live)));
     }
     out
+}
+
+/// One watchdog's state as a person reads it: incident, next step, pause and hold.
+pub fn live_text(l: &serde_json::Value) -> String {
+    let mut line = l["state"].as_str().unwrap_or("?").to_string();
+    if let Some(id) = l["incident"].as_str() {
+        line.push_str(&format!("  incident {id}"));
+    }
+    if let Some(ms) = l["since_first_busy_ms"].as_u64() {
+        line.push_str(&format!("  busy for {ms} ms"));
+    }
+    if let Some(next) = l["next"].as_str() {
+        line.push_str(&format!("  next: {next}"));
+        if let Some(at) = l["deadline_unix_ms"].as_u64() {
+            line.push_str(&format!(" at {}", crate::clock::rfc3339(at)));
+        }
+    }
+    if let Some(p) = l["pause"].as_object() {
+        line.push_str(&format!(
+            "  PAUSED by {} until {}: {}",
+            p["by"].as_str().unwrap_or("?"),
+            crate::clock::rfc3339(p["until_unix_ms"].as_u64().unwrap_or(0)),
+            p["reason"].as_str().unwrap_or("")
+        ));
+    }
+    if let Some(h) = l["hold"].as_object() {
+        line.push_str(&format!(
+            "  HELD by {}: {}",
+            h["by"].as_str().unwrap_or("?"),
+            h["reason"].as_str().unwrap_or("")
+        ));
+    }
+    line
 }

@@ -73,8 +73,8 @@ fn main() -> ExitCode {
             };
             busyguard::install_crypto_provider();
             let mut out = std::io::stdout().lock();
-            let trail = daemon::state_dir(state_dir).join("audit.jsonl");
-            let status = busyguard::status::status(&paths, json, Some(&trail), &mut out);
+            let dir = daemon::state_dir(state_dir);
+            let status = busyguard::status::status(&paths, json, &dir, &mut out);
             match runtime.block_on(status) {
                 Ok(true) => ExitCode::SUCCESS,
                 _ => ExitCode::from(1),
@@ -96,25 +96,17 @@ fn main() -> ExitCode {
         Command::Approve { instance, steer } => {
             steer_daemon("approve", Some(instance), None, steer)
         }
-        Command::Ps { json, state_dir } => {
-            let request = control::Request {
-                command: "ps".into(),
-                instance: None,
-                for_ms: None,
-                reason: String::new(),
-            };
-            match ask_daemon(state_dir, &request) {
-                Some(r) if json => {
-                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-                    ExitCode::SUCCESS
-                }
-                Some(r) => {
-                    print!("{}", control::ps_text(&r));
-                    ExitCode::SUCCESS
-                }
-                None => ExitCode::from(1),
+        Command::Ps { json, state_dir } => match ask_daemon(state_dir, &control::Request::ps()) {
+            Some(r) if json => {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                ExitCode::SUCCESS
             }
-        }
+            Some(r) => {
+                print!("{}", control::ps_text(&r));
+                ExitCode::SUCCESS
+            }
+            None => ExitCode::from(1),
+        },
         Command::Simulate {
             policy,
             scenario,

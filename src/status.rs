@@ -3,6 +3,10 @@
 //! SHUTDOWN NOSAVE would lose, the busy threshold, and whether the user holds every right
 //! busyguard needs.
 //!
+//! When a daemon runs with the same state dir, each instance also shows what that daemon is
+//! doing with it now (its `ps` line: state, open incident, pauses and holds), so a pause is not
+//! mistaken for a healthy watch.
+//!
 //! Rights are checked without admin rights and without side effects. Read-only commands are
 //! simply run. The kills are queued inside `MULTI` and discarded: the server checks the ACL
 //! when queuing and runs nothing (a bare `SCRIPT KILL` could kill a script that starts a moment
@@ -16,6 +20,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::control::{self, Request};
 use crate::policy::{self, Policy};
 use crate::probe::{self, Outcome};
 
@@ -83,13 +88,21 @@ const CHECKS: &[Check] = &[
     },
 ];
 
-/// Report on every instance under `paths`; true when all were reachable.
+/// Report on every instance under `paths`, with what the daemon keeping `state_dir` does with
+/// it (its trail for the slowest scripts, its control socket for pauses and holds); true when
+/// all were reachable.
 pub async fn status(
     paths: &[PathBuf],
     as_json: bool,
-    trail: Option<&Path>,
+    state_dir: &Path,
     out: &mut impl Write,
 ) -> std::io::Result<bool> {
+    let trail = state_dir.join("audit.jsonl");
+    let trail = Some(trail.as_path());
+    let daemon = tokio::time::timeout(CHECK_TIMEOUT, control::send(state_dir, &Request::ps()))
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r);
     let report = policy::load(paths);
     let mut all_ok = report.rejected.is_empty();
     let mut instances = Vec::new();
@@ -98,7 +111,18 @@ pub async fn status(
             "error": "invalid policy", "problems": diags.iter().map(ToString::to_string).collect::<Vec<_>>()}));
     }
     for p in &report.policies {
-        let s = instance_status(p, trail.filter(|t| t.exists())).await;
+        let mut s = instance_status(p, trail.filter(|t| t.exists())).await;
+        s["daemon"] = match &daemon {
+            Ok(ps) => ps
+                .instances
+                .iter()
+                .find(|i| i.instance == p.instance)
+                .map_or(
+                    json!({"error": "not supervised by the running daemon"}),
+                    |i| i.live.clone(),
+                ),
+            Err(e) => json!({"error": format!("not reached: {e:#}")}),
+        };
         all_ok &= s["reachable"] == true;
         instances.push(s);
     }
@@ -254,6 +278,11 @@ fn human(s: &Value, out: &mut impl Write) -> std::io::Result<()> {
     )?;
     if let Some(e) = s["error"].as_str() {
         writeln!(out, "  error: {e}")?;
+    }
+    match (s["daemon"]["error"].as_str(), s["daemon"].is_object()) {
+        (Some(e), _) => writeln!(out, "  daemon: {e}")?,
+        (None, true) => writeln!(out, "  daemon: {}", control::live_text(&s["daemon"]))?,
+        (None, false) => {}
     }
     if s["version"].is_string() {
         writeln!(

@@ -271,6 +271,33 @@ fn ps_shows_the_incident_its_next_step_and_deadline() {
 }
 
 #[test]
+fn status_shows_a_pause_the_running_daemon_holds() {
+    let server = RedisServer::start(ServerOptions::default());
+    let daemon = Daemon::start(&server.policy("steered", ""), &[]);
+    server.wait_snapshot();
+    let (code, out) = ctl(
+        &daemon,
+        &["pause", "steered", "--for", "10m", "--reason", "reindex"],
+    );
+    assert_eq!(code, 0, "{out}");
+    daemon.wait_event("operator_command", LONG);
+    let policy = daemon.dir.path().join("policy.yaml");
+    let policy = policy.to_str().unwrap();
+    let (code, json) = ctl(&daemon, &["status", "--json", policy]);
+    assert_eq!(code, 0, "{json}");
+    let report: Value = serde_json::from_str(&json).unwrap();
+    let live = &report["instances"][0]["daemon"];
+    assert_eq!(live["state"], "healthy", "{live}");
+    assert_eq!(live["pause"]["by"], "root", "{live}");
+    assert_eq!(live["pause"]["reason"], "reindex", "{live}");
+    let (_, text) = ctl(&daemon, &["status", policy]);
+    assert!(
+        text.contains("daemon: healthy  PAUSED by root until "),
+        "{text}"
+    );
+}
+
+#[test]
 fn only_the_daemons_user_and_group_may_connect() {
     let server = RedisServer::start(ServerOptions::default());
     let daemon = Daemon::start(&server.policy("guarded", ""), &[]);

@@ -290,6 +290,14 @@ fn status_reports_what_a_decision_would_rest_on() {
         "{h:#}"
     );
     assert_eq!(h["warnings"], serde_json::json!([]));
+    // No daemon keeps the default state dir here: said, and not a failure of the report.
+    assert!(
+        h["daemon"]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("not reached: "),
+        "{h:#}"
+    );
 
     let z = by("zero");
     assert_eq!(z["busy_threshold_ms"], 0);

@@ -19,7 +19,8 @@ impl Engine {
         // After `+OK` to a kill the script unwinds within the hook that answered it (which may
         // still answer a probe or two BUSY). A new script cannot draw a BUSY reply before it has
         // run for a whole threshold, so a BUSY that late is a new incident; the old one ends
-        // as killed.
+        // as killed, no later than a threshold before this reply (the new script's start), which
+        // is what its record says (the next script won the race to the server: no PONG between).
         if let Some(Kill::Accepted { reply_at, .. }) = self.incident.as_ref().map(|i| &i.kill) {
             let threshold = self
                 .snapshot()
@@ -27,7 +28,7 @@ impl Engine {
                 .filter(|t| *t > 0)
                 .unwrap_or(UNKNOWN_THRESHOLD_MS);
             if now >= reply_at + threshold {
-                self.recover(now, step);
+                self.recover((now - threshold).max(*reply_at), step);
             }
         }
         let mut inc = match self.incident.take() {

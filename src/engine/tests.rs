@@ -879,6 +879,10 @@ fn a_new_runaway_right_after_a_kill_is_a_new_incident() {
     assert_eq!(s.events[1].incident, first.events[0].incident);
     assert_ne!(s.events[2].incident, first.events[0].incident);
     assert_eq!(s.action, Some(Action::Kill(KillCommand::ScriptKill)));
+    // The old script ended no later than a threshold (200 ms) before that reply: the records
+    // say so, not the 300 ms it took to learn it.
+    assert_eq!(s.events[0].detail.since_first_busy_ms(), Some(100));
+    assert_eq!(s.events[1].detail.since_first_busy_ms(), Some(100));
 }
 
 const WRITING_BUSY: &str = SCRIPT_BUSY;

@@ -13,9 +13,8 @@ use serde_json::Value;
 const LONG: Duration = Duration::from_secs(20);
 
 fn ladder(wait: &str) -> String {
-    format!(
-        "on_busy:\n  kill_after: 0s\n  on_unkillable:\n    wait: {wait}\n    then: shutdown\nlimits:\n  max_shutdowns: 5\n"
-    )
+    let ladder = support::ladder(wait, "shutdown");
+    format!("{ladder}limits:\n  max_shutdowns: 5\n")
 }
 
 fn incident_events(daemon: &Daemon, id: &Value) -> Vec<String> {
@@ -380,10 +379,7 @@ fn trails_written_by_earlier_versions_verify_and_resume() {
     let open: Value = serde_json::from_str(old.lines().nth(5).unwrap()).unwrap();
     assert_eq!(open["event"], "unkillable");
     let server = RedisServer::start(ServerOptions::default());
-    let dir = tempfile::Builder::new()
-        .prefix("busyguard-state-")
-        .tempdir()
-        .unwrap();
+    let dir = support::state_dir();
     std::fs::write(dir.path().join("audit.jsonl"), cut).unwrap();
     let policy = dir.path().join("policy.yaml");
     std::fs::write(&policy, server.policy("past", "")).unwrap();

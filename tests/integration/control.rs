@@ -30,29 +30,11 @@ fn ctl(daemon: &Daemon, args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
-fn ladder(wait: &str, then: &str) -> String {
-    format!("on_busy:\n  kill_after: 0s\n  on_unkillable:\n    wait: {wait}\n    then: {then}\n")
-}
-
-fn records(daemon: &Daemon, event: &str) -> Vec<Value> {
-    daemon
-        .records()
-        .into_iter()
-        .filter(|r| r["event"] == event)
-        .collect()
-}
-
 #[test]
 fn a_pause_withholds_the_kill_is_recorded_with_its_caller_and_expires() {
     let server = RedisServer::start(ServerOptions::default());
     let receiver = HttpReceiver::always(200, "");
-    let policy = server.policy(
-        "paused",
-        &format!(
-            "notify:\n  - webhook: {{ url: '{}' }}\n",
-            receiver.url("/p")
-        ),
-    );
+    let policy = server.policy("paused", &receiver.notify_yaml("/p"));
     let daemon = Daemon::start(&policy, &[]);
     server.wait_snapshot();
     let (code, out) = ctl(
@@ -140,7 +122,10 @@ fn a_resume_lets_the_kill_go_and_a_pause_survives_a_restart() {
 #[test]
 fn a_hold_keeps_the_shutdown_past_the_budget_until_release() {
     let server = RedisServer::start(ServerOptions::default());
-    let daemon = Daemon::start(&server.policy("held", &ladder("1s", "shutdown")), &[]);
+    let daemon = Daemon::start(
+        &server.policy("held", &support::ladder("1s", "shutdown")),
+        &[],
+    );
     server.wait_snapshot();
     let _writer = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
     daemon.wait_event("unkillable", LONG);
@@ -153,7 +138,7 @@ fn a_hold_keeps_the_shutdown_past_the_budget_until_release() {
     );
     let (_, ps) = ctl(&daemon, &["ps"]);
     assert!(ps.contains("HELD by root") && ps.contains("busy"), "{ps}");
-    assert!(records(&daemon, "shutdown_sent").is_empty());
+    assert!(daemon.records_of("shutdown_sent").is_empty());
     assert!(
         server.conn().call(&["PING"]).unwrap().error().is_some(),
         "still up, busy"
@@ -165,7 +150,10 @@ fn a_hold_keeps_the_shutdown_past_the_budget_until_release() {
 #[test]
 fn approve_shuts_down_before_the_budget_ends() {
     let server = RedisServer::start(ServerOptions::default());
-    let daemon = Daemon::start(&server.policy("approved", &ladder("30s", "shutdown")), &[]);
+    let daemon = Daemon::start(
+        &server.policy("approved", &support::ladder("30s", "shutdown")),
+        &[],
+    );
     server.wait_snapshot();
     let _writer = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
     daemon.wait_event("unkillable", LONG);
@@ -210,16 +198,12 @@ fn then_ask_waits_for_an_answer_and_applies_its_default_without_one() {
         support::reason(&withheld).starts_with("no approval within"),
         "{withheld}"
     );
-    assert!(records(&daemon, "shutdown_sent").is_empty());
+    assert!(daemon.records_of("shutdown_sent").is_empty());
     drop(daemon);
     // With one: a shutdown at once.
     let server = RedisServer::start(ServerOptions::default());
     let ask = ask.replace("timeout: 1s", "timeout: 1m");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let metrics = format!("127.0.0.1:{port}");
     let daemon = Daemon::start(&server.policy("answered", &ask), &["--metrics", &metrics]);
     server.wait_snapshot();
@@ -242,7 +226,10 @@ fn then_ask_waits_for_an_answer_and_applies_its_default_without_one() {
 #[test]
 fn ps_shows_the_incident_its_next_step_and_deadline() {
     let server = RedisServer::start(ServerOptions::default());
-    let daemon = Daemon::start(&server.policy("shown", &ladder("30s", "notify")), &[]);
+    let daemon = Daemon::start(
+        &server.policy("shown", &support::ladder("30s", "notify")),
+        &[],
+    );
     server.wait_snapshot();
     let _writer = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
     let unkillable = daemon.wait_event("unkillable", LONG);
@@ -326,7 +313,7 @@ fn only_the_daemons_user_and_group_may_connect() {
         err.contains("Permission denied") || err.contains("permission"),
         "{err}"
     );
-    assert!(records(&daemon, "operator_command").is_empty());
+    assert!(daemon.records_of("operator_command").is_empty());
 }
 
 /// An operator's own SCRIPT KILL (busyguard paused) and own SHUTDOWN NOSAVE (after a withheld
@@ -334,7 +321,10 @@ fn only_the_daemons_user_and_group_may_connect() {
 #[test]
 fn an_operators_own_kill_or_shutdown_is_not_ended_by_itself() {
     let mut server = RedisServer::start(ServerOptions::default());
-    let daemon = Daemon::start(&server.policy("manual", &ladder("500ms", "notify")), &[]);
+    let daemon = Daemon::start(
+        &server.policy("manual", &support::ladder("500ms", "notify")),
+        &[],
+    );
     server.wait_snapshot();
     assert_eq!(ctl(&daemon, &["pause", "manual", "--for", "1m"]).0, 0);
     daemon.wait_event("operator_command", LONG);
@@ -359,7 +349,8 @@ fn an_operators_own_kill_or_shutdown_is_not_ended_by_itself() {
     // Then: an unkillable script, the escalation withheld (`then: notify`), and an operator's
     // SHUTDOWN NOSAVE; the server comes back under a new run id.
     let _writer = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
-    assert!(wait_for(LONG, || records(&daemon, "escalation_withheld")
+    assert!(wait_for(LONG, || daemon
+        .records_of("escalation_withheld")
         .len()
         == 2));
     let mut conn = server.conn();

@@ -115,11 +115,7 @@ fn a_slow_function_is_named_and_counted_in_the_metrics() {
         .call(&["FUNCTION", "LOAD", SPIN_MS_LIBRARY])
         .unwrap();
     assert_eq!(loaded.text(), Some("busyguard_early"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let policy = server
         .policy("fn", "")
         .replace("interval: 50ms", "interval: 50ms\n  snapshot_every: 1s");

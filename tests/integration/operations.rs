@@ -158,11 +158,7 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 #[test]
 fn metrics_count_the_actions_during_and_after_an_incident() {
     let server = RedisServer::start(ServerOptions::default());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let policy = server.policy(
         "m",
         "on_busy:\n  on_unkillable:\n    wait: 700ms\n    then: notify\n",
@@ -554,19 +550,9 @@ fn every_alert_rule_fires_in_promtool() {
 #[test]
 fn metrics_exist_from_the_start_and_a_rejected_reload_shows() {
     let server = RedisServer::start(ServerOptions::default());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let receiver = crate::support::http::HttpReceiver::always(200, "");
-    let good = server.policy(
-        "fresh",
-        &format!(
-            "notify:\n  - webhook: {{ url: '{}' }}\n",
-            receiver.url("/m")
-        ),
-    );
+    let good = server.policy("fresh", &receiver.notify_yaml("/m"));
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("fresh.yaml");
     let blind = dir.path().join("blind.yaml");

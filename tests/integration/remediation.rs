@@ -10,10 +10,6 @@ use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(20);
 
-fn shutdown_policy(wait: &str) -> String {
-    format!("on_busy:\n  kill_after: 0s\n  on_unkillable:\n    wait: {wait}\n    then: shutdown\n")
-}
-
 fn count(daemon: &Daemon, event: &str) -> usize {
     daemon.events().iter().filter(|e| *e == event).count()
 }
@@ -21,7 +17,10 @@ fn count(daemon: &Daemon, event: &str) -> usize {
 #[test]
 fn a_read_only_eval_loop_is_killed_once_and_the_incident_recovers() {
     let server = RedisServer::start(ServerOptions::default());
-    let daemon = Daemon::start(&server.policy("ro", &shutdown_policy("5s")), &[]);
+    let daemon = Daemon::start(
+        &server.policy("ro", &support::ladder("5s", "shutdown")),
+        &[],
+    );
     server.wait_snapshot();
     let caller = Caller::eval(&server, scripts::READ_ONLY_LOOP, &[], &[]);
     let reply = caller.reply().unwrap();
@@ -76,7 +75,10 @@ fn a_script_started_the_instant_the_last_one_ends_does_not_delay_its_recovery() 
         threshold_ms: 1500,
         ..ServerOptions::default()
     });
-    let daemon = Daemon::start(&server.policy("next", &shutdown_policy("5s")), &[]);
+    let daemon = Daemon::start(
+        &server.policy("next", &support::ladder("5s", "shutdown")),
+        &[],
+    );
     server.wait_snapshot();
     // The application retries at once: its next script is running before busyguard has read
     // the server's SLOWLOG for the last incident, and the server answers nothing for 1.5 s.
@@ -124,7 +126,10 @@ fn a_busy_fcall_is_ended_with_function_kill() {
         .conn()
         .call(&["FUNCTION", "LOAD", scripts::SPIN_LIBRARY])
         .unwrap();
-    let daemon = Daemon::start(&server.policy("fn", &shutdown_policy("5s")), &[]);
+    let daemon = Daemon::start(
+        &server.policy("fn", &support::ladder("5s", "shutdown")),
+        &[],
+    );
     server.wait_snapshot();
     let caller = Caller::start(&server, &["FCALL", "spin", "0"]);
     let reply = caller.reply().unwrap();
@@ -141,7 +146,10 @@ fn a_busy_fcall_is_ended_with_function_kill() {
 #[test]
 fn an_unkillable_script_that_ends_inside_the_budget_is_left_alone() {
     let server = RedisServer::start(ServerOptions::default());
-    let daemon = Daemon::start(&server.policy("inside", &shutdown_policy("10s")), &[]);
+    let daemon = Daemon::start(
+        &server.policy("inside", &support::ladder("10s", "shutdown")),
+        &[],
+    );
     server.wait_snapshot();
     let caller = Caller::eval(&server, scripts::WRITE_THEN_SPIN_MS, &["kept"], &["1200"]);
     daemon.wait_event("unkillable", LONG);
@@ -161,7 +169,7 @@ fn past_the_budget_an_unkillable_script_ends_in_a_shutdown_and_limits_withhold_t
     let mut server = RedisServer::start(ServerOptions::default());
     let policy = server.policy(
         "past",
-        &(shutdown_policy("1s") + "limits:\n  max_shutdowns: 1\n  per: 1h\n"),
+        &(support::ladder("1s", "shutdown") + "limits:\n  max_shutdowns: 1\n  per: 1h\n"),
     );
     let daemon = Daemon::start(&policy, &[]);
     server.wait_snapshot();
@@ -205,7 +213,10 @@ fn past_the_budget_an_unkillable_script_ends_in_a_shutdown_and_limits_withhold_t
 #[test]
 fn a_lagging_replica_does_not_stop_the_shutdown() {
     let (mut primary, replica) = support::lagging_replica_pair();
-    let daemon = Daemon::start(&primary.policy("lagging", &shutdown_policy("500ms")), &[]);
+    let daemon = Daemon::start(
+        &primary.policy("lagging", &support::ladder("500ms", "shutdown")),
+        &[],
+    );
     primary.wait_snapshot();
     let _caller = Caller::eval(&primary, scripts::WRITING_LOOP, &["k"], &[]);
     daemon.wait_event("shutdown_confirmed", LONG);
@@ -219,7 +230,7 @@ fn a_lagging_replica_does_not_stop_the_shutdown() {
 fn dry_run_decides_and_records_but_the_server_receives_nothing() {
     let server = RedisServer::start(ServerOptions::default());
     let daemon = Daemon::start(
-        &server.policy("dry", &shutdown_policy("600ms")),
+        &server.policy("dry", &support::ladder("600ms", "shutdown")),
         &["--dry-run"],
     );
     server.wait_snapshot();
@@ -245,7 +256,10 @@ fn steady_load_and_short_scripts_cause_no_action() {
         threshold_ms: 300,
         ..Default::default()
     });
-    let daemon = Daemon::start(&server.policy("calm", &shutdown_policy("1s")), &[]);
+    let daemon = Daemon::start(
+        &server.policy("calm", &support::ladder("1s", "shutdown")),
+        &[],
+    );
     server.wait_snapshot();
     let bench = std::process::Command::new("redis-benchmark")
         .args([
@@ -281,7 +295,10 @@ fn steady_load_and_short_scripts_cause_no_action() {
 #[test]
 fn a_server_stopped_and_started_again_is_unreachable_then_recovered_with_no_action() {
     let mut server = RedisServer::start(ServerOptions::default());
-    let daemon = Daemon::start(&server.policy("bounce", &shutdown_policy("1s")), &[]);
+    let daemon = Daemon::start(
+        &server.policy("bounce", &support::ladder("1s", "shutdown")),
+        &[],
+    );
     server.wait_snapshot();
     assert!(server.conn().call(&["SHUTDOWN", "NOSAVE"]).is_err());
     assert!(server.wait_exit(Duration::from_secs(5)));
@@ -304,7 +321,7 @@ fn acl_policy(url: &str, password_file: &std::path::Path) -> String {
     format!(
         "instance: acl\nredis:\n  url: {url}\n  username: busyguard\n  password_file: {}\nprobe:\n  interval: 50ms\n{}",
         password_file.display(),
-        shutdown_policy("5s")
+        support::ladder("5s", "shutdown")
     )
 }
 
@@ -430,7 +447,10 @@ fn a_frozen_or_dead_instance_never_delays_another() {
             "dead.yaml",
             "instance: dead\nredis:\n  url: redis://127.0.0.1:1\n".into(),
         ),
-        write("live.yaml", live.policy("live", &shutdown_policy("5s"))),
+        write(
+            "live.yaml",
+            live.policy("live", &support::ladder("5s", "shutdown")),
+        ),
     ];
     let daemon = Daemon::start_with(dir, &files, &[]);
     live.wait_snapshot();

@@ -19,25 +19,16 @@ const SCRIPT_BUSY: &str =
 const FUNCTION_BUSY: &str =
     "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.";
 
-fn ladder(wait: &str, then: &str) -> String {
-    format!("on_busy:\n  kill_after: 0s\n  on_unkillable:\n    wait: {wait}\n    then: {then}\n")
-}
-
-fn records_of(daemon: &Daemon, event: &str) -> Vec<Value> {
-    daemon
-        .records()
-        .into_iter()
-        .filter(|r| r["event"] == event)
-        .collect()
-}
-
 /// #1: stopped while a script was UNKILLABLE; the script ended by itself; a new, killable
 /// script runs when busyguard starts again. The old incident (its budget long spent) must not
 /// carry over: the new script is killed, and nothing is shut down.
 #[test]
 fn a_restart_during_a_new_script_kills_it_instead_of_finishing_the_old_incident() {
     let server = RedisServer::start(ServerOptions::default());
-    let mut daemon = Daemon::start(&server.policy("resume", &ladder("1s", "shutdown")), &[]);
+    let mut daemon = Daemon::start(
+        &server.policy("resume", &support::ladder("1s", "shutdown")),
+        &[],
+    );
     server.wait_snapshot();
     let writer = Caller::eval(&server, scripts::WRITE_THEN_SPIN_MS, &["kept"], &["1500"]);
     let unkillable = daemon.wait_event("unkillable", LONG);
@@ -70,7 +61,7 @@ fn a_restart_during_a_new_script_kills_it_instead_of_finishing_the_old_incident(
         "one kill per incident"
     );
     assert_eq!(server.command_calls("shutdown"), 0, "no shutdown");
-    assert!(records_of(&daemon, "shutdown_sent").is_empty());
+    assert!(daemon.records_of("shutdown_sent").is_empty());
     let kept = server.conn().call(&["GET", "kept"]).unwrap();
     assert_eq!(kept.text(), Some("written"), "the data is intact");
 }
@@ -84,7 +75,7 @@ fn a_guard_without_its_input_withholds_the_shutdown_and_names_what_is_missing() 
     server.wait_busy(LONG);
     let policy = format!(
         "{}guards:\n  keep_primary_with_replicas: true\n",
-        ladder("500ms", "shutdown")
+        support::ladder("500ms", "shutdown")
     );
     let daemon = Daemon::start(&server.policy("guarded", &policy), &[]);
     let withheld = daemon.wait_event("escalation_withheld", LONG);
@@ -98,9 +89,9 @@ fn a_guard_without_its_input_withholds_the_shutdown_and_names_what_is_missing() 
         "{withheld}"
     );
     assert!(detail["snapshot"].is_null());
-    assert!(records_of(&daemon, "shutdown_sent").is_empty());
+    assert!(daemon.records_of("shutdown_sent").is_empty());
     assert_eq!(
-        records_of(&daemon, "kill_sent").len(),
+        daemon.records_of("kill_sent").len(),
         1,
         "the kill still went"
     );
@@ -124,7 +115,7 @@ fn an_unanswered_kill_is_bounded_by_the_budget_and_supervision_goes_on() {
                 _ => None,
             },
         );
-    let policy = fake.policy("frozen", &ladder("1s", "notify"));
+    let policy = fake.policy("frozen", &support::ladder("1s", "notify"));
     let mut daemon = Daemon::start(&policy, &[]);
     let failed = daemon.wait_event("action_failed", LONG);
     let reply = failed["detail"]["reply"].as_str().unwrap();
@@ -144,7 +135,7 @@ fn an_unanswered_kill_is_bounded_by_the_budget_and_supervision_goes_on() {
         "{:?}",
         start.elapsed()
     );
-    assert_eq!(records_of(&daemon, "watchdog_stopped").len(), 2);
+    assert_eq!(daemon.records_of("watchdog_stopped").len(), 2);
 }
 
 /// #4: an ACL user with PING and the kill rights but no INFO (and no CONFIG): the snapshot is
@@ -161,7 +152,7 @@ fn a_user_without_info_still_detects_and_kills() {
         "instance: noinfo\nredis:\n  url: unix://{}\n  username: busyguard\n  password_file: {}\nprobe:\n  interval: 50ms\n{}",
         server.socket.display(),
         pass.display(),
-        ladder("5s", "shutdown")
+        support::ladder("5s", "shutdown")
     );
     let daemon = Daemon::start(&policy, &[]);
     let fault = daemon.wait_event("probe_fault", LONG);
@@ -181,7 +172,7 @@ fn a_user_without_info_still_detects_and_kills() {
         daemon.wait_event("recovered", LONG)["detail"]["how"],
         "killed"
     );
-    assert_eq!(records_of(&daemon, "probe_fault").len(), 1, "said once");
+    assert_eq!(daemon.records_of("probe_fault").len(), 1, "said once");
     // `status` says which rights are missing.
     let (_, out) = support::busyguard(
         &["status", "--json"],
@@ -215,7 +206,7 @@ fn a_replica_replaying_its_masters_script_is_waited_out_not_shut_down() {
             == Some("up")
     }));
     let daemon = Daemon::start(
-        &replica.policy("replica", &ladder("500ms", "shutdown")),
+        &replica.policy("replica", &support::ladder("500ms", "shutdown")),
         &[],
     );
     replica.wait_snapshot();
@@ -243,7 +234,7 @@ fn a_replica_replaying_its_masters_script_is_waited_out_not_shut_down() {
         daemon.wait_event("recovered", LONG)["detail"]["how"],
         "ended by itself"
     );
-    assert!(records_of(&daemon, "shutdown_sent").is_empty());
+    assert!(daemon.records_of("shutdown_sent").is_empty());
     assert_eq!(replica.command_calls("shutdown"), 0);
     let replayed = replica.conn().call(&["GET", "replayed"]).unwrap();
     assert_eq!(
@@ -269,7 +260,7 @@ fn busy_replies_of_unknown_form_get_the_kill_that_fits_and_its_answer_is_read() 
                 _ => None,
             },
         );
-        let policy = fake.policy("module", &ladder("500ms", "notify"));
+        let policy = fake.policy("module", &support::ladder("500ms", "notify"));
         let daemon = Daemon::start(&policy, &[]);
         let busy = daemon.wait_event("busy_detected", LONG);
         assert_eq!(busy["detail"]["busy_kind"], "unknown", "{text}: {busy}");
@@ -281,7 +272,7 @@ fn busy_replies_of_unknown_form_get_the_kill_that_fits_and_its_answer_is_read() 
                 .starts_with("NOTBUSY")
         );
         daemon.wait_event("escalation_withheld", LONG);
-        assert!(records_of(&daemon, "action_failed").is_empty(), "{text}");
+        assert!(daemon.records_of("action_failed").is_empty(), "{text}");
         let kills: Vec<String> = fake
             .commands()
             .into_iter()
@@ -305,11 +296,11 @@ fn busy_replies_of_unknown_form_get_the_kill_that_fits_and_its_answer_is_read() 
             _ => None,
         },
     );
-    let policy = fake.policy("fn", &ladder("5s", "notify"));
+    let policy = fake.policy("fn", &support::ladder("5s", "notify"));
     let daemon = Daemon::start(&policy, &[]);
     let killed_record = daemon.wait_event("killed", LONG);
     assert_eq!(killed_record["detail"]["command"], "FUNCTION KILL");
-    assert!(records_of(&daemon, "action_failed").is_empty());
+    assert!(daemon.records_of("action_failed").is_empty());
 }
 
 /// #4 again, for a server whose CONFIG is renamed away (`rename-command CONFIG ""`): the
@@ -321,7 +312,10 @@ fn a_renamed_config_is_reported_missing_and_never_blinds_the_probe() {
         extra: vec!["rename-command CONFIG \"\"".into()],
         ..Default::default()
     });
-    let daemon = Daemon::start(&server.policy("renamed", &ladder("5s", "shutdown")), &[]);
+    let daemon = Daemon::start(
+        &server.policy("renamed", &support::ladder("5s", "shutdown")),
+        &[],
+    );
     let fault = daemon.wait_event("probe_fault", LONG);
     let errors = fault["detail"]["snapshot_errors"].to_string();
     assert!(

@@ -13,10 +13,6 @@ use crate::support::{self, Caller, Daemon, RedisServer, ServerOptions, scripts, 
 
 const LONG: Duration = Duration::from_secs(20);
 
-fn shutdown_ladder(wait: &str) -> String {
-    format!("on_busy:\n  kill_after: 0s\n  on_unkillable:\n    wait: {wait}\n    then: shutdown\n")
-}
-
 fn count(daemon: &Daemon, event: &str) -> usize {
     daemon
         .records()
@@ -75,7 +71,10 @@ fn a_second_daemon_on_the_same_state_dir_refuses_naming_the_first() {
 #[test]
 fn limits_survive_rotation_and_a_restart() {
     let mut server = RedisServer::start(ServerOptions::default());
-    let mut daemon = Daemon::start(&server.policy("rotated", &shutdown_ladder("300ms")), &[]);
+    let mut daemon = Daemon::start(
+        &server.policy("rotated", &support::ladder("300ms", "shutdown")),
+        &[],
+    );
     server.wait_snapshot();
     let _first = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
     daemon.wait_event("shutdown_confirmed", LONG);
@@ -163,14 +162,13 @@ fn daemon_on(disk: &SmallDisk, server: &RedisServer, receivers: &str) -> (Daemon
     };
     std::fs::write(
         &policy,
-        server.policy("full", &format!("{}{notify}", shutdown_ladder("5s"))),
+        server.policy(
+            "full",
+            &format!("{}{notify}", support::ladder("5s", "shutdown")),
+        ),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let metrics = format!("127.0.0.1:{port}");
     let mut daemon = Daemon::prepare(
         tempfile::tempdir().unwrap(),
@@ -311,10 +309,7 @@ fn a_deleted_trail_is_noticed_reopened_and_the_chain_goes_on() {
 #[test]
 fn start_up_memory_and_time_do_not_grow_with_the_trail() {
     let server = RedisServer::start(ServerOptions::default());
-    let dir = tempfile::Builder::new()
-        .prefix("busyguard-state-")
-        .tempdir()
-        .unwrap();
+    let dir = support::state_dir();
     write_old_history(&dir.path().join("audit.jsonl"), 64 * 1024 * 1024);
     let policy = dir.path().join("policy.yaml");
     std::fs::write(&policy, server.policy("big", "")).unwrap();
@@ -356,13 +351,7 @@ fn write_old_history(path: &Path, bytes: usize) {
 fn untrustworthy_cursors_replay_instead_of_skipping() {
     let server = RedisServer::start(ServerOptions::default());
     let receiver = HttpReceiver::always(200, "");
-    let policy = server.policy(
-        "cursor",
-        &format!(
-            "notify:\n  - webhook: {{ url: '{}' }}\n",
-            receiver.url("/c")
-        ),
-    );
+    let policy = server.policy("cursor", &receiver.notify_yaml("/c"));
     let mut daemon = Daemon::start(&policy, &[]);
     server.wait_snapshot();
     support::run_killable_runaway(&server);
@@ -463,10 +452,7 @@ fn a_receiver_with_an_endless_body_is_delivered_once_and_costs_no_memory() {
 #[test]
 fn a_burst_of_reloads_never_delays_a_kill() {
     let server = RedisServer::start(ServerOptions::default());
-    let dir = tempfile::Builder::new()
-        .prefix("busyguard-state-")
-        .tempdir()
-        .unwrap();
+    let dir = support::state_dir();
     write_old_history(&dir.path().join("audit.jsonl"), 16 * 1024 * 1024);
     let policy = dir.path().join("policy.yaml");
     std::fs::write(&policy, server.policy("burst", "")).unwrap();

@@ -25,10 +25,7 @@ pub struct Daemon {
 impl Daemon {
     /// Write `policy` (YAML) to the state dir and run the daemon on it.
     pub fn start(policy: &str, extra: &[&str]) -> Daemon {
-        let dir = tempfile::Builder::new()
-            .prefix("busyguard-state-")
-            .tempdir()
-            .unwrap();
+        let dir = super::state_dir();
         let file = dir.path().join("policy.yaml");
         std::fs::write(&file, policy).unwrap();
         Daemon::start_with(dir, &[file], extra)
@@ -109,6 +106,14 @@ impl Daemon {
     }
 
     /// Event names of one instance's records, in order.
+    /// The records of one event kind, in trail order.
+    pub fn records_of(&self, event: &str) -> Vec<Value> {
+        self.records()
+            .into_iter()
+            .filter(|r| r["event"] == event)
+            .collect()
+    }
+
     pub fn events(&self) -> Vec<String> {
         self.records()
             .iter()

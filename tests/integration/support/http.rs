@@ -71,6 +71,11 @@ impl HttpReceiver {
         HttpReceiver::start(move |_, _| Answer::Reply(status, vec![], body.into()))
     }
 
+    /// A policy's `notify` section with one generic webhook to `path` here.
+    pub fn notify_yaml(&self, path: &str) -> String {
+        format!("notify:\n  - webhook: {{ url: '{}' }}\n", self.url(path))
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }

@@ -312,7 +312,22 @@ pub fn parse_info(text: &str) -> HashMap<String, String> {
         .collect()
 }
 
-fn free_port() -> u16 {
+/// The remediation ladder most tests run: kill at once, then `then` after `wait` of an
+/// unkillable script.
+pub fn ladder(wait: &str, then: &str) -> String {
+    format!("on_busy:\n  kill_after: 0s\n  on_unkillable:\n    wait: {wait}\n    then: {then}\n")
+}
+
+/// A fresh state dir, named so a leftover one says what it was.
+pub fn state_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("busyguard-state-")
+        .tempdir()
+        .unwrap()
+}
+
+/// A TCP port nothing listens on now (for a server, a metrics listener).
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -17,6 +17,12 @@ pub enum Reply {
 }
 
 impl Reply {
+    /// The error a script's caller gets when SCRIPT KILL or FUNCTION KILL ended it.
+    pub fn killed_by_user(&self) -> bool {
+        self.error()
+            .is_some_and(|e| e.contains("Script killed by user"))
+    }
+
     /// The error line, if this is an error (`BUSY Redis is busy ...`).
     pub fn error(&self) -> Option<&str> {
         match self {

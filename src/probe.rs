@@ -174,11 +174,20 @@ pub async fn connect(
                 closed,
             })
         }
+        Err(e) if is_unknown_hello(e.details()) => Err(ConnectError::Rejected(format!(
+            "{}: this server has no HELLO, so busyguard cannot use it; Redis 6.0 or newer (or Valkey) is needed (busyguard authenticates with HELLO because it is allowed while a script is busy)",
+            e.details()
+        ))),
         Err(e) => Err(match e.kind() {
             ErrorKind::Auth | ErrorKind::Unknown => ConnectError::Rejected(e.details().to_string()),
             _ => ConnectError::Unreachable(format!("{:?}: {}", e.kind(), e.details())),
         }),
     }
+}
+
+/// Redis 5 and older answer HELLO `ERR unknown command `HELLO`, ...` (4.x: `'HELLO'`).
+fn is_unknown_hello(reply: &str) -> bool {
+    reply.starts_with("ERR unknown command") && reply.to_ascii_uppercase().contains("HELLO")
 }
 
 impl Connection {

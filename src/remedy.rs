@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::engine::{KillCommand, KillReply, ShutdownCommand, ShutdownOutcome};
+use crate::engine::{
+    BusyKind, KillCommand, KillReply, LEGACY_SHUTDOWN, ShutdownCommand, ShutdownOutcome,
+};
 use crate::policy::Endpoint;
 use crate::probe::{Connection, Outcome};
 use crate::snapshot::process_start_ticks;
@@ -43,7 +45,8 @@ pub async fn kill_then(conn: &Connection, command: KillCommand, sent: impl FnOnc
     }
 }
 
-/// Send the shutdown (after `SHUTDOWN ABORT` where a plain shutdown may be pending). Success is
+/// Send the shutdown (after `SHUTDOWN ABORT` where a plain shutdown may be pending; its BUSY
+/// answer turns an unknown version's shutdown into the 6.x form). Success is
 /// the connection closing with no reply and the server then refusing connections; any reply is
 /// a failure.
 pub async fn shutdown(
@@ -51,19 +54,32 @@ pub async fn shutdown(
     command: &ShutdownCommand,
     endpoint: &Endpoint,
 ) -> ShutdownOutcome {
+    let mut words: &[&'static str] = &command.words;
     if command.abort_first {
         // `-ERR No shutdown in progress.` is the usual answer, and harmless.
-        if let Outcome::Lost(e) = conn.call(&["SHUTDOWN", "ABORT"]).await {
-            return ShutdownOutcome::Failed(format!("connection lost before the shutdown: {e}"));
+        match conn.call(&["SHUTDOWN", "ABORT"]).await {
+            Outcome::Lost(e) => {
+                return ShutdownOutcome::Failed(format!(
+                    "connection lost before the shutdown: {e}"
+                ));
+            }
+            // A 7.0+ server takes SHUTDOWN while busy; BUSY here means 6.x.
+            Outcome::ErrorReply(e)
+                if command.legacy_fallback && BusyKind::from_error(&e).is_some() =>
+            {
+                words = &LEGACY_SHUTDOWN;
+            }
+            _ => {}
         }
     }
     let sent = Instant::now();
-    match conn.call(&command.words).await {
+    match conn.call(words).await {
         Outcome::ErrorReply(e) => ShutdownOutcome::Refused(e),
         Outcome::Reply(v) => ShutdownOutcome::Failed(format!("unexpected reply {v:?}")),
         Outcome::Lost(_) => match wait_refused(endpoint, SHUTDOWN_CONFIRM_LIMIT).await {
             true => ShutdownOutcome::Confirmed {
                 elapsed_ms: sent.elapsed().as_millis() as u64,
+                command: Some(words.join(" ")),
             },
             false => ShutdownOutcome::Failed(
                 "the connection closed but the server still accepts connections".into(),

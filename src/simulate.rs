@@ -94,7 +94,7 @@ pub fn parse(text: &str) -> Result<Vec<(Millis, Input)>, String> {
                 other => return Err(at(format!("`kill {other}`: ok, unkillable, replicated, notbusy or lost"))),
             })),
             "shutdown" => Input::Observe(Observation::Shutdown(match arg {
-                "confirmed" => ShutdownOutcome::Confirmed { elapsed_ms: 2 },
+                "confirmed" => ShutdownOutcome::Confirmed { elapsed_ms: 2, command: None },
                 "refused" => ShutdownOutcome::Refused("ERR Errors trying to SHUTDOWN. Check logs.".into()),
                 "failed" => ShutdownOutcome::Failed("the server still accepts connections".into()),
                 other => return Err(at(format!("`shutdown {other}`: confirmed, refused or failed"))),
@@ -297,6 +297,7 @@ pub fn from_trail(path: &Path, instance: &str) -> std::io::Result<Vec<(Millis, I
             Detail::ShutdownConfirmed(d) => push(Input::Observe(Observation::Shutdown(
                 ShutdownOutcome::Confirmed {
                     elapsed_ms: d.confirm_ms,
+                    command: d.command.clone(),
                 },
             ))),
             Detail::Recovered(d) => {

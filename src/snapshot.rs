@@ -34,7 +34,8 @@ pub enum DataAtRisk {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Snapshot {
-    /// `redis_version` (Valkey reports one too, for compatibility).
+    /// The server's own version: Valkey's `valkey_version`, else `redis_version` (Valkey's
+    /// `redis_version` is a compatibility value, 7.2.4 on every Valkey so far).
     pub version: Option<String>,
     /// `valkey` when the server says so, else `redis`.
     pub server_name: String,
@@ -94,8 +95,12 @@ impl Snapshot {
             .collect();
         let num = |k: &str| f.get(k).and_then(|v| v.parse::<u64>().ok());
         let text = |k: &str| f.get(k).map(|v| v.to_string());
+        let legacy_6 = f
+            .get("redis_version")
+            .and_then(|v| v.split('.').next()?.parse::<u32>().ok())
+            .is_some_and(|major| major < 7);
         Snapshot {
-            version: text("redis_version"),
+            version: text("valkey_version").or_else(|| text("redis_version")),
             server_name: text("server_name").unwrap_or_else(|| "redis".into()),
             process_id: num("process_id").map(|p| p as u32),
             run_id: text("run_id"),
@@ -124,7 +129,8 @@ impl Snapshot {
             unkillable_errors: errorstat(&f, "UNKILLABLE"),
             errors: Vec::new(),
             slowlog: None,
-            kill_calls: f.contains_key("total_error_replies").then(|| {
+            // 6.x counts SCRIPT KILL under all of SCRIPT: a kill by another client is unknown.
+            kill_calls: (f.contains_key("total_error_replies") && !legacy_6).then(|| {
                 ["cmdstat_script|kill", "cmdstat_function|kill"]
                     .iter()
                     .filter_map(|k| f.get(k))
@@ -150,6 +156,18 @@ impl Snapshot {
     }
 
     /// The major version, for the version-aware SHUTDOWN form.
+    /// The server as operators name it: `valkey 8.0.1`, `redis 6.2.14`.
+    pub fn identity(&self) -> String {
+        let name = match self.server_name.as_str() {
+            "" => "redis",
+            name => name,
+        };
+        format!(
+            "{name} {}",
+            self.version.as_deref().unwrap_or("(version unknown)")
+        )
+    }
+
     pub fn major_version(&self) -> Option<u32> {
         self.version.as_deref()?.split('.').next()?.parse().ok()
     }

@@ -35,6 +35,8 @@ struct Check {
     queued: bool,
     /// What is lost without it.
     needed_for: &'static str,
+    /// The first major version that has the command (FUNCTION: 7.0).
+    since_major: u32,
 }
 
 const CHECKS: &[Check] = &[
@@ -43,48 +45,56 @@ const CHECKS: &[Check] = &[
         words: &["PING"],
         queued: false,
         needed_for: "probing",
+        since_major: 0,
     },
     Check {
         right: "info",
         words: &["INFO", "server"],
         queued: false,
         needed_for: "the healthy snapshot",
+        since_major: 0,
     },
     Check {
         right: "config|get",
         words: &["CONFIG", "GET", "busy-reply-threshold"],
         queued: false,
         needed_for: "the threshold and persistence settings in the snapshot",
+        since_major: 0,
     },
     Check {
         right: "script|kill",
         words: &["SCRIPT", "KILL"],
         queued: true,
         needed_for: "killing EVAL scripts",
+        since_major: 0,
     },
     Check {
         right: "function|kill",
         words: &["FUNCTION", "KILL"],
         queued: true,
         needed_for: "killing functions",
+        since_major: 7,
     },
     Check {
         right: "shutdown",
         words: &["SHUTDOWN", "BUSYGUARD-RIGHTS-CHECK"],
         queued: false,
         needed_for: "escalating to SHUTDOWN NOSAVE",
+        since_major: 0,
     },
     Check {
         right: "slowlog|get",
         words: &["SLOWLOG", "GET", "1"],
         queued: false,
         needed_for: "forensics (the offending script)",
+        since_major: 0,
     },
     Check {
         right: "function|stats",
         words: &["FUNCTION", "STATS"],
         queued: false,
         needed_for: "forensics (the running function)",
+        since_major: 7,
     },
 ];
 
@@ -163,6 +173,23 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> Value {
         };
     s["reachable"] = json!(true);
     let mut warnings: Vec<String> = Vec::new();
+    // Who the server says this connection is (a password given without a username, or a
+    // `nopass` user, shows here); `+acl|whoami` is one of the documented rights.
+    let whoami = tokio::time::timeout(CHECK_TIMEOUT, conn.call(&["ACL", "WHOAMI"])).await;
+    s["whoami"] = match whoami.unwrap_or(Outcome::Lost("timed out".into())) {
+        Outcome::Reply(v) => json!(v.as_string().unwrap_or_default()),
+        Outcome::ErrorReply(e) | Outcome::Lost(e) => {
+            json!({"unchecked": format!("ACL WHOAMI: {e}")})
+        }
+    };
+    if let Some(who) = s["whoami"].as_str()
+        && s["user"] != who
+    {
+        warnings.push(format!(
+            "the policy names user `{}` but the server says this connection is `{who}`",
+            s["user"].as_str().unwrap_or("?")
+        ));
+    }
     let mut snapshot = None;
     match tokio::time::timeout(CHECK_TIMEOUT, conn.snapshot()).await {
         Ok(Ok(snap)) => {
@@ -205,7 +232,21 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> Value {
         Err(_) => s["snapshot_error"] = json!("timed out"),
     }
     let mut rights = serde_json::Map::new();
+    // Valkey's own version counts from 7.2 (its first), so any Valkey has FUNCTION.
+    let major = snapshot
+        .as_ref()
+        .and_then(crate::snapshot::Snapshot::major_version);
     for check in CHECKS {
+        if major.is_some_and(|m| m < check.since_major) {
+            rights.insert(
+                check.right.into(),
+                json!(format!(
+                    "not applicable (version {} has no such command)",
+                    major.unwrap_or(0)
+                )),
+            );
+            continue;
+        }
         let verdict = right(&conn, check).await;
         if verdict != "granted" {
             warnings.push(format!(
@@ -264,19 +305,46 @@ async fn right(conn: &probe::Connection, check: &Check) -> String {
     }
 }
 
+/// The keys `human` writes in sentences; any other key of the JSON is written as `key: value`,
+/// so the human form never shows less than `--json`.
+const HUMAN_KEYS: &[&str] = &[
+    "instance",
+    "file",
+    "endpoint",
+    "reachable",
+    "error",
+    "daemon",
+    "user",
+    "whoami",
+    "server",
+    "version",
+    "role",
+    "replicas",
+    "busy_threshold_ms",
+    "shutdown_nosave_loses",
+    "rdb_changes_since_last_save",
+    "snapshot_errors",
+    "snapshot_error",
+    "busy_now",
+    "rights",
+    "prevention",
+    "warnings",
+    "problems",
+];
+
 fn human(s: &Value, out: &mut impl Write) -> std::io::Result<()> {
-    let name = s["instance"].as_str().or(s["file"].as_str()).unwrap_or("?");
+    let text = |k: &str| s[k].as_str();
+    let name = text("instance").or(text("file")).unwrap_or("?");
     let reach = if s["reachable"] == true {
         "reachable"
     } else {
         "UNREACHABLE"
     };
-    writeln!(
-        out,
-        "{name}  {}  {reach}",
-        s["endpoint"].as_str().unwrap_or("")
-    )?;
-    if let Some(e) = s["error"].as_str() {
+    writeln!(out, "{name}  {}  {reach}", text("endpoint").unwrap_or(""))?;
+    if s["instance"].is_string() {
+        writeln!(out, "  policy: {}", text("file").unwrap_or("?"))?;
+    }
+    if let Some(e) = text("error") {
         writeln!(out, "  error: {e}")?;
     }
     match (s["daemon"]["error"].as_str(), s["daemon"].is_object()) {
@@ -284,14 +352,33 @@ fn human(s: &Value, out: &mut impl Write) -> std::io::Result<()> {
         (None, true) => writeln!(out, "  daemon: {}", control::live_text(&s["daemon"]))?,
         (None, false) => {}
     }
-    if s["version"].is_string() {
+    if let Some(user) = text("user") {
+        match (&s["whoami"], s["reachable"] == true) {
+            (Value::String(who), _) if who == user => {
+                writeln!(out, "  user: {user} (the server confirms: ACL WHOAMI)")?
+            }
+            (Value::String(who), _) => writeln!(
+                out,
+                "  user: {user} in the policy, but the server says this connection is `{who}`"
+            )?,
+            (Value::Object(o), _) => writeln!(
+                out,
+                "  user: {user} (not confirmed: {})",
+                o.get("unchecked").and_then(Value::as_str).unwrap_or("?")
+            )?,
+            (_, _) => writeln!(out, "  user: {user}")?,
+        }
+    }
+    if s["version"].is_string() || s["role"].is_string() {
         writeln!(
             out,
             "  server: {} {}, role {}, {} replica(s), busy threshold {}",
-            s["server"].as_str().unwrap_or("redis"),
-            s["version"].as_str().unwrap_or("?"),
-            s["role"].as_str().unwrap_or("?"),
-            s["replicas"],
+            text("server").unwrap_or("redis"),
+            text("version").unwrap_or("(version unknown)"),
+            text("role").unwrap_or("unknown"),
+            s["replicas"]
+                .as_u64()
+                .map_or("unknown".into(), |n| n.to_string()),
             s["busy_threshold_ms"]
                 .as_u64()
                 .map_or("unknown".into(), |t| format!("{t}ms")),
@@ -301,9 +388,26 @@ fn human(s: &Value, out: &mut impl Write) -> std::io::Result<()> {
             out,
             "  SHUTDOWN NOSAVE now: {} ({}; {} unsaved changes)",
             risk["loses"].as_str().unwrap_or("unknown"),
-            risk["persistence"].as_str().unwrap_or("?"),
-            s["rdb_changes_since_last_save"],
+            risk["persistence"]
+                .as_str()
+                .unwrap_or("persistence unknown"),
+            s["rdb_changes_since_last_save"]
+                .as_u64()
+                .map_or("unknown".into(), |n| n.to_string()),
         )?;
+    }
+    for e in s["snapshot_errors"].as_array().into_iter().flatten() {
+        writeln!(
+            out,
+            "  snapshot incomplete: {} (the facts it would give are unknown)",
+            e.as_str().unwrap_or("?")
+        )?;
+    }
+    if let Some(e) = text("snapshot_error") {
+        writeln!(out, "  snapshot failed: {e}")?;
+    }
+    if let Some(busy) = text("busy_now") {
+        writeln!(out, "  busy now: the server answered `{busy}`")?;
     }
     if let Some(rights) = s["rights"].as_object() {
         let line: Vec<String> = rights
@@ -315,13 +419,19 @@ fn human(s: &Value, out: &mut impl Write) -> std::io::Result<()> {
     for f in s["prevention"].as_array().into_iter().flatten() {
         writeln!(out, "  prevention: {}", f.as_str().unwrap_or(""))?;
     }
-    for w in s["warnings"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .chain(s["problems"].as_array().into_iter().flatten())
-    {
+    for w in s["warnings"].as_array().into_iter().flatten() {
         writeln!(out, "  warning: {}", w.as_str().unwrap_or(""))?;
+    }
+    for w in s["problems"].as_array().into_iter().flatten() {
+        writeln!(out, "  problem: {}", w.as_str().unwrap_or(""))?;
+    }
+    for (key, value) in s.as_object().into_iter().flatten() {
+        if !HUMAN_KEYS.contains(&key.as_str()) {
+            let value = value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_string);
+            writeln!(out, "  {}: {value}", key.replace('_', " "))?;
+        }
     }
     Ok(())
 }

@@ -235,6 +235,7 @@ impl Engine {
             reply_seen: reply,
             command: command.text(),
             abort_first: command.abort_first,
+            fallback: command.fallback_text(),
         };
         step.events.push(self.event(Some(inc), dry_run, detail));
         if !dry_run {
@@ -323,12 +324,16 @@ impl Engine {
         if inc.escalation == Escalation::ShutdownSent {
             let since_first_busy_ms = inc.first_busy.map(|f| now.saturating_sub(f));
             let detail: Detail = match outcome {
-                ShutdownOutcome::Confirmed { elapsed_ms } => {
+                ShutdownOutcome::Confirmed {
+                    elapsed_ms,
+                    command,
+                } => {
                     inc.escalation = Escalation::ShutdownConfirmed;
                     d::ShutdownConfirmed {
                         confirm_ms: elapsed_ms,
                         since_first_busy_ms,
                         how: "the connection closed without a reply and the server refused new connections".into(),
+                        command,
                     }
                     .into()
                 }

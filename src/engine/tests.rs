@@ -177,7 +177,8 @@ fn past_the_budget_an_unkillable_script_ends_in_a_version_aware_shutdown() {
         s.action,
         Some(Action::Shutdown(ShutdownCommand {
             abort_first: true,
-            words: vec!["SHUTDOWN", "NOSAVE", "NOW"]
+            words: vec!["SHUTDOWN", "NOSAVE", "NOW"],
+            legacy_fallback: false,
         }))
     );
     assert_eq!(
@@ -186,7 +187,10 @@ fn past_the_budget_an_unkillable_script_ends_in_a_version_aware_shutdown() {
     );
     let s = e.observe(
         at(2_002),
-        Observation::Shutdown(ShutdownOutcome::Confirmed { elapsed_ms: 2 }),
+        Observation::Shutdown(ShutdownOutcome::Confirmed {
+            elapsed_ms: 2,
+            command: Some("SHUTDOWN NOSAVE NOW".into()),
+        }),
     );
     assert_eq!(names(&s), ["shutdown_confirmed"]);
     assert_eq!(e.state(), "down");
@@ -221,9 +225,16 @@ fn redis_6_gets_exactly_shutdown_nosave_and_force_is_opt_in() {
         ShutdownCommand::for_version(Some(7), true).words,
         ["SHUTDOWN", "NOSAVE", "NOW", "FORCE"]
     );
-    assert_eq!(
-        ShutdownCommand::for_version(None, false).words,
-        ["SHUTDOWN", "NOSAVE", "NOW"]
+    assert!(!ShutdownCommand::for_version(Some(7), true).legacy_fallback);
+    // Unknown: the 7.0+ form, SHUTDOWN ABORT first, and the 6.x form should ABORT meet BUSY.
+    let unknown = ShutdownCommand::for_version(None, false);
+    assert_eq!(unknown.words, ["SHUTDOWN", "NOSAVE", "NOW"]);
+    assert!(unknown.abort_first && unknown.legacy_fallback);
+    assert!(
+        unknown
+            .fallback_text()
+            .unwrap()
+            .starts_with("SHUTDOWN NOSAVE if")
     );
 }
 
@@ -245,7 +256,10 @@ fn limits_withhold_a_second_shutdown_in_the_window() {
     ));
     e.observe(
         at(2_001),
-        Observation::Shutdown(ShutdownOutcome::Confirmed { elapsed_ms: 1 }),
+        Observation::Shutdown(ShutdownOutcome::Confirmed {
+            elapsed_ms: 1,
+            command: None,
+        }),
     );
     e.observe(
         at(2_500),
@@ -477,7 +491,8 @@ fn any_observation() -> impl Strategy<Value = Observation> {
         ))),
         Just(Observation::KillReply(KillReply::Lost("no reply".into()))),
         Just(Observation::Shutdown(ShutdownOutcome::Confirmed {
-            elapsed_ms: 1
+            elapsed_ms: 1,
+            command: None,
         })),
         Just(Observation::Shutdown(ShutdownOutcome::Refused(
             "ERR".into()

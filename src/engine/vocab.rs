@@ -88,7 +88,11 @@ impl KillReply {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ShutdownOutcome {
     /// The connection closed without a reply and the server then refused connections.
-    Confirmed { elapsed_ms: Millis },
+    Confirmed {
+        elapsed_ms: Millis,
+        /// The form that was sent (the 6.x fallback, or the command decided).
+        command: Option<String>,
+    },
     /// An error reply: the shutdown did not happen.
     Refused(String),
     /// The connection closed but the server still accepts connections, no reply came in time,
@@ -134,17 +138,26 @@ pub struct ShutdownCommand {
     pub abort_first: bool,
     /// The words of the shutdown itself.
     pub words: Vec<&'static str>,
+    /// The server's version is unknown: should `SHUTDOWN ABORT` be answered BUSY, the server is
+    /// 6.x (which knows neither ABORT nor NOW while busy) and exactly `SHUTDOWN NOSAVE` goes
+    /// instead. The ABORT is the probe, so only one shutdown is ever sent.
+    pub legacy_fallback: bool,
 }
+
+/// The only SHUTDOWN a busy 6.x server accepts.
+pub const LEGACY_SHUTDOWN: [&str; 2] = ["SHUTDOWN", "NOSAVE"];
 
 impl ShutdownCommand {
     /// `SHUTDOWN NOSAVE` on 6.x (exactly those two words, the only form allowed while busy);
     /// `SHUTDOWN NOSAVE NOW [FORCE]` on 7.0+, where plain NOSAVE would wait for lagging replicas
-    /// in a cron that never runs during a busy script. An unknown version gets the 7.0+ form.
+    /// in a cron that never runs during a busy script. An unknown version gets the 7.0+ form,
+    /// and the 6.x form should its `SHUTDOWN ABORT` be answered BUSY.
     pub fn for_version(major: Option<u32>, force: bool) -> ShutdownCommand {
         if major.is_some_and(|m| m < 7) {
             return ShutdownCommand {
                 abort_first: false,
-                words: vec!["SHUTDOWN", "NOSAVE"],
+                words: LEGACY_SHUTDOWN.to_vec(),
+                legacy_fallback: false,
             };
         }
         let mut words = vec!["SHUTDOWN", "NOSAVE", "NOW"];
@@ -154,11 +167,22 @@ impl ShutdownCommand {
         ShutdownCommand {
             abort_first: true,
             words,
+            legacy_fallback: major.is_none(),
         }
     }
 
     pub fn text(&self) -> String {
         self.words.join(" ")
+    }
+
+    /// What the trail says of the fallback, when there is one.
+    pub fn fallback_text(&self) -> Option<String> {
+        self.legacy_fallback.then(|| {
+            format!(
+                "{} if SHUTDOWN ABORT is answered BUSY (the version is unknown; a 6.x server knows neither ABORT nor NOW while busy)",
+                LEGACY_SHUTDOWN.join(" ")
+            )
+        })
     }
 }
 

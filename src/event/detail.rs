@@ -175,6 +175,9 @@ pub struct ShutdownSent {
     pub reply_seen: String,
     pub command: String,
     pub abort_first: bool,
+    /// The 6.x form that goes instead, when the version is unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -182,6 +185,9 @@ pub struct ShutdownConfirmed {
     pub confirm_ms: u64,
     pub since_first_busy_ms: Option<u64>,
     pub how: String,
+    /// The form that ended the server (named since the 6.x fallback exists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

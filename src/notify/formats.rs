@@ -243,6 +243,12 @@ fn data_at_risk(record: &Record) -> String {
     }
 }
 
+/// The server a decision was made on (`valkey 8.0.1`), from its snapshot.
+fn server(record: &Record) -> Option<String> {
+    let inputs = record.event.detail.inputs()?;
+    inputs.snapshot.as_ref().map(|s| s.identity())
+}
+
 /// The outcome or reason worth showing, escaped for Slack.
 fn outcome(record: &Record) -> String {
     slack_escape(
@@ -278,6 +284,9 @@ fn slack(record: &Record, ctx: &Context) -> Value {
         field("Next step", slack_escape(&next_step(record))),
         field("Incident", format!("{incident} · seq {}", record.seq)),
     ];
+    if let Some(server) = server(record) {
+        fields.push(field("Server", slack_escape(&server)));
+    }
     if record.event.detail.data_at_risk().is_some() {
         fields.push(field(
             "Data at risk (SHUTDOWN NOSAVE)",
@@ -439,7 +448,9 @@ fn pagerduty(
             "source": ctx.host,
             "severity": level.name(),
             "timestamp": record.ts,
-            "component": "redis",
+            "component": record.event.detail.inputs()
+                .and_then(|i| i.snapshot.as_ref())
+                .map_or("redis", |s| s.server_name.as_str()),
             "group": instance,
             "class": event,
             "custom_details": details,

@@ -161,6 +161,16 @@ fn redis(r: &mut Reader, top: &Section, root: Pos) -> Option<RedisTarget> {
         .get("username")
         .and_then(|n| r.string(n, "redis.username"));
     let password = r.secret(&s, "password", false);
+    // Without a password the client never sends AUTH: it would connect as `default` while
+    // everything busyguard says names the user.
+    if let (Some(user), Some(None)) = (&username, &password)
+        && let Some(n) = s.get("username")
+    {
+        r.error(
+            n.pos(),
+            format!("`redis.username` is `{user}` but no password is given (`redis.password_file` or `redis.password_env`): busyguard would connect as the `default` user, not as `{user}`; for a `nopass` user write any password"),
+        );
+    }
     let connect_timeout = r.opt_duration(&s, "connect_timeout");
     Some(RedisTarget {
         endpoint: endpoint?,

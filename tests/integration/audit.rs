@@ -17,15 +17,6 @@ fn ladder(wait: &str) -> String {
     format!("{ladder}limits:\n  max_shutdowns: 5\n")
 }
 
-fn incident_events(daemon: &Daemon, id: &Value) -> Vec<String> {
-    daemon
-        .records()
-        .iter()
-        .filter(|r| r["incident"] == *id && r["event"] != "watchdog_stopped")
-        .map(|r| r["event"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn verify_cli(files: &[&Path]) -> (i32, String) {
     support::busyguard(&["audit", "verify"], files)
 }
@@ -46,7 +37,7 @@ fn full_incidents_carry_real_decision_inputs_and_forensics() {
     let recovered = daemon.wait_event("recovered", LONG);
     let id = recovered["incident"].clone();
     assert_eq!(
-        incident_events(&daemon, &id),
+        daemon.incident_events(&id),
         ["busy_detected", "kill_sent", "killed", "recovered"]
     );
     let busy = daemon.wait_event("busy_detected", LONG);
@@ -90,7 +81,7 @@ fn full_incidents_carry_real_decision_inputs_and_forensics() {
             .wait_record(LONG, |r| r["incident"] == id2 && r["event"] == "recovered")
             .is_some()
     );
-    assert_eq!(incident_events(&daemon, &id2), support::UNKILLABLE_LADDER);
+    assert_eq!(daemon.incident_events(&id2), support::UNKILLABLE_LADDER);
     let unkillable = daemon.wait_event("unkillable", LONG);
     assert!(
         unkillable["detail"]["reply"]

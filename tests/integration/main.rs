@@ -10,6 +10,7 @@
 //! - [`harness`]: the harness itself (BUSY, UNKILLABLE, FUNCTION KILL really happen).
 //! - [`policy`]: `busyguard check`, the policy reference, every key and every error.
 //! - [`remediation`]: the ladder end to end: kill, wait, shutdown, limits, dry-run, ACL users.
+//! - [`compat`]: the ladder on every server build (Redis 6.2 to 8.2, Valkey 8.0 to 9.1).
 //! - [`safety`]: what busyguard does when it knows only part of the story.
 //! - [`audit`]: the trail: decision inputs, forensics, resume after a crash, verify, rotation.
 //! - [`state`]: what hosts do to busyguard's state: a second copy, rotation, a full disk, a
@@ -25,6 +26,7 @@
 mod support;
 
 mod audit;
+mod compat;
 mod control;
 mod early;
 mod harness;

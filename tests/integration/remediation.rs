@@ -322,14 +322,6 @@ fn a_server_stopped_and_started_again_is_unreachable_then_recovered_with_no_acti
     );
 }
 
-fn acl_policy(url: &str, password_file: &std::path::Path) -> String {
-    format!(
-        "instance: acl\nredis:\n  url: {url}\n  username: busyguard\n  password_file: {}\nprobe:\n  interval: 50ms\n{}",
-        password_file.display(),
-        support::ladder("5s", "shutdown")
-    )
-}
-
 #[test]
 fn a_least_privilege_acl_user_works_over_tcp_and_unix_socket() {
     let server = RedisServer::start(ServerOptions::default());
@@ -341,7 +333,7 @@ fn a_least_privilege_acl_user_works_over_tcp_and_unix_socket() {
         format!("unix://{}", server.socket.display()),
     ] {
         let snapshots = server.command_calls("config|get");
-        let daemon = Daemon::start(&acl_policy(&url, &secret), &[]);
+        let daemon = Daemon::start(&support::acl_policy(&url, &secret), &[]);
         assert!(wait_for(LONG, || server.command_calls("config|get") > snapshots));
         let before = server.command_calls("script|kill");
         support::run_killable_runaway(&server);
@@ -367,7 +359,7 @@ fn a_wrong_password_is_a_fault_reported_once_and_never_acted_on() {
     let secret = server.dir.path().join("wrong.pass");
     std::fs::write(&secret, "wrong\n").unwrap();
     let daemon = Daemon::start(
-        &acl_policy(&format!("unix://{}", server.socket.display()), &secret),
+        &support::acl_policy(&format!("unix://{}", server.socket.display()), &secret),
         &[],
     );
     let fault = daemon.wait_event("probe_fault", LONG);

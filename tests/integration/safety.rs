@@ -5,8 +5,6 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::support::fake::{Answer, FakeRedis};
 use crate::support::{
     self, Caller, Daemon, RedisServer, ServerBuild, ServerOptions, scripts, wait_for,
@@ -164,12 +162,8 @@ fn a_user_without_info_still_detects_and_kills() {
     );
     assert_eq!(daemon.records_of("probe_fault").len(), 1, "said once");
     // `status` says which rights are missing.
-    let (_, out) = support::busyguard(
-        &["status", "--json"],
-        &[&daemon.dir.path().join("policy.yaml")],
-    );
-    let status: Value = serde_json::from_str(&out).unwrap();
-    let rights = &status["instances"][0]["rights"];
+    let status = daemon.status();
+    let rights = &status["rights"];
     assert_eq!(rights["info"], "missing", "{status}");
     assert_eq!(rights["config|get"], "missing", "{status}");
     assert_eq!(rights["script|kill"], "granted", "{status}");
@@ -323,17 +317,8 @@ fn a_renamed_config_is_reported_missing_and_never_blinds_the_probe() {
         daemon.wait_event("recovered", LONG)["detail"]["how"],
         "killed"
     );
-    let (_, out) = support::busyguard(
-        &["status", "--json"],
-        &[&daemon.dir.path().join("policy.yaml")],
-    );
-    let status: Value = serde_json::from_str(&out).unwrap();
-    let config = status["instances"][0]["rights"]["config|get"]
-        .as_str()
-        .unwrap();
+    let status = daemon.status();
+    let config = status["rights"]["config|get"].as_str().unwrap();
     assert!(config.starts_with("missing"), "{status}");
-    assert!(
-        status["instances"][0]["snapshot_errors"].is_array(),
-        "{status}"
-    );
+    assert!(status["snapshot_errors"].is_array(), "{status}");
 }

@@ -105,7 +105,6 @@ impl Daemon {
             .collect()
     }
 
-    /// Event names of one instance's records, in order.
     /// The records of one event kind, in trail order.
     pub fn records_of(&self, event: &str) -> Vec<Value> {
         self.records()
@@ -114,6 +113,16 @@ impl Daemon {
             .collect()
     }
 
+    /// The event names of one incident's records, in order (its `watchdog_stopped` left out).
+    pub fn incident_events(&self, id: &Value) -> Vec<String> {
+        self.records()
+            .iter()
+            .filter(|r| r["incident"] == *id && r["event"] != "watchdog_stopped")
+            .map(|r| r["event"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Event names of the instances' records, in order.
     pub fn events(&self) -> Vec<String> {
         self.records()
             .iter()
@@ -148,6 +157,21 @@ impl Daemon {
     }
 
     /// SIGTERM and wait for the exit.
+    /// `busyguard status --json` on this daemon's policy: its one instance's report.
+    pub fn status(&self) -> Value {
+        let (_, out) = super::busyguard(
+            &["status", "--json"],
+            &[&self.dir.path().join("policy.yaml")],
+        );
+        let status: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        status["instances"][0].clone()
+    }
+
+    /// `busyguard status` in human form on this daemon's policy.
+    pub fn status_text(&self) -> String {
+        super::busyguard(&["status"], &[&self.dir.path().join("policy.yaml")]).1
+    }
+
     pub fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);

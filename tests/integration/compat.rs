@@ -1,0 +1,347 @@
+//! The compatibility suite: the same ladder on every server build operators run (Redis 6.2.14,
+//! Debian's 7.0.15, 7.4.1, 8.2.3, Valkey 8.0.1, 8.1.8, 9.1.2), each provisioned by
+//! `scripts/test` (`support::ServerBuild`). Each scenario is one function taking the build; the
+//! `builds!` table makes a module of tests per build, so a failure names the build and the
+//! scenario.
+
+use std::time::Duration;
+
+use crate::support::{
+    self, Caller, Daemon, RedisServer, ServerBuild, ServerOptions, scripts, wait_for,
+};
+
+const LONG: Duration = Duration::from_secs(20);
+
+fn server(build: &Option<ServerBuild>, extra: &[&str]) -> RedisServer {
+    RedisServer::start(ServerOptions {
+        build: build.clone(),
+        extra: extra.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    })
+}
+
+/// What the server says it is: Valkey's own version, not its `redis_version:7.2.4`.
+fn identity(server: &RedisServer) -> (String, String) {
+    let info = server.info("server");
+    match info.get("valkey_version") {
+        Some(v) => ("valkey".into(), v.clone()),
+        None => ("redis".into(), info["redis_version"].clone()),
+    }
+}
+
+/// A policy for `server` as the ACL user `busyguard` (password `s3cret`, in a file), shutting
+/// down after `wait`.
+fn acl_policy(server: &RedisServer, wait: &str) -> String {
+    let secret = server.dir.path().join("busyguard.pass");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let url = format!("unix://{}", server.socket.display());
+    support::acl_policy(&url, &secret).replace("wait: 5s", &format!("wait: {wait}"))
+}
+
+/// The SHUTDOWN form the version takes while busy.
+fn shutdown_form(build: &Option<ServerBuild>) -> &'static str {
+    match build.as_ref().is_some_and(|b| b.legacy_6) {
+        true => "SHUTDOWN NOSAVE",
+        false => "SHUTDOWN NOSAVE NOW",
+    }
+}
+
+/// A read-only EVAL is killed and the kill confirmed; the decision records, `status` and the
+/// forensics name the real server, version, threshold and script.
+pub fn killable_eval(build: Option<ServerBuild>) {
+    let server = server(&build, &["slowlog-log-slower-than 1000"]);
+    let daemon = Daemon::start(
+        &server.policy("compat", &support::ladder("5s", "shutdown")),
+        &[],
+    );
+    server.wait_snapshot();
+    support::run_killable_runaway(&server);
+    let recovered = daemon.wait_event("recovered", LONG);
+    assert_eq!(recovered["detail"]["how"], "killed", "{recovered}");
+    assert_eq!(server.command_calls("script|kill"), 1);
+    assert_eq!(server.command_calls("shutdown"), 0);
+
+    let (name, version) = identity(&server);
+    let busy = daemon.wait_event("busy_detected", LONG);
+    let d = &busy["detail"];
+    assert_eq!(d["busy_kind"], "script", "{busy}");
+    assert_eq!(d["threshold_ms"], 200, "{busy}");
+    assert_eq!(d["snapshot"]["version"], version.as_str(), "{busy}");
+    assert_eq!(d["snapshot"]["server_name"], name.as_str(), "{busy}");
+    assert_eq!(d["snapshot"]["role"], "master");
+    assert_eq!(d["data_at_risk"]["persistence"], "none");
+    assert!(
+        d["snapshot"]["errors"].is_null(),
+        "a whole snapshot: {busy}"
+    );
+    assert!(daemon.records_of("probe_fault").is_empty());
+
+    let f = &recovered["detail"]["forensics"];
+    assert_eq!(f["slowlog"]["command"][0], "EVAL", "{recovered}");
+    assert!(f["slowlog"]["duration_us"].as_u64().unwrap() >= 200_000);
+
+    let s = &daemon.status();
+    assert_eq!(s["server"], name.as_str(), "{s}");
+    assert_eq!(s["version"], version.as_str(), "{s}");
+    assert_eq!(s["busy_threshold_ms"], 200, "{s}");
+    assert!(s["snapshot_errors"].is_null(), "{s}");
+    assert_eq!(s["whoami"], "default", "{s}");
+    // The human form says the same in sentences.
+    let human = daemon.status_text();
+    assert!(
+        human.contains(&format!("server: {name} {version}, role master")),
+        "{human}"
+    );
+    assert!(
+        human.contains("user: default (the server confirms"),
+        "{human}"
+    );
+}
+
+/// A runaway FCALL is ended by FUNCTION KILL (7.0+; 6.2 has no functions).
+pub fn function_kill(build: Option<ServerBuild>) {
+    if !ServerBuild::has_functions(&build) {
+        return;
+    }
+    let server = server(&build, &[]);
+    server
+        .conn()
+        .call(&["FUNCTION", "LOAD", scripts::SPIN_LIBRARY])
+        .unwrap();
+    let daemon = Daemon::start(
+        &server.policy("compat", &support::ladder("5s", "shutdown")),
+        &[],
+    );
+    server.wait_snapshot();
+    let reply = Caller::start(&server, &["FCALL", "spin", "0"])
+        .reply()
+        .unwrap();
+    assert!(reply.killed_by_user(), "{reply:?}");
+    let recovered = daemon.wait_event("recovered", LONG);
+    assert_eq!(recovered["detail"]["how"], "killed");
+    assert_eq!(server.command_calls("function|kill"), 1);
+    assert_eq!(server.command_calls("script|kill"), 0);
+    assert_eq!(
+        daemon.wait_event("busy_detected", LONG)["detail"]["busy_kind"],
+        "function"
+    );
+    assert_eq!(
+        recovered["detail"]["forensics"]["function"]["name"], "spin",
+        "{recovered}"
+    );
+}
+
+/// An unkillable script that ends inside the budget is left alone, its writes kept.
+pub fn unkillable_inside_budget(build: Option<ServerBuild>) {
+    let server = server(&build, &[]);
+    let daemon = Daemon::start(
+        &server.policy("compat", &support::ladder("10s", "shutdown")),
+        &[],
+    );
+    server.wait_snapshot();
+    let caller = Caller::eval(&server, scripts::WRITE_THEN_SPIN_MS, &["kept"], &["1000"]);
+    let unkillable = daemon.wait_event("unkillable", LONG);
+    assert!(
+        unkillable["detail"]["reply"]
+            .as_str()
+            .unwrap()
+            .starts_with("UNKILLABLE "),
+        "{unkillable}"
+    );
+    assert_eq!(caller.reply().unwrap().text(), Some("done"));
+    let recovered = daemon.wait_event("recovered", LONG);
+    assert_eq!(recovered["detail"]["how"], "ended by itself");
+    assert_eq!(
+        server.conn().call(&["GET", "kept"]).unwrap().text(),
+        Some("written")
+    );
+    assert!(daemon.records_of("shutdown_sent").is_empty());
+    assert_eq!(server.command_calls("shutdown"), 0);
+}
+
+/// Past the budget an unkillable script ends in the version's own SHUTDOWN form, a lagging
+/// replica notwithstanding.
+pub fn unkillable_past_budget(build: Option<ServerBuild>) {
+    let (mut primary, replica) = support::lagging_replica_pair_of(build.clone());
+    let daemon = Daemon::start(
+        &primary.policy("compat", &support::ladder("500ms", "shutdown")),
+        &[],
+    );
+    primary.wait_snapshot();
+    let _caller = Caller::eval(&primary, scripts::WRITING_LOOP, &["k"], &[]);
+    let confirmed = daemon.wait_event("shutdown_confirmed", LONG);
+    assert!(primary.wait_exit(Duration::from_secs(5)), "still running");
+    let sent = daemon.wait_event("shutdown_sent", LONG);
+    assert_eq!(sent["detail"]["command"], shutdown_form(&build), "{sent}");
+    assert!(
+        sent["detail"]["fallback"].is_null(),
+        "the version was known"
+    );
+    assert_eq!(confirmed["detail"]["command"], shutdown_form(&build));
+    assert_eq!(sent["detail"]["snapshot"]["connected_replicas"], 1);
+    assert_eq!(
+        daemon.incident_events(&sent["incident"]),
+        &support::UNKILLABLE_LADDER[..5]
+    );
+    replica.signal(nix::sys::signal::Signal::SIGCONT);
+}
+
+/// Dry-run decides the whole ladder and sends the server nothing.
+pub fn dry_run(build: Option<ServerBuild>) {
+    let server = server(&build, &[]);
+    let daemon = Daemon::start(
+        &server.policy("compat", &support::ladder("300ms", "shutdown")),
+        &["--dry-run"],
+    );
+    server.wait_snapshot();
+    let caller = Caller::eval(&server, scripts::READ_ONLY_LOOP, &[], &[]);
+    let sent = daemon.wait_event("shutdown_sent", LONG);
+    assert_eq!(sent["dry_run"], true);
+    assert_eq!(sent["detail"]["command"], shutdown_form(&build));
+    assert_eq!(daemon.wait_event("kill_sent", LONG)["dry_run"], true);
+    assert!(!caller.is_finished());
+    server.wait_busy(LONG);
+    server.conn().call(&["SCRIPT", "KILL"]).unwrap();
+    assert!(caller.reply().unwrap().killed_by_user());
+    assert_eq!(server.command_calls("script|kill"), 1);
+    assert_eq!(server.command_calls("shutdown"), 0);
+    daemon.wait_event("recovered", LONG);
+}
+
+/// An ACL user with exactly the README's rights for this version: every right `status` checks
+/// is granted or, for FUNCTION on 6.2, not applicable; the kill lands as that user.
+pub fn narrow_acl_user(build: Option<ServerBuild>) {
+    let server = server(&build, &[]);
+    let functions = ServerBuild::has_functions(&build);
+    support::add_busyguard_user(&server, "s3cret", &[]);
+    let daemon = Daemon::start(&acl_policy(&server, "5s"), &[]);
+    server.wait_snapshot();
+    let s = &daemon.status();
+    assert_eq!(s["user"], "busyguard", "{s}");
+    assert_eq!(
+        s["whoami"], "busyguard",
+        "the server confirms the identity: {s}"
+    );
+    for (right, verdict) in s["rights"].as_object().unwrap() {
+        let verdict = verdict.as_str().unwrap();
+        match right.starts_with("function") && !functions {
+            true => assert!(verdict.starts_with("not applicable"), "{right}: {s}"),
+            false => assert_eq!(verdict, "granted", "{right}: {s}"),
+        }
+    }
+    assert!(s["snapshot_errors"].is_null(), "{s}");
+    support::run_killable_runaway(&server);
+    assert_eq!(
+        daemon.wait_event("recovered", LONG)["detail"]["how"],
+        "killed"
+    );
+    assert!(
+        wait_for(LONG, || server.command_calls("script|kill") == 1),
+        "one kill"
+    );
+}
+
+/// A user without `+info`: the version is unknown, so the shutdown is decided in the 7.0+ form
+/// with the 6.x form as its fallback, and the server's answer to `SHUTDOWN ABORT` picks the one
+/// that is sent: exactly one shutdown, and the server exits on every version.
+pub fn unknown_version_shutdown(build: Option<ServerBuild>) {
+    let mut server = server(&build, &[]);
+    support::add_busyguard_user(&server, "s3cret", &["+info"]);
+    let daemon = Daemon::start(&acl_policy(&server, "300ms"), &[]);
+    server.wait_snapshot();
+    let _caller = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
+    let confirmed = daemon.wait_event("shutdown_confirmed", LONG);
+    assert!(server.wait_exit(Duration::from_secs(5)), "still running");
+    let sent = daemon.wait_event("shutdown_sent", LONG);
+    assert!(sent["detail"]["snapshot"]["version"].is_null(), "{sent}");
+    assert_eq!(sent["detail"]["command"], "SHUTDOWN NOSAVE NOW");
+    assert!(
+        sent["detail"]["fallback"]
+            .as_str()
+            .unwrap()
+            .starts_with("SHUTDOWN NOSAVE if SHUTDOWN ABORT is answered BUSY"),
+        "{sent}"
+    );
+    assert_eq!(
+        confirmed["detail"]["command"],
+        shutdown_form(&build),
+        "{confirmed}"
+    );
+    assert!(daemon.records_of("action_failed").is_empty());
+}
+
+/// A module of tests per build, each scenario a test, so `cargo test compat::valkey_9_1_2`
+/// runs one build.
+macro_rules! builds {
+    ($($module:ident => $build:expr),* $(,)?) => {$(
+        mod $module {
+            use super::*;
+            fn build() -> Option<ServerBuild> {
+                $build.map(ServerBuild::named)
+            }
+            #[test]
+            fn killable_eval_is_killed_and_confirmed() {
+                killable_eval(build())
+            }
+            #[test]
+            fn fcall_is_ended_by_function_kill() {
+                function_kill(build())
+            }
+            #[test]
+            fn unkillable_inside_the_budget_is_left_alone() {
+                unkillable_inside_budget(build())
+            }
+            #[test]
+            fn unkillable_past_the_budget_is_shut_down_in_the_versions_form() {
+                unkillable_past_budget(build())
+            }
+            #[test]
+            fn with_the_version_unknown_the_shutdown_still_ends_the_server() {
+                unknown_version_shutdown(build())
+            }
+            #[test]
+            fn dry_run_sends_nothing() {
+                dry_run(build())
+            }
+            #[test]
+            fn a_narrow_acl_user_has_every_right_it_needs() {
+                narrow_acl_user(build())
+            }
+        }
+    )*};
+}
+
+builds! {
+    redis_6_2_14 => Some("redis-6.2.14"),
+    redis_7_0_debian => None::<&str>,
+    redis_7_4_1 => Some("redis-7.4.1"),
+    redis_8_2_3 => Some("redis-8.2.3"),
+    valkey_8_0_1 => Some("valkey-8.0.1"),
+    valkey_8_1_8 => Some("valkey-8.1.8"),
+    valkey_9_1_2 => Some("valkey-9.1.2"),
+}
+
+/// Redis 5 and older have no HELLO (what busyguard authenticates with, because HELLO is allowed
+/// while a script is busy): one `probe_fault` that says Redis 6.0 or newer is needed.
+#[test]
+fn a_server_without_hello_is_told_to_need_redis_6() {
+    use crate::support::fake::{Answer, FakeRedis};
+    let fake = FakeRedis::start(|_, words| match words[0].to_ascii_uppercase().as_str() {
+        "HELLO" => Some(Answer::error(
+            "ERR unknown command `HELLO`, with args beginning with: `3`, ",
+        )),
+        _ => None,
+    });
+    let daemon = Daemon::start(
+        &fake.policy("redis5", &support::ladder("1s", "notify")),
+        &[],
+    );
+    let fault = daemon.wait_event("probe_fault", LONG);
+    let reply = fault["detail"]["reply"].as_str().unwrap();
+    assert!(reply.contains("Redis 6.0 or newer"), "{fault}");
+    assert!(
+        daemon.records_of("unreachable").is_empty(),
+        "{:?}",
+        daemon.events()
+    );
+}

@@ -68,6 +68,7 @@ pub(crate) mod snapshot;
 pub(crate) mod statedir;
 pub mod status;
 pub(crate) mod text;
+pub(crate) mod tls;
 pub(crate) mod watchdog;
 pub(crate) mod yaml;
 

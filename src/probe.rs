@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use fred::prelude::*;
-use fred::types::config::{ServerConfig, TlsConfig};
+use fred::types::config::{Server, ServerConfig, TlsConfig};
 use fred::types::{ClusterHash, ConnectHandle, CustomCommand, RespVersion};
 use tokio::sync::watch;
 
@@ -125,13 +125,18 @@ pub async fn connect(
     setup_timeout: Duration,
 ) -> Result<Connection, ConnectError> {
     let server = match &target.endpoint {
-        Endpoint::Tcp { host, port, .. } => ServerConfig::new_centralized(host.clone(), *port),
+        Endpoint::Tcp { host, port, .. } => {
+            let mut server = Server::new(host.as_str(), *port);
+            server.tls_server_name = target.tls.server_name.as_deref().map(Into::into);
+            ServerConfig::Centralized { server }
+        }
         Endpoint::Unix { path } => ServerConfig::Unix { path: path.clone() },
     };
     let tls = match &target.endpoint {
+        // A set-up that cannot work (a key that does not match its certificate) is the
+        // policy's fault: said once, not retried as if the server were away.
         Endpoint::Tcp { tls: true, .. } => Some(TlsConfig::from(
-            fred::types::config::TlsConnector::default_rustls()
-                .map_err(|e| ConnectError::Unreachable(format!("TLS set-up: {e}")))?,
+            crate::tls::connector(&target.tls).map_err(ConnectError::Rejected)?,
         )),
         _ => None,
     };
@@ -180,9 +185,27 @@ pub async fn connect(
         ))),
         Err(e) => Err(match e.kind() {
             ErrorKind::Auth | ErrorKind::Unknown => ConnectError::Rejected(e.details().to_string()),
+            // A handshake that fails for a reason of configuration (an unknown CA, a name the
+            // certificate lacks, a client certificate required) is a fault to fix, not an
+            // outage to reconnect through.
+            _ if tls_failure(target, e.details()).is_some() => {
+                ConnectError::Rejected(tls_failure(target, e.details()).unwrap_or_default())
+            }
             _ => ConnectError::Unreachable(format!("{:?}: {}", e.kind(), e.details())),
         }),
     }
+}
+
+/// A TLS set-up failure of `target` in plain words, if `details` is one.
+fn tls_failure(target: &RedisTarget, details: &str) -> Option<String> {
+    let Endpoint::Tcp {
+        host, tls: true, ..
+    } = &target.endpoint
+    else {
+        return None;
+    };
+    let name = target.tls.server_name.as_deref().unwrap_or(host);
+    crate::tls::explain(details, name)
 }
 
 /// Redis 5 and older answer HELLO `ERR unknown command `HELLO`, ...` (4.x: `'HELLO'`).

@@ -115,6 +115,30 @@ pub const KEYS: &[KeyDoc] = &[
         doc: "Time allowed to open a connection and authenticate.",
     },
     KeyDoc {
+        path: "redis.tls.ca_file",
+        default: Default::Unset("the system's trusted roots"),
+        bounds: Bounds::None,
+        doc: "PEM file of the CA (or CAs) that signed the server's certificate (`rediss://` only). Trusted for this server alone: the notifiers keep the system's roots.",
+    },
+    KeyDoc {
+        path: "redis.tls.cert_file",
+        default: Default::Unset("none"),
+        bounds: Bounds::None,
+        doc: "PEM client certificate (chain) for servers with `tls-auth-clients yes`; needs `key_file`.",
+    },
+    KeyDoc {
+        path: "redis.tls.key_file",
+        default: Default::Unset("none"),
+        bounds: Bounds::None,
+        doc: "PEM private key of `cert_file` (a secret: readable only by busyguard, e.g. through `LoadCredential=`).",
+    },
+    KeyDoc {
+        path: "redis.tls.server_name",
+        default: Default::Unset("the URL's host"),
+        bounds: Bounds::None,
+        doc: "The DNS name the server's certificate must hold, when the URL names an IP address or another name.",
+    },
+    KeyDoc {
         path: "mode",
         default: Default::Word("enforce"),
         bounds: Bounds::None,

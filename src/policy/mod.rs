@@ -58,6 +58,21 @@ pub struct RedisTarget {
     pub username: Option<String>,
     pub password: Option<Secret>,
     pub connect_timeout: Duration,
+    /// `redis.tls`, for `rediss://` URLs.
+    pub tls: RedisTls,
+}
+
+/// `redis.tls`: the files are read and parsed when the policy loads.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RedisTls {
+    /// PEM of the CAs trusted for this server; `None`: the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// PEM certificate chain for mutual TLS (`tls-auth-clients yes`).
+    pub cert_pem: Option<Vec<u8>>,
+    /// PEM private key of `cert_pem`.
+    pub key_pem: Option<Secret>,
+    /// The name the server's certificate must hold, when not the URL's host.
+    pub server_name: Option<String>,
 }
 
 /// Where the server listens.

@@ -407,19 +407,10 @@ impl Reader {
             return Some(Some(Secret::new(value)));
         }
         let read = if key.ends_with("_file") {
-            let value = match expand_credentials(&value) {
-                Ok(v) => v,
-                Err(msg) => {
-                    self.error(node.pos(), format!("`{path}`: {msg}"));
-                    return None;
-                }
-            };
-            super::read_limited(std::path::Path::new(&value), super::SECRET_LIMIT)
-                .map_err(|e| format!("`{path}`: cannot read `{value}`: {e}"))
-                .map(|t| {
-                    let text = String::from_utf8_lossy(&t);
-                    text.lines().next().unwrap_or("").trim().to_string()
-                })
+            read_file(&value, &path).map(|t| {
+                let text = String::from_utf8_lossy(&t);
+                text.lines().next().unwrap_or("").trim().to_string()
+            })
         } else {
             std::env::var(&value)
                 .map_err(|_| format!("`{path}`: environment variable `{value}` is not set"))
@@ -435,6 +426,18 @@ impl Reader {
                 None
             }
         }
+    }
+
+    /// The bytes of the file named by `key` (`${CREDENTIALS_DIRECTORY}` expanded, at most
+    /// [`super::SECRET_LIMIT`]): `None` when the key is absent or the file cannot be read (an
+    /// error naming the key and the file).
+    pub(super) fn file_contents(&mut self, s: &Section, key: &str) -> Option<Vec<u8>> {
+        let node = s.get(key)?;
+        let path = s.path(key);
+        let value = self.string(node, &path)?;
+        read_file(&value, &path)
+            .map_err(|msg| self.error(node.pos(), msg))
+            .ok()
     }
 
     pub(super) fn required_secret(&mut self, s: &Section, base: &str, at: Pos) -> Option<Secret> {
@@ -461,6 +464,13 @@ impl Reader {
             None
         }
     }
+}
+
+/// The file a `*_file` key names, `${CREDENTIALS_DIRECTORY}` expanded; errors name the key.
+fn read_file(value: &str, path: &str) -> Result<Vec<u8>, String> {
+    let file = expand_credentials(value).map_err(|msg| format!("`{path}`: {msg}"))?;
+    super::read_limited(std::path::Path::new(&file), super::SECRET_LIMIT)
+        .map_err(|e| format!("`{path}`: cannot read `{file}`: {e}"))
 }
 
 /// systemd's `LoadCredential=` puts secrets in `$CREDENTIALS_DIRECTORY`; a secret file may be

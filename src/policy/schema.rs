@@ -9,9 +9,9 @@ use sha2::{Digest, Sha256};
 use super::reader::{Reader, Section};
 use super::url::parse_url;
 use super::{
-    Diagnostic, EarlyWarning, Filter, Guards, HangSignal, Limits, Mode, OnBusy, OnHang,
+    Diagnostic, EarlyWarning, Endpoint, Filter, Guards, HangSignal, Limits, Mode, OnBusy, OnHang,
     OnUnkillable, PagerDutySeverities, Policy, Probe, Receiver, ReceiverKind, RedisTarget,
-    Severity, Then,
+    RedisTls, Secret, Severity, Then,
 };
 use crate::yaml::{self, Node, Pos};
 
@@ -172,12 +172,61 @@ fn redis(r: &mut Reader, top: &Section, root: Pos) -> Option<RedisTarget> {
         );
     }
     let connect_timeout = r.opt_duration(&s, "connect_timeout");
+    let tls = redis_tls(r, &s, endpoint.as_ref());
     Some(RedisTarget {
         endpoint: endpoint?,
         username,
         password: password.flatten(),
         connect_timeout,
+        tls,
     })
+}
+
+/// `redis.tls`: each file read and parsed now, so `check` names a wrong one.
+fn redis_tls(r: &mut Reader, redis: &Section, endpoint: Option<&Endpoint>) -> RedisTls {
+    let s = r.optional_section(redis, "tls");
+    if let (Some(node), Some(Endpoint::Unix { .. } | Endpoint::Tcp { tls: false, .. })) =
+        (redis.get("tls"), endpoint)
+    {
+        r.error(
+            redis.key_pos("tls").unwrap_or(node.pos()),
+            "`redis.tls` applies to `rediss://` URLs only; use `rediss://host:port` (the server's `tls-port`)".into(),
+        );
+    }
+    let mut parsed = |key: &str, parse: fn(&[u8]) -> Result<(), String>| {
+        let at = s.get(key)?.pos();
+        let bytes = r.file_contents(&s, key)?;
+        match parse(&bytes) {
+            Ok(()) => Some(bytes),
+            Err(why) => {
+                r.error(at, format!("`redis.tls.{key}` {why}"));
+                None
+            }
+        }
+    };
+    let ca_pem = parsed("ca_file", |b| crate::tls::certificates(b).map(drop));
+    let cert_pem = parsed("cert_file", |b| crate::tls::certificates(b).map(drop));
+    let key_pem = parsed("key_file", |b| crate::tls::private_key(b).map(drop))
+        .map(|b| Secret::new(String::from_utf8_lossy(&b)));
+    for (given, missing) in [("cert_file", "key_file"), ("key_file", "cert_file")] {
+        if let Some(node) = s.get(given)
+            && s.get(missing).is_none()
+        {
+            r.error(
+                node.pos(),
+                format!("`redis.tls.{given}` needs `redis.tls.{missing}` beside it (mutual TLS takes both)"),
+            );
+        }
+    }
+    let server_name = s
+        .get("server_name")
+        .and_then(|n| r.string(n, "redis.tls.server_name"));
+    RedisTls {
+        ca_pem,
+        cert_pem,
+        key_pem,
+        server_name,
+    }
 }
 
 fn probe(r: &mut Reader, top: &Section) -> Probe {

@@ -19,6 +19,7 @@
 //! - [`early`]: before BUSY: slow scripts from the SLOWLOG, the prevention check.
 //! - [`notify`]: Slack, PagerDuty and signed webhooks, retries, delivery after a restart.
 //! - [`simulate`]: rehearsing a policy: example scenarios, and a real trail replayed.
+//! - [`tls`]: TLS to Redis: a private CA, mutual TLS, server names, failures in plain words.
 //! - [`operations`]: systemd, reload, stop, metrics, `status`.
 //!
 //! Run with `scripts/test` (it installs redis-server when missing), or `cargo test`.
@@ -37,3 +38,4 @@ mod remediation;
 mod safety;
 mod simulate;
 mod state;
+mod tls;

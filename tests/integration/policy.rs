@@ -83,6 +83,14 @@ fn a_file_with_every_key_loads_to_the_expected_policy() {
             username: Some("busyguard".into()),
             password: Some(Secret::new("s3cret-pass")),
             connect_timeout: ms(250),
+            tls: policy::RedisTls {
+                ca_pem: Some(std::fs::read("tests/fixtures/valid/redis-ca.crt").unwrap()),
+                cert_pem: Some(std::fs::read("tests/fixtures/valid/redis-client.crt").unwrap()),
+                key_pem: Some(Secret::new(
+                    std::fs::read_to_string("tests/fixtures/valid/redis-client.key").unwrap(),
+                )),
+                server_name: Some("redis.internal".into()),
+            },
         },
         mode: Mode::DryRun,
         probe: Probe {

@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,8 @@ type Script = dyn Fn(usize, &Request) -> Answer + Send + Sync;
 
 pub struct HttpReceiver {
     pub port: u16,
+    /// Serving HTTPS (as `localhost`, with a certificate of the test's own CA).
+    tls: bool,
     requests: Arc<Mutex<Vec<Request>>>,
 }
 
@@ -53,17 +56,58 @@ impl HttpReceiver {
         listener: TcpListener,
         script: impl Fn(usize, &Request) -> Answer + Send + Sync + 'static,
     ) -> HttpReceiver {
+        HttpReceiver::listen(listener, None, Arc::new(script))
+    }
+
+    /// An HTTPS receiver for `localhost`, its certificate chain and key in PEM files.
+    pub fn start_tls(
+        cert: &Path,
+        key: &Path,
+        script: impl Fn(usize, &Request) -> Answer + Send + Sync + 'static,
+    ) -> HttpReceiver {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = CertificateDer::pem_file_iter(cert)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(key).unwrap();
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        HttpReceiver::listen(listener, Some(Arc::new(config)), Arc::new(script))
+    }
+
+    fn listen(
+        listener: TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        script: Arc<Script>,
+    ) -> HttpReceiver {
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let script: Arc<Script> = Arc::new(script);
         let seen = requests.clone();
+        let https = tls.is_some();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (seen, script) = (seen.clone(), script.clone());
-                std::thread::spawn(move || serve(stream, &seen, &*script));
+                let (seen, script, tls) = (seen.clone(), script.clone(), tls.clone());
+                std::thread::spawn(move || match tls {
+                    None => serve(stream, &seen, &*script),
+                    Some(config) => {
+                        let Ok(session) = rustls::ServerConnection::new(config) else {
+                            return;
+                        };
+                        serve(rustls::StreamOwned::new(session, stream), &seen, &*script)
+                    }
+                });
             }
         });
-        HttpReceiver { port, requests }
+        HttpReceiver {
+            port,
+            tls: https,
+            requests,
+        }
     }
 
     /// Answer everything with `status` and `body`.
@@ -77,7 +121,10 @@ impl HttpReceiver {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        match self.tls {
+            true => format!("https://localhost:{}{path}", self.port),
+            false => format!("http://127.0.0.1:{}{path}", self.port),
+        }
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -85,8 +132,8 @@ impl HttpReceiver {
     }
 }
 
-fn serve(stream: TcpStream, seen: &Mutex<Vec<Request>>, script: &Script) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
+fn serve(stream: impl Read + Write, seen: &Mutex<Vec<Request>>, script: &Script) {
+    let mut reader = BufReader::new(stream);
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
         return;
@@ -122,7 +169,7 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Request>>, script: &Script) {
         all.push(request.clone());
         all.len() - 1
     };
-    let mut stream = stream;
+    let stream = reader.get_mut();
     match script(n, &request) {
         Answer::Reply(status, extra, body) => {
             let mut head = format!(
@@ -133,6 +180,7 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Request>>, script: &Script) {
                 head.push_str(&format!("{k}: {v}\r\n"));
             }
             let _ = stream.write_all(format!("{head}\r\n{body}").as_bytes());
+            let _ = stream.flush();
         }
         Answer::Never => std::thread::sleep(Duration::from_secs(120)),
         Answer::Endless(status) => {

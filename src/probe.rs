@@ -94,6 +94,8 @@ impl std::fmt::Display for ConnectError {
 /// One open connection to one server.
 pub struct Connection {
     client: Client,
+    /// `redis.commands`: renamed commands by their own name (empty: disabled).
+    renamed: std::collections::BTreeMap<String, String>,
     /// fred's connection task, aborted when the connection is dropped.
     task: tokio::task::AbortHandle,
     /// Turns true when fred's connection task ends. Without a reconnect policy fred then stops
@@ -175,6 +177,7 @@ pub async fn connect(
             let (task, closed) = watch_closed(task);
             Ok(Connection {
                 client,
+                renamed: target.commands.clone(),
                 task,
                 closed,
             })
@@ -217,7 +220,16 @@ impl Connection {
     /// Send one command, once, and wait for its outcome with no time limit.
     pub async fn call(&self, words: &[&'static str]) -> Outcome {
         let (name, args) = words.split_first().expect("a command");
-        let cmd = CustomCommand::new_static(name, ClusterHash::FirstKey, false);
+        let cmd = match self.renamed.get(*name) {
+            None => CustomCommand::new_static(name, ClusterHash::FirstKey, false),
+            Some(actual) if actual.is_empty() => {
+                return Outcome::ErrorReply(format!(
+                    "ERR unknown command '{name}': disabled in redis.conf (`redis.commands.{}` is empty)",
+                    name.to_ascii_lowercase()
+                ));
+            }
+            Some(actual) => CustomCommand::new(actual.as_str(), ClusterHash::FirstKey, false),
+        };
         let args: Vec<Value> = args.iter().map(|a| Value::from(*a)).collect();
         let mut closed = self.closed.clone();
         tokio::select! {
@@ -239,7 +251,7 @@ impl Connection {
         let info = match self.call(&["INFO", "all"]).await {
             Outcome::Reply(v) => v.as_string().unwrap_or_default(),
             Outcome::ErrorReply(e) if refusal(&e) => {
-                errors.push(format!("INFO refused: {e}"));
+                errors.push(refused("INFO", &e));
                 String::new()
             }
             other => return Err(other),
@@ -259,7 +271,7 @@ impl Connection {
                 pairs
             }
             Outcome::ErrorReply(e) if refusal(&e) => {
-                errors.push(format!("CONFIG GET refused: {e}"));
+                errors.push(refused("CONFIG GET", &e));
                 HashMap::new()
             }
             other => return Err(other),
@@ -308,6 +320,21 @@ const CONFIG_GET: [&str; 7] = [
     "appendfsync",
     "save",
 ];
+
+/// What the snapshot says of a refused command; an unknown one is likely renamed in redis.conf.
+fn refused(command: &str, reply: &str) -> String {
+    let word = command
+        .split(' ')
+        .next()
+        .unwrap_or(command)
+        .to_ascii_lowercase();
+    match reply.starts_with("ERR unknown command") {
+        true => format!(
+            "{command} refused: {reply} (renamed with `rename-command` in redis.conf? name it in `redis.commands.{word}`)"
+        ),
+        false => format!("{command} refused: {reply}"),
+    }
+}
 
 /// An error reply that refuses a command (rights, a renamed or unknown command) rather than
 /// telling the server's state: BUSY and LOADING are the probe's to read.

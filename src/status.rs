@@ -294,10 +294,14 @@ async fn right(conn: &probe::Connection, check: &Check) -> String {
     match outcome {
         Outcome::ErrorReply(e) if e.starts_with("NOPERM") => "missing".into(),
         // A command renamed away (`rename-command`) or unknown to this server.
-        Outcome::ErrorReply(e)
-            if e.starts_with("ERR unknown command") || e.starts_with("ERR unknown subcommand") =>
-        {
-            "missing (the server does not know the command: renamed or disabled)".into()
+        Outcome::ErrorReply(e) if e.starts_with("ERR unknown command") => {
+            let word = check.words[0].to_ascii_lowercase();
+            format!(
+                "missing (the server does not know the command: renamed or disabled in redis.conf? name it in `redis.commands.{word}`)"
+            )
+        }
+        Outcome::ErrorReply(e) if e.starts_with("ERR unknown subcommand") => {
+            "missing (the server does not know the subcommand)".into()
         }
         Outcome::Lost(e) => format!("unchecked ({e})"),
         // Any other answer, errors included (NOTBUSY, a syntax error), got past the ACL.

@@ -206,3 +206,38 @@ mod paged {
         assert_eq!(severity(paged.raise(&record, body("warning"))), "warning");
     }
 }
+
+#[test]
+fn the_server_is_named_as_itself_in_slack_and_pagerduty() {
+    let mut on_valkey = busy();
+    if let Detail::BusyDetected(d) = &mut on_valkey.event.detail {
+        d.inputs.snapshot = Some(crate::snapshot::Snapshot {
+            server_name: "valkey".into(),
+            version: Some("8.0.1".into()),
+            ..Default::default()
+        });
+    }
+    let slack = ReceiverKind::Slack {
+        url: Secret::new("http://x"),
+    };
+    let body: Value =
+        serde_json::from_str(&request(&slack, &on_valkey, "{}", 0, &ctx()).unwrap().body).unwrap();
+    let fields = body["blocks"][1]["fields"].to_string();
+    assert!(fields.contains("*Server*\\nvalkey 8.0.1"), "{fields}");
+    let pd = ReceiverKind::PagerDuty {
+        routing_key: Secret::new("rk"),
+        events_url: "http://pd".into(),
+        severity: PagerDutySeverities {
+            busy: Severity::Warning,
+            unkillable: Severity::Error,
+            escalated: Severity::Critical,
+        },
+    };
+    let t: Value =
+        serde_json::from_str(&request(&pd, &on_valkey, "", 0, &ctx()).unwrap().body).unwrap();
+    assert_eq!(t["payload"]["component"], "valkey");
+    // Without a snapshot: redis, and no Server field.
+    let t: Value =
+        serde_json::from_str(&request(&pd, &busy(), "", 0, &ctx()).unwrap().body).unwrap();
+    assert_eq!(t["payload"]["component"], "redis");
+}

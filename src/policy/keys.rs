@@ -139,6 +139,48 @@ pub const KEYS: &[KeyDoc] = &[
         doc: "The DNS name the server's certificate must hold, when the URL names an IP address or another name.",
     },
     KeyDoc {
+        path: "redis.commands.info",
+        default: Default::Unset("`INFO`"),
+        bounds: Bounds::None,
+        doc: "The name `rename-command` gave INFO (the healthy snapshot) in redis.conf; `\"\"` when it is disabled there.",
+    },
+    KeyDoc {
+        path: "redis.commands.config",
+        default: Default::Unset("`CONFIG`"),
+        bounds: Bounds::None,
+        doc: "The name `rename-command` gave CONFIG (CONFIG GET in the snapshot) in redis.conf; `\"\"` when it is disabled there.",
+    },
+    KeyDoc {
+        path: "redis.commands.script",
+        default: Default::Unset("`SCRIPT`"),
+        bounds: Bounds::None,
+        doc: "The name `rename-command` gave SCRIPT (SCRIPT KILL) in redis.conf; `\"\"` when it is disabled there.",
+    },
+    KeyDoc {
+        path: "redis.commands.function",
+        default: Default::Unset("`FUNCTION`"),
+        bounds: Bounds::None,
+        doc: "The name `rename-command` gave FUNCTION (FUNCTION KILL, FUNCTION STATS) in redis.conf; `\"\"` when it is disabled there.",
+    },
+    KeyDoc {
+        path: "redis.commands.shutdown",
+        default: Default::Unset("`SHUTDOWN`"),
+        bounds: Bounds::None,
+        doc: "The name `rename-command` gave SHUTDOWN (the escalation) in redis.conf; `\"\"` when it is disabled there.",
+    },
+    KeyDoc {
+        path: "redis.commands.slowlog",
+        default: Default::Unset("`SLOWLOG`"),
+        bounds: Bounds::None,
+        doc: "The name `rename-command` gave SLOWLOG (early warnings, forensics) in redis.conf; `\"\"` when it is disabled there.",
+    },
+    KeyDoc {
+        path: "redis.commands.acl",
+        default: Default::Unset("`ACL`"),
+        bounds: Bounds::None,
+        doc: "The name `rename-command` gave ACL (ACL WHOAMI and ACL LIST in `status`) in redis.conf; `\"\"` when it is disabled there.",
+    },
+    KeyDoc {
         path: "mode",
         default: Default::Word("enforce"),
         bounds: Bounds::None,

@@ -60,7 +60,15 @@ pub struct RedisTarget {
     pub connect_timeout: Duration,
     /// `redis.tls`, for `rediss://` URLs.
     pub tls: RedisTls,
+    /// `redis.commands`: commands renamed in redis.conf (`rename-command`), by their own
+    /// uppercase name (`CONFIG` -> `CONFIG_b840fc02`); an empty name: disabled.
+    pub commands: std::collections::BTreeMap<String, String>,
 }
+
+/// The commands busyguard sends that `rename-command` can rename (`redis.commands.<name>`).
+pub const RENAMEABLE: [&str; 7] = [
+    "info", "config", "script", "function", "shutdown", "slowlog", "acl",
+];
 
 /// `redis.tls`: the files are read and parsed when the policy loads.
 #[derive(Clone, Debug, Default, PartialEq)]

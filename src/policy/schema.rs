@@ -173,13 +173,36 @@ fn redis(r: &mut Reader, top: &Section, root: Pos) -> Option<RedisTarget> {
     }
     let connect_timeout = r.opt_duration(&s, "connect_timeout");
     let tls = redis_tls(r, &s, endpoint.as_ref());
+    let commands = redis_commands(r, &s);
     Some(RedisTarget {
         endpoint: endpoint?,
         username,
         password: password.flatten(),
         connect_timeout,
         tls,
+        commands,
     })
+}
+
+/// `redis.commands`: what `rename-command` made of the commands busyguard sends.
+fn redis_commands(r: &mut Reader, redis: &Section) -> std::collections::BTreeMap<String, String> {
+    let s = r.optional_section(redis, "commands");
+    let mut out = std::collections::BTreeMap::new();
+    for name in super::RENAMEABLE {
+        let Some(node) = s.get(name) else { continue };
+        let Some(actual) = r.string(node, &format!("redis.commands.{name}")) else {
+            continue;
+        };
+        if actual.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            r.error(
+                node.pos(),
+                format!("`redis.commands.{name}` must be one word, as `rename-command` takes it"),
+            );
+            continue;
+        }
+        out.insert(name.to_ascii_uppercase(), actual);
+    }
+    out
 }
 
 /// `redis.tls`: each file read and parsed now, so `check` names a wrong one.

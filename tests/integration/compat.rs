@@ -345,3 +345,65 @@ fn a_server_without_hello_is_told_to_need_redis_6() {
         daemon.events()
     );
 }
+
+/// `rename-command` in redis.conf: unnamed in the policy, the renamed commands are reported as
+/// missing with the key that names them; named in `redis.commands`, the snapshot is whole and
+/// the kill lands through the new name.
+#[test]
+fn renamed_commands_are_reported_then_used_once_the_policy_names_them() {
+    let server = RedisServer::start(ServerOptions {
+        extra: vec![
+            "rename-command CONFIG CONFIG_b840fc02".into(),
+            "rename-command SCRIPT SCRIPT_d9a1".into(),
+            "rename-command FUNCTION \"\"".into(),
+        ],
+        ..Default::default()
+    });
+    let plain = Daemon::start(
+        &server.policy("renamed", &support::ladder("5s", "notify")),
+        &[],
+    );
+    server.wait_snapshot();
+    let status = plain.status();
+    let rights = &status["rights"];
+    for (right, key) in [
+        ("config|get", "`redis.commands.config`"),
+        ("script|kill", "`redis.commands.script`"),
+        ("function|kill", "`redis.commands.function`"),
+    ] {
+        let verdict = rights[right].as_str().unwrap();
+        assert!(
+            verdict.starts_with("missing") && verdict.contains(key),
+            "{right}: {status}"
+        );
+    }
+    let errors = status["snapshot_errors"].to_string();
+    assert!(errors.contains("`redis.commands.config`"), "{status}");
+    drop(plain);
+
+    let named = "redis:\n  commands:\n    config: CONFIG_b840fc02\n    script: SCRIPT_d9a1\n    function: \"\"\n";
+    let policy = server
+        .policy("renamed", &support::ladder("5s", "notify"))
+        .replacen("redis:\n", named, 1);
+    let snapshots = server.command_calls("slowlog|get");
+    let daemon = Daemon::start(&policy, &[]);
+    assert!(wait_for(LONG, || server.command_calls("slowlog|get") > snapshots));
+    let status = daemon.status();
+    assert_eq!(
+        status["busy_threshold_ms"], 200,
+        "CONFIG GET under its new name: {status}"
+    );
+    assert!(status["snapshot_errors"].is_null(), "{status}");
+    assert_eq!(status["rights"]["config|get"], "granted", "{status}");
+    assert_eq!(status["rights"]["script|kill"], "granted", "{status}");
+    assert!(
+        status["rights"]["function|kill"]
+            .as_str()
+            .unwrap()
+            .contains("disabled"),
+        "{status}"
+    );
+    support::run_killable_runaway(&server);
+    let recovered = daemon.wait_event("recovered", LONG);
+    assert_eq!(recovered["detail"]["how"], "killed", "{recovered}");
+}

@@ -91,6 +91,18 @@ fn a_file_with_every_key_loads_to_the_expected_policy() {
                 )),
                 server_name: Some("redis.internal".into()),
             },
+            commands: [
+                ("INFO", "INFO_0a"),
+                ("CONFIG", "CONFIG_b840fc02"),
+                ("SCRIPT", "SCRIPT_1b"),
+                ("FUNCTION", ""),
+                ("SHUTDOWN", "SHUTDOWN_2c"),
+                ("SLOWLOG", "SLOWLOG_3d"),
+                ("ACL", "ACL_4e"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         },
         mode: Mode::DryRun,
         probe: Probe {

@@ -6,8 +6,12 @@ use std::path::PathBuf;
 use crate::policy;
 
 /// Print the report for `paths` to `out`; true when every file is valid.
-pub fn check(paths: &[PathBuf], out: &mut impl Write) -> std::io::Result<bool> {
-    let report = policy::load(paths);
+pub fn check(
+    paths: &[PathBuf],
+    sources: &policy::Sources,
+    out: &mut impl Write,
+) -> std::io::Result<bool> {
+    let report = policy::load_with(paths, sources);
     for (file, why) in &report.skipped {
         writeln!(out, "{}: skipped: {why}", file.display())?;
     }
@@ -19,7 +23,14 @@ pub fn check(paths: &[PathBuf], out: &mut impl Write) -> std::io::Result<bool> {
                 }
             }
             None => {
-                writeln!(out, "{}: ok", file.display())?;
+                match sources {
+                    policy::Sources::Skip => writeln!(
+                        out,
+                        "{}: ok (syntax only: secrets and certificates not read)",
+                        file.display()
+                    )?,
+                    _ => writeln!(out, "{}: ok", file.display())?,
+                }
                 for w in report.warnings.iter().filter(|w| &w.file == file) {
                     writeln!(
                         out,

@@ -45,6 +45,12 @@ pub enum Command {
     Check {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        sources: SourcesArgs,
+        /// Check the files' form only: secret and certificate files and variables are not
+        /// read (for CI pipelines that lack them).
+        #[arg(long, conflicts_with = "credentials")]
+        syntax_only: bool,
     },
     /// Connect once to each instance and report what a decision would rest on.
     Status {
@@ -57,6 +63,8 @@ pub enum Command {
         /// default as `run`.
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        #[command(flatten)]
+        sources: SourcesArgs,
     },
     /// Pause actions for a while (probing, records and notifications go on; every kill or
     /// shutdown is decided and recorded as withheld). Survives a restart until it expires.
@@ -158,6 +166,25 @@ pub enum AuditCommand {
 }
 
 /// One instance, or `--all`.
+/// Where `${CREDENTIALS_DIRECTORY}` points outside the service.
+#[derive(Args, Debug)]
+pub struct SourcesArgs {
+    /// The folder the unit's `LoadCredential=` lines take the secrets from (e.g.
+    /// /etc/busyguard/credentials): policies naming `${CREDENTIALS_DIRECTORY}/NAME` read
+    /// DIR/NAME, as the service would read its copy.
+    #[arg(long, value_name = "DIR")]
+    pub credentials: Option<PathBuf>,
+}
+
+impl SourcesArgs {
+    pub fn sources(&self) -> crate::policy::Sources {
+        match &self.credentials {
+            Some(dir) => crate::policy::Sources::CredentialsDir(dir.clone()),
+            None => crate::policy::Sources::Service,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct Target {
     /// The instance (as its policy names it).

@@ -14,9 +14,17 @@ use std::path::PathBuf;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { paths } => {
+        Command::Check {
+            paths,
+            sources,
+            syntax_only,
+        } => {
             let mut out = std::io::stdout().lock();
-            match busyguard::check::check(&paths, &mut out) {
+            let sources = match syntax_only {
+                true => busyguard::policy::Sources::Skip,
+                false => sources.sources(),
+            };
+            match busyguard::check::check(&paths, &sources, &mut out) {
                 Ok(true) => ExitCode::SUCCESS,
                 _ => ExitCode::from(1),
             }
@@ -67,6 +75,7 @@ fn main() -> ExitCode {
             paths,
             json,
             state_dir,
+            sources,
         } => {
             let Some(runtime) = runtime() else {
                 return ExitCode::from(1);
@@ -74,7 +83,8 @@ fn main() -> ExitCode {
             busyguard::install_crypto_provider();
             let mut out = std::io::stdout().lock();
             let dir = daemon::state_dir(state_dir);
-            let status = busyguard::status::status(&paths, json, &dir, &mut out);
+            let sources = sources.sources();
+            let status = busyguard::status::status(&paths, json, &dir, &sources, &mut out);
             match runtime.block_on(status) {
                 Ok(true) => ExitCode::SUCCESS,
                 _ => ExitCode::from(1),

@@ -105,6 +105,7 @@ pub async fn status(
     paths: &[PathBuf],
     as_json: bool,
     state_dir: &Path,
+    sources: &policy::Sources,
     out: &mut impl Write,
 ) -> std::io::Result<bool> {
     let trail = state_dir.join("audit.jsonl");
@@ -113,7 +114,7 @@ pub async fn status(
         .await
         .map_err(anyhow::Error::from)
         .and_then(|r| r);
-    let report = policy::load(paths);
+    let report = policy::load_with(paths, sources);
     let mut all_ok = report.rejected.is_empty();
     let mut instances = Vec::new();
     for (file, diags) in &report.rejected {

@@ -18,7 +18,7 @@ use std::time::Duration;
 pub use crate::event::Severity;
 pub use crate::event::detail::Then;
 
-pub use schema::parse_policy;
+pub use schema::{parse_policy, parse_policy_with};
 
 /// A validated policy for one Redis instance.
 #[derive(Clone, Debug, PartialEq)]
@@ -244,6 +244,15 @@ impl Secret {
     pub fn new(value: impl Into<String>) -> Secret {
         Secret(value.into())
     }
+
+    /// A secret that was not read (`check --syntax-only`): its form is not checked.
+    pub fn unread() -> Secret {
+        Secret(String::new())
+    }
+
+    pub fn is_unread(&self) -> bool {
+        self.0.is_empty()
+    }
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -377,8 +386,26 @@ fn whole_file(path: &Path, err: &dyn fmt::Display) -> Diagnostic {
     }
 }
 
-/// Load every policy under `paths`. Two files claiming the same `instance`: the later is rejected.
+/// Where a policy's secret and certificate files and variables are read from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Sources {
+    /// As the service sees them: `${CREDENTIALS_DIRECTORY}` from the environment (systemd).
+    #[default]
+    Service,
+    /// From an admin shell: `${CREDENTIALS_DIRECTORY}` stands for this folder, the one the unit's
+    /// `LoadCredential=` lines take the files from.
+    CredentialsDir(PathBuf),
+    /// Not read at all (`check --syntax-only`, for CI pipelines without the secrets).
+    Skip,
+}
+
+/// Load every policy under `paths`, as the service reads them.
 pub fn load(paths: &[PathBuf]) -> LoadReport {
+    load_with(paths, &Sources::Service)
+}
+
+/// Load every policy under `paths`. Two files claiming the same `instance`: the later is rejected.
+pub fn load_with(paths: &[PathBuf], sources: &Sources) -> LoadReport {
     let mut report = LoadReport::default();
     let files = match expand_paths(paths) {
         Ok(expanded) => {
@@ -404,7 +431,7 @@ pub fn load(paths: &[PathBuf]) -> LoadReport {
                 continue;
             }
         };
-        match parse_policy(&file, &text) {
+        match parse_policy_with(&file, &text, sources) {
             Ok((policy, warnings, instance_at)) => {
                 if let Some((_, first)) = defined.iter().find(|(name, _)| *name == policy.instance)
                 {

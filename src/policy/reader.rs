@@ -65,6 +65,8 @@ pub(super) struct Reader {
     pub(super) file: PathBuf,
     pub(super) errors: Vec<Diagnostic>,
     pub(super) warnings: Vec<Diagnostic>,
+    /// Where secret and certificate files and variables are read from.
+    pub(super) sources: super::Sources,
 }
 
 impl Reader {
@@ -406,8 +408,11 @@ impl Reader {
             );
             return Some(Some(Secret::new(value)));
         }
+        if self.sources == super::Sources::Skip {
+            return Some(Some(Secret::unread()));
+        }
         let read = if key.ends_with("_file") {
-            read_file(&value, &path).map(|t| {
+            read_file(&value, &path, &self.sources).map(|t| {
                 let text = String::from_utf8_lossy(&t);
                 text.lines().next().unwrap_or("").trim().to_string()
             })
@@ -435,7 +440,10 @@ impl Reader {
         let node = s.get(key)?;
         let path = s.path(key);
         let value = self.string(node, &path)?;
-        read_file(&value, &path)
+        if self.sources == super::Sources::Skip {
+            return None;
+        }
+        read_file(&value, &path, &self.sources)
             .map_err(|msg| self.error(node.pos(), msg))
             .ok()
     }
@@ -467,23 +475,27 @@ impl Reader {
 }
 
 /// The file a `*_file` key names, `${CREDENTIALS_DIRECTORY}` expanded; errors name the key.
-fn read_file(value: &str, path: &str) -> Result<Vec<u8>, String> {
-    let file = expand_credentials(value).map_err(|msg| format!("`{path}`: {msg}"))?;
+fn read_file(value: &str, path: &str, sources: &super::Sources) -> Result<Vec<u8>, String> {
+    let file = expand_credentials(value, sources).map_err(|msg| format!("`{path}`: {msg}"))?;
     super::read_limited(std::path::Path::new(&file), super::SECRET_LIMIT)
         .map_err(|e| format!("`{path}`: cannot read `{file}`: {e}"))
 }
 
 /// systemd's `LoadCredential=` puts secrets in `$CREDENTIALS_DIRECTORY`; a secret file may be
-/// named as `${CREDENTIALS_DIRECTORY}/name`.
-pub(super) fn expand_credentials(path: &str) -> Result<String, String> {
+/// named as `${CREDENTIALS_DIRECTORY}/name`. Outside the service (`check`, `status` in an admin
+/// shell), `--credentials DIR` names the folder `LoadCredential=` takes them from.
+pub(super) fn expand_credentials(path: &str, sources: &super::Sources) -> Result<String, String> {
     const VAR: &str = "${CREDENTIALS_DIRECTORY}";
     if !path.contains(VAR) {
         return Ok(path.to_string());
     }
+    if let super::Sources::CredentialsDir(dir) = sources {
+        return Ok(path.replace(VAR, &dir.display().to_string()));
+    }
     match std::env::var("CREDENTIALS_DIRECTORY") {
         Ok(dir) => Ok(path.replace(VAR, &dir)),
         Err(_) => Err(format!(
-            "`{path}` uses {VAR}, which systemd sets only inside the service (LoadCredential=); check it with `systemd-run -p LoadCredential=... busyguard check`"
+            "`{path}` uses {VAR}, which systemd sets only inside the service (LoadCredential=); outside it, name the folder the credentials come from: `busyguard check --credentials /etc/busyguard/credentials ...` (or `--syntax-only`)"
         )),
     }
 }

@@ -11,7 +11,7 @@ use super::url::parse_url;
 use super::{
     Diagnostic, EarlyWarning, Endpoint, Filter, Guards, HangSignal, Limits, Mode, OnBusy, OnHang,
     OnUnkillable, PagerDutySeverities, Policy, Probe, Receiver, ReceiverKind, RedisTarget,
-    RedisTls, Secret, Severity, Then,
+    RedisTls, Secret, Severity, Sources, Then,
 };
 use crate::yaml::{self, Node, Pos};
 
@@ -21,10 +21,20 @@ pub fn parse_policy(
     file: &Path,
     bytes: &[u8],
 ) -> Result<(Policy, Vec<Diagnostic>, Diagnostic), Vec<Diagnostic>> {
+    parse_policy_with(file, bytes, &Sources::Service)
+}
+
+/// [`parse_policy`], reading secrets and certificates from `sources`.
+pub fn parse_policy_with(
+    file: &Path,
+    bytes: &[u8],
+    sources: &Sources,
+) -> Result<(Policy, Vec<Diagnostic>, Diagnostic), Vec<Diagnostic>> {
     let mut w = Reader {
         file: file.to_path_buf(),
         errors: Vec::new(),
         warnings: Vec::new(),
+        sources: sources.clone(),
     };
     let fail = |w: Reader, pos: Pos, msg: String| {
         let mut w = w;
@@ -462,6 +472,7 @@ fn webhook(r: &mut Reader, rs: &Section, at: Pos) -> Option<ReceiverKind> {
     let url = r.required_secret(rs, "url", at);
     let secret = r.secret(rs, "secret", true);
     if let Some(Some(s)) = &secret
+        && !s.is_unread()
         && !s.expose().starts_with("whsec_")
         && let Some(n) = rs
             .get("secret")

@@ -15,7 +15,7 @@ use busyguard::policy::{
 fn check_output(paths: &[&str]) -> (bool, String) {
     let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
     let mut out = Vec::new();
-    let ok = busyguard::check::check(&paths, &mut out).unwrap();
+    let ok = busyguard::check::check(&paths, &Default::default(), &mut out).unwrap();
     (ok, String::from_utf8(out).unwrap())
 }
 
@@ -429,4 +429,81 @@ fn readme_policy_reference_matches_the_key_table() {
             "`{key}` is not documented in README"
         );
     }
+}
+
+/// #16: a policy written for the service (`${CREDENTIALS_DIRECTORY}/NAME`) is checked from an
+/// admin shell with `--credentials DIR` (the folder `LoadCredential=` takes the files from), and
+/// by a CI pipeline that has no secrets with `--syntax-only`; `status` takes `--credentials` too.
+#[test]
+fn service_policies_are_checked_outside_the_service() {
+    let dir = support::state_dir();
+    let creds = dir.path().join("credentials");
+    std::fs::create_dir(&creds).unwrap();
+    let policy = dir.path().join("cache-01.yaml");
+    std::fs::write(
+        &policy,
+        "instance: cache-01\nredis:\n  url: redis://127.0.0.1:1\n  username: busyguard\n  password_file: ${CREDENTIALS_DIRECTORY}/cache-01\nnotify:\n  - webhook: { url_file: \"${CREDENTIALS_DIRECTORY}/hook-url\", secret_file: \"${CREDENTIALS_DIRECTORY}/hook-secret\" }\n",
+    )
+    .unwrap();
+    let check = |args: &[&str]| {
+        let out = Command::new(support::busyguard_bin())
+            .arg("check")
+            .args(args)
+            .arg(&policy)
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    // Plainly: the variable is unset outside the service, and the error says what to do.
+    let (code, out) = check(&[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("--credentials /etc/busyguard/credentials"),
+        "{out}"
+    );
+    // With the folder, the files are really read: missing ones are named, present ones pass.
+    let creds_arg = creds.display().to_string();
+    let (code, out) = check(&["--credentials", &creds_arg]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("cannot read `{creds_arg}/cache-01`")),
+        "{out}"
+    );
+    std::fs::write(creds.join("cache-01"), "pw\n").unwrap();
+    std::fs::write(creds.join("hook-url"), "https://hooks.example/x\n").unwrap();
+    std::fs::write(creds.join("hook-secret"), "not-a-whsec\n").unwrap();
+    let (code, out) = check(&["--credentials", &creds_arg]);
+    assert_eq!(code, Some(1), "the secret's form is checked: {out}");
+    assert!(out.contains("whsec_"), "{out}");
+    std::fs::write(creds.join("hook-secret"), "whsec_c2VjcmV0\n").unwrap();
+    let (code, out) = check(&["--credentials", &creds_arg]);
+    assert_eq!(code, Some(0), "{out}");
+    // Syntax only: nothing is read, the form still is checked.
+    std::fs::remove_dir_all(&creds).unwrap();
+    let (code, out) = check(&["--syntax-only"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("ok (syntax only"), "{out}");
+    // status with the folder reads the password too (the server is away: unreachable, not
+    // a policy error).
+    std::fs::create_dir(&creds).unwrap();
+    for f in ["cache-01", "hook-url"] {
+        std::fs::write(creds.join(f), "https://hooks.example/x\n").unwrap();
+    }
+    std::fs::write(creds.join("hook-secret"), "whsec_c2VjcmV0\n").unwrap();
+    let out = Command::new(support::busyguard_bin())
+        .args(["status", "--json", "--credentials", &creds_arg])
+        .arg(&policy)
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &status["instances"][0];
+    assert_eq!(s["instance"], "cache-01", "{status}");
+    assert!(s["problems"].is_null(), "{status}");
+    let (code, _) = check(&["--syntax-only", "--credentials", &creds_arg]);
+    assert_eq!(code, Some(2), "the two flags exclude each other");
 }

@@ -1,4 +1,4 @@
-# Shared by scripts/test, scripts/demo: install the Redis packages the project needs when missing.
+# Shared by scripts/test, scripts/demo, scripts/package: install the Redis packages the project needs when missing.
 # apt-get runs through sudo only when we are not root.
 ensure_redis_packages() {
   local missing=()
@@ -135,4 +135,20 @@ ensure_promtool() {
   echo "installing prometheus (for promtool) with apt-get" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+}
+
+# cargo, at least the crate's `rust-version`: else one sentence saying what to install (Debian
+# 12's own rustc is older than the crate needs).
+ensure_cargo() {
+  local need have
+  need=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+  if ! command -v cargo >/dev/null 2>&1; then
+    echo "cargo is not installed: busyguard needs Rust $need or newer; install it with rustup (https://rustup.rs: curl --proto '=https' -sSf https://sh.rustup.rs | sh), then run this again" >&2
+    exit 1
+  fi
+  have=$(cargo --version | awk '{print $2}')
+  if [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1)" != "$need" ]; then
+    echo "cargo $have is older than the Rust $need busyguard needs: update it (rustup update stable, or install rustup from https://rustup.rs if this is Debian's cargo), then run this again" >&2
+    exit 1
+  fi
 }

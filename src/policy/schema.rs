@@ -54,7 +54,18 @@ pub fn parse_policy_with(
                 "the file is empty; a policy needs at least `instance` and `redis.url`".into(),
             );
         }
-        Err(e) => return fail(w, e.pos, format!("YAML syntax: {}", e.message)),
+        Err(e) => {
+            // `{ url_file: ${CREDENTIALS_DIRECTORY}/x }`: the `{` of `${` opens a mapping in
+            // YAML's flow style. The commonest way to meet this error in a busyguard policy.
+            let line = text.lines().nth(e.pos.line.saturating_sub(1)).unwrap_or("");
+            let hint = match line.contains("${") && line.contains('{') {
+                true => {
+                    "; a value holding `${...}` must be quoted in flow style (`{ ... }`): `\"${CREDENTIALS_DIRECTORY}/name\"`"
+                }
+                false => "",
+            };
+            return fail(w, e.pos, format!("YAML syntax: {}{hint}", e.message));
+        }
     };
     if !matches!(root, Node::Map { .. }) {
         let found = root.kind();

@@ -209,6 +209,20 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> Value {
             s["busy_threshold_ms"] = json!(snap.busy_threshold_ms);
             s["shutdown_nosave_loses"] = json!(snap.data_at_risk());
             s["rdb_changes_since_last_save"] = json!(snap.rdb_changes_since_last_save);
+            if let (Some("master"), Some(n @ 1..), Some(false), Some("")) = (
+                snap.role.as_deref(),
+                snap.connected_replicas,
+                snap.aof_enabled,
+                snap.save.as_deref().map(str::trim),
+            ) {
+                warnings.push(format!(
+                    "a primary with {n} replica(s) and no persistence (appendonly no, save \"\"): restarted by its supervisor (Debian's redis-server.service has Restart=always) it comes back empty and its replicas resync to the empty dataset; {}",
+                    match p.guards.allow_empty_restart {
+                        true => "the policy accepts that (`guards.allow_empty_restart: true`): a shutdown would lose the data on every node",
+                        false => "busyguard withholds its shutdowns (`guards.allow_empty_restart`); turn on persistence or let a failover move the role",
+                    }
+                ));
+            }
             match snap.busy_threshold_ms {
                 Some(0) => warnings.push("busy-reply-threshold is 0: the server never answers BUSY, so no kill or shutdown can get through a runaway script".into()),
                 Some(t) if t > p.on_busy.on_unkillable.wait.as_millis() as u64 => warnings.push(format!(

@@ -1,5 +1,7 @@
 //! Whether a shutdown may go: the policy's `then`, its `limits`, and its `guards`, as one pure
-//! function of what is known. A guard whose input is unknown withholds and names the input: a
+//! function of what is known. One guard is on unless the policy turns it off: a primary with
+//! replicas and no persistence is not shut down (`guards.allow_empty_restart`), since it would
+//! come back empty and empty its replicas. A guard whose input is unknown withholds and names the input: a
 //! kill is harmless, a shutdown is not, so busyguard never shuts a server down on facts it does
 //! not have (no healthy snapshot, a snapshot that could not read INFO, one restored from the
 //! trail of an earlier run, a role that may have changed).
@@ -78,7 +80,11 @@ pub fn withheld(
         )));
     }
     let guards = &rules.guards;
-    if guards.max_unsaved_changes.is_none() && !guards.keep_primary_with_replicas {
+    // The opt-in guards want this run's own snapshot. The empty-restart guard also takes one
+    // restored from the trail: neither the role nor the replicas nor the persistence can change
+    // while a script holds the server.
+    let needs_fresh = guards.max_unsaved_changes.is_some() || guards.keep_primary_with_replicas;
+    if !needs_fresh && guards.allow_empty_restart {
         return None;
     }
     let snapshot = match (known.snapshot, known.fresh) {
@@ -89,14 +95,14 @@ pub fn withheld(
                 "no healthy snapshot yet: the server has been busy or unreachable since busyguard started",
             ));
         }
-        (Some(_), false) => {
+        (Some(_), false) if needs_fresh => {
             return Some(Withheld::missing(
                 first_guard(rules),
                 "snapshot",
                 "the only snapshot is restored from the trail of an earlier run of busyguard and may be stale",
             ));
         }
-        (Some(s), true) => s,
+        (Some(s), _) => s,
     };
     let unread = || {
         if snapshot.errors.is_empty() {
@@ -154,14 +160,47 @@ pub fn withheld(
             _ => {}
         }
     }
+    if !guards.allow_empty_restart
+        && let Some(w) = empty_restart(snapshot, &unread)
+    {
+        return Some(w);
+    }
     None
+}
+
+/// A primary with replicas and no persistence comes back empty from a restart (Debian's
+/// `redis-server.service` restarts it within a second), and its replicas resync to the empty
+/// dataset: a shutdown would lose the data the replicas still hold.
+fn empty_restart(snapshot: &Snapshot, unread: &dyn Fn() -> String) -> Option<Withheld> {
+    const GUARD: &str = "guards.allow_empty_restart";
+    let replicas = match (snapshot.role.as_deref(), snapshot.connected_replicas) {
+        (None, _) => return Some(Withheld::missing(GUARD, "role", &unread())),
+        (Some("master"), None) => {
+            return Some(Withheld::missing(GUARD, "connected_replicas", &unread()));
+        }
+        (Some("master"), Some(n)) if n > 0 => n,
+        _ => return None,
+    };
+    let persistent = match (snapshot.aof_enabled, snapshot.save.as_deref()) {
+        (Some(true), _) => true,
+        (Some(false), Some(save)) => !save.trim().is_empty(),
+        (None, _) => return Some(Withheld::missing(GUARD, "aof_enabled", &unread())),
+        (Some(false), None) => return Some(Withheld::missing(GUARD, "save", &unread())),
+    };
+    (!persistent).then(|| {
+        Withheld::because(format!(
+            "{GUARD}: a primary with {replicas} replica(s) and no persistence (appendonly no, save \"\") restarts empty and its replicas resync to the empty dataset; fail the role over first, or set `{GUARD}: true` to accept that"
+        ))
+    })
 }
 
 /// The guard named when the whole snapshot is missing.
 fn first_guard(rules: &Rules) -> &'static str {
     if rules.guards.max_unsaved_changes.is_some() {
         "guards.max_unsaved_changes"
-    } else {
+    } else if rules.guards.keep_primary_with_replicas {
         "guards.keep_primary_with_replicas"
+    } else {
+        "guards.allow_empty_restart"
     }
 }

@@ -297,7 +297,7 @@ fn then_notify_never_shuts_down() {
 fn data_at_risk_guards_withhold_with_their_reason() {
     let guards = Guards {
         max_unsaved_changes: Some(5),
-        keep_primary_with_replicas: false,
+        ..Guards::default()
     };
     let mut e = engine_with(Rules { guards, ..rules() });
     let s = run_to_budget(&mut e, 0);
@@ -309,8 +309,8 @@ fn data_at_risk_guards_withhold_with_their_reason() {
     );
 
     let guards = Guards {
-        max_unsaved_changes: None,
         keep_primary_with_replicas: true,
+        ..Guards::default()
     };
     let mut e = Engine::new(Rules { guards, ..rules() });
     let mut snap = snapshot("7.0.15", "r");
@@ -329,6 +329,51 @@ fn data_at_risk_guards_withhold_with_their_reason() {
             .unwrap()
             .contains("2 replica(s)")
     );
+}
+
+#[test]
+fn a_replicated_primary_without_persistence_is_not_shut_down_unless_allowed() {
+    let empty = Snapshot {
+        connected_replicas: Some(1),
+        save: Some(String::new()),
+        ..snapshot("7.0.15", "r")
+    };
+    let run = |guards: Guards, snap: Snapshot| {
+        let mut e = Engine::new(Rules { guards, ..rules() });
+        e.observe(
+            at(0),
+            Observation::Pong {
+                snapshot: Some(Box::new(snap)),
+            },
+        );
+        run_to_budget(&mut e, 0)
+    };
+    let s = run(Guards::default(), empty.clone());
+    assert_eq!(names(&s), ["escalation_withheld"]);
+    let reason = s.events[0].detail.to_value()["reason"].to_string();
+    assert!(
+        reason.contains("guards.allow_empty_restart") && reason.contains("1 replica(s)"),
+        "{reason}"
+    );
+    // Accepted by the policy: the shutdown goes.
+    let allowed = Guards {
+        allow_empty_restart: true,
+        ..Guards::default()
+    };
+    assert_eq!(names(&run(allowed, empty.clone())), ["shutdown_sent"]);
+    // RDB save points or AOF: the restart is not empty.
+    let rdb = Snapshot {
+        save: Some("3600 1".into()),
+        ..empty.clone()
+    };
+    assert_eq!(names(&run(Guards::default(), rdb)), ["shutdown_sent"]);
+    // Persistence unknown (CONFIG refused): withheld, naming the input.
+    let unknown = Snapshot {
+        save: None,
+        ..empty
+    };
+    let s = run(Guards::default(), unknown);
+    assert_eq!(s.events[0].detail.to_value()["missing"], "save");
 }
 
 #[test]
@@ -470,6 +515,14 @@ fn any_observation() -> impl Strategy<Value = Observation> {
                 ..snapshot("7.0.15", "run-y")
             }))
         }),
+        // A replicated primary with no persistence at all, and one with RDB save points.
+        prop_oneof![Just(""), Just("3600 1")].prop_map(|save| Observation::Pong {
+            snapshot: Some(Box::new(Snapshot {
+                connected_replicas: Some(1),
+                save: Some(save.into()),
+                ..snapshot("7.0.15", "run-z")
+            }))
+        }),
         (0u64..100_000).prop_map(|for_ms| Observation::Silent { for_ms }),
         Just(Observation::Loading),
         Just(Observation::Fault {
@@ -516,7 +569,7 @@ fn any_rules() -> impl Strategy<Value = Rules> {
         any::<bool>(),
         0u32..3,
         any::<bool>(),
-        (any::<bool>(), any::<bool>(), any::<bool>()),
+        (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
     )
         .prop_map(
             |(
@@ -526,11 +579,12 @@ fn any_rules() -> impl Strategy<Value = Rules> {
                 notify,
                 max_shutdowns,
                 sigkill,
-                (keep, unsaved, replicated),
+                (keep, unsaved, replicated, allow_empty),
             )| Rules {
                 guards: Guards {
                     max_unsaved_changes: unsaved.then_some(100),
                     keep_primary_with_replicas: keep,
+                    allow_empty_restart: allow_empty,
                 },
                 shutdown_replicated: replicated,
                 dry_run,
@@ -658,6 +712,17 @@ proptest! {
                 if rules.guards.max_unsaved_changes.is_some() {
                     prop_assert!(s.is_some_and(|s| s.aof_enabled.is_some()), "{d:?}");
                     prop_assert!(!d.inputs.snapshot_from_trail);
+                }
+                if !rules.guards.allow_empty_restart {
+                    // Known not to be a replicated primary without persistence.
+                    let safe = s.is_some_and(|s| match (s.role.as_deref(), s.connected_replicas) {
+                        (Some("master"), Some(0)) => true,
+                        (Some("master"), Some(_)) => s.aof_enabled == Some(true)
+                            || s.save.as_deref().is_some_and(|v| !v.is_empty()),
+                        (Some(_), _) => true,
+                        (None, _) => false,
+                    });
+                    prop_assert!(safe, "{d:?}");
                 }
             }
         }

@@ -307,6 +307,12 @@ pub const KEYS: &[KeyDoc] = &[
         doc: "Withhold a shutdown of a primary that has replicas attached (let failover handle it).",
     },
     KeyDoc {
+        path: "guards.allow_empty_restart",
+        default: Default::Bool(false),
+        bounds: Bounds::None,
+        doc: "Shut down a primary that has replicas and no persistence (`appendonly no`, `save \"\"`) all the same. Off, such a shutdown is withheld: the server restarts empty (a supervisor's `Restart=always`) and its replicas resync to the empty dataset. It needs the role, the replicas and the persistence from a healthy snapshot (this run's, or one restored from the trail); unknown, the shutdown is withheld.",
+    },
+    KeyDoc {
         path: "early_warning.at",
         default: Default::Word("50%"),
         bounds: Bounds::None,

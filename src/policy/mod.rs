@@ -176,6 +176,9 @@ pub struct Limits {
 pub struct Guards {
     pub max_unsaved_changes: Option<u64>,
     pub keep_primary_with_replicas: bool,
+    /// Shut down a primary that has replicas and no persistence anyway (it restarts empty and
+    /// its replicas resync to the empty dataset). Off: such a shutdown is withheld.
+    pub allow_empty_restart: bool,
 }
 
 /// A notification receiver: where, and which events.

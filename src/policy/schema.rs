@@ -365,6 +365,7 @@ fn guards(r: &mut Reader, top: &Section) -> Guards {
     Guards {
         max_unsaved_changes: r.opt_count(&s, "max_unsaved_changes"),
         keep_primary_with_replicas: r.opt_bool(&s, "keep_primary_with_replicas"),
+        allow_empty_restart: r.opt_bool(&s, "allow_empty_restart"),
     }
 }
 

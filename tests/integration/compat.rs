@@ -36,6 +36,7 @@ fn acl_policy(server: &RedisServer, wait: &str) -> String {
     std::fs::write(&secret, "s3cret\n").unwrap();
     let url = format!("unix://{}", server.socket.display());
     support::acl_policy(&url, &secret).replace("wait: 5s", &format!("wait: {wait}"))
+        + support::ACCEPT_EMPTY_RESTART
 }
 
 /// The SHUTDOWN form the version takes while busy.
@@ -163,10 +164,8 @@ pub fn unkillable_inside_budget(build: Option<ServerBuild>) {
 /// replica notwithstanding.
 pub fn unkillable_past_budget(build: Option<ServerBuild>) {
     let (mut primary, replica) = support::lagging_replica_pair_of(build.clone());
-    let daemon = Daemon::start(
-        &primary.policy("compat", &support::ladder("500ms", "shutdown")),
-        &[],
-    );
+    let policy = support::ladder("500ms", "shutdown") + support::ACCEPT_EMPTY_RESTART;
+    let daemon = Daemon::start(&primary.policy("compat", &policy), &[]);
     primary.wait_snapshot();
     let _caller = Caller::eval(&primary, scripts::WRITING_LOOP, &["k"], &[]);
     let confirmed = daemon.wait_event("shutdown_confirmed", LONG);
@@ -241,7 +240,8 @@ pub fn narrow_acl_user(build: Option<ServerBuild>) {
     );
 }
 
-/// A user without `+info`: the version is unknown, so the shutdown is decided in the 7.0+ form
+/// A user without `+info` (and a policy that accepts not knowing the role and persistence: see
+/// `guards.allow_empty_restart`): the version is unknown, so the shutdown is decided in the 7.0+ form
 /// with the 6.x form as its fallback, and the server's answer to `SHUTDOWN ABORT` picks the one
 /// that is sent: exactly one shutdown, and the server exits on every version.
 pub fn unknown_version_shutdown(build: Option<ServerBuild>) {

@@ -132,6 +132,7 @@ fn a_file_with_every_key_loads_to_the_expected_policy() {
         guards: Guards {
             max_unsaved_changes: Some(1000),
             keep_primary_with_replicas: true,
+            allow_empty_restart: true,
         },
         early_warning: EarlyWarning::After(ms(150)),
         notify: vec![

@@ -218,10 +218,8 @@ fn past_the_budget_an_unkillable_script_ends_in_a_shutdown_and_limits_withhold_t
 #[test]
 fn a_lagging_replica_does_not_stop_the_shutdown() {
     let (mut primary, replica) = support::lagging_replica_pair();
-    let daemon = Daemon::start(
-        &primary.policy("lagging", &support::ladder("500ms", "shutdown")),
-        &[],
-    );
+    let policy = support::ladder("500ms", "shutdown") + support::ACCEPT_EMPTY_RESTART;
+    let daemon = Daemon::start(&primary.policy("lagging", &policy), &[]);
     primary.wait_snapshot();
     let _caller = Caller::eval(&primary, scripts::WRITING_LOOP, &["k"], &[]);
     daemon.wait_event("shutdown_confirmed", LONG);

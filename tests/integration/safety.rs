@@ -178,17 +178,7 @@ fn a_replica_replaying_its_masters_script_is_waited_out_not_shut_down() {
         extra: vec!["lua-replicate-commands no".into()],
         ..Default::default()
     });
-    let replica = RedisServer::start(ServerOptions {
-        extra: vec![format!("replicaof 127.0.0.1 {}", master.port)],
-        ..Default::default()
-    });
-    assert!(wait_for(LONG, || {
-        replica
-            .info("replication")
-            .get("master_link_status")
-            .map(String::as_str)
-            == Some("up")
-    }));
+    let replica = master.start_replica(ServerOptions::default());
     let daemon = Daemon::start(
         &replica.policy("replica", &support::ladder("500ms", "shutdown")),
         &[],
@@ -321,4 +311,53 @@ fn a_renamed_config_is_reported_missing_and_never_blinds_the_probe() {
     let config = status["rights"]["config|get"].as_str().unwrap();
     assert!(config.starts_with("missing"), "{status}");
     assert!(status["snapshot_errors"].is_array(), "{status}");
+}
+
+/// #14: a primary with a replica and no persistence (`save ""`, `appendonly no`) would restart
+/// empty under a supervisor, and its replica would resync to nothing: the shutdown is withheld
+/// by default, the data lives on in both, and `status` warns of it.
+#[test]
+fn a_replicated_primary_without_persistence_is_not_shut_down() {
+    let primary = RedisServer::start(ServerOptions::default());
+    let replica = primary.start_replica(ServerOptions::default());
+    for i in 0..100 {
+        primary
+            .conn()
+            .call(&["SET", &format!("k{i}"), "v"])
+            .unwrap();
+    }
+    let has_the_data = || {
+        replica
+            .info("keyspace")
+            .get("db0")
+            .is_some_and(|d| d.starts_with("keys=100,"))
+    };
+    assert!(wait_for(LONG, has_the_data));
+    let daemon = Daemon::start(
+        &primary.policy("cache", &support::ladder("300ms", "shutdown")),
+        &[],
+    );
+    primary.wait_snapshot();
+    let status = daemon.status();
+    assert!(
+        status["warnings"]
+            .to_string()
+            .contains("guards.allow_empty_restart"),
+        "{status}"
+    );
+    let _caller = Caller::eval(&primary, scripts::WRITING_LOOP, &["k"], &[]);
+    let withheld = daemon.wait_event("escalation_withheld", LONG);
+    let reason = support::reason(&withheld);
+    assert!(
+        reason.starts_with("guards.allow_empty_restart") && reason.contains("1 replica(s)"),
+        "{withheld}"
+    );
+    assert_eq!(withheld["detail"]["snapshot"]["connected_replicas"], 1);
+    assert!(daemon.records_of("shutdown_sent").is_empty());
+    // (INFO is answered BUSY while the script runs: the process itself is the evidence.)
+    assert!(
+        primary.conn().call(&["PING"]).unwrap().error().is_some(),
+        "still up (busy)"
+    );
+    assert!(has_the_data(), "the replica keeps the data");
 }

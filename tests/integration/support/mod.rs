@@ -285,6 +285,24 @@ impl RedisServer {
         );
     }
 
+    /// A replica of this server (`options` plus `replicaof`), once its link is up and this
+    /// server counts it.
+    pub fn start_replica(&self, mut options: ServerOptions) -> RedisServer {
+        options
+            .extra
+            .push(format!("replicaof 127.0.0.1 {}", self.port));
+        let replica = RedisServer::start(options);
+        let field = |s: &RedisServer, k: &str| s.info("replication").get(k).cloned();
+        assert!(
+            wait_for(Duration::from_secs(20), || {
+                field(&replica, "master_link_status").as_deref() == Some("up")
+                    && field(self, "connected_slaves").as_deref() == Some("1")
+            }),
+            "the replica never came up"
+        );
+        replica
+    }
+
     /// Send a signal to the server process (SIGSTOP to make a replica lag).
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
         let pid = nix::unistd::Pid::from_raw(self.pid().expect("running") as i32);
@@ -317,16 +335,10 @@ pub fn lagging_replica_pair_of(build: Option<ServerBuild>) -> (RedisServer, Redi
         build: build.clone(),
         ..Default::default()
     });
-    let replica = RedisServer::start(ServerOptions {
-        extra: vec![format!("replicaof 127.0.0.1 {}", primary.port)],
+    let replica = primary.start_replica(ServerOptions {
         build,
         ..Default::default()
     });
-    let field = |s: &RedisServer, k: &str| s.info("replication").get(k).cloned();
-    assert!(wait_for(Duration::from_secs(20), || {
-        field(&primary, "connected_slaves").as_deref() == Some("1")
-            && field(&replica, "master_link_status").as_deref() == Some("up")
-    }));
     replica.signal(nix::sys::signal::Signal::SIGSTOP);
     for i in 0..100 {
         primary
@@ -349,6 +361,10 @@ pub fn parse_info(text: &str) -> HashMap<String, String> {
 pub fn ladder(wait: &str, then: &str) -> String {
     format!("on_busy:\n  kill_after: 0s\n  on_unkillable:\n    wait: {wait}\n    then: {then}\n")
 }
+
+/// Policy lines accepting the shutdown of a primary with replicas and no persistence (the test
+/// servers have none): for tests of a shutdown with replicas attached.
+pub const ACCEPT_EMPTY_RESTART: &str = "guards:\n  allow_empty_restart: true\n";
 
 /// A fresh state dir, named so a leftover one says what it was.
 pub fn state_dir() -> tempfile::TempDir {

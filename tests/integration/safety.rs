@@ -361,3 +361,26 @@ fn a_replicated_primary_without_persistence_is_not_shut_down() {
     );
     assert!(has_the_data(), "the replica keeps the data");
 }
+
+/// #13: a snapshot the server refuses (a user without `+info` and `+config|get`) is asked for at
+/// most every `probe.snapshot_every`, never on every probe: no hot retry loop, while PINGs go on.
+#[test]
+fn a_refused_snapshot_is_not_retried_on_every_probe() {
+    let server = RedisServer::start(ServerOptions::default());
+    support::add_busyguard_user(&server, "s3cret", &["+info", "+config|get"]);
+    let secret = server.dir.path().join("busyguard.pass");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let url = format!("unix://{}", server.socket.display());
+    let policy = support::acl_policy(&url, &secret)
+        .replace("interval: 50ms", "interval: 20ms\n  snapshot_every: 1s");
+    let _daemon = Daemon::start(&policy, &[]);
+    let pings = || server.command_calls("ping");
+    assert!(wait_for(LONG, || pings() >= 100), "PINGs go on");
+    // 100 probes at 20 ms: about 2 s, so 2 or 3 snapshots, each refused once per command.
+    let refused = server.command_stat("info", "rejected_calls");
+    assert!(
+        (1..=4).contains(&refused),
+        "INFO asked {refused} times in ~2 s"
+    );
+    assert!(server.command_stat("config|get", "rejected_calls") <= 4);
+}

@@ -237,13 +237,20 @@ impl RedisServer {
     /// Calls of `command` (`script|kill`) the server counted; 6.x counts subcommands under
     /// their command (`script`).
     pub fn command_calls(&self, command: &str) -> u64 {
+        self.command_stat(command, "calls")
+    }
+
+    /// One field of `command`'s commandstats line (`calls`, `rejected_calls`: refused by the
+    /// ACL, 7.0+).
+    pub fn command_stat(&self, command: &str, field: &str) -> u64 {
         let command = match self.options.build.as_ref().is_some_and(|b| b.legacy_6) {
             true => command.split('|').next().unwrap_or(command),
             false => command,
         };
+        let prefix = format!("{field}=");
         self.info("commandstats")
             .get(&format!("cmdstat_{command}"))
-            .and_then(|v| v.split(',').find_map(|f| f.strip_prefix("calls=")))
+            .and_then(|v| v.split(',').find_map(|f| f.strip_prefix(prefix.as_str())))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     }

@@ -28,6 +28,15 @@ pub enum DataAtRisk {
     Unknown,
 }
 
+/// One replica of a primary, from its INFO line.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ReplicaLink {
+    pub address: String,
+    pub state: String,
+    pub lag_s: Option<u64>,
+    pub behind_bytes: Option<u64>,
+}
+
 /// Facts read from `INFO all` and `CONFIG GET`. What decision records carry of it is what it
 /// serializes (the fields marked `skip` stay in memory); a snapshot read back from the trail has
 /// those fields empty.
@@ -54,6 +63,10 @@ pub struct Snapshot {
     pub master_repl_offset: Option<u64>,
     /// The `slaveN:` lines as the server wrote them (address, state, offset, lag).
     pub replicas: Vec<String>,
+    /// `cluster_enabled`: a Cluster node (a busy primary there is never failed over by the
+    /// Cluster itself: it keeps answering the cluster bus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_enabled: Option<bool>,
     /// `busy-reply-threshold` (`lua-time-limit` on 6.2) in ms; `None` if CONFIG was refused.
     pub busy_threshold_ms: Option<u64>,
     pub appendonly: Option<String>,
@@ -117,6 +130,7 @@ impl Snapshot {
                 .filter(|l| l.starts_with("slave") && l.contains(":ip="))
                 .map(str::to_string)
                 .collect(),
+            cluster_enabled: num("cluster_enabled").map(|v| v == 1),
             busy_threshold_ms: config
                 .get("busy-reply-threshold")
                 .or(config.get("lua-time-limit"))
@@ -156,6 +170,32 @@ impl Snapshot {
     }
 
     /// The major version, for the version-aware SHUTDOWN form.
+    /// The replicas as the primary sees them: address, link state, seconds since their last
+    /// acknowledgement, and bytes behind the primary's replication offset.
+    pub fn replica_links(&self) -> Vec<ReplicaLink> {
+        self.replicas
+            .iter()
+            .filter_map(|line| {
+                let (_, fields) = line.split_once(':')?;
+                let field = |k: &str| {
+                    fields
+                        .split(',')
+                        .find_map(|f| f.strip_prefix(k)?.strip_prefix('='))
+                };
+                let offset = field("offset").and_then(|v| v.parse::<u64>().ok());
+                Some(ReplicaLink {
+                    address: format!("{}:{}", field("ip")?, field("port")?),
+                    state: field("state").unwrap_or("?").to_string(),
+                    lag_s: field("lag").and_then(|v| v.parse().ok()),
+                    behind_bytes: self
+                        .master_repl_offset
+                        .zip(offset)
+                        .map(|(m, o)| m.saturating_sub(o)),
+                })
+            })
+            .collect()
+    }
+
     /// The server as operators name it: `valkey 8.0.1`, `redis 6.2.14`.
     pub fn identity(&self) -> String {
         let name = match self.server_name.as_str() {
@@ -233,5 +273,20 @@ mod tests {
     #[test]
     fn own_process_start_time_is_readable() {
         assert!(process_start_ticks(std::process::id()).is_some());
+    }
+
+    #[test]
+    fn replica_links_say_address_state_lag_and_bytes_behind() {
+        let info = "role:master\r\nconnected_slaves:1\r\n\
+            slave0:ip=10.0.0.7,port=6380,state=online,offset=900,lag=1\r\n\
+            master_repl_offset:1000\r\ncluster_enabled:1\r\n";
+        let s = Snapshot::from_info(info, &HashMap::new());
+        let links = s.replica_links();
+        assert_eq!(links.len(), 1);
+        assert_eq!(links[0].address, "10.0.0.7:6380");
+        assert_eq!(links[0].state, "online");
+        assert_eq!(links[0].lag_s, Some(1));
+        assert_eq!(links[0].behind_bytes, Some(100));
+        assert_eq!(s.cluster_enabled, Some(true));
     }
 }

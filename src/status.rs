@@ -206,6 +206,11 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> Value {
             s["version"] = json!(snap.version);
             s["role"] = json!(snap.role);
             s["replicas"] = json!(snap.connected_replicas);
+            s["replica_links"] = json!(snap.replica_links());
+            if snap.cluster_enabled == Some(true) {
+                s["cluster_enabled"] = json!(true);
+                warnings.push("a Cluster node: the Cluster never fails over a primary busy with a script (it keeps answering the cluster bus), so its slots stay BUSY until the script ends or busyguard acts; `guards.keep_primary_with_replicas` would withhold a shutdown with nobody to end the script".into());
+            }
             s["busy_threshold_ms"] = json!(snap.busy_threshold_ms);
             s["shutdown_nosave_loses"] = json!(snap.data_at_risk());
             s["rdb_changes_since_last_save"] = json!(snap.rdb_changes_since_last_save);
@@ -339,6 +344,8 @@ const HUMAN_KEYS: &[&str] = &[
     "version",
     "role",
     "replicas",
+    "replica_links",
+    "cluster_enabled",
     "busy_threshold_ms",
     "shutdown_nosave_loses",
     "rdb_changes_since_last_save",
@@ -402,6 +409,21 @@ fn human(s: &Value, out: &mut impl Write) -> std::io::Result<()> {
                 .as_u64()
                 .map_or("unknown".into(), |t| format!("{t}ms")),
         )?;
+        for r in s["replica_links"].as_array().into_iter().flatten() {
+            writeln!(
+                out,
+                "  replica {}: {}, last heard {} s ago, {} bytes behind",
+                r["address"].as_str().unwrap_or("?"),
+                r["state"].as_str().unwrap_or("?"),
+                r["lag_s"].as_u64().map_or("?".into(), |n| n.to_string()),
+                r["behind_bytes"]
+                    .as_u64()
+                    .map_or("?".into(), |n| n.to_string()),
+            )?;
+        }
+        if s["cluster_enabled"] == true {
+            writeln!(out, "  cluster: enabled (see the warning below)")?;
+        }
         let risk = &s["shutdown_nosave_loses"];
         writeln!(
             out,

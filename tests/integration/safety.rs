@@ -339,6 +339,19 @@ fn a_replicated_primary_without_persistence_is_not_shut_down() {
     );
     primary.wait_snapshot();
     let status = daemon.status();
+    let link = &status["replica_links"][0];
+    assert_eq!(
+        link["address"],
+        format!("127.0.0.1:{}", replica.port),
+        "{status}"
+    );
+    assert_eq!(link["state"], "online", "{status}");
+    assert!(link["behind_bytes"].is_u64(), "{status}");
+    assert!(
+        daemon
+            .status_text()
+            .contains(&format!("replica 127.0.0.1:{}: online", replica.port))
+    );
     assert!(
         status["warnings"]
             .to_string()

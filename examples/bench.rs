@@ -18,10 +18,11 @@
 mod support;
 
 use std::fmt::Write as _;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use support::{Caller, Conn, Daemon, RedisServer, Reply, ServerOptions, scripts, wait_for};
+use support::sentinel::Sentinel;
+use support::{Caller, Daemon, RedisServer, Reply, ServerOptions, scripts, wait_for};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -459,77 +460,6 @@ fn raw_client(threshold: u64, n: usize) -> Samples {
         s.push(took);
     }
     s
-}
-
-/// A redis-sentinel process monitoring one server.
-struct Sentinel {
-    child: Child,
-    socket: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Sentinel {
-    fn start(server: &RedisServer, down_after: u64) -> Sentinel {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let socket = dir.path().join("sentinel.sock");
-        let conf = dir.path().join("sentinel.conf");
-        std::fs::write(&conf, format!(
-            "port {port}\nbind 127.0.0.1\nunixsocket {}\ndir {}\nlogfile sentinel.log\n\
-             sentinel monitor m 127.0.0.1 {} 1\nsentinel down-after-milliseconds m {down_after}\nsentinel failover-timeout m 600000\n",
-            socket.display(), dir.path().display(), server.port)).unwrap();
-        let child = Command::new("redis-sentinel")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-sentinel");
-        let s = Sentinel {
-            child,
-            socket,
-            _dir: dir,
-        };
-        assert!(wait_for(LONG, || s.flags().as_deref() == Some("master")
-            && s.last_ok_ping_ms() < 1500));
-        s
-    }
-
-    fn master(&self) -> Option<Vec<Reply>> {
-        let mut c = Conn::open(&self.socket).ok()?;
-        match c.call(&["SENTINEL", "MASTER", "m"]).ok()? {
-            Reply::Array(items) => Some(items),
-            _ => None,
-        }
-    }
-
-    fn field(&self, name: &str) -> Option<String> {
-        let items = self.master()?;
-        items
-            .chunks(2)
-            .find(|p| p[0].text() == Some(name))
-            .and_then(|p| p[1].text().map(str::to_string))
-    }
-
-    fn flags(&self) -> Option<String> {
-        self.field("flags")
-    }
-
-    fn last_ok_ping_ms(&self) -> u64 {
-        self.field("last-ok-ping-reply")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(u64::MAX)
-    }
-}
-
-impl Drop for Sentinel {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn sentinel_recovery(threshold: u64, down_after: u64, n: usize) -> Samples {

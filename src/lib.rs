@@ -62,6 +62,7 @@ pub(crate) mod probe;
 pub(crate) mod recorder;
 pub(crate) mod remedy;
 pub(crate) mod sdnotify;
+pub(crate) mod sentinel;
 pub mod show;
 pub mod simulate;
 pub(crate) mod snapshot;

@@ -231,6 +231,18 @@ impl Connection {
             Some(actual) => CustomCommand::new(actual.as_str(), ClusterHash::FirstKey, false),
         };
         let args: Vec<Value> = args.iter().map(|a| Value::from(*a)).collect();
+        self.send(cmd, args).await
+    }
+
+    /// [`Connection::call`] with arguments known only at run time (a Sentinel master name);
+    /// the command's own name is static and never renamed (Sentinel has no rename-command).
+    pub async fn call_with(&self, name: &'static str, args: &[&str]) -> Outcome {
+        let cmd = CustomCommand::new_static(name, ClusterHash::FirstKey, false);
+        let args: Vec<Value> = args.iter().map(|a| Value::from(a.to_string())).collect();
+        self.send(cmd, args).await
+    }
+
+    async fn send(&self, cmd: CustomCommand, args: Vec<Value>) -> Outcome {
         let mut closed = self.closed.clone();
         tokio::select! {
             result = self.client.custom::<Value, _>(cmd, args) => Outcome::from_result(result),
@@ -257,18 +269,18 @@ impl Connection {
             other => return Err(other),
         };
         let config = match self.call(&CONFIG_GET).await {
-            Outcome::Reply(v) => config_pairs(v),
+            Outcome::Reply(v) => pairs(v),
             // Redis 6.2's CONFIG GET takes one parameter: ask for each.
             Outcome::ErrorReply(e) if e.contains("wrong number of arguments") => {
-                let mut pairs = HashMap::new();
+                let mut found = HashMap::new();
                 for name in &CONFIG_GET[2..] {
                     match self.call(&["CONFIG", "GET", name]).await {
-                        Outcome::Reply(v) => pairs.extend(config_pairs(v)),
+                        Outcome::Reply(v) => found.extend(pairs(v)),
                         Outcome::ErrorReply(e) if refusal(&e) => {}
                         other => return Err(other),
                     }
                 }
-                pairs
+                found
             }
             Outcome::ErrorReply(e) if refusal(&e) => {
                 errors.push(refused("CONFIG GET", &e));
@@ -345,8 +357,9 @@ fn refusal(line: &str) -> bool {
     )
 }
 
-/// CONFIG GET's reply (a RESP3 map, or a flat RESP2 array) as pairs.
-fn config_pairs(v: Value) -> HashMap<String, String> {
+/// A reply of field-value pairs (CONFIG GET, SENTINEL MASTER: a RESP3 map, or a flat RESP2
+/// array) as a map.
+pub fn pairs(v: Value) -> HashMap<String, String> {
     match v {
         Value::Map(map) => map
             .inner()

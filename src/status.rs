@@ -277,6 +277,11 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> Value {
         rights.insert(check.right.into(), json!(verdict));
     }
     s["rights"] = Value::Object(rights);
+    if let Some(topology) = &p.topology.sentinel {
+        let (view, said) = crate::sentinel::views(topology, p, snapshot.as_ref()).await;
+        s["sentinel"] = view;
+        warnings.extend(said);
+    }
     if let Some(snap) = &snapshot {
         let found = crate::prevention::findings(&conn, p, snap, trail);
         s["prevention"] = json!(
@@ -353,6 +358,7 @@ const HUMAN_KEYS: &[&str] = &[
     "snapshot_error",
     "busy_now",
     "rights",
+    "sentinel",
     "prevention",
     "warnings",
     "problems",
@@ -449,6 +455,28 @@ fn human(s: &Value, out: &mut impl Write) -> std::io::Result<()> {
     }
     if let Some(busy) = text("busy_now") {
         writeln!(out, "  busy now: the server answered `{busy}`")?;
+    }
+    for v in s["sentinel"].as_array().into_iter().flatten() {
+        match v["error"].as_str() {
+            Some(e) => writeln!(out, "  sentinel {}: {e}", v["url"].as_str().unwrap_or("?"))?,
+            None => writeln!(
+                out,
+                "  sentinel {}: `{}` is {} ({}; {}), quorum {}, down after {} ms, {} replica(s), {} other sentinel(s)",
+                v["url"].as_str().unwrap_or("?"),
+                v["master"].as_str().unwrap_or("?"),
+                v["address"].as_str().unwrap_or("?"),
+                match v["is_this_server"].as_bool() {
+                    Some(true) => "this server",
+                    Some(false) => "NOT this server",
+                    None => "this server's run id unknown",
+                },
+                v["flags"].as_str().unwrap_or("?"),
+                v["quorum"],
+                v["down_after_ms"],
+                v["replicas"],
+                v["other_sentinels"],
+            )?,
+        }
     }
     if let Some(rights) = s["rights"].as_object() {
         let line: Vec<String> = rights

@@ -39,6 +39,23 @@ pub struct Policy {
     pub notify: Vec<Receiver>,
     /// A runbook for this instance, linked from Slack and PagerDuty.
     pub runbook_url: Option<String>,
+    /// `topology`: who else knows this server's role.
+    pub topology: Topology,
+}
+
+/// `topology`: Sentinel, when it watches this server (a Cluster is detected from INFO).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Topology {
+    pub sentinel: Option<SentinelTopology>,
+}
+
+/// `topology.sentinel`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SentinelTopology {
+    /// The name in `sentinel monitor <name> ...`.
+    pub master: String,
+    /// Each sentinel to ask, with the section's credentials and TLS.
+    pub sentinels: Vec<RedisTarget>,
 }
 
 /// When a script seen in the SLOWLOG is worth a `slow_script` warning.

@@ -11,7 +11,7 @@ use super::url::parse_url;
 use super::{
     Diagnostic, EarlyWarning, Endpoint, Filter, Guards, HangSignal, Limits, Mode, OnBusy, OnHang,
     OnUnkillable, PagerDutySeverities, Policy, Probe, Receiver, ReceiverKind, RedisTarget,
-    RedisTls, Secret, Severity, Sources, Then,
+    RedisTls, Secret, SentinelTopology, Severity, Sources, Then, Topology,
 };
 use crate::yaml::{self, Node, Pos};
 
@@ -89,6 +89,7 @@ pub fn parse_policy_with(
     let guards = guards(&mut w, &top);
     let early_warning = early_warning(&mut w, &top);
     let notify = notify(&mut w, &top);
+    let topology = topology(&mut w, &top);
     let runbook_url = match top.get("runbook_url") {
         Some(n) => w.http_url(n, "runbook_url"),
         None => None,
@@ -115,6 +116,7 @@ pub fn parse_policy_with(
                 early_warning,
                 notify,
                 runbook_url,
+                topology,
             },
             w.warnings,
             instance_at,
@@ -178,31 +180,96 @@ fn redis(r: &mut Reader, top: &Section, root: Pos) -> Option<RedisTarget> {
                 }
             }),
     };
+    let (username, password) = credentials(r, &s);
+    let connect_timeout = r.opt_duration(&s, "connect_timeout");
+    let tls = redis_tls(r, &s, endpoint.iter().collect());
+    let commands = redis_commands(r, &s);
+    Some(RedisTarget {
+        endpoint: endpoint?,
+        username,
+        password,
+        connect_timeout,
+        tls,
+        commands,
+    })
+}
+
+/// `username` and `password_file`/`password_env` of a section (`redis`, `topology.sentinel`).
+fn credentials(r: &mut Reader, s: &Section) -> (Option<String>, Option<Secret>) {
     let username = s
         .get("username")
-        .and_then(|n| r.string(n, "redis.username"));
-    let password = r.secret(&s, "password", false);
+        .and_then(|n| r.string(n, &s.path("username")));
+    let password = r.secret(s, "password", false);
     // Without a password the client never sends AUTH: it would connect as `default` while
     // everything busyguard says names the user.
     if let (Some(user), Some(None)) = (&username, &password)
         && let Some(n) = s.get("username")
     {
+        let (u, f, e) = (
+            s.path("username"),
+            s.path("password_file"),
+            s.path("password_env"),
+        );
         r.error(
             n.pos(),
-            format!("`redis.username` is `{user}` but no password is given (`redis.password_file` or `redis.password_env`): busyguard would connect as the `default` user, not as `{user}`; for a `nopass` user write any password"),
+            format!("`{u}` is `{user}` but no password is given (`{f}` or `{e}`): busyguard would connect as the `default` user, not as `{user}`; for a `nopass` user write any password"),
         );
     }
+    (username, password.flatten())
+}
+
+/// `topology.sentinel`: the master name Sentinel knows and the sentinels to ask, each reached
+/// with the section's own credentials and TLS.
+fn topology(r: &mut Reader, top: &Section) -> Topology {
+    let t = r.optional_section(top, "topology");
+    let Some(node) = t.get("sentinel") else {
+        return Topology::default();
+    };
+    let s = r.section(node, "topology.sentinel");
+    let at = t.key_pos("sentinel").unwrap_or(node.pos());
+    let master = match s.get("master") {
+        Some(n) => r.string(n, "topology.sentinel.master"),
+        None => {
+            r.error(at, "missing required key `topology.sentinel.master` (the name in `sentinel monitor <name> ...`)".into());
+            None
+        }
+    };
+    let mut endpoints = Vec::new();
+    match s.get("urls") {
+        Some(Node::Seq { items, .. }) if !items.is_empty() => {
+            for item in items {
+                let Some(url) = r.string(item, "topology.sentinel.urls") else {
+                    continue;
+                };
+                match parse_url(&url) {
+                    Ok(ep) => endpoints.push(ep),
+                    Err(msg) => r.error(item.pos(), format!("`topology.sentinel.urls`: {msg}")),
+                }
+            }
+        }
+        Some(n) => r.error(
+            n.pos(),
+            "`topology.sentinel.urls` must be a list of one or more sentinel URLs (`[redis://10.0.0.5:26379]`)".into(),
+        ),
+        None => r.error(at, "missing required key `topology.sentinel.urls`".into()),
+    }
+    let (username, password) = credentials(r, &s);
+    let tls = redis_tls(r, &s, endpoints.iter().collect());
     let connect_timeout = r.opt_duration(&s, "connect_timeout");
-    let tls = redis_tls(r, &s, endpoint.as_ref());
-    let commands = redis_commands(r, &s);
-    Some(RedisTarget {
-        endpoint: endpoint?,
-        username,
-        password: password.flatten(),
-        connect_timeout,
-        tls,
-        commands,
-    })
+    let sentinels = endpoints
+        .into_iter()
+        .map(|endpoint| RedisTarget {
+            endpoint,
+            username: username.clone(),
+            password: password.clone(),
+            connect_timeout,
+            tls: tls.clone(),
+            commands: Default::default(),
+        })
+        .collect();
+    Topology {
+        sentinel: master.map(|master| SentinelTopology { master, sentinels }),
+    }
 }
 
 /// `redis.commands`: what `rename-command` made of the commands busyguard sends.
@@ -226,15 +293,17 @@ fn redis_commands(r: &mut Reader, redis: &Section) -> std::collections::BTreeMap
     out
 }
 
-/// `redis.tls`: each file read and parsed now, so `check` names a wrong one.
-fn redis_tls(r: &mut Reader, redis: &Section, endpoint: Option<&Endpoint>) -> RedisTls {
-    let s = r.optional_section(redis, "tls");
-    if let (Some(node), Some(Endpoint::Unix { .. } | Endpoint::Tcp { tls: false, .. })) =
-        (redis.get("tls"), endpoint)
-    {
+/// `<section>.tls` (`redis.tls`, `topology.sentinel.tls`): each file read and parsed now, so
+/// `check` names a wrong one.
+fn redis_tls(r: &mut Reader, parent: &Section, endpoints: Vec<&Endpoint>) -> RedisTls {
+    let s = r.optional_section(parent, "tls");
+    let plain = endpoints
+        .iter()
+        .any(|e| matches!(e, Endpoint::Unix { .. } | Endpoint::Tcp { tls: false, .. }));
+    if let (Some(node), true) = (parent.get("tls"), plain) {
         r.error(
-            redis.key_pos("tls").unwrap_or(node.pos()),
-            "`redis.tls` applies to `rediss://` URLs only; use `rediss://host:port` (the server's `tls-port`)".into(),
+            parent.key_pos("tls").unwrap_or(node.pos()),
+            format!("`{}` applies to `rediss://` URLs only; use `rediss://host:port` (the server's `tls-port`)", parent.path("tls")),
         );
     }
     let mut parsed = |key: &str, parse: fn(&[u8]) -> Result<(), String>| {
@@ -243,7 +312,7 @@ fn redis_tls(r: &mut Reader, redis: &Section, endpoint: Option<&Endpoint>) -> Re
         match parse(&bytes) {
             Ok(()) => Some(bytes),
             Err(why) => {
-                r.error(at, format!("`redis.tls.{key}` {why}"));
+                r.error(at, format!("`{}` {why}", s.path(key)));
                 None
             }
         }
@@ -258,13 +327,17 @@ fn redis_tls(r: &mut Reader, redis: &Section, endpoint: Option<&Endpoint>) -> Re
         {
             r.error(
                 node.pos(),
-                format!("`redis.tls.{given}` needs `redis.tls.{missing}` beside it (mutual TLS takes both)"),
+                format!(
+                    "`{}` needs `{}` beside it (mutual TLS takes both)",
+                    s.path(given),
+                    s.path(missing)
+                ),
             );
         }
     }
     let server_name = s
         .get("server_name")
-        .and_then(|n| r.string(n, "redis.tls.server_name"));
+        .and_then(|n| r.string(n, &s.path("server_name")));
     RedisTls {
         ca_pem,
         cert_pem,

@@ -20,6 +20,7 @@
 //! - [`notify`]: Slack, PagerDuty and signed webhooks, retries, delivery after a restart.
 //! - [`simulate`]: rehearsing a policy: example scenarios, and a real trail replayed.
 //! - [`tls`]: TLS to Redis: a private CA, mutual TLS, server names, failures in plain words.
+//! - [`topology`]: replicas and Sentinel as `status` sees them.
 //! - [`operations`]: systemd, reload, stop, metrics, `status`.
 //!
 //! Run with `scripts/test` (it installs redis-server when missing), or `cargo test`.
@@ -39,3 +40,4 @@ mod safety;
 mod simulate;
 mod state;
 mod tls;
+mod topology;

@@ -70,6 +70,14 @@ fn a_file_with_every_key_loads_to_the_expected_policy() {
     assert_eq!(p.content_hash.len(), 64);
     assert_ne!(p.content_hash, format!("{:x}", 0), "{bytes:?}");
     let ms = Duration::from_millis;
+    let tls = policy::RedisTls {
+        ca_pem: Some(std::fs::read("tests/fixtures/valid/redis-ca.crt").unwrap()),
+        cert_pem: Some(std::fs::read("tests/fixtures/valid/redis-client.crt").unwrap()),
+        key_pem: Some(Secret::new(
+            std::fs::read_to_string("tests/fixtures/valid/redis-client.key").unwrap(),
+        )),
+        server_name: Some("redis.internal".into()),
+    };
     let expected = policy::Policy {
         instance: "every-key.01".into(),
         source: "tests/fixtures/valid/every-key.yaml".into(),
@@ -83,14 +91,7 @@ fn a_file_with_every_key_loads_to_the_expected_policy() {
             username: Some("busyguard".into()),
             password: Some(Secret::new("s3cret-pass")),
             connect_timeout: ms(250),
-            tls: policy::RedisTls {
-                ca_pem: Some(std::fs::read("tests/fixtures/valid/redis-ca.crt").unwrap()),
-                cert_pem: Some(std::fs::read("tests/fixtures/valid/redis-client.crt").unwrap()),
-                key_pem: Some(Secret::new(
-                    std::fs::read_to_string("tests/fixtures/valid/redis-client.key").unwrap(),
-                )),
-                server_name: Some("redis.internal".into()),
-            },
+            tls: tls.clone(),
             commands: [
                 ("INFO", "INFO_0a"),
                 ("CONFIG", "CONFIG_b840fc02"),
@@ -184,6 +185,29 @@ fn a_file_with_every_key_loads_to_the_expected_policy() {
             },
         ],
         runbook_url: Some("https://wiki.example/runbooks/redis-busy".into()),
+        topology: policy::Topology {
+            sentinel: Some(policy::SentinelTopology {
+                master: "orders".into(),
+                sentinels: ["10.0.0.5", "10.0.0.6"]
+                    .into_iter()
+                    .map(|host| RedisTarget {
+                        endpoint: Endpoint::Tcp {
+                            host: host.into(),
+                            port: 26379,
+                            tls: true,
+                        },
+                        username: Some("busyguard".into()),
+                        password: Some(Secret::new("s3cret-pass")),
+                        connect_timeout: ms(500),
+                        tls: policy::RedisTls {
+                            server_name: Some("sentinel.internal".into()),
+                            ..tls.clone()
+                        },
+                        commands: Default::default(),
+                    })
+                    .collect(),
+            }),
+        },
     };
     assert_eq!(p, &expected);
     // Inline webhook URL is allowed, and warned about.

@@ -7,6 +7,7 @@ pub mod fake;
 pub mod http;
 pub mod pki;
 pub mod resp;
+pub mod sentinel;
 
 use std::collections::HashMap;
 use std::net::TcpListener;

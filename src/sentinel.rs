@@ -1,0 +1,98 @@
+//! What Sentinel says of the primary a policy watches (`topology.sentinel`): each sentinel is
+//! asked `SENTINEL MASTER <name>` on a connection of its own, and its answer is compared with
+//! the server busyguard watches (by run id, which survives any address), and with the policy's
+//! timing: Sentinel marks a busy primary down after `down-after-milliseconds`, sends its own
+//! SCRIPT KILL then, and may fail over before busyguard's budget ends.
+//!
+//! `status` shows it; the daemon does not ask Sentinel yet.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::policy::{Policy, SentinelTopology};
+use crate::probe::{self, Outcome};
+use crate::snapshot::Snapshot;
+
+/// How long each sentinel may take to connect and answer.
+const ASK_LIMIT: Duration = Duration::from_secs(3);
+
+/// Each sentinel's view, and the warnings it gives, for `status`.
+pub async fn views(
+    topology: &SentinelTopology,
+    policy: &Policy,
+    snapshot: Option<&Snapshot>,
+) -> (Value, Vec<String>) {
+    let mut views = Vec::new();
+    let mut warnings = Vec::new();
+    for target in &topology.sentinels {
+        let url = target.endpoint.to_string();
+        let asked = tokio::time::timeout(ASK_LIMIT, ask(target, &topology.master)).await;
+        let view = match asked {
+            Ok(Ok(fields)) => fields,
+            Ok(Err(why)) => {
+                warnings.push(format!("sentinel {url}: {why}"));
+                views.push(json!({"url": url, "error": why}));
+                continue;
+            }
+            Err(_) => {
+                let why = "no answer within 3s".to_string();
+                warnings.push(format!("sentinel {url}: {why}"));
+                views.push(json!({"url": url, "error": why}));
+                continue;
+            }
+        };
+        let field = |k: &str| view.get(k).cloned().unwrap_or_default();
+        let num = |k: &str| field(k).parse::<u64>().ok();
+        let run_id = field("runid");
+        let is_this = snapshot
+            .and_then(|s| s.run_id.as_deref())
+            .map(|ours| ours == run_id);
+        let down_after = num("down-after-milliseconds");
+        if is_this == Some(false) {
+            warnings.push(format!(
+                "sentinel {url} names {}:{} (run id {run_id}) as `{}`'s primary, not this server: it was failed over, and this server is no longer the primary Sentinel serves",
+                field("ip"),
+                field("port"),
+                topology.master
+            ));
+        }
+        let threshold = snapshot.and_then(|s| s.busy_threshold_ms);
+        let budget = policy.on_busy.on_unkillable.wait.as_millis() as u64;
+        if let (Some(down), Some(t)) = (down_after, threshold)
+            && down < t + budget
+        {
+            warnings.push(format!(
+                "sentinel {url} marks a busy primary down after {down} ms, before busyguard's budget ends (threshold {t} ms + wait {budget} ms): it sends its own SCRIPT KILL then and may fail over first"
+            ));
+        }
+        views.push(json!({
+            "url": url,
+            "master": topology.master,
+            "address": format!("{}:{}", field("ip"), field("port")),
+            "run_id": run_id,
+            "is_this_server": is_this,
+            "flags": field("flags"),
+            "quorum": num("quorum"),
+            "down_after_ms": down_after,
+            "failover_timeout_ms": num("failover-timeout"),
+            "replicas": num("num-slaves"),
+            "other_sentinels": num("num-other-sentinels"),
+        }));
+    }
+    (Value::Array(views), warnings)
+}
+
+/// `SENTINEL MASTER <name>` as field pairs.
+async fn ask(
+    target: &crate::policy::RedisTarget,
+    master: &str,
+) -> Result<std::collections::HashMap<String, String>, String> {
+    let conn = probe::connect(target, ASK_LIMIT)
+        .await
+        .map_err(|e| e.to_string())?;
+    match conn.call_with("SENTINEL", &["MASTER", master]).await {
+        Outcome::Reply(v) => Ok(probe::pairs(v)),
+        Outcome::ErrorReply(e) | Outcome::Lost(e) => Err(e),
+    }
+}

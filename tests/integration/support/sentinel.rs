@@ -1,0 +1,90 @@
+//! A real redis-sentinel process for the tests and the bench: one sentinel, quorum 1, in its
+//! own temporary folder, watching one test server under the master name `m`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{Conn, RedisServer, Reply, wait_for};
+
+const LONG: Duration = Duration::from_secs(20);
+
+/// A redis-sentinel process monitoring one server.
+pub struct Sentinel {
+    child: Child,
+    pub port: u16,
+    socket: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Sentinel {
+    /// A sentinel (quorum 1) monitoring `server` as `m`, marking it down after `down_after` ms;
+    /// returns once it sees the server as a healthy master.
+    pub fn start(server: &RedisServer, down_after: u64) -> Sentinel {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let socket = dir.path().join("sentinel.sock");
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(&conf, format!(
+            "port {port}\nbind 127.0.0.1\nunixsocket {}\ndir {}\nlogfile sentinel.log\n\
+             sentinel monitor m 127.0.0.1 {} 1\nsentinel down-after-milliseconds m {down_after}\nsentinel failover-timeout m 600000\n",
+            socket.display(), dir.path().display(), server.port)).unwrap();
+        let child = Command::new("redis-sentinel")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-sentinel");
+        let s = Sentinel {
+            child,
+            port,
+            socket,
+            _dir: dir,
+        };
+        assert!(wait_for(LONG, || s.flags().as_deref() == Some("master")
+            && s.last_ok_ping_ms() < 1500));
+        s
+    }
+
+    fn master(&self) -> Option<Vec<Reply>> {
+        let mut c = Conn::open(&self.socket).ok()?;
+        match c.call(&["SENTINEL", "MASTER", "m"]).ok()? {
+            Reply::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    /// Its unix socket, for a test's own commands (SENTINEL FAILOVER).
+    pub fn socket(&self) -> std::path::PathBuf {
+        self.socket.clone()
+    }
+
+    /// A field of `SENTINEL MASTER m`.
+    pub fn field(&self, name: &str) -> Option<String> {
+        let items = self.master()?;
+        items
+            .chunks(2)
+            .find(|p| p[0].text() == Some(name))
+            .and_then(|p| p[1].text().map(str::to_string))
+    }
+
+    pub fn flags(&self) -> Option<String> {
+        self.field("flags")
+    }
+
+    pub fn last_ok_ping_ms(&self) -> u64 {
+        self.field("last-ok-ping-reply")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(u64::MAX)
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,77 @@
+//! Replicas and Sentinel as `status` sees them: a real primary, its replica and a real
+//! redis-sentinel. What Sentinel says is compared with the server busyguard watches (by run id)
+//! and with the policy's timing.
+
+use std::time::Duration;
+
+use crate::support::sentinel::Sentinel;
+use crate::support::{self, Daemon, RedisServer, ServerOptions, wait_for};
+
+const LONG: Duration = Duration::from_secs(20);
+
+fn sentinel_policy(server: &RedisServer, urls: &[String]) -> String {
+    server.policy(
+        "orders",
+        &format!(
+            "{}topology:\n  sentinel:\n    master: m\n    urls: [{}]\n",
+            support::ladder("5s", "notify"),
+            urls.join(", ")
+        ),
+    )
+}
+
+#[test]
+fn status_shows_sentinels_view_its_timing_and_when_sentinel_serves_another_primary() {
+    let primary = RedisServer::start(ServerOptions::default());
+    let replica = primary.start_replica(ServerOptions::default());
+    let sentinel = Sentinel::start(&primary, 1000);
+    let url = format!("redis://127.0.0.1:{}", sentinel.port);
+    let away = format!("redis://127.0.0.1:{}", support::free_port());
+    let daemon = Daemon::start(
+        &sentinel_policy(&primary, &[url.clone(), away.clone()]),
+        &[],
+    );
+    primary.wait_snapshot();
+
+    let status = daemon.status();
+    let view = &status["sentinel"][0];
+    assert_eq!(view["is_this_server"], true, "{status}");
+    assert_eq!(view["address"], format!("127.0.0.1:{}", primary.port));
+    assert_eq!(view["quorum"], 1);
+    assert_eq!(view["down_after_ms"], 1000);
+    assert!(status["sentinel"][1]["error"].is_string(), "{status}");
+    let warnings = status["warnings"].to_string();
+    assert!(
+        warnings.contains("marks a busy primary down after 1000 ms"),
+        "{warnings}"
+    );
+    assert!(warnings.contains(&format!("sentinel {away}")), "{warnings}");
+    let human = daemon.status_text();
+    assert!(
+        human.contains(&format!(
+            "sentinel {url}: `m` is 127.0.0.1:{} (this server",
+            primary.port
+        )),
+        "{human}"
+    );
+
+    // Sentinel now serves another server as `m` (as after a failover that promoted the
+    // replica): the server busyguard watches is no longer the primary clients are sent to.
+    let mut admin = crate::support::Conn::open(&sentinel.socket()).unwrap();
+    admin.call(&["SENTINEL", "REMOVE", "m"]).unwrap();
+    let port = replica.port.to_string();
+    admin
+        .call(&["SENTINEL", "MONITOR", "m", "127.0.0.1", &port, "1"])
+        .unwrap();
+    assert!(wait_for(LONG, || sentinel
+        .field("runid")
+        .is_some_and(|r| !r.is_empty())));
+    let status = daemon.status();
+    assert_eq!(status["sentinel"][0]["is_this_server"], false, "{status}");
+    assert!(
+        status["warnings"]
+            .to_string()
+            .contains("no longer the primary Sentinel serves"),
+        "{status}"
+    );
+}

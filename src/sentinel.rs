@@ -4,7 +4,9 @@
 //! timing: Sentinel marks a busy primary down after `down-after-milliseconds`, sends its own
 //! SCRIPT KILL then, and may fail over before busyguard's budget ends.
 //!
-//! `status` shows it; the daemon does not ask Sentinel yet.
+//! `status` shows it. The daemon's watchdog runs a [`Feed`]: a task that asks the sentinels once a
+//! second and passes on the primary a majority of the configured sentinels names, so that a
+//! failover Sentinel made during an incident is known to the engine (`role_changed`).
 
 use std::time::Duration;
 
@@ -95,4 +97,68 @@ async fn ask(
         Outcome::Reply(v) => Ok(probe::pairs(v)),
         Outcome::ErrorReply(e) | Outcome::Lost(e) => Err(e),
     }
+}
+
+/// The primary a majority of the configured sentinels name: its address and run id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrimaryView {
+    pub address: String,
+    pub run_id: String,
+}
+
+/// How often the feed asks.
+const FEED_EVERY: Duration = Duration::from_secs(1);
+
+/// A task asking the sentinels for the primary, once a second, for one watchdog; it ends when
+/// the feed is dropped.
+pub struct Feed {
+    pub views: tokio::sync::mpsc::Receiver<PrimaryView>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Feed {
+    pub fn start(topology: &SentinelTopology) -> Feed {
+        let (tx, views) = tokio::sync::mpsc::channel(4);
+        let asked = topology.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                if let Some(view) = majority(&asked).await
+                    && tx.send(view).await.is_err()
+                {
+                    return;
+                }
+                tokio::time::sleep(FEED_EVERY).await;
+            }
+        })
+        .abort_handle();
+        Feed { views, task }
+    }
+}
+
+/// The primary named by more than half of the configured sentinels, if any is.
+async fn majority(topology: &SentinelTopology) -> Option<PrimaryView> {
+    let mut named: Vec<PrimaryView> = Vec::new();
+    for target in &topology.sentinels {
+        if let Ok(Ok(fields)) = tokio::time::timeout(ASK_LIMIT, ask(target, &topology.master)).await
+        {
+            let field = |k: &str| fields.get(k).cloned().unwrap_or_default();
+            if !field("runid").is_empty() {
+                named.push(PrimaryView {
+                    address: format!("{}:{}", field("ip"), field("port")),
+                    run_id: field("runid"),
+                });
+            }
+        }
+    }
+    let needed = topology.sentinels.len() / 2 + 1;
+    named
+        .iter()
+        .find(|v| named.iter().filter(|w| w.run_id == v.run_id).count() >= needed)
+        .cloned()
 }

@@ -266,6 +266,7 @@ pub(crate) fn summary(detail: &Detail) -> String {
         D::ActionFailed(ActionFailed::Shutdown { reply, .. }) => cut(reply, REPLY_CHARS),
         D::ActionFailed(ActionFailed::Signal { error, .. }) => error.clone(),
         D::IncidentSuperseded(d) => d.reason.clone(),
+        D::RoleChanged(d) => format!("{} serves {} as the primary: {}", d.by, d.primary, d.note),
         D::TrailFault(_) | D::SlowScript(_) | D::OperatorCommand(_) | D::ApprovalRequested(_) => {
             detail.explanation().unwrap_or_default()
         }

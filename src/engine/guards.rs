@@ -17,6 +17,9 @@ pub struct Known<'a> {
     pub snapshot: Option<&'a Snapshot>,
     /// Taken by this run of busyguard (not restored from the trail of an earlier run).
     pub fresh: bool,
+    /// Sentinel has failed this server over during the incident: it is no longer a primary
+    /// (with replicas, or whose restart would empty them), and its data lives on in the new one.
+    pub demoted: bool,
 }
 
 /// Why a shutdown is withheld.
@@ -78,6 +81,9 @@ pub fn withheld(
             humantime::format_duration(std::time::Duration::from_millis(rules.per)),
             rules.max_shutdowns
         )));
+    }
+    if known.demoted {
+        return None;
     }
     let guards = &rules.guards;
     // The opt-in guards want this run's own snapshot. The empty-restart guard also takes one

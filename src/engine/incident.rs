@@ -73,6 +73,9 @@ pub(super) struct Incident {
     pub(super) approved: bool,
     /// The pause or hold last reported as withholding an action here (reported once each).
     pub(super) steer_reported: Option<String>,
+    /// Sentinel failed this server over during the incident (the new primary's address): the
+    /// role-based guards no longer hold it back.
+    pub(super) demoted: Option<String>,
 }
 
 /// The healthy snapshot held, when it was taken, and whether this run took it.

@@ -204,6 +204,7 @@ impl Engine {
             let known = Known {
                 snapshot: self.snapshot(),
                 fresh: self.snapshot.as_ref().is_some_and(|h| h.fresh),
+                demoted: inc.demoted.is_some(),
             };
             guards::withheld(rules, then, &self.shutdowns, known, now)
         };
@@ -241,6 +242,29 @@ impl Engine {
         if !dry_run {
             step.action = Some(Action::Shutdown(command));
         }
+    }
+
+    /// Sentinel serves another server under this primary's name: recorded once per incident;
+    /// a shutdown withheld for this server's role is decided again at the next BUSY reply (the
+    /// evidence an action needs).
+    pub(super) fn on_demoted(&mut self, primary: String, run_id: String, step: &mut Step) {
+        let Some(mut inc) = self.incident.take() else {
+            return;
+        };
+        if inc.demoted.is_none() && inc.first_busy.is_some() {
+            inc.demoted = Some(primary.clone());
+            if inc.escalation == Escalation::Withheld && self.rules.then != Then::Notify {
+                inc.escalation = Escalation::NotYet;
+            }
+            let detail = d::RoleChanged {
+                by: "sentinel".into(),
+                primary,
+                primary_run_id: run_id,
+                note: "this server was failed over: the guards that protect a primary and its replicas no longer hold back its shutdown; limits and `then` still apply".into(),
+            };
+            step.events.push(self.event(Some(&inc), false, detail));
+        }
+        self.incident = Some(inc);
     }
 
     pub(super) fn on_kill_reply(&mut self, now: Millis, reply: KillReply, step: &mut Step) {

@@ -131,6 +131,7 @@ impl Engine {
             run_id_before: open.snapshot.as_ref().and_then(|(s, _)| s.run_id.clone()),
             approved: false,
             steer_reported: None,
+            demoted: None,
         });
         Some(open.id.clone())
     }
@@ -244,6 +245,7 @@ impl Engine {
             Observation::Unreachable { reason } => self.on_unreachable(at, reason, &mut step),
             Observation::KillReply(reply) => self.on_kill_reply(now, reply, &mut step),
             Observation::Shutdown(outcome) => self.on_shutdown(now, outcome, &mut step),
+            Observation::Demoted { primary, run_id } => self.on_demoted(primary, run_id, &mut step),
             Observation::Signal(result) => {
                 if let Err(error) = result {
                     let detail = d::ActionFailed::Signal {
@@ -347,6 +349,7 @@ impl Engine {
             run_id_before: self.snapshot().and_then(|s| s.run_id.clone()),
             approved: false,
             steer_reported: None,
+            demoted: None,
         }
     }
 

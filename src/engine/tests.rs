@@ -69,14 +69,28 @@ fn names(step: &Step) -> Vec<&'static str> {
 }
 
 fn engine_with(rules: Rules) -> Engine {
+    engine_seeing(rules, snapshot("7.0.15", "run-a"))
+}
+
+/// An engine whose healthy snapshot is `snap`.
+fn engine_seeing(rules: Rules, snap: Snapshot) -> Engine {
     let mut e = Engine::new(rules);
     e.observe(
         at(0),
         Observation::Pong {
-            snapshot: Some(Box::new(snapshot("7.0.15", "run-a"))),
+            snapshot: Some(Box::new(snap)),
         },
     );
     e
+}
+
+/// A primary with one replica and no persistence at all.
+fn replicated_without_persistence() -> Snapshot {
+    Snapshot {
+        connected_replicas: Some(1),
+        save: Some(String::new()),
+        ..snapshot("7.0.15", "r")
+    }
 }
 
 #[test]
@@ -333,19 +347,9 @@ fn data_at_risk_guards_withhold_with_their_reason() {
 
 #[test]
 fn a_replicated_primary_without_persistence_is_not_shut_down_unless_allowed() {
-    let empty = Snapshot {
-        connected_replicas: Some(1),
-        save: Some(String::new()),
-        ..snapshot("7.0.15", "r")
-    };
+    let empty = replicated_without_persistence();
     let run = |guards: Guards, snap: Snapshot| {
-        let mut e = Engine::new(Rules { guards, ..rules() });
-        e.observe(
-            at(0),
-            Observation::Pong {
-                snapshot: Some(Box::new(snap)),
-            },
-        );
+        let mut e = engine_seeing(Rules { guards, ..rules() }, snap);
         run_to_budget(&mut e, 0)
     };
     let s = run(Guards::default(), empty.clone());
@@ -374,6 +378,29 @@ fn a_replicated_primary_without_persistence_is_not_shut_down_unless_allowed() {
     };
     let s = run(Guards::default(), unknown);
     assert_eq!(s.events[0].detail.to_value()["missing"], "save");
+}
+
+#[test]
+fn a_primary_sentinel_failed_over_is_shut_down_at_the_next_busy_reply() {
+    let mut e = engine_seeing(rules(), replicated_without_persistence());
+    let demoted = || Observation::Demoted {
+        primary: "10.0.0.6:6379".into(),
+        run_id: "run-new".into(),
+    };
+    // Outside an incident it says nothing.
+    assert!(e.observe(at(1), demoted()).events.is_empty());
+    let s = run_to_budget(&mut e, 0);
+    assert_eq!(names(&s), ["escalation_withheld"]);
+    let s = e.observe(at(2_100), demoted());
+    assert_eq!(names(&s), ["role_changed"]);
+    assert!(s.action.is_none(), "no action without a BUSY reply");
+    assert!(
+        e.observe(at(2_150), demoted()).events.is_empty(),
+        "said once"
+    );
+    let s = e.observe(at(2_200), busy(SCRIPT_BUSY));
+    assert_eq!(names(&s), ["shutdown_sent"]);
+    assert!(matches!(s.action, Some(Action::Shutdown(_))));
 }
 
 #[test]
@@ -524,6 +551,10 @@ fn any_observation() -> impl Strategy<Value = Observation> {
             }))
         }),
         (0u64..100_000).prop_map(|for_ms| Observation::Silent { for_ms }),
+        Just(Observation::Demoted {
+            primary: "10.0.0.6:6379".into(),
+            run_id: "run-new".into()
+        }),
         Just(Observation::Loading),
         Just(Observation::Fault {
             reply: "NOAUTH Authentication required.".into()
@@ -702,9 +733,17 @@ proptest! {
     /// one without the facts) must say the role and replicas, or the persistence and changes.
     #[test]
     fn no_shutdown_while_a_guard_input_is_unknown(rules in any_rules(), run in any_run()) {
+        // Incidents Sentinel failed over (`role_changed`): their guards no longer apply.
+        let mut demoted = std::collections::HashSet::new();
         for step in replay(&rules, &run) {
             for ev in &step.events {
+                if let Detail::RoleChanged(_) = &ev.detail {
+                    demoted.insert(ev.incident.clone());
+                }
                 let Detail::ShutdownSent(d) = &ev.detail else { continue };
+                if demoted.contains(&ev.incident) {
+                    continue;
+                }
                 let s = d.inputs.snapshot.as_ref();
                 if rules.guards.keep_primary_with_replicas {
                     prop_assert!(s.is_some_and(|s| s.role.is_some() && s.connected_replicas.is_some()), "{d:?}");

@@ -53,6 +53,9 @@ pub enum Observation {
     Shutdown(ShutdownOutcome),
     /// Whether the signal the engine asked for was delivered.
     Signal(Result<(), String>),
+    /// Sentinel serves another server (this address and run id) under this primary's name:
+    /// this server was failed over.
+    Demoted { primary: String, run_id: String },
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -287,6 +287,17 @@ pub enum FailedAction {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoleChanged {
+    /// Who says so (`sentinel`).
+    pub by: String,
+    /// The server now serving as the primary (`host:port`) and its run id.
+    pub primary: String,
+    pub primary_run_id: String,
+    /// What follows: the role-based guards no longer apply to this server.
+    pub note: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum ActionFailed {
     Shutdown {

@@ -151,6 +151,10 @@ event_kinds! {
     /// `then: ask`: the budget is spent and a shutdown waits for an operator's approval (or its
     /// default at the end of `ask.timeout`).
     ApprovalRequested = "approval_requested", Critical, true;
+    /// During an incident, Sentinel (`topology.sentinel`) serves another server as this
+    /// primary's name: it failed this one over, and the busy process is a zombie whose data
+    /// lives on in the new primary.
+    RoleChanged = "role_changed", Warning, true;
 }
 
 impl EventKind {

@@ -154,6 +154,7 @@ pub fn title(record: &Record) -> String {
         D::SlowScript(_) => "a slow script, before BUSY".into(),
         D::OperatorCommand(d) => format!("{} by {}", d.command, d.by_user),
         D::ApprovalRequested(_) => "the budget is spent: a shutdown waits for approval".into(),
+        D::RoleChanged(d) => format!("failed over by {}: {} is the primary now", d.by, d.primary),
         D::WatchdogStarted(_)
         | D::WatchdogStopped(_)
         | D::PolicyLoaded(_)
@@ -360,7 +361,8 @@ fn pagerduty_action(event: EventKind, severity: &PagerDutySeverities) -> Option<
         | K::ActionFailed
         | K::SignalSent
         | K::TrailFault
-        | K::ApprovalRequested => PagerDutyAction::Trigger(severity.escalated),
+        | K::ApprovalRequested
+        | K::RoleChanged => PagerDutyAction::Trigger(severity.escalated),
         K::WatchdogStarted
         | K::WatchdogStopped
         | K::PolicyLoaded

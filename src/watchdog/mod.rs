@@ -68,6 +68,8 @@ pub struct Watchdog {
     steer: tokio::sync::mpsc::UnboundedReceiver<ToWatchdog>,
     /// Kills busyguard sent in the incident in flight (to tell another client's from its own).
     kills_sent: u64,
+    /// What Sentinel says of the primary (`topology.sentinel`), asked off the probe path.
+    sentinel: Option<crate::sentinel::Feed>,
 }
 
 /// What the daemon hands a watchdog to steer it.
@@ -124,6 +126,7 @@ impl Watchdog {
             heartbeat: controls.heartbeat,
             steer: controls.steer,
             kills_sent: 0,
+            sentinel: None,
             beat,
             baseline: None,
             function_stats: None,
@@ -148,6 +151,9 @@ impl Watchdog {
     /// must be opened anew (the `redis` section changed).
     fn apply_policy(&mut self) -> bool {
         let new = self.policy_updates.borrow_and_update().clone();
+        if new.topology != self.policy.topology {
+            self.sentinel = None;
+        }
         let reconnect = new.redis != self.policy.redis;
         self.engine
             .set_rules(Rules::from_policy(&new, self.force_dry_run));
@@ -167,6 +173,7 @@ impl Watchdog {
         while let Ok(message) = self.steer.try_recv() {
             self.answer(message);
         }
+        self.sentinel_view().await;
         if self.stopping() {
             return Wake::Stop;
         }
@@ -174,6 +181,31 @@ impl Watchdog {
             return Wake::Reconnect;
         }
         Wake::Time
+    }
+
+    /// Start the Sentinel feed when the policy has `topology.sentinel` (on the runtime, so not
+    /// in `new`), and hand the engine a primary other than this server: Sentinel failed it over.
+    async fn sentinel_view(&mut self) {
+        let Some(topology) = &self.policy.topology.sentinel else {
+            return;
+        };
+        let feed = self
+            .sentinel
+            .get_or_insert_with(|| crate::sentinel::Feed::start(topology));
+        let mut latest = None;
+        while let Ok(view) = feed.views.try_recv() {
+            latest = Some(view);
+        }
+        let ours = self.engine.snapshot().and_then(|s| s.run_id.clone());
+        if let (Some(view), Some(ours)) = (latest, ours)
+            && view.run_id != ours
+        {
+            let step = self.decide(Observation::Demoted {
+                primary: view.address,
+                run_id: view.run_id,
+            });
+            self.act(None, step).await;
+        }
     }
 
     /// Take what the trail says of this instance from before a restart.

@@ -338,7 +338,7 @@ fn no_secret_reaches_the_trail_or_the_logs() {
         ladder = ladder("500ms"),
     );
     let mut daemon = Daemon::start(&policy, &[]);
-    assert!(wait_for(LONG, || server.command_calls("config|get") >= 1));
+    server.wait_snapshot();
     support::run_killable_runaway(&server);
     let _w = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
     daemon.wait_event("shutdown_confirmed", LONG);

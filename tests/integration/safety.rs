@@ -320,19 +320,8 @@ fn a_renamed_config_is_reported_missing_and_never_blinds_the_probe() {
 fn a_replicated_primary_without_persistence_is_not_shut_down() {
     let primary = RedisServer::start(ServerOptions::default());
     let replica = primary.start_replica(ServerOptions::default());
-    for i in 0..100 {
-        primary
-            .conn()
-            .call(&["SET", &format!("k{i}"), "v"])
-            .unwrap();
-    }
-    let has_the_data = || {
-        replica
-            .info("keyspace")
-            .get("db0")
-            .is_some_and(|d| d.starts_with("keys=100,"))
-    };
-    assert!(wait_for(LONG, has_the_data));
+    primary.fill(100);
+    assert!(wait_for(LONG, || replica.holds_keys(100)));
     let daemon = Daemon::start(
         &primary.policy("cache", &support::ladder("300ms", "shutdown")),
         &[],
@@ -372,7 +361,7 @@ fn a_replicated_primary_without_persistence_is_not_shut_down() {
         primary.conn().call(&["PING"]).unwrap().error().is_some(),
         "still up (busy)"
     );
-    assert!(has_the_data(), "the replica keeps the data");
+    assert!(replica.holds_keys(100), "the replica keeps the data");
 }
 
 /// #13: a snapshot the server refuses (a user without `+info` and `+config|get`) is asked for at

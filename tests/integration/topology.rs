@@ -75,3 +75,48 @@ fn status_shows_sentinels_view_its_timing_and_when_sentinel_serves_another_prima
         "{status}"
     );
 }
+
+/// #14: Sentinel fails a busy primary over on its own (down-after 1 s). busyguard had withheld
+/// the shutdown (a primary with a replica and no persistence); once Sentinel serves the replica,
+/// `role_changed` is recorded and the zombie is shut down at the next BUSY reply. The new primary
+/// has the data.
+#[test]
+fn after_sentinel_fails_a_busy_primary_over_busyguard_ends_the_zombie() {
+    let mut primary = RedisServer::start(ServerOptions::default());
+    let replica = primary.start_replica(ServerOptions::default());
+    primary.fill(100);
+    assert!(wait_for(LONG, || replica.holds_keys(100)));
+    let sentinel = Sentinel::start(&primary, 1000);
+    assert!(wait_for(LONG, || sentinel.field("num-slaves").as_deref()
+        == Some("1")));
+    let url = format!("redis://127.0.0.1:{}", sentinel.port);
+    let policy = sentinel_policy(&primary, &[url]).replace("then: notify", "then: shutdown");
+    let policy = policy.replace("wait: 5s", "wait: 500ms");
+    let daemon = Daemon::start(&policy, &[]);
+    primary.wait_snapshot();
+    let _caller =
+        crate::support::Caller::eval(&primary, crate::support::scripts::WRITING_LOOP, &["k"], &[]);
+    let withheld = daemon.wait_event("escalation_withheld", LONG);
+    assert!(
+        support::reason(&withheld).starts_with("guards.allow_empty_restart"),
+        "{withheld}"
+    );
+    let changed = daemon.wait_event("role_changed", Duration::from_secs(40));
+    assert_eq!(
+        changed["detail"]["primary"],
+        format!("127.0.0.1:{}", replica.port),
+        "{changed}"
+    );
+    let sent = daemon.wait_event("shutdown_sent", LONG);
+    assert_eq!(sent["incident"], withheld["incident"]);
+    daemon.wait_event("shutdown_confirmed", LONG);
+    assert!(
+        primary.wait_exit(Duration::from_secs(5)),
+        "the zombie is gone"
+    );
+    assert_eq!(
+        replica.info("replication").get("role").map(String::as_str),
+        Some("master")
+    );
+    assert!(replica.holds_keys(100), "the new primary has the data");
+}

@@ -311,6 +311,21 @@ impl RedisServer {
         replica
     }
 
+    /// Write `n` keys (`k0` ..) for a test to find again on another node.
+    pub fn fill(&self, n: usize) {
+        let mut conn = self.conn();
+        for i in 0..n {
+            conn.call(&["SET", &format!("k{i}"), "v"]).unwrap();
+        }
+    }
+
+    /// True when db 0 holds exactly `n` keys.
+    pub fn holds_keys(&self, n: usize) -> bool {
+        self.info("keyspace")
+            .get("db0")
+            .is_some_and(|d| d.starts_with(&format!("keys={n},")))
+    }
+
     /// Send a signal to the server process (SIGSTOP to make a replica lag).
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
         let pid = nix::unistd::Pid::from_raw(self.pid().expect("running") as i32);

@@ -93,6 +93,14 @@ async fn ask(
     let conn = probe::connect(target, ASK_LIMIT)
         .await
         .map_err(|e| e.to_string())?;
+    ask_on(&conn, master).await
+}
+
+/// `SENTINEL MASTER <name>` on an open connection.
+async fn ask_on(
+    conn: &probe::Connection,
+    master: &str,
+) -> Result<std::collections::HashMap<String, String>, String> {
     match conn.call_with("SENTINEL", &["MASTER", master]).await {
         Outcome::Reply(v) => Ok(probe::pairs(v)),
         Outcome::ErrorReply(e) | Outcome::Lost(e) => Err(e),
@@ -127,8 +135,11 @@ impl Feed {
         let (tx, views) = tokio::sync::mpsc::channel(4);
         let asked = topology.clone();
         let task = tokio::spawn(async move {
+            // One connection per sentinel, kept between questions and opened anew once lost.
+            let mut open: Vec<Option<probe::Connection>> =
+                asked.sentinels.iter().map(|_| None).collect();
             loop {
-                if let Some(view) = majority(&asked).await
+                if let Some(view) = majority(&asked, &mut open).await
                     && tx.send(view).await.is_err()
                 {
                     return;
@@ -141,19 +152,34 @@ impl Feed {
     }
 }
 
-/// The primary named by more than half of the configured sentinels, if any is.
-async fn majority(topology: &SentinelTopology) -> Option<PrimaryView> {
+/// The primary named by more than half of the configured sentinels, if any is; `open` holds a
+/// connection per sentinel (dropped when it fails, to be opened at the next question).
+async fn majority(
+    topology: &SentinelTopology,
+    open: &mut [Option<probe::Connection>],
+) -> Option<PrimaryView> {
     let mut named: Vec<PrimaryView> = Vec::new();
-    for target in &topology.sentinels {
-        if let Ok(Ok(fields)) = tokio::time::timeout(ASK_LIMIT, ask(target, &topology.master)).await
-        {
-            let field = |k: &str| fields.get(k).cloned().unwrap_or_default();
-            if !field("runid").is_empty() {
-                named.push(PrimaryView {
-                    address: format!("{}:{}", field("ip"), field("port")),
-                    run_id: field("runid"),
-                });
+    for (target, slot) in topology.sentinels.iter().zip(open.iter_mut()) {
+        if slot.is_none() {
+            *slot = tokio::time::timeout(ASK_LIMIT, probe::connect(target, ASK_LIMIT))
+                .await
+                .ok()
+                .and_then(Result::ok);
+        }
+        let Some(conn) = slot.as_ref() else { continue };
+        let fields = match tokio::time::timeout(ASK_LIMIT, ask_on(conn, &topology.master)).await {
+            Ok(Ok(fields)) => fields,
+            _ => {
+                *slot = None;
+                continue;
             }
+        };
+        let field = |k: &str| fields.get(k).cloned().unwrap_or_default();
+        if !field("runid").is_empty() {
+            named.push(PrimaryView {
+                address: format!("{}:{}", field("ip"), field("port")),
+                run_id: field("runid"),
+            });
         }
     }
     let needed = topology.sentinels.len() / 2 + 1;

@@ -186,14 +186,14 @@ pub async fn connect(
             "{}: this server has no HELLO, so busyguard cannot use it; Redis 6.0 or newer (or Valkey) is needed (busyguard authenticates with HELLO because it is allowed while a script is busy)",
             e.details()
         ))),
-        Err(e) => Err(match e.kind() {
-            ErrorKind::Auth | ErrorKind::Unknown => ConnectError::Rejected(e.details().to_string()),
+        Err(e) => Err(match (e.kind(), tls_failure(target, e.details())) {
+            (ErrorKind::Auth | ErrorKind::Unknown, _) => {
+                ConnectError::Rejected(e.details().to_string())
+            }
             // A handshake that fails for a reason of configuration (an unknown CA, a name the
             // certificate lacks, a client certificate required) is a fault to fix, not an
             // outage to reconnect through.
-            _ if tls_failure(target, e.details()).is_some() => {
-                ConnectError::Rejected(tls_failure(target, e.details()).unwrap_or_default())
-            }
+            (_, Some(why)) => ConnectError::Rejected(why),
             _ => ConnectError::Unreachable(format!("{:?}: {}", e.kind(), e.details())),
         }),
     }
@@ -222,7 +222,7 @@ impl Connection {
         let (name, args) = words.split_first().expect("a command");
         let cmd = match self.renamed.get(*name) {
             None => CustomCommand::new_static(name, ClusterHash::FirstKey, false),
-            Some(actual) if actual.is_empty() => {
+            Some(_) if self.disabled(name) => {
                 return Outcome::ErrorReply(format!(
                     "ERR unknown command '{name}': disabled in redis.conf (`redis.commands.{}` is empty)",
                     name.to_ascii_lowercase()
@@ -232,6 +232,11 @@ impl Connection {
         };
         let args: Vec<Value> = args.iter().map(|a| Value::from(*a)).collect();
         self.send(cmd, args).await
+    }
+
+    /// `redis.commands` says `name` is disabled in redis.conf (renamed to `""`): never sent.
+    pub fn disabled(&self, name: &str) -> bool {
+        self.renamed.get(name).is_some_and(String::is_empty)
     }
 
     /// [`Connection::call`] with arguments known only at run time (a Sentinel master name);

@@ -108,11 +108,7 @@ impl Snapshot {
             .collect();
         let num = |k: &str| f.get(k).and_then(|v| v.parse::<u64>().ok());
         let text = |k: &str| f.get(k).map(|v| v.to_string());
-        let legacy_6 = f
-            .get("redis_version")
-            .and_then(|v| v.split('.').next()?.parse::<u32>().ok())
-            .is_some_and(|major| major < 7);
-        Snapshot {
+        let mut snapshot = Snapshot {
             version: text("valkey_version").or_else(|| text("redis_version")),
             server_name: text("server_name").unwrap_or_else(|| "redis".into()),
             process_id: num("process_id").map(|p| p as u32),
@@ -143,8 +139,7 @@ impl Snapshot {
             unkillable_errors: errorstat(&f, "UNKILLABLE"),
             errors: Vec::new(),
             slowlog: None,
-            // 6.x counts SCRIPT KILL under all of SCRIPT: a kill by another client is unknown.
-            kill_calls: (f.contains_key("total_error_replies") && !legacy_6).then(|| {
+            kill_calls: f.contains_key("total_error_replies").then(|| {
                 ["cmdstat_script|kill", "cmdstat_function|kill"]
                     .iter()
                     .filter_map(|k| f.get(k))
@@ -166,10 +161,14 @@ impl Snapshot {
                         .and_then(|n| n.parse::<u64>().ok())
                 })
                 .sum(),
+        };
+        // 6.x counts SCRIPT KILL under all of SCRIPT: a kill by another client is unknown.
+        if snapshot.major_version().is_some_and(|m| m < 7) {
+            snapshot.kill_calls = None;
         }
+        snapshot
     }
 
-    /// The major version, for the version-aware SHUTDOWN form.
     /// The replicas as the primary sees them: address, link state, seconds since their last
     /// acknowledgement, and bytes behind the primary's replication offset.
     pub fn replica_links(&self) -> Vec<ReplicaLink> {
@@ -208,6 +207,7 @@ impl Snapshot {
         )
     }
 
+    /// The major version, for the version-aware SHUTDOWN form.
     pub fn major_version(&self) -> Option<u32> {
         self.version.as_deref()?.split('.').next()?.parse().ok()
     }
@@ -288,5 +288,16 @@ mod tests {
         assert_eq!(links[0].lag_s, Some(1));
         assert_eq!(links[0].behind_bytes, Some(100));
         assert_eq!(s.cluster_enabled, Some(true));
+    }
+
+    #[test]
+    fn kills_by_other_clients_are_counted_from_7_0_and_unknown_on_6_x() {
+        let stats = "total_error_replies:0\r\ncmdstat_script|kill:calls=2,usec=1\r\n";
+        let seven =
+            Snapshot::from_info(&format!("redis_version:7.0.15\r\n{stats}"), &HashMap::new());
+        assert_eq!(seven.kill_calls, Some(2));
+        // 6.x counts SCRIPT KILL under `cmdstat_script`, with every other SCRIPT subcommand.
+        let six = "redis_version:6.2.14\r\ntotal_error_replies:0\r\ncmdstat_script:calls=9\r\n";
+        assert_eq!(Snapshot::from_info(six, &HashMap::new()).kill_calls, None);
     }
 }

@@ -257,14 +257,16 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> Value {
         .as_ref()
         .and_then(crate::snapshot::Snapshot::major_version);
     for check in CHECKS {
-        if major.is_some_and(|m| m < check.since_major) {
-            rights.insert(
-                check.right.into(),
-                json!(format!(
-                    "not applicable (version {} has no such command)",
-                    major.unwrap_or(0)
-                )),
-            );
+        if let Some(major) = major.filter(|m| *m < check.since_major) {
+            let why = format!("not applicable (version {major} has no such command)");
+            rights.insert(check.right.into(), json!(why));
+            continue;
+        }
+        let word = check.words[0];
+        if conn.disabled(word) {
+            let word = word.to_ascii_lowercase();
+            let why = format!("disabled in redis.conf (`redis.commands.{word}` is empty)");
+            rights.insert(check.right.into(), json!(why));
             continue;
         }
         let verdict = right(&conn, check).await;

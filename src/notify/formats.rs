@@ -244,10 +244,9 @@ fn data_at_risk(record: &Record) -> String {
     }
 }
 
-/// The server a decision was made on (`valkey 8.0.1`), from its snapshot.
-fn server(record: &Record) -> Option<String> {
-    let inputs = record.event.detail.inputs()?;
-    inputs.snapshot.as_ref().map(|s| s.identity())
+/// The snapshot a decision was made on, for naming the server (`valkey 8.0.1`).
+fn snapshot(record: &Record) -> Option<&crate::snapshot::Snapshot> {
+    record.event.detail.inputs()?.snapshot.as_ref()
 }
 
 /// The outcome or reason worth showing, escaped for Slack.
@@ -285,8 +284,8 @@ fn slack(record: &Record, ctx: &Context) -> Value {
         field("Next step", slack_escape(&next_step(record))),
         field("Incident", format!("{incident} · seq {}", record.seq)),
     ];
-    if let Some(server) = server(record) {
-        fields.push(field("Server", slack_escape(&server)));
+    if let Some(s) = snapshot(record) {
+        fields.push(field("Server", slack_escape(&s.identity())));
     }
     if record.event.detail.data_at_risk().is_some() {
         fields.push(field(
@@ -450,9 +449,7 @@ fn pagerduty(
             "source": ctx.host,
             "severity": level.name(),
             "timestamp": record.ts,
-            "component": record.event.detail.inputs()
-                .and_then(|i| i.snapshot.as_ref())
-                .map_or("redis", |s| s.server_name.as_str()),
+            "component": snapshot(record).map_or("redis", |s| s.server_name.as_str()),
             "group": instance,
             "class": event,
             "custom_details": details,

@@ -1,5 +1,7 @@
 //! The remediation ladder end to end: the real daemon against real redis-servers running real
-//! runaway scripts, each test asserting what Redis itself shows.
+//! runaway scripts, each test asserting what Redis itself shows. The rungs every server build
+//! shares (FUNCTION KILL, an unkillable script inside and past the budget with a lagging
+//! replica, dry-run) are in [`crate::compat`], run on Debian's build and six others.
 
 use std::time::Duration;
 
@@ -125,51 +127,6 @@ fn a_script_started_the_instant_the_last_one_ends_does_not_delay_its_recovery() 
 }
 
 #[test]
-fn a_busy_fcall_is_ended_with_function_kill() {
-    let server = RedisServer::start(ServerOptions::default());
-    server
-        .conn()
-        .call(&["FUNCTION", "LOAD", scripts::SPIN_LIBRARY])
-        .unwrap();
-    let daemon = Daemon::start(
-        &server.policy("fn", &support::ladder("5s", "shutdown")),
-        &[],
-    );
-    server.wait_snapshot();
-    let caller = Caller::start(&server, &["FCALL", "spin", "0"]);
-    let reply = caller.reply().unwrap();
-    assert!(reply.error().unwrap().contains("killed"), "{reply:?}");
-    daemon.wait_event("recovered", LONG);
-    assert_eq!(server.command_calls("function|kill"), 1);
-    assert_eq!(server.command_calls("script|kill"), 0);
-    assert_eq!(
-        daemon.wait_event("kill_sent", LONG)["detail"]["command"],
-        "FUNCTION KILL"
-    );
-}
-
-#[test]
-fn an_unkillable_script_that_ends_inside_the_budget_is_left_alone() {
-    let server = RedisServer::start(ServerOptions::default());
-    let daemon = Daemon::start(
-        &server.policy("inside", &support::ladder("10s", "shutdown")),
-        &[],
-    );
-    server.wait_snapshot();
-    let caller = Caller::eval(&server, scripts::WRITE_THEN_SPIN_MS, &["kept"], &["1200"]);
-    daemon.wait_event("unkillable", LONG);
-    assert_eq!(caller.reply().unwrap(), Reply::Bulk(Some("done".into())));
-    let recovered = daemon.wait_event("recovered", LONG);
-    assert_eq!(recovered["detail"]["how"], "ended by itself");
-    assert_eq!(
-        server.conn().call(&["GET", "kept"]).unwrap().text(),
-        Some("written")
-    );
-    assert_eq!(count(&daemon, "shutdown_sent"), 0);
-    assert_eq!(server.command_calls("shutdown"), 0);
-}
-
-#[test]
 fn past_the_budget_an_unkillable_script_ends_in_a_shutdown_and_limits_withhold_the_next() {
     let mut server = RedisServer::start(ServerOptions::default());
     let policy = server.policy(
@@ -213,44 +170,6 @@ fn past_the_budget_an_unkillable_script_ends_in_a_shutdown_and_limits_withhold_t
     );
     assert!(!server.exited());
     assert_eq!(count(&daemon, "shutdown_sent"), 1);
-}
-
-#[test]
-fn a_lagging_replica_does_not_stop_the_shutdown() {
-    let (mut primary, replica) = support::lagging_replica_pair();
-    let policy = support::ladder("500ms", "shutdown") + support::ACCEPT_EMPTY_RESTART;
-    let daemon = Daemon::start(&primary.policy("lagging", &policy), &[]);
-    primary.wait_snapshot();
-    let _caller = Caller::eval(&primary, scripts::WRITING_LOOP, &["k"], &[]);
-    daemon.wait_event("shutdown_confirmed", LONG);
-    assert!(primary.wait_exit(Duration::from_secs(5)));
-    let sent = daemon.wait_event("shutdown_sent", LONG);
-    assert_eq!(sent["detail"]["snapshot"]["connected_replicas"], 1);
-    replica.signal(Signal::SIGCONT);
-}
-
-#[test]
-fn dry_run_decides_and_records_but_the_server_receives_nothing() {
-    let server = RedisServer::start(ServerOptions::default());
-    let daemon = Daemon::start(
-        &server.policy("dry", &support::ladder("600ms", "shutdown")),
-        &["--dry-run"],
-    );
-    server.wait_snapshot();
-    let caller = Caller::eval(&server, scripts::READ_ONLY_LOOP, &[], &[]);
-    let sent = daemon.wait_event("shutdown_sent", LONG);
-    assert_eq!(sent["dry_run"], true);
-    let kill = daemon.wait_event("kill_sent", LONG);
-    assert_eq!(kill["dry_run"], true);
-    // The script runs on: the server is still BUSY.
-    assert!(!caller.is_finished());
-    server.wait_busy(LONG);
-    // End it ourselves; the server counted only our kill and no shutdown.
-    server.conn().call(&["SCRIPT", "KILL"]).unwrap();
-    assert!(caller.reply().unwrap().error().unwrap().contains("killed"));
-    assert_eq!(server.command_calls("script|kill"), 1);
-    assert_eq!(server.command_calls("shutdown"), 0);
-    daemon.wait_event("recovered", LONG);
 }
 
 #[test]

@@ -22,9 +22,11 @@
 //! - [`probe`] owns the connection and reads replies; [`snapshot`] is what a healthy server said
 //!   (with what it could not say).
 //! - [`engine`] decides; it is the only place the remediation ladder lives: `vocab` (the words
-//!   shared with probe and remedy), `ladder`, `silence`, `guards` (why a shutdown is withheld),
+//!   shared with probe and remedy), `ladder`, `failover`, `silence`, `guards` (why a shutdown is withheld),
 //!   `resume` (an incident left open by an earlier run).
-//! - [`remedy`] sends what the engine decided, once.
+//! - [`remedy`] sends what the engine decided, once; [`failover`] asks Sentinel or a Cluster
+//!   replica for a promotion (`then: failover`) and watches for it; [`sentinel`] reads
+//!   Sentinel's view of the primary.
 //! - [`watchdog`] ties them together per instance (`act`: record, then send, every wait bounded);
 //!   [`daemon`] runs the watchdogs, reloads and stops them on the caller's [`daemon::Control`],
 //!   and speaks to systemd ([`sdnotify`], [`journal`]).
@@ -52,6 +54,7 @@ pub mod daemon;
 pub(crate) mod early;
 pub(crate) mod engine;
 pub mod event;
+pub(crate) mod failover;
 pub(crate) mod forensics;
 pub mod journal;
 pub(crate) mod metrics;

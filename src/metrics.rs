@@ -16,10 +16,11 @@ const PROBE_BUCKETS: [f64; 12] = [
 ];
 
 /// The states an instance can be in, as `busyguard_state` names them.
-pub const STATES: [&str; 8] = [
+pub const STATES: [&str; 9] = [
     "healthy",
     "busy",
     "asking",
+    "failing_over",
     "hang",
     "down",
     "unreachable",
@@ -132,6 +133,9 @@ impl Metrics {
                 _ => Some(("shutdown", "withheld")),
             },
             EventKind::SignalSent => Some(("signal", decided)),
+            EventKind::FailoverRequested => Some(("failover", decided)),
+            EventKind::FailoverCompleted => Some(("failover", "confirmed")),
+            EventKind::FailoverFailed => Some(("failover", "failed")),
             EventKind::ActionFailed => match &event.detail {
                 Detail::ActionFailed(failed) => Some((failed.action(), "failed")),
                 _ => None,

@@ -97,7 +97,7 @@ async fn ask(
 }
 
 /// `SENTINEL MASTER <name>` on an open connection.
-async fn ask_on(
+pub async fn ask_on(
     conn: &probe::Connection,
     master: &str,
 ) -> Result<std::collections::HashMap<String, String>, String> {

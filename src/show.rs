@@ -267,6 +267,21 @@ pub(crate) fn summary(detail: &Detail) -> String {
         D::ActionFailed(ActionFailed::Signal { error, .. }) => error.clone(),
         D::IncidentSuperseded(d) => d.reason.clone(),
         D::RoleChanged(d) => format!("{} serves {} as the primary: {}", d.by, d.primary, d.note),
+        D::FailoverRequested(d) => format!(
+            "{} ({}) after {} of BUSY; {} replica(s) in sync; fallback {}",
+            d.request,
+            d.sent_to,
+            ms(d.inputs.since_first_busy_ms),
+            d.replicas.len(),
+            d.fallback.name()
+        ),
+        D::FailoverCompleted(d) => format!(
+            "{} is the primary now, {} after the request (seen by {})",
+            d.new_primary,
+            ms(Some(d.elapsed_ms)),
+            d.seen_by
+        ),
+        D::FailoverFailed(d) => format!("{}; fallback {}", d.reason, d.fallback.name()),
         D::TrailFault(_) | D::SlowScript(_) | D::OperatorCommand(_) | D::ApprovalRequested(_) => {
             detail.explanation().unwrap_or_default()
         }

@@ -20,7 +20,8 @@ use std::path::Path;
 
 use crate::audit::Record;
 use crate::engine::{
-    At, BusyKind, Engine, KillReply, Millis, Observation, Rules, ShutdownOutcome, Steer, Step,
+    At, BusyKind, Engine, FailoverOutcome, KillReply, Millis, Observation, Rules, ShutdownOutcome,
+    Steer, Step,
 };
 use crate::event::Detail;
 use crate::event::detail::ActionFailed;
@@ -98,6 +99,17 @@ pub fn parse(text: &str) -> Result<Vec<(Millis, Input)>, String> {
                 "refused" => ShutdownOutcome::Refused("ERR Errors trying to SHUTDOWN. Check logs.".into()),
                 "failed" => ShutdownOutcome::Failed("the server still accepts connections".into()),
                 other => return Err(at(format!("`shutdown {other}`: confirmed, refused or failed"))),
+            })),
+            "failover" => Input::Observe(Observation::Failover(match arg {
+                "promoted" => FailoverOutcome::Promoted {
+                    new_primary: rest.get(1).copied().unwrap_or("replica:6379").into(),
+                    seen_by: "ROLE on the replica".into(),
+                },
+                "failed" => FailoverOutcome::Failed {
+                    accepted: true,
+                    reason: "no promotion seen within failover.timeout".into(),
+                },
+                other => return Err(at(format!("`failover {other}`: promoted [HOST:PORT] or failed"))),
             })),
             "silent" => Input::Observe(Observation::Silent {
                 for_ms: humantime::parse_duration(arg)
@@ -222,6 +234,12 @@ fn action_text(action: &crate::engine::Action) -> String {
             false => s.text(),
         },
         Action::Signal { pid, .. } => format!("SIGKILL to pid {pid}"),
+        Action::Failover(plan) => match plan.via {
+            crate::engine::FailoverVia::Sentinel => format!("SENTINEL FAILOVER {}", plan.target),
+            crate::engine::FailoverVia::Cluster => {
+                format!("CLUSTER FAILOVER FORCE to {}", plan.target)
+            }
+        },
     }
 }
 
@@ -276,6 +294,19 @@ pub fn from_trail(path: &Path, instance: &str) -> std::io::Result<Vec<(Millis, I
             }
             Detail::KillSent(d) if !same_step => push(busy(&d.reply_seen)),
             Detail::ShutdownSent(d) if !same_step => push(busy(&d.reply_seen)),
+            Detail::FailoverRequested(d) if !same_step => push(busy(&d.reply_seen)),
+            Detail::FailoverCompleted(d) => push(Input::Observe(Observation::Failover(
+                FailoverOutcome::Promoted {
+                    new_primary: d.new_primary.clone(),
+                    seen_by: d.seen_by.clone(),
+                },
+            ))),
+            Detail::FailoverFailed(d) if d.requested => push(Input::Observe(
+                Observation::Failover(FailoverOutcome::Failed {
+                    accepted: true,
+                    reason: d.reason.clone(),
+                }),
+            )),
             Detail::EscalationWithheld(d) if !same_step => {
                 if let Some(reply) = &d.reply_seen {
                     push(busy(reply));

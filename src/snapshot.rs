@@ -29,7 +29,7 @@ pub enum DataAtRisk {
 }
 
 /// One replica of a primary, from its INFO line.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReplicaLink {
     pub address: String,
     pub state: String,

@@ -65,6 +65,12 @@ pub fn withheld(
                 "no approval within `ask.timeout`, and `ask.default` is `notify`".into(),
             ));
         }
+        (_, Then::Failover) => {
+            return Some(Withheld::because(
+                "no failover was made (see `failover_failed`), and `failover.fallback` is `notify`"
+                    .into(),
+            ));
+        }
         _ => {
             return Some(Withheld::because(
                 "policy: `on_unkillable.then` is `notify`".into(),

@@ -3,7 +3,7 @@
 
 use crate::snapshot::Snapshot;
 
-use super::{BusyKind, KillCommand, Millis};
+use super::{BusyKind, FailoverVia, KillCommand, Millis};
 
 /// Where the kill stands within an incident.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,6 +43,13 @@ pub(super) enum Escalation {
     Asked {
         since: Millis,
     },
+    /// `then: failover`: requested at this instant; its outcome is awaited.
+    FailoverRequested {
+        via: FailoverVia,
+        at: Millis,
+    },
+    /// Dry-run: the failover was decided and recorded, not requested.
+    FailoverDecided,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +83,9 @@ pub(super) struct Incident {
     /// Sentinel failed this server over during the incident (the new primary's address): the
     /// role-based guards no longer hold it back.
     pub(super) demoted: Option<String>,
+    /// `then: failover`: none could be made, or the one requested was not seen: the fallback
+    /// applies at the next BUSY reply.
+    pub(super) failover_failed: bool,
 }
 
 /// The healthy snapshot held, when it was taken, and whether this run took it.

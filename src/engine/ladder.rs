@@ -126,11 +126,11 @@ impl Engine {
             self.withhold_for_operator(inc, now, why, "shutdown", reply, step);
             return;
         }
-        if then == Then::Ask {
-            self.ask(inc, now, step);
-            return;
+        match then {
+            Then::Ask => self.ask(inc, now, step),
+            Then::Failover => self.failover(inc, now, reply, step),
+            _ => self.escalate(inc, now, reply, then, step),
         }
-        self.escalate(inc, now, reply, then, step);
     }
 
     /// A pause or a hold keeps an action from going: recorded once per reason; the action is

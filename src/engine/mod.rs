@@ -16,8 +16,10 @@
 //!
 //! Files: [`vocab`] (the words shared with probe, remedy and watchdog), this file (the state
 //! and the dispatch of observations), `incident` (what is known of one incident), `ladder` (the
-//! busy transitions), `silence` (hang and unreachable), [`guards`], [`resume`].
+//! busy transitions), `failover` (`then: failover`), `silence` (hang and unreachable),
+//! [`guards`], [`resume`].
 
+mod failover;
 pub mod guards;
 mod incident;
 mod ladder;
@@ -132,6 +134,7 @@ impl Engine {
             approved: false,
             steer_reported: None,
             demoted: None,
+            failover_failed: false,
         });
         Some(open.id.clone())
     }
@@ -158,6 +161,7 @@ impl Engine {
             Some(i) => match (&i.cause, &i.escalation) {
                 (_, Escalation::ShutdownSent | Escalation::ShutdownConfirmed) => "down",
                 (_, Escalation::Asked { .. }) => "asking",
+                (_, Escalation::FailoverRequested { .. }) => "failing_over",
                 (Cause::Busy(_), _) => "busy",
                 (Cause::Hang, _) => "hang",
                 (Cause::Unreachable, _) => "unreachable",
@@ -246,6 +250,7 @@ impl Engine {
             Observation::KillReply(reply) => self.on_kill_reply(now, reply, &mut step),
             Observation::Shutdown(outcome) => self.on_shutdown(now, outcome, &mut step),
             Observation::Demoted { primary, run_id } => self.on_demoted(primary, run_id, &mut step),
+            Observation::Failover(outcome) => self.on_failover(now, outcome, &mut step),
             Observation::Signal(result) => {
                 if let Err(error) = result {
                     let detail = d::ActionFailed::Signal {
@@ -350,6 +355,7 @@ impl Engine {
             approved: false,
             steer_reported: None,
             demoted: None,
+            failover_failed: false,
         }
     }
 

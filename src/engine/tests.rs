@@ -24,6 +24,9 @@ fn rules() -> Rules {
         ask_default: Then::Notify,
         force: false,
         shutdown_replicated: false,
+        failover_fallback: Then::Notify,
+        failover_timeout: 10_000,
+        sentinel_master: None,
         hang_after: 30_000,
         hang_signal: HangSignal::None,
         signal_after: 60_000,
@@ -403,6 +406,145 @@ fn a_primary_sentinel_failed_over_is_shut_down_at_the_next_busy_reply() {
     assert!(matches!(s.action, Some(Action::Shutdown(_))));
 }
 
+fn failover_rules(sentinel: bool, fallback: Then) -> Rules {
+    Rules {
+        then: Then::Failover,
+        failover_fallback: fallback,
+        sentinel_master: sentinel.then(|| "m".to_string()),
+        ..rules()
+    }
+}
+
+#[test]
+fn a_cluster_failover_goes_to_the_replica_least_behind_then_ends_the_old_primary() {
+    let snap = Snapshot {
+        replicas: vec![
+            "slave0:ip=10.0.0.8,port=6381,state=online,offset=900,lag=1".into(),
+            "slave1:ip=10.0.0.7,port=6380,state=online,offset=990,lag=0".into(),
+            "slave2:ip=10.0.0.9,port=6382,state=wait_bgsave,offset=0,lag=0".into(),
+        ],
+        connected_replicas: Some(3),
+        ..with_replica(true)
+    };
+    let mut e = engine_seeing(failover_rules(false, Then::Notify), snap);
+    let s = run_to_budget(&mut e, 0);
+    assert_eq!(names(&s), ["failover_requested"]);
+    let Some(Action::Failover(plan)) = &s.action else {
+        panic!("{s:?}")
+    };
+    assert_eq!(plan.via, FailoverVia::Cluster);
+    assert_eq!(plan.target, "10.0.0.7:6380");
+    assert_eq!(plan.watch, ["10.0.0.7:6380", "10.0.0.8:6381"]);
+    let record = s.events[0].detail.to_value();
+    assert_eq!(record["request"], "CLUSTER FAILOVER FORCE");
+    assert_eq!(record["replicas"][0]["behind_bytes"], 10);
+    assert_eq!(e.state(), "failing_over");
+    assert_eq!(
+        e.next_deadline(),
+        None,
+        "nothing to probe for while it runs"
+    );
+    let s = e.observe(
+        at(2_050),
+        Observation::Failover(FailoverOutcome::Promoted {
+            new_primary: "10.0.0.7:6380".into(),
+            seen_by: "ROLE on the replica".into(),
+        }),
+    );
+    assert_eq!(names(&s), ["failover_completed"]);
+    assert_eq!(s.events[0].detail.to_value()["elapsed_ms"], 50);
+    assert!(s.action.is_none(), "no shutdown without a BUSY reply");
+    assert!(
+        e.next_deadline().is_some_and(|d| d <= 2_050),
+        "probe at once"
+    );
+    // The empty-restart guard no longer holds: its data lives on in the new primary.
+    let s = e.observe(at(2_051), busy(SCRIPT_BUSY));
+    assert_eq!(names(&s), ["shutdown_sent"]);
+    assert!(matches!(s.action, Some(Action::Shutdown(_))));
+}
+
+#[test]
+fn a_sentinel_failover_names_the_master_and_watches_every_replica_in_sync() {
+    let mut e = engine_seeing(failover_rules(true, Then::Notify), with_replica(false));
+    let s = run_to_budget(&mut e, 0);
+    let Some(Action::Failover(plan)) = &s.action else {
+        panic!("{s:?}")
+    };
+    assert_eq!(
+        (plan.via, plan.target.as_str()),
+        (FailoverVia::Sentinel, "m")
+    );
+    assert_eq!(
+        s.events[0].detail.to_value()["request"],
+        "SENTINEL FAILOVER m"
+    );
+    // Not seen in time: the fallback (notify) applies at the next BUSY reply.
+    let s = e.observe(
+        at(12_000),
+        Observation::Failover(FailoverOutcome::Failed {
+            accepted: true,
+            reason: "no promotion".into(),
+        }),
+    );
+    assert_eq!(names(&s), ["failover_failed"]);
+    let s = e.observe(at(12_001), busy(SCRIPT_BUSY));
+    assert_eq!(names(&s), ["escalation_withheld"]);
+    assert!(
+        s.events[0].detail.to_value()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("`failover.fallback` is `notify`")
+    );
+    assert!(s.action.is_none());
+}
+
+#[test]
+fn without_a_topology_or_a_replica_in_sync_the_fallback_applies_under_the_guards() {
+    // No Sentinel, no Cluster: the fallback, a shutdown, goes (no replicas, nothing to empty).
+    let mut e = engine_with(failover_rules(false, Then::Shutdown));
+    let s = run_to_budget(&mut e, 0);
+    assert_eq!(names(&s), ["failover_failed", "shutdown_sent"]);
+    assert!(
+        s.events[0].detail.to_value()["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("no topology")
+    );
+    // A replica that lags 30 s is not in sync; the fallback shutdown is then withheld by the
+    // empty-restart guard (a replicated primary without persistence).
+    let lagging = Snapshot {
+        replicas: vec!["slave0:ip=10.0.0.7,port=6380,state=online,offset=990,lag=30".into()],
+        ..with_replica(true)
+    };
+    let mut e = engine_seeing(failover_rules(false, Then::Shutdown), lagging);
+    let s = run_to_budget(&mut e, 0);
+    assert_eq!(names(&s), ["failover_failed", "escalation_withheld"]);
+    assert!(
+        s.events[0].detail.to_value()["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("no replica online within 10 s")
+    );
+    assert!(s.action.is_none());
+}
+
+#[test]
+fn a_dry_run_failover_is_decided_and_never_requested() {
+    let mut e = engine_seeing(
+        Rules {
+            dry_run: true,
+            ..failover_rules(false, Then::Notify)
+        },
+        with_replica(true),
+    );
+    let s = run_to_budget(&mut e, 0);
+    assert_eq!(names(&s), ["failover_requested"]);
+    assert!(s.events[0].dry_run);
+    assert!(s.action.is_none());
+    assert!(e.observe(at(2_100), busy(SCRIPT_BUSY)).events.is_empty());
+}
+
 #[test]
 fn a_busy_module_goes_straight_to_the_budget() {
     let mut e = engine_with(rules());
@@ -555,6 +697,17 @@ fn any_observation() -> impl Strategy<Value = Observation> {
             primary: "10.0.0.6:6379".into(),
             run_id: "run-new".into()
         }),
+        any::<bool>().prop_map(|cluster| Observation::Pong {
+            snapshot: Some(Box::new(with_replica(cluster)))
+        }),
+        Just(Observation::Failover(FailoverOutcome::Promoted {
+            new_primary: "10.0.0.7:6380".into(),
+            seen_by: "ROLE on the replica".into(),
+        })),
+        Just(Observation::Failover(FailoverOutcome::Failed {
+            accepted: true,
+            reason: "no promotion seen".into(),
+        })),
         Just(Observation::Loading),
         Just(Observation::Fault {
             reply: "NOAUTH Authentication required.".into()
@@ -584,6 +737,18 @@ fn any_observation() -> impl Strategy<Value = Observation> {
     ]
 }
 
+/// A primary with one replica online and in sync, no persistence; a Cluster node or not.
+fn with_replica(cluster: bool) -> Snapshot {
+    Snapshot {
+        connected_replicas: Some(1),
+        save: Some(String::new()),
+        master_repl_offset: Some(1_000),
+        replicas: vec!["slave0:ip=10.0.0.7,port=6380,state=online,offset=990,lag=0".into()],
+        cluster_enabled: Some(cluster),
+        ..snapshot("7.0.15", "run-c")
+    }
+}
+
 /// A snapshot taken by a user without `+info`: nothing a guard needs is known.
 fn incomplete_snapshot() -> Snapshot {
     Snapshot {
@@ -601,6 +766,7 @@ fn any_rules() -> impl Strategy<Value = Rules> {
         0u32..3,
         any::<bool>(),
         (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
+        (any::<bool>(), any::<bool>(), any::<bool>()),
     )
         .prop_map(
             |(
@@ -611,6 +777,7 @@ fn any_rules() -> impl Strategy<Value = Rules> {
                 max_shutdowns,
                 sigkill,
                 (keep, unsaved, replicated, allow_empty),
+                (failover, sentinel, fallback_shutdown),
             )| Rules {
                 guards: Guards {
                     max_unsaved_changes: unsaved.then_some(100),
@@ -621,7 +788,17 @@ fn any_rules() -> impl Strategy<Value = Rules> {
                 dry_run,
                 kill_after,
                 wait: kill_after + extra + 1,
-                then: if notify { Then::Notify } else { Then::Shutdown },
+                then: match (failover, notify) {
+                    (true, _) => Then::Failover,
+                    (false, true) => Then::Notify,
+                    (false, false) => Then::Shutdown,
+                },
+                failover_fallback: if fallback_shutdown {
+                    Then::Shutdown
+                } else {
+                    Then::Notify
+                },
+                sentinel_master: sentinel.then(|| "m".to_string()),
                 max_shutdowns,
                 hang_after: 1_000,
                 signal_after: 2_000,
@@ -664,7 +841,7 @@ proptest! {
     #[test]
     fn actions_answer_only_a_busy_reply(rules in any_rules(), run in any_run()) {
         for ((_, obs), step) in run.iter().zip(replay(&rules, &run)) {
-            if let Some(Action::Kill(_) | Action::Shutdown(_)) = &step.action {
+            if let Some(Action::Kill(_) | Action::Shutdown(_) | Action::Failover(_)) = &step.action {
                 prop_assert!(matches!(obs, Observation::Busy { .. }), "action after {obs:?}");
                 let last = step.events.last().expect("a record before the action");
                 prop_assert!(last.kind().announces_an_action() && !last.dry_run);
@@ -737,7 +914,7 @@ proptest! {
         let mut demoted = std::collections::HashSet::new();
         for step in replay(&rules, &run) {
             for ev in &step.events {
-                if let Detail::RoleChanged(_) = &ev.detail {
+                if let Detail::RoleChanged(_) | Detail::FailoverCompleted(_) = &ev.detail {
                     demoted.insert(ev.incident.clone());
                 }
                 let Detail::ShutdownSent(d) = &ev.detail else { continue };
@@ -790,6 +967,41 @@ proptest! {
             for ev in &step.events {
                 if ev.kind().announces_an_action() {
                     prop_assert_ne!(ev.incident.as_deref(), Some(old.as_str()));
+                }
+            }
+        }
+    }
+
+    /// Under `then: failover`, a shutdown goes only once the server was failed over (by the
+    /// request, or by Sentinel on its own), or once the failover could not be made and the
+    /// fallback is `shutdown`; a failover is requested at most once per incident.
+    #[test]
+    fn a_failover_policy_shuts_down_only_after_a_failover_or_by_its_fallback(
+        rules in any_rules(),
+        run in any_run(),
+    ) {
+        prop_assume!(rules.then == Then::Failover);
+        let mut failed_over = std::collections::HashSet::new();
+        let mut failed = std::collections::HashSet::new();
+        let mut requested = std::collections::HashSet::new();
+        for step in replay(&rules, &run) {
+            for ev in &step.events {
+                match &ev.detail {
+                    Detail::RoleChanged(_) | Detail::FailoverCompleted(_) => {
+                        failed_over.insert(ev.incident.clone());
+                    }
+                    Detail::FailoverFailed(_) => {
+                        failed.insert(ev.incident.clone());
+                    }
+                    Detail::FailoverRequested(_) => {
+                        prop_assert!(requested.insert(ev.incident.clone()), "requested twice");
+                    }
+                    Detail::ShutdownSent(_) => {
+                        let by_fallback = failed.contains(&ev.incident)
+                            && rules.failover_fallback == Then::Shutdown;
+                        prop_assert!(failed_over.contains(&ev.incident) || by_fallback);
+                    }
+                    _ => {}
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! reading a reply and choosing a command's words.
 
 use crate::event::Event;
-pub use crate::event::detail::{BusyKind, Then};
+pub use crate::event::detail::{BusyKind, FailoverVia, Then};
 use crate::policy::{self, HangSignal, Mode, Policy};
 use crate::snapshot::Snapshot;
 
@@ -56,6 +56,32 @@ pub enum Observation {
     /// Sentinel serves another server (this address and run id) under this primary's name:
     /// this server was failed over.
     Demoted { primary: String, run_id: String },
+    /// What became of a failover the engine asked for.
+    Failover(FailoverOutcome),
+}
+
+/// What became of a requested failover.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FailoverOutcome {
+    /// A replica is the primary now (`new_primary`, `host:port`), as `seen_by` says.
+    Promoted {
+        new_primary: String,
+        seen_by: String,
+    },
+    /// No promotion was seen within the bound; `accepted` when a request was accepted.
+    Failed { accepted: bool, reason: String },
+}
+
+/// A failover to carry out: where the request goes and which replicas may be promoted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailoverPlan {
+    pub via: FailoverVia,
+    /// The Sentinel master name, or the replica (`host:port`) told `CLUSTER FAILOVER FORCE`.
+    pub target: String,
+    /// The replicas whose ROLE is watched for the promotion (`host:port`).
+    pub watch: Vec<String>,
+    /// The request and the promotion together.
+    pub timeout_ms: Millis,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -113,6 +139,8 @@ pub enum Action {
         pid: u32,
         start_ticks: u64,
     },
+    /// Promote a replica (Sentinel, Cluster), and watch for the promotion.
+    Failover(FailoverPlan),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,6 +240,11 @@ pub struct Rules {
     pub force: bool,
     /// A replica replaying its master's script may be shut down at the end of `wait`.
     pub shutdown_replicated: bool,
+    /// `then: failover`: what applies when none is made, and its bound.
+    pub failover_fallback: Then,
+    pub failover_timeout: Millis,
+    /// `topology.sentinel.master`: a failover goes through Sentinel under this name.
+    pub sentinel_master: Option<String>,
     pub hang_after: Millis,
     pub hang_signal: HangSignal,
     pub signal_after: Millis,
@@ -235,6 +268,9 @@ impl Rules {
             ask_default: p.on_busy.on_unkillable.ask_default,
             force: p.on_busy.on_unkillable.force,
             shutdown_replicated: p.on_busy.on_unkillable.shutdown_replicated,
+            failover_fallback: p.on_busy.on_unkillable.failover.fallback,
+            failover_timeout: ms(p.on_busy.on_unkillable.failover.timeout),
+            sentinel_master: p.topology.sentinel.as_ref().map(|s| s.master.clone()),
             hang_after: ms(p.on_hang.after),
             hang_signal: p.on_hang.signal,
             signal_after: ms(p.on_hang.signal_after),

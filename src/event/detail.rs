@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::snapshot::{DataAtRisk, Snapshot};
+use crate::snapshot::{DataAtRisk, ReplicaLink, Snapshot};
 
 use super::EventKind;
 
@@ -78,6 +78,8 @@ pub enum Then {
     Notify,
     /// Ask an operator; `ask.default` applies at the end of `ask.timeout`.
     Ask,
+    /// Promote a replica (Sentinel, Cluster), then shut the busy old primary down.
+    Failover,
 }
 
 impl Then {
@@ -87,6 +89,7 @@ impl Then {
             Then::Shutdown => "shutdown",
             Then::Notify => "notify",
             Then::Ask => "ask",
+            Then::Failover => "failover",
         }
     }
 }
@@ -284,6 +287,59 @@ pub struct Recovered {
 pub enum FailedAction {
     Shutdown,
     Signal,
+}
+
+/// How a failover is made: through Sentinel, or by the busy node's replica in a Cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailoverVia {
+    Sentinel,
+    Cluster,
+}
+
+/// `failover_requested`: the budget is spent, the last reply was BUSY, and a replica is to be
+/// promoted (written and flushed before the request leaves).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FailoverRequested {
+    #[serde(flatten)]
+    pub inputs: DecisionInputs,
+    pub via: FailoverVia,
+    /// The command, as sent (`SENTINEL FAILOVER <master>`, `CLUSTER FAILOVER FORCE`).
+    pub request: String,
+    /// Where it goes: the replica (Cluster), or the Sentinel master name (each sentinel in turn).
+    pub sent_to: String,
+    /// The replicas online within the lag bound in the healthy snapshot, least behind first:
+    /// the Cluster's request goes to the first; Sentinel chooses by its own rules among them.
+    pub replicas: Vec<ReplicaLink>,
+    pub timeout_ms: u64,
+    /// What applies should the failover not be made.
+    pub fallback: Then,
+    pub reply_seen: String,
+}
+
+/// `failover_completed`: a replica is the primary now; the busy old primary is shut down at its
+/// next BUSY reply.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FailoverCompleted {
+    pub via: FailoverVia,
+    pub new_primary: String,
+    /// From the request to the promotion seen.
+    pub elapsed_ms: u64,
+    pub since_first_busy_ms: Option<u64>,
+    /// How the promotion was seen (the replica's ROLE, Sentinel's answer).
+    pub seen_by: String,
+}
+
+/// `failover_failed`: no failover could be made (no replica, no topology) or the one asked for
+/// did not happen in time; `fallback` applies at the next BUSY reply.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FailoverFailed {
+    #[serde(flatten)]
+    pub inputs: DecisionInputs,
+    /// Whether a request was sent (false: none could be).
+    pub requested: bool,
+    pub reason: String,
+    pub fallback: Then,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -155,6 +155,14 @@ event_kinds! {
     /// primary's name: it failed this one over, and the busy process is a zombie whose data
     /// lives on in the new primary.
     RoleChanged = "role_changed", Warning, true;
+    /// `then: failover`: a replica's promotion is requested (Sentinel, Cluster); written and
+    /// flushed before the request leaves.
+    FailoverRequested = "failover_requested", Critical, true;
+    /// The promotion is seen: the busy old primary is shut down at its next BUSY reply.
+    FailoverCompleted = "failover_completed", Warning, true;
+    /// No failover could be made, or the one requested was not seen in time: the fallback
+    /// (`failover.fallback`) applies.
+    FailoverFailed = "failover_failed", Critical, true;
 }
 
 impl EventKind {
@@ -175,7 +183,10 @@ impl EventKind {
     pub fn announces_an_action(self) -> bool {
         matches!(
             self,
-            EventKind::KillSent | EventKind::ShutdownSent | EventKind::SignalSent
+            EventKind::KillSent
+                | EventKind::ShutdownSent
+                | EventKind::SignalSent
+                | EventKind::FailoverRequested
         )
     }
 }

@@ -155,6 +155,12 @@ pub fn title(record: &Record) -> String {
         D::OperatorCommand(d) => format!("{} by {}", d.command, d.by_user),
         D::ApprovalRequested(_) => "the budget is spent: a shutdown waits for approval".into(),
         D::RoleChanged(d) => format!("failed over by {}: {} is the primary now", d.by, d.primary),
+        D::FailoverRequested(d) => format!("failover requested: {}", d.request),
+        D::FailoverCompleted(d) => format!(
+            "failed over: {} is the primary now; the busy old primary is shut down next",
+            d.new_primary
+        ),
+        D::FailoverFailed(d) => format!("no failover: {}", d.reason),
         D::WatchdogStarted(_)
         | D::WatchdogStopped(_)
         | D::PolicyLoaded(_)
@@ -361,7 +367,10 @@ fn pagerduty_action(event: EventKind, severity: &PagerDutySeverities) -> Option<
         | K::SignalSent
         | K::TrailFault
         | K::ApprovalRequested
-        | K::RoleChanged => PagerDutyAction::Trigger(severity.escalated),
+        | K::RoleChanged
+        | K::FailoverRequested
+        | K::FailoverCompleted
+        | K::FailoverFailed => PagerDutyAction::Trigger(severity.escalated),
         K::WatchdogStarted
         | K::WatchdogStopped
         | K::PolicyLoaded

@@ -289,7 +289,22 @@ pub const KEYS: &[KeyDoc] = &[
         path: "on_busy.on_unkillable.then",
         default: Default::Word("notify"),
         bounds: Bounds::None,
-        doc: "At the end of the budget: `shutdown` (SHUTDOWN NOSAVE, version-aware), `notify` (never shut down), or `ask` (an operator approves within `ask.timeout`, else `ask.default`).",
+        doc: "At the end of the budget: `shutdown` (SHUTDOWN NOSAVE, version-aware), `notify` (never shut down), `failover` (promote a replica through Sentinel or the Cluster, then shut the busy old primary down), or `ask` (an operator approves within `ask.timeout`, else `ask.default`).",
+    },
+    KeyDoc {
+        path: "on_busy.on_unkillable.failover.fallback",
+        default: Default::Word("notify"),
+        bounds: Bounds::None,
+        doc: "With `then: failover`: what happens when no failover can be made (no replica online within 10 s of lag in the healthy snapshot, neither `topology.sentinel` nor a Cluster, the request refused, no promotion within `failover.timeout`): `shutdown` (under the guards) or `notify`.",
+    },
+    KeyDoc {
+        path: "on_busy.on_unkillable.failover.timeout",
+        default: Default::Duration(Duration::from_secs(10)),
+        bounds: Bounds::Duration {
+            min: Duration::from_millis(100),
+            max: Duration::from_secs(600),
+        },
+        doc: "With `then: failover`: how long the request and the promotion (a replica answering ROLE `master`, or Sentinel naming another primary) may take before the fallback applies.",
     },
     KeyDoc {
         path: "on_busy.on_unkillable.ask.timeout",

@@ -167,6 +167,17 @@ pub struct OnUnkillable {
     /// replication") may be shut down at the end of `wait`. Off by default: the script has
     /// already ended on the master, and the replica catches up by itself.
     pub shutdown_replicated: bool,
+    /// `then: failover`: what applies when no failover can be made, and its bound.
+    pub failover: FailoverPolicy,
+}
+
+/// `on_busy.on_unkillable.failover`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FailoverPolicy {
+    /// `shutdown` (under the guards) or `notify`.
+    pub fallback: Then,
+    /// The request and the promotion together.
+    pub timeout: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -9,9 +9,9 @@ use sha2::{Digest, Sha256};
 use super::reader::{Reader, Section};
 use super::url::parse_url;
 use super::{
-    Diagnostic, EarlyWarning, Endpoint, Filter, Guards, HangSignal, Limits, Mode, OnBusy, OnHang,
-    OnUnkillable, PagerDutySeverities, Policy, Probe, Receiver, ReceiverKind, RedisTarget,
-    RedisTls, Secret, SentinelTopology, Severity, Sources, Then, Topology,
+    Diagnostic, EarlyWarning, Endpoint, FailoverPolicy, Filter, Guards, HangSignal, Limits, Mode,
+    OnBusy, OnHang, OnUnkillable, PagerDutySeverities, Policy, Probe, Receiver, ReceiverKind,
+    RedisTarget, RedisTls, Secret, SentinelTopology, Severity, Sources, Then, Topology,
 };
 use crate::yaml::{self, Node, Pos};
 
@@ -371,10 +371,19 @@ fn on_busy(r: &mut Reader, top: &Section) -> OnBusy {
             ),
         );
     }
-    let then = match r.opt_choice(&u, "then", &["shutdown", "notify", "ask"]) {
+    let then = match r.opt_choice(&u, "then", &["shutdown", "notify", "failover", "ask"]) {
         "shutdown" => Then::Shutdown,
+        "failover" => Then::Failover,
         "ask" => Then::Ask,
         _ => Then::Notify,
+    };
+    let f = r.optional_section(&u, "failover");
+    let failover = FailoverPolicy {
+        fallback: match r.opt_choice(&f, "fallback", &["shutdown", "notify"]) {
+            "shutdown" => Then::Shutdown,
+            _ => Then::Notify,
+        },
+        timeout: r.opt_duration(&f, "timeout"),
     };
     let ask = r.optional_section(&u, "ask");
     let ask_timeout = r.opt_duration(&ask, "timeout");
@@ -391,6 +400,7 @@ fn on_busy(r: &mut Reader, top: &Section) -> OnBusy {
             ask_timeout,
             ask_default,
             shutdown_replicated: r.opt_bool(&u, "shutdown_replicated"),
+            failover,
         },
     }
 }

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use crate::engine::{Action, KillReply, Observation, ShutdownOutcome, Step};
+use crate::engine::{Action, FailoverOutcome, KillReply, Observation, ShutdownOutcome, Step};
 use crate::event::Detail;
 use crate::event::detail::RecoveredHow;
 use crate::forensics;
@@ -65,15 +65,17 @@ impl Watchdog {
         // and goes even when the trail cannot be written: it is harmless and idempotent, and an
         // operator prefers a killed script to a stalled server.
         let held_back = match (&recorded, &action) {
-            (Err(e), Action::Shutdown(_) | Action::Signal { .. }) => Some(format!(
-                "not sent: the audit record could not be written ({e})"
-            )),
-            (Ok(()), Action::Shutdown(_) | Action::Signal { .. }) => match self.flush().await {
-                Ok(()) => None,
-                Err(e) => Some(format!(
-                    "not sent: the audit record could not be flushed ({e})"
-                )),
-            },
+            (Err(e), Action::Shutdown(_) | Action::Signal { .. } | Action::Failover(_)) => Some(
+                format!("not sent: the audit record could not be written ({e})"),
+            ),
+            (Ok(()), Action::Shutdown(_) | Action::Signal { .. } | Action::Failover(_)) => {
+                match self.flush().await {
+                    Ok(()) => None,
+                    Err(e) => Some(format!(
+                        "not sent: the audit record could not be flushed ({e})"
+                    )),
+                }
+            }
             (Err(e), Action::Kill(_)) => {
                 tracing::error!(instance = %self.policy.instance, error = %e,
                     "the audit record could not be written: the kill goes all the same");
@@ -83,16 +85,16 @@ impl Watchdog {
         };
         if let Some(reason) = held_back {
             tracing::error!(instance = %self.policy.instance, %reason, "action withheld");
-            let outcome = match action {
-                Action::Kill(_) => Observation::KillReply(KillReply::Error(reason)),
-                Action::Shutdown(_) => Observation::Shutdown(ShutdownOutcome::Failed(reason)),
-                Action::Signal { .. } => Observation::Signal(Err(reason)),
-            };
+            let outcome = unanswered(&action, reason, false);
             let step = self.decide(outcome);
             let _ = self.recorder.record_all(&step.events);
             return false;
         }
-        let limit = self.reply_limit();
+        let limit = match &action {
+            // The failover bounds itself; the margin is for the last question in flight.
+            Action::Failover(plan) => Duration::from_millis(plan.timeout_ms) + REPLY_FLOOR,
+            _ => self.reply_limit(),
+        };
         if let Action::Kill(_) = action {
             self.kills_sent += 1;
         }
@@ -105,6 +107,7 @@ impl Watchdog {
             }
         };
         let endpoint = self.policy.redis.endpoint.clone();
+        let run_id = self.engine.snapshot().and_then(|s| s.run_id.clone());
         let perform = async {
             match &action {
                 Action::Kill(command) => {
@@ -124,6 +127,17 @@ impl Watchdog {
                     Observation::Signal(remedy::sigkill(*pid, *start_ticks)),
                     false,
                 ),
+                Action::Failover(plan) => {
+                    let sentinel = self.policy.topology.sentinel.as_ref();
+                    let outcome = crate::failover::carry_out(
+                        plan,
+                        &self.policy.redis,
+                        sentinel,
+                        run_id.as_deref(),
+                    )
+                    .await;
+                    (Observation::Failover(outcome), false)
+                }
             }
         };
         let mut stop = self.stop.clone();
@@ -152,11 +166,7 @@ impl Watchdog {
                     ),
                 };
                 tracing::warn!(instance = %self.policy.instance, reason = %why, "action unanswered");
-                let outcome = match action {
-                    Action::Kill(_) => Observation::KillReply(KillReply::Lost(why)),
-                    Action::Shutdown(_) => Observation::Shutdown(ShutdownOutcome::Failed(why)),
-                    Action::Signal { .. } => Observation::Signal(Err(why)),
-                };
+                let outcome = unanswered(&action, why, true);
                 (outcome, true)
             }
         };
@@ -247,6 +257,21 @@ impl Watchdog {
             }
         }
         recovered.forensics = Some(serde_json::Value::Object(found));
+    }
+}
+
+/// What the engine is told of an action that was held back (`lost`: false) or got no answer in
+/// time (`lost`: true).
+fn unanswered(action: &Action, why: String, lost: bool) -> Observation {
+    match action {
+        Action::Kill(_) if lost => Observation::KillReply(KillReply::Lost(why)),
+        Action::Kill(_) => Observation::KillReply(KillReply::Error(why)),
+        Action::Shutdown(_) => Observation::Shutdown(ShutdownOutcome::Failed(why)),
+        Action::Signal { .. } => Observation::Signal(Err(why)),
+        Action::Failover(_) => Observation::Failover(FailoverOutcome::Failed {
+            accepted: lost,
+            reason: why,
+        }),
     }
 }
 

@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use busyguard::policy::{
-    self, EarlyWarning, Endpoint, Filter, Guards, HangSignal, Limits, Mode, OnBusy, OnHang,
-    OnUnkillable, PagerDutySeverities, Probe, Receiver, ReceiverKind, RedisTarget, Secret,
+    self, EarlyWarning, Endpoint, FailoverPolicy, Filter, Guards, HangSignal, Limits, Mode, OnBusy,
+    OnHang, OnUnkillable, PagerDutySeverities, Probe, Receiver, ReceiverKind, RedisTarget, Secret,
     Severity, Then,
 };
 
@@ -119,6 +119,10 @@ fn a_file_with_every_key_loads_to_the_expected_policy() {
                 ask_timeout: ms(600_000),
                 ask_default: Then::Shutdown,
                 shutdown_replicated: true,
+                failover: FailoverPolicy {
+                    fallback: Then::Shutdown,
+                    timeout: ms(20_000),
+                },
             },
         },
         on_hang: OnHang {

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::support::cluster::Cluster;
 use crate::support::sentinel::Sentinel;
 use crate::support::{self, Daemon, RedisServer, ServerOptions, wait_for};
 
@@ -119,4 +120,140 @@ fn after_sentinel_fails_a_busy_primary_over_busyguard_ends_the_zombie() {
         Some("master")
     );
     assert!(replica.holds_keys(100), "the new primary has the data");
+}
+
+/// The events of the incident a record belongs to, from the first BUSY reply on.
+fn ladder_of(daemon: &Daemon, record: &serde_json::Value) -> Vec<String> {
+    daemon.incident_events(&record["incident"])
+}
+
+/// #14: `then: failover` under Sentinel (down-after 60 s: Sentinel itself would not act in the
+/// test's time). At the end of the budget busyguard asks Sentinel for the failover, sees the
+/// replica promoted (its ROLE), then shuts the busy old primary down, which the empty-restart
+/// guard would otherwise withhold (a replicated primary without persistence). The new primary
+/// holds the data, and Sentinel serves it.
+#[test]
+fn then_failover_under_sentinel_promotes_the_replica_and_ends_the_busy_primary() {
+    let mut primary = RedisServer::start(ServerOptions::default());
+    let replica = primary.start_replica(ServerOptions::default());
+    primary.fill(100);
+    assert!(wait_for(LONG, || replica.holds_keys(100)));
+    let sentinel = Sentinel::start(&primary, 60_000);
+    assert!(wait_for(LONG, || sentinel.field("num-slaves").as_deref()
+        == Some("1")));
+    let url = format!("redis://127.0.0.1:{}", sentinel.port);
+    let policy = sentinel_policy(&primary, &[url])
+        .replace("then: notify", "then: failover")
+        .replace("wait: 5s", "wait: 500ms");
+    let daemon = Daemon::start(&policy, &[]);
+    primary.wait_snapshot();
+    let _caller =
+        crate::support::Caller::eval(&primary, crate::support::scripts::WRITING_LOOP, &["k"], &[]);
+
+    let requested = daemon.wait_event("failover_requested", LONG);
+    let detail = &requested["detail"];
+    assert_eq!(detail["request"], "SENTINEL FAILOVER m", "{requested}");
+    assert_eq!(
+        detail["replicas"][0]["address"],
+        format!("127.0.0.1:{}", replica.port)
+    );
+    let completed = daemon.wait_event("failover_completed", LONG);
+    assert_eq!(
+        completed["detail"]["new_primary"],
+        format!("127.0.0.1:{}", replica.port),
+        "{completed}"
+    );
+    // Seen on the replica itself, well before Sentinel's next INFO would tell it.
+    assert_eq!(completed["detail"]["seen_by"], "ROLE on the replica");
+    daemon.wait_event("shutdown_confirmed", LONG);
+    assert_eq!(
+        ladder_of(&daemon, &requested),
+        [
+            "busy_detected",
+            "kill_sent",
+            "unkillable",
+            "failover_requested",
+            "failover_completed",
+            "shutdown_sent",
+            "shutdown_confirmed"
+        ]
+    );
+    assert!(
+        primary.wait_exit(Duration::from_secs(5)),
+        "the old primary is down"
+    );
+    assert_eq!(
+        replica.info("replication").get("role").map(String::as_str),
+        Some("master")
+    );
+    assert!(replica.holds_keys(100), "the new primary has the data");
+    let port = replica.port.to_string();
+    assert!(
+        wait_for(LONG, || sentinel.field("port").as_deref()
+            == Some(port.as_str())),
+        "Sentinel serves the promoted replica"
+    );
+    eprintln!(
+        "sentinel failover: promoted {} ms after the request, {} ms after the first BUSY",
+        completed["detail"]["elapsed_ms"], completed["detail"]["since_first_busy_ms"]
+    );
+}
+
+/// #14: `then: failover` in a Cluster (3 primaries, a replica of the first). The Cluster itself
+/// never fails over a primary busy with a script (it keeps answering the cluster bus); busyguard
+/// tells the replica `CLUSTER FAILOVER FORCE`, sees it promoted, and shuts the busy node down.
+/// The other nodes see the replica as the shard's primary, with the data.
+#[test]
+fn then_failover_in_a_cluster_promotes_the_busy_nodes_replica_and_ends_the_busy_node() {
+    let mut cluster = Cluster::start();
+    let tag = cluster.tag_of_first();
+    let busy = &cluster.primaries[0];
+    {
+        let mut conn = busy.conn();
+        for i in 0..100 {
+            conn.call(&["SET", &format!("{tag}k{i}"), "v"]).unwrap();
+        }
+    }
+    assert!(wait_for(LONG, || cluster.replica.holds_keys(100)));
+    let policy = busy.policy("shard-1", &support::ladder("500ms", "failover"));
+    let daemon = Daemon::start(&policy, &[]);
+    busy.wait_snapshot();
+    let key = format!("{tag}k");
+    let _caller =
+        crate::support::Caller::eval(busy, crate::support::scripts::WRITING_LOOP, &[&key], &[]);
+
+    let requested = daemon.wait_event("failover_requested", LONG);
+    let replica_address = format!("127.0.0.1:{}", cluster.replica.port);
+    assert_eq!(requested["detail"]["request"], "CLUSTER FAILOVER FORCE");
+    assert_eq!(
+        requested["detail"]["sent_to"], replica_address,
+        "{requested}"
+    );
+    let completed = daemon.wait_event("failover_completed", LONG);
+    assert_eq!(completed["detail"]["new_primary"], replica_address);
+    daemon.wait_event("shutdown_confirmed", LONG);
+    assert_eq!(
+        ladder_of(&daemon, &requested)[3..],
+        [
+            "failover_requested",
+            "failover_completed",
+            "shutdown_sent",
+            "shutdown_confirmed"
+        ]
+    );
+    assert!(cluster.primaries[0].wait_exit(Duration::from_secs(5)));
+    assert!(
+        cluster.replica.holds_keys(100),
+        "the new primary has the data"
+    );
+    assert!(
+        wait_for(LONG, || cluster
+            .flags_seen_by_others(&cluster.replica)
+            .contains("master")),
+        "the other nodes see the replica as the shard's primary"
+    );
+    eprintln!(
+        "cluster failover: promoted {} ms after the request, {} ms after the first BUSY",
+        completed["detail"]["elapsed_ms"], completed["detail"]["since_first_busy_ms"]
+    );
 }

@@ -2,6 +2,7 @@
 //! socket and a free TCP port), runaway scripts run from their own threads, and cleanup on drop
 //! (SIGKILL, and the kernel's parent-death signal should the test process itself die).
 
+pub mod cluster;
 pub mod daemon;
 pub mod fake;
 pub mod http;
@@ -32,6 +33,8 @@ pub struct ServerOptions {
     pub extra: Vec<String>,
     /// Another server build than Debian's `redis-server` on the PATH.
     pub build: Option<ServerBuild>,
+    /// A Cluster node (`cluster-enabled yes`), on a port whose bus port (+10000) is free too.
+    pub cluster: bool,
 }
 
 /// A server build other than the default.
@@ -78,6 +81,7 @@ impl Default for ServerOptions {
             threshold_ms: 200,
             extra: Vec::new(),
             build: None,
+            cluster: false,
         }
     }
 }
@@ -100,7 +104,10 @@ impl RedisServer {
         let socket = dir.path().join("redis.sock");
         // A freed port can be taken by a parallel test before redis binds it: try a few.
         for _ in 0..5 {
-            let port = free_port();
+            let port = match options.cluster {
+                true => cluster::free_port(),
+                false => free_port(),
+            };
             let mut server = RedisServer {
                 socket: socket.clone(),
                 port,
@@ -141,6 +148,9 @@ impl RedisServer {
                 self.options.threshold_ms
             ));
             lines.push("enable-debug-command yes".into());
+        }
+        if self.options.cluster {
+            lines.extend(cluster::NODE_CONFIG.iter().map(|l| l.to_string()));
         }
         lines.extend(self.options.extra.iter().cloned());
         lines.join("\n") + "\n"

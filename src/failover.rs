@@ -1,0 +1,226 @@
+//! Carrying out a failover the engine asked for (`then: failover`): the request, then the wait
+//! for a promotion busyguard can see, both within the plan's bound.
+//!
+//! - Sentinel: `SENTINEL FAILOVER <master>` to each configured sentinel in turn until one
+//!   accepts (`+OK`, or `-INPROG`: one is already under way). Sentinel answers `-NOGOODSLAVE`
+//!   while it has no fresh INFO from a replica; the round is tried again every
+//!   [`RETRY_EVERY`] until the bound.
+//! - Cluster: `CLUSTER FAILOVER FORCE` to the replica the engine chose (the busy node cannot
+//!   take part in a normal failover; FORCE still needs the other primaries' votes).
+//!
+//! The promotion is seen when a watched replica answers ROLE `master`, or, under Sentinel,
+//! when the sentinel that accepted names a primary with another run id. Requests go once per
+//! sentinel per round; the replicas are asked every [`WATCH_EVERY`]: a replica takes a
+//! `REPLICAOF NO ONE` in microseconds, and every millisecond here is one more of BUSY for the
+//! clients still on the old primary.
+
+use std::time::Duration;
+
+use tokio::time::{Instant, sleep, timeout};
+
+use crate::engine::{FailoverOutcome, FailoverPlan, FailoverVia};
+use crate::policy::{Endpoint, RedisTarget, SentinelTopology};
+use crate::probe::{self, Connection, Outcome};
+
+/// How often a refused Sentinel request is tried again.
+const RETRY_EVERY: Duration = Duration::from_millis(100);
+/// How often the replicas (and Sentinel) are asked whether the promotion happened.
+const WATCH_EVERY: Duration = Duration::from_millis(5);
+/// What one connection attempt or one question may take at most.
+const ASK_LIMIT: Duration = Duration::from_secs(2);
+
+/// Request the failover and wait for the promotion. `primary` is the busy server's policy
+/// target (the replicas are reached with its credentials and TLS), `run_id` its own.
+pub async fn carry_out(
+    plan: &FailoverPlan,
+    primary: &RedisTarget,
+    sentinel: Option<&SentinelTopology>,
+    run_id: Option<&str>,
+) -> FailoverOutcome {
+    let deadline = Instant::now() + Duration::from_millis(plan.timeout_ms);
+    let accepted = match (plan.via, sentinel) {
+        (FailoverVia::Sentinel, Some(topology)) => request_sentinel(topology, deadline).await,
+        (FailoverVia::Sentinel, None) => Err("no `topology.sentinel` in the policy".into()),
+        (FailoverVia::Cluster, _) => request_cluster(primary, &plan.target, deadline).await,
+    };
+    let sentinel_conn = match accepted {
+        Ok(conn) => conn,
+        Err(reason) => {
+            return FailoverOutcome::Failed {
+                accepted: false,
+                reason,
+            };
+        }
+    };
+    let master = sentinel.map(|s| s.master.as_str()).unwrap_or_default();
+    let mut replicas = Watched::open(primary, &plan.watch, deadline).await;
+    loop {
+        if let Some(new_primary) = replicas.promoted(deadline).await {
+            return FailoverOutcome::Promoted {
+                new_primary,
+                seen_by: "ROLE on the replica".into(),
+            };
+        }
+        if let (Some(conn), Some(ours)) = (&sentinel_conn, run_id)
+            && let Ok(Ok(fields)) = timeout(ASK_LIMIT, crate::sentinel::ask_on(conn, master)).await
+            && fields
+                .get("runid")
+                .is_some_and(|r| !r.is_empty() && r != ours)
+        {
+            let field = |k: &str| fields.get(k).cloned().unwrap_or_default();
+            return FailoverOutcome::Promoted {
+                new_primary: format!("{}:{}", field("ip"), field("port")),
+                seen_by: "Sentinel".into(),
+            };
+        }
+        if Instant::now() + WATCH_EVERY >= deadline {
+            return FailoverOutcome::Failed {
+                accepted: true,
+                reason: format!(
+                    "the request was accepted, but no promotion was seen within {} ms (no watched replica answered ROLE `master`{})",
+                    plan.timeout_ms,
+                    if sentinel_conn.is_some() {
+                        ", and Sentinel still names this server"
+                    } else {
+                        ""
+                    }
+                ),
+            };
+        }
+        sleep(WATCH_EVERY).await;
+    }
+}
+
+/// Ask each sentinel in turn until one accepts; the accepting sentinel's connection, to watch
+/// its view of the primary.
+async fn request_sentinel(
+    topology: &SentinelTopology,
+    deadline: Instant,
+) -> Result<Option<Connection>, String> {
+    let mut last = String::from("no sentinel answered");
+    loop {
+        for target in &topology.sentinels {
+            let url = target.endpoint.to_string();
+            let conn = match open(target, deadline).await {
+                Ok(conn) => conn,
+                Err(why) => {
+                    last = format!("sentinel {url}: {why}");
+                    continue;
+                }
+            };
+            let words = ["FAILOVER", topology.master.as_str()];
+            match timeout(ASK_LIMIT, conn.call_with("SENTINEL", &words)).await {
+                Ok(Outcome::Reply(_)) => return Ok(Some(conn)),
+                // A failover of this master is under way already (Sentinel's own, or another
+                // busyguard's): its promotion is what is awaited.
+                Ok(Outcome::ErrorReply(e)) if e.starts_with("INPROG") => return Ok(Some(conn)),
+                Ok(Outcome::ErrorReply(e) | Outcome::Lost(e)) => {
+                    last = format!("sentinel {url}: {e}");
+                }
+                Err(_) => last = format!("sentinel {url}: no answer within {ASK_LIMIT:?}"),
+            }
+        }
+        if Instant::now() + RETRY_EVERY >= deadline {
+            return Err(format!(
+                "no sentinel accepted the failover in time; last: {last}"
+            ));
+        }
+        sleep(RETRY_EVERY).await;
+    }
+}
+
+/// `CLUSTER FAILOVER FORCE` to the chosen replica.
+async fn request_cluster(
+    primary: &RedisTarget,
+    replica: &str,
+    deadline: Instant,
+) -> Result<Option<Connection>, String> {
+    let target = replica_target(primary, replica)
+        .ok_or_else(|| format!("`{replica}` is not a host:port address"))?;
+    let conn = open(&target, deadline)
+        .await
+        .map_err(|why| format!("replica {replica}: {why}"))?;
+    match timeout(ASK_LIMIT, conn.call(&["CLUSTER", "FAILOVER", "FORCE"])).await {
+        Ok(Outcome::Reply(_)) => Ok(None),
+        Ok(Outcome::ErrorReply(e) | Outcome::Lost(e)) => Err(format!("replica {replica}: {e}")),
+        Err(_) => Err(format!("replica {replica}: no answer within {ASK_LIMIT:?}")),
+    }
+}
+
+/// The replicas watched for the promotion, each with its connection while it holds. Sentinel
+/// promotes with `SLAVEOF NO ONE` then `CLIENT KILL TYPE normal`, which closes the watching
+/// connection too: a lost connection is opened anew at the next question.
+struct Watched {
+    replicas: Vec<(String, RedisTarget, Option<Connection>)>,
+}
+
+impl Watched {
+    async fn open(primary: &RedisTarget, addresses: &[String], deadline: Instant) -> Watched {
+        let mut replicas = Vec::new();
+        for address in addresses {
+            let Some(target) = replica_target(primary, address) else {
+                continue;
+            };
+            let conn = open(&target, deadline).await;
+            if let Err(why) = &conn {
+                tracing::warn!(replica = %address, error = %why, "a replica cannot be watched for its promotion yet");
+            }
+            replicas.push((address.clone(), target, conn.ok()));
+        }
+        Watched { replicas }
+    }
+
+    /// The first replica that answers ROLE `master`, if one does.
+    async fn promoted(&mut self, deadline: Instant) -> Option<String> {
+        for (address, target, slot) in &mut self.replicas {
+            if slot.is_none() {
+                *slot = open(target, deadline).await.ok();
+            }
+            let Some(conn) = slot.as_ref() else { continue };
+            match timeout(ASK_LIMIT, conn.call(&["ROLE"])).await {
+                Ok(Outcome::Reply(v)) if first_word(&v).as_deref() == Some("master") => {
+                    return Some(address.clone());
+                }
+                Ok(Outcome::Reply(_) | Outcome::ErrorReply(_)) => {}
+                Ok(Outcome::Lost(_)) | Err(_) => *slot = None,
+            }
+        }
+        None
+    }
+}
+
+/// Connect within the bound.
+async fn open(target: &RedisTarget, deadline: Instant) -> Result<Connection, String> {
+    let limit = deadline
+        .saturating_duration_since(Instant::now())
+        .min(ASK_LIMIT);
+    match timeout(limit, probe::connect(target, limit)).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no connection within {} ms", limit.as_millis())),
+    }
+}
+
+/// The primary's target with another address (a replica's `host:port`, as the primary's INFO
+/// names it): the same credentials, TLS settings and renamed commands.
+pub fn replica_target(primary: &RedisTarget, address: &str) -> Option<RedisTarget> {
+    let (host, port) = address.rsplit_once(':')?;
+    let tls = matches!(primary.endpoint, Endpoint::Tcp { tls: true, .. });
+    let mut target = primary.clone();
+    target.endpoint = Endpoint::Tcp {
+        host: host.trim_matches(['[', ']']).to_string(),
+        port: port.parse().ok()?,
+        tls,
+    };
+    // The name the primary's certificate holds is not the replica's.
+    target.tls.server_name = None;
+    Some(target)
+}
+
+/// The first word of a reply (ROLE's role).
+fn first_word(v: &fred::types::Value) -> Option<String> {
+    match v {
+        fred::types::Value::Array(items) => items.first()?.as_string(),
+        _ => None,
+    }
+}

@@ -9,6 +9,10 @@
 //! 2. Time to shutdown past the budget for an unkillable script (script start -> the server gone).
 //! 3. Overhead at 1, 10, 100, 500 supervised servers, and detection latency at 500.
 //! 4. False positives under saturating load with legitimate scripts just under the threshold.
+//! 5. The kill's tail over many incidents, on a quiet and on a stalling disk.
+//! 6. Time to a writable new primary for an unkillable script on a replicated primary
+//!    (`then: failover` through Sentinel and in a Cluster, against Sentinel's own detection at
+//!    its default and a tuned down-after, and a Cluster left to itself).
 //!
 //! `--quick` runs a few samples of everything (a smoke test of the bench itself).
 
@@ -21,6 +25,7 @@ use std::fmt::Write as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use support::cluster::Cluster;
 use support::sentinel::Sentinel;
 use support::{Caller, Daemon, RedisServer, Reply, ServerOptions, scripts, wait_for};
 
@@ -115,6 +120,11 @@ fn main() {
             s.quantile(0.9) - 1200.0,
             s.p99() - 1200.0
         );
+        return;
+    }
+    // `--failover N`: only section 6, N samples of each busyguard failover; its markdown.
+    if let Some(n) = arg("--failover", 1) {
+        println!("{}", failover_section(n as usize, 3));
         return;
     }
     // `--false-positives S`: only the false-positive run, S seconds, printing what was acted on.
@@ -312,6 +322,8 @@ fn main() {
         plain.p99() - 200.0,
         stalled.p99() - 200.0
     );
+
+    md.push_str(&failover_section(cfg.n(5), cfg.n(3).min(3)));
 
     std::fs::write("BENCHMARKS.md", md).unwrap();
     std::fs::create_dir_all("docs").unwrap();
@@ -782,4 +794,143 @@ fn svg(groups: &[ChartGroup]) -> String {
     }
     out.push_str("</svg>\n");
     out
+}
+
+/// Section 6: from an unkillable script's start on a replicated primary (threshold 200 ms) to the
+/// first write a replica accepts as the new primary. busyguard: `kill_after: 0s`, `wait: 500ms`,
+/// `then: failover`; Sentinel alone: its default down-after and a tuned one; a Cluster alone.
+fn failover_section(n: usize, n_sentinel: usize) -> String {
+    let mut md = String::new();
+    writeln!(md, "## 6. Time to a writable new primary\n\nAn unkillable script (it wrote first) on a primary with one replica, threshold 200 ms: from the script's start to the first `SET` the replica accepts as the new primary (it answers `READONLY` until promoted; asked every millisecond). busyguard: `kill_after: 0s`, `wait: 500ms`, `then: failover` (the sentinel's own down-after is 30 s, so it does not act first). Sentinel alone: one sentinel, quorum 1. A Cluster alone: 3 primaries, `cluster-node-timeout 5000`.\n").unwrap();
+    writeln!(md, "| topology | who fails over | samples | median ms | p99 ms | after the budget (700 ms) |\n|---|---|---|---|---|---|").unwrap();
+    let rows: Vec<(&str, &str, Samples)> = vec![
+        (
+            "Sentinel",
+            "busyguard `then: failover`",
+            sentinel_failover(Some(500), 30_000, n),
+        ),
+        (
+            "Cluster",
+            "busyguard `then: failover`",
+            cluster_failover(true, n),
+        ),
+        (
+            "Sentinel",
+            "Sentinel, down-after 5000 (tuned)",
+            sentinel_failover(None, 5_000, n_sentinel),
+        ),
+        (
+            "Sentinel",
+            "Sentinel, default down-after 30000",
+            sentinel_failover(None, 30_000, 1),
+        ),
+        (
+            "Cluster",
+            "the Cluster itself (node-timeout 5000)",
+            cluster_failover(false, 1),
+        ),
+    ];
+    for (topology, who, s) in rows {
+        let line = match s.0.is_empty() {
+            true => format!(
+                "| {topology} | {who} | 1 | never (not within 20 s: the busy node keeps answering the cluster bus) | - | - |"
+            ),
+            false => format!(
+                "| {topology} | {who} | {} | {:.0} | {:.0} | {:+.0} |",
+                s.0.len(),
+                s.median(),
+                s.p99(),
+                s.median() - 700.0
+            ),
+        };
+        println!("failover {topology} / {who}: {line}");
+        writeln!(md, "{line}").unwrap();
+    }
+    writeln!(
+        md,
+        "\nFocused run: `target/release/examples/bench --failover 5`.\n"
+    )
+    .unwrap();
+    md
+}
+
+/// A primary and its replica with 100 keys; with `busyguard_wait`, busyguard supervises the
+/// primary with `then: failover`, else the sentinel alone acts (after `down_after`).
+fn sentinel_failover(busyguard_wait: Option<u64>, down_after: u64, n: usize) -> Samples {
+    let mut s = Samples::default();
+    for _ in 0..n {
+        let primary = RedisServer::start(ServerOptions::default());
+        let replica = primary.start_replica(ServerOptions::default());
+        primary.fill(100);
+        assert!(wait_for(LONG, || replica.holds_keys(100)));
+        let sentinel = Sentinel::start(&primary, down_after);
+        assert!(wait_for(LONG, || sentinel.field("num-slaves").as_deref()
+            == Some("1")));
+        let daemon = busyguard_wait.map(|wait| {
+            let policy = primary.policy(
+                "failover",
+                &format!(
+                    "on_busy:\n  kill_after: 0s\n  on_unkillable:\n    wait: {wait}ms\n    then: failover\ntopology:\n  sentinel:\n    master: m\n    urls: [redis://127.0.0.1:{}]\n",
+                    sentinel.port
+                ),
+            );
+            let d = Daemon::start(&policy, &[]);
+            primary.wait_snapshot();
+            d
+        });
+        s.push(
+            time_to_writable(&primary, &replica, "k", Duration::from_secs(90)).expect("promoted"),
+        );
+        drop(daemon);
+    }
+    s
+}
+
+/// A Cluster whose first primary runs the script; with `busyguard`, it supervises that node.
+fn cluster_failover(busyguard: bool, n: usize) -> Samples {
+    let mut s = Samples::default();
+    for _ in 0..n {
+        let cluster = Cluster::start();
+        let busy = &cluster.primaries[0];
+        let daemon = busyguard.then(|| {
+            let policy = busy.policy(
+                "failover",
+                "on_busy:\n  kill_after: 0s\n  on_unkillable:\n    wait: 500ms\n    then: failover\n",
+            );
+            let d = Daemon::start(&policy, &[]);
+            busy.wait_snapshot();
+            d
+        });
+        let limit = Duration::from_secs(if busyguard { 90 } else { 20 });
+        let key = format!("{}k", cluster.tag_of_first());
+        if let Some(took) = time_to_writable(busy, &cluster.replica, &key, limit) {
+            s.push(took);
+        }
+        drop(daemon);
+    }
+    s
+}
+
+/// Start an unkillable script on `primary`; the time until `replica` accepts a write, if it
+/// does within `limit`.
+fn time_to_writable(
+    primary: &RedisServer,
+    replica: &RedisServer,
+    key: &str,
+    limit: Duration,
+) -> Option<Duration> {
+    let started = Instant::now();
+    let _caller = Caller::eval(primary, scripts::WRITING_LOOP, &[key], &[]);
+    let mut conn = None;
+    while started.elapsed() < limit {
+        // Sentinel's promotion closes every normal client of the replica: reconnect.
+        let c = conn.get_or_insert_with(|| replica.conn());
+        match c.call(&["SET", key, "after"]) {
+            Ok(Reply::Status(ok)) if ok == "OK" => return Some(started.elapsed()),
+            Ok(_) => {}
+            Err(_) => conn = None,
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    None
 }

@@ -30,21 +30,21 @@ const WATCH_EVERY: Duration = Duration::from_millis(5);
 const ASK_LIMIT: Duration = Duration::from_secs(2);
 
 /// Request the failover and wait for the promotion. `primary` is the busy server's policy
-/// target (the replicas are reached with its credentials and TLS), `run_id` its own.
+/// target (the replicas are reached with its credentials and TLS).
 pub async fn carry_out(
     plan: &FailoverPlan,
     primary: &RedisTarget,
     sentinel: Option<&SentinelTopology>,
-    run_id: Option<&str>,
 ) -> FailoverOutcome {
     let deadline = Instant::now() + Duration::from_millis(plan.timeout_ms);
-    let accepted = match (plan.via, sentinel) {
-        (FailoverVia::Sentinel, Some(topology)) => request_sentinel(topology, deadline).await,
+    let requested = match (plan.via, sentinel) {
+        (FailoverVia::Sentinel, Some(topology)) => request_sentinel(topology, plan, deadline).await,
         (FailoverVia::Sentinel, None) => Err("no `topology.sentinel` in the policy".into()),
-        (FailoverVia::Cluster, _) => request_cluster(primary, &plan.target, deadline).await,
+        (FailoverVia::Cluster, _) => request_cluster(primary, plan, deadline).await,
     };
-    let sentinel_conn = match accepted {
-        Ok(conn) => conn,
+    let sentinel_conn = match requested {
+        Ok(Requested::Sent(conn)) => conn,
+        Ok(Requested::AlreadyDone(outcome)) => return outcome,
         Err(reason) => {
             return FailoverOutcome::Failed {
                 accepted: false,
@@ -52,6 +52,7 @@ pub async fn carry_out(
             };
         }
     };
+    let run_id = plan.run_id.as_deref();
     let master = sentinel.map(|s| s.master.as_str()).unwrap_or_default();
     let mut replicas = Watched::open(primary, &plan.watch, deadline).await;
     loop {
@@ -62,7 +63,8 @@ pub async fn carry_out(
             };
         }
         if let (Some(conn), Some(ours)) = (&sentinel_conn, run_id)
-            && let Ok(Ok(fields)) = timeout(ASK_LIMIT, crate::sentinel::ask_on(conn, master)).await
+            && let Ok(Ok(fields)) =
+                timeout(left(deadline), crate::sentinel::ask_on(conn, master)).await
             && fields
                 .get("runid")
                 .is_some_and(|r| !r.is_empty() && r != ours)
@@ -91,12 +93,26 @@ pub async fn carry_out(
     }
 }
 
+/// What the request phase found: the request went (with the accepting sentinel's connection,
+/// to watch its view), or the role had moved already.
+enum Requested {
+    Sent(Option<Connection>),
+    AlreadyDone(FailoverOutcome),
+}
+
 /// Ask each sentinel in turn until one accepts; the accepting sentinel's connection, to watch
-/// its view of the primary.
+/// its view of the primary. Each sentinel is first asked whom it serves under the master's name:
+/// the request goes only while that is this server (by run id). Sent to a sentinel that has
+/// already failed it over, `SENTINEL FAILOVER` would fail over the new, healthy primary.
 async fn request_sentinel(
     topology: &SentinelTopology,
+    plan: &FailoverPlan,
     deadline: Instant,
-) -> Result<Option<Connection>, String> {
+) -> Result<Requested, String> {
+    let Some(ours) = plan.run_id.as_deref() else {
+        return Err("this server's run id is unknown: Sentinel's primary cannot be matched to it, so no failover is asked for".into());
+    };
+    let master = topology.master.as_str();
     let mut last = String::from("no sentinel answered");
     loop {
         for target in &topology.sentinels {
@@ -108,16 +124,45 @@ async fn request_sentinel(
                     continue;
                 }
             };
-            let words = ["FAILOVER", topology.master.as_str()];
-            match timeout(ASK_LIMIT, conn.call_with("SENTINEL", &words)).await {
-                Ok(Outcome::Reply(_)) => return Ok(Some(conn)),
+            match timeout(left(deadline), crate::sentinel::ask_on(&conn, master)).await {
+                Ok(Ok(fields)) => {
+                    let field = |k: &str| fields.get(k).cloned().unwrap_or_default();
+                    match field("runid") {
+                        id if id == ours => {}
+                        id if id.is_empty() => {
+                            last =
+                                format!("sentinel {url}: it does not know `{master}`'s run id yet");
+                            continue;
+                        }
+                        _ => {
+                            return Ok(Requested::AlreadyDone(FailoverOutcome::Promoted {
+                                new_primary: format!("{}:{}", field("ip"), field("port")),
+                                seen_by: "Sentinel, before the request: it serves another primary already".into(),
+                            }));
+                        }
+                    }
+                }
+                Ok(Err(e)) => {
+                    last = format!("sentinel {url}: {e}");
+                    continue;
+                }
+                Err(_) => {
+                    last = format!("sentinel {url}: no answer in time");
+                    continue;
+                }
+            }
+            let words = ["FAILOVER", master];
+            match timeout(left(deadline), conn.call_with("SENTINEL", &words)).await {
+                Ok(Outcome::Reply(_)) => return Ok(Requested::Sent(Some(conn))),
                 // A failover of this master is under way already (Sentinel's own, or another
                 // busyguard's): its promotion is what is awaited.
-                Ok(Outcome::ErrorReply(e)) if e.starts_with("INPROG") => return Ok(Some(conn)),
+                Ok(Outcome::ErrorReply(e)) if e.starts_with("INPROG") => {
+                    return Ok(Requested::Sent(Some(conn)));
+                }
                 Ok(Outcome::ErrorReply(e) | Outcome::Lost(e)) => {
                     last = format!("sentinel {url}: {e}");
                 }
-                Err(_) => last = format!("sentinel {url}: no answer within {ASK_LIMIT:?}"),
+                Err(_) => last = format!("sentinel {url}: no answer in time"),
             }
         }
         if Instant::now() + RETRY_EVERY >= deadline {
@@ -129,22 +174,72 @@ async fn request_sentinel(
     }
 }
 
-/// `CLUSTER FAILOVER FORCE` to the chosen replica.
+/// `CLUSTER FAILOVER FORCE` to the chosen replica, once its INFO shows it is still a replica of
+/// this server (the same replication ID): told to a replica of another shard, it would fail
+/// that healthy shard over.
 async fn request_cluster(
     primary: &RedisTarget,
-    replica: &str,
+    plan: &FailoverPlan,
     deadline: Instant,
-) -> Result<Option<Connection>, String> {
+) -> Result<Requested, String> {
+    let replica = plan.target.as_str();
     let target = replica_target(primary, replica)
         .ok_or_else(|| format!("`{replica}` is not a host:port address"))?;
     let conn = open(&target, deadline)
         .await
         .map_err(|why| format!("replica {replica}: {why}"))?;
-    match timeout(ASK_LIMIT, conn.call(&["CLUSTER", "FAILOVER", "FORCE"])).await {
-        Ok(Outcome::Reply(_)) => Ok(None),
-        Ok(Outcome::ErrorReply(e) | Outcome::Lost(e)) => Err(format!("replica {replica}: {e}")),
-        Err(_) => Err(format!("replica {replica}: no answer within {ASK_LIMIT:?}")),
+    let info = match timeout(left(deadline), conn.call(&["INFO", "replication"])).await {
+        Ok(Outcome::Reply(v)) => v.as_string().unwrap_or_default(),
+        Ok(Outcome::ErrorReply(e) | Outcome::Lost(e)) => {
+            return Err(format!("replica {replica}: INFO replication: {e}"));
+        }
+        Err(_) => {
+            return Err(format!(
+                "replica {replica}: INFO replication: no answer in time"
+            ));
+        }
+    };
+    let field = |k: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(k)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    let ours = plan.replid.as_deref();
+    match (
+        field("role"),
+        field("master_replid"),
+        field("master_replid2"),
+    ) {
+        (_, _, _) if ours.is_none() => {
+            return Err("this server's replication ID is unknown: the replica cannot be matched to it, so no failover is asked for".into());
+        }
+        (Some("slave"), id, _) if id == ours => {}
+        // Promoted already (the replication ID it had from this server is its second now).
+        (Some("master"), _, id2) if id2 == ours => {
+            return Ok(Requested::AlreadyDone(FailoverOutcome::Promoted {
+                new_primary: replica.to_string(),
+                seen_by: "the replica's INFO, before the request: it is the primary already".into(),
+            }));
+        }
+        (role, _, _) => {
+            return Err(format!(
+                "replica {replica} is no longer a replica of this server (role {}, another replication ID): no failover is asked for",
+                role.unwrap_or("unknown")
+            ));
+        }
     }
+    match timeout(left(deadline), conn.call(&["CLUSTER", "FAILOVER", "FORCE"])).await {
+        Ok(Outcome::Reply(_)) => Ok(Requested::Sent(None)),
+        Ok(Outcome::ErrorReply(e) | Outcome::Lost(e)) => Err(format!("replica {replica}: {e}")),
+        Err(_) => Err(format!("replica {replica}: no answer in time")),
+    }
+}
+
+/// What one question may take: [`ASK_LIMIT`], or what is left before the deadline.
+fn left(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .min(ASK_LIMIT)
 }
 
 /// The replicas watched for the promotion, each with its connection while it holds. Sentinel
@@ -177,7 +272,7 @@ impl Watched {
                 *slot = open(target, deadline).await.ok();
             }
             let Some(conn) = slot.as_ref() else { continue };
-            match timeout(ASK_LIMIT, conn.call(&["ROLE"])).await {
+            match timeout(left(deadline), conn.call(&["ROLE"])).await {
                 Ok(Outcome::Reply(v)) if first_word(&v).as_deref() == Some("master") => {
                     return Some(address.clone());
                 }
@@ -191,9 +286,7 @@ impl Watched {
 
 /// Connect within the bound.
 async fn open(target: &RedisTarget, deadline: Instant) -> Result<Connection, String> {
-    let limit = deadline
-        .saturating_duration_since(Instant::now())
-        .min(ASK_LIMIT);
+    let limit = left(deadline);
     match timeout(limit, probe::connect(target, limit)).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(e.to_string()),

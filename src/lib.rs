@@ -36,7 +36,8 @@
 //!   back as timelines; [`forensics`] adds what the server can tell after the fact.
 //! - [`notify`] delivers records to Slack, PagerDuty and signed webhooks, never in the way.
 //! - [`metrics`] serves Prometheus text; [`status`] reports what a decision would rest on, with
-//!   [`prevention`]'s findings; [`early`] warns of slow scripts from the SLOWLOG before BUSY.
+//!   [`prevention`]'s findings and
+//!   [`supervisor`]'s restart settings; [`early`] warns of slow scripts from the SLOWLOG before BUSY.
 //! - [`statedir`] keeps one writer per state dir; [`control`] is the socket operators steer the
 //!   daemon through (pause, hold, approve, ps); [`simulate`] rehearses a policy on the engine.
 //! - [`clock`] and [`text`]: the wall clock and the one way text is cut.
@@ -71,6 +72,7 @@ pub mod simulate;
 pub(crate) mod snapshot;
 pub(crate) mod statedir;
 pub mod status;
+pub(crate) mod supervisor;
 pub(crate) mod text;
 pub(crate) mod tls;
 pub(crate) mod watchdog;

@@ -172,6 +172,20 @@ fn snapshot(words: &[&str]) -> Result<Option<Snapshot>, String> {
             "changes" => s.rdb_changes_since_last_save = Some(num()?),
             "run_id" => s.run_id = Some(v.into()),
             "pid" => s.process_id = Some(num()? as u32),
+            "save" => s.save = Some(v.trim_matches('"').into()),
+            "cluster" => s.cluster_enabled = Some(v == "yes"),
+            // An online replica, `HOST:PORT` or `HOST:PORT/LAG_S`, in sync with the offset.
+            "replica" => {
+                let (address, lag) = v.split_once('/').unwrap_or((v, "0"));
+                let (host, port) = address
+                    .rsplit_once(':')
+                    .ok_or_else(|| format!("`{word}`: replica=HOST:PORT[/LAG_S]"))?;
+                s.replicas.push(format!(
+                    "slave{}:ip={host},port={port},state=online,offset=0,lag={lag}",
+                    s.replicas.len()
+                ));
+                s.connected_replicas = Some(s.replicas.len() as u64);
+            }
             other => return Err(format!("unknown snapshot key `{other}`")),
         }
     }

@@ -61,6 +61,10 @@ pub struct Snapshot {
     pub role: Option<String>,
     pub connected_replicas: Option<u64>,
     pub master_repl_offset: Option<u64>,
+    /// The replication ID, shared by a primary and every replica of it: how a replica is told
+    /// to be this server's before it is asked to take over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_replid: Option<String>,
     /// The `slaveN:` lines as the server wrote them (address, state, offset, lag).
     pub replicas: Vec<String>,
     /// `cluster_enabled`: a Cluster node (a busy primary there is never failed over by the
@@ -121,6 +125,7 @@ impl Snapshot {
             role: text("role"),
             connected_replicas: num("connected_slaves"),
             master_repl_offset: num("master_repl_offset"),
+            master_replid: text("master_replid"),
             replicas: info
                 .lines()
                 .filter(|l| l.starts_with("slave") && l.contains(":ip="))

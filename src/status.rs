@@ -21,8 +21,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::control::{self, Request};
-use crate::policy::{self, Policy};
+use crate::policy::{self, Policy, Then};
 use crate::probe::{self, Outcome};
+use crate::snapshot::Snapshot;
 
 /// How long set-up and each check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -37,6 +38,8 @@ struct Check {
     needed_for: &'static str,
     /// The first major version that has the command (FUNCTION: 7.0).
     since_major: u32,
+    /// Needed only under `then: failover` (the same user on the replicas too).
+    for_failover: bool,
 }
 
 const CHECKS: &[Check] = &[
@@ -46,6 +49,7 @@ const CHECKS: &[Check] = &[
         queued: false,
         needed_for: "probing",
         since_major: 0,
+        for_failover: false,
     },
     Check {
         right: "info",
@@ -53,6 +57,7 @@ const CHECKS: &[Check] = &[
         queued: false,
         needed_for: "the healthy snapshot",
         since_major: 0,
+        for_failover: false,
     },
     Check {
         right: "config|get",
@@ -60,6 +65,7 @@ const CHECKS: &[Check] = &[
         queued: false,
         needed_for: "the threshold and persistence settings in the snapshot",
         since_major: 0,
+        for_failover: false,
     },
     Check {
         right: "script|kill",
@@ -67,6 +73,7 @@ const CHECKS: &[Check] = &[
         queued: true,
         needed_for: "killing EVAL scripts",
         since_major: 0,
+        for_failover: false,
     },
     Check {
         right: "function|kill",
@@ -74,6 +81,7 @@ const CHECKS: &[Check] = &[
         queued: true,
         needed_for: "killing functions",
         since_major: 7,
+        for_failover: false,
     },
     Check {
         right: "shutdown",
@@ -81,6 +89,7 @@ const CHECKS: &[Check] = &[
         queued: false,
         needed_for: "escalating to SHUTDOWN NOSAVE",
         since_major: 0,
+        for_failover: false,
     },
     Check {
         right: "slowlog|get",
@@ -88,6 +97,7 @@ const CHECKS: &[Check] = &[
         queued: false,
         needed_for: "forensics (the offending script)",
         since_major: 0,
+        for_failover: false,
     },
     Check {
         right: "function|stats",
@@ -95,6 +105,23 @@ const CHECKS: &[Check] = &[
         queued: false,
         needed_for: "forensics (the running function)",
         since_major: 7,
+        for_failover: false,
+    },
+    Check {
+        right: "role",
+        words: &["ROLE"],
+        queued: false,
+        needed_for: "`then: failover`: seeing a replica promoted (the same user on every replica)",
+        since_major: 0,
+        for_failover: true,
+    },
+    Check {
+        right: "cluster|failover",
+        words: &["CLUSTER", "FAILOVER", "FORCE"],
+        queued: true,
+        needed_for: "`then: failover` in a Cluster: promoting a replica (the same user on every replica)",
+        since_major: 0,
+        for_failover: true,
     },
 ];
 
@@ -209,7 +236,25 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> Value {
             s["replica_links"] = json!(snap.replica_links());
             if snap.cluster_enabled == Some(true) {
                 s["cluster_enabled"] = json!(true);
-                warnings.push("a Cluster node: the Cluster never fails over a primary busy with a script (it keeps answering the cluster bus), so its slots stay BUSY until the script ends or busyguard acts; `guards.keep_primary_with_replicas` would withhold a shutdown with nobody to end the script".into());
+                s["cluster"] = cluster_view(&conn).await;
+                if p.on_busy.on_unkillable.then != Then::Failover {
+                    warnings.push("a Cluster node: the Cluster never fails over a primary busy with a script (it keeps answering the cluster bus), so its slots stay BUSY until the script ends or busyguard acts; `then: failover` promotes its replica (CLUSTER FAILOVER FORCE) at the end of the budget, and `guards.keep_primary_with_replicas` would withhold a shutdown with nobody to end the script".into());
+                }
+            }
+            if p.on_busy.on_unkillable.then == Then::Failover {
+                let master = p.topology.sentinel.as_ref().map(|t| t.master.as_str());
+                s["failover"] = match crate::engine::failover::plan(master, &snap) {
+                    Ok((via, target, replicas)) => {
+                        json!({"via": via, "request_to": target, "replicas_in_sync": replicas})
+                    }
+                    Err(why) => {
+                        warnings.push(format!(
+                            "`then: failover` could not fail this server over now: {why}; `failover.fallback` ({}) would apply",
+                            p.on_busy.on_unkillable.failover.fallback.name()
+                        ));
+                        json!({"none": why})
+                    }
+                };
             }
             s["busy_threshold_ms"] = json!(snap.busy_threshold_ms);
             s["shutdown_nosave_loses"] = json!(snap.data_at_risk());
@@ -256,7 +301,8 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> Value {
     let major = snapshot
         .as_ref()
         .and_then(crate::snapshot::Snapshot::major_version);
-    for check in CHECKS {
+    let failover = p.on_busy.on_unkillable.then == Then::Failover;
+    for check in CHECKS.iter().filter(|c| failover || !c.for_failover) {
         if let Some(major) = major.filter(|m| *m < check.since_major) {
             let why = format!("not applicable (version {major} has no such command)");
             rights.insert(check.right.into(), json!(why));
@@ -284,6 +330,9 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> Value {
         s["sentinel"] = view;
         warnings.extend(said);
     }
+    if let Some(warning) = restarted_too_soon(p, &s, snapshot.as_ref()) {
+        warnings.push(warning);
+    }
     if let Some(snap) = &snapshot {
         let found = crate::prevention::findings(&conn, p, snap, trail);
         s["prevention"] = json!(
@@ -294,6 +343,66 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> Value {
     }
     s["warnings"] = json!(warnings);
     s
+}
+
+/// CLUSTER INFO's state and size, and the node timeout (the Cluster's failure detection).
+async fn cluster_view(conn: &probe::Connection) -> Value {
+    let info = match tokio::time::timeout(CHECK_TIMEOUT, conn.call(&["CLUSTER", "INFO"])).await {
+        Ok(Outcome::Reply(v)) => v.as_string().unwrap_or_default(),
+        Ok(Outcome::ErrorReply(e) | Outcome::Lost(e)) => return json!({"error": e}),
+        Err(_) => return json!({"error": "timed out"}),
+    };
+    let field = |k: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(k)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    let timeout = conn.call(&["CONFIG", "GET", "cluster-node-timeout"]);
+    let node_timeout = match tokio::time::timeout(CHECK_TIMEOUT, timeout).await {
+        Ok(Outcome::Reply(v)) => probe::pairs(v)
+            .get("cluster-node-timeout")
+            .and_then(|v| v.parse::<u64>().ok()),
+        _ => None,
+    };
+    json!({
+        "state": field("cluster_state"),
+        "known_nodes": field("cluster_known_nodes").and_then(|v| v.parse::<u64>().ok()),
+        "size": field("cluster_size").and_then(|v| v.parse::<u64>().ok()),
+        "node_timeout_ms": node_timeout,
+    })
+}
+
+/// A local server whose systemd unit restarts it sooner than Sentinel or the Cluster can fail
+/// it over, under a policy that may shut it down: it is back as the primary, before any
+/// failover (and empty, without persistence).
+fn restarted_too_soon(p: &Policy, s: &Value, snapshot: Option<&Snapshot>) -> Option<String> {
+    let then = &p.on_busy.on_unkillable;
+    let may_shut_down = then.then == Then::Shutdown
+        || then.ask_default == Then::Shutdown && then.then == Then::Ask
+        || then.failover.fallback == Then::Shutdown && then.then == Then::Failover;
+    let detection_ms = s["sentinel"]
+        .as_array()
+        .and_then(|views| views.iter().find_map(|v| v["down_after_ms"].as_u64()))
+        .map(|ms| (ms, "Sentinel's down-after"))
+        .or_else(|| {
+            s["cluster"]["node_timeout_ms"]
+                .as_u64()
+                .map(|ms| (ms, "the Cluster's node-timeout"))
+        });
+    let (detect_ms, by) = detection_ms?;
+    if !may_shut_down || !p.redis.endpoint.is_local() {
+        return None;
+    }
+    let supervisor = crate::supervisor::Supervisor::of_process(snapshot?.process_id?)?;
+    (supervisor.restarts_after_shutdown() && (supervisor.delay.as_millis() as u64) < detect_ms)
+        .then(|| {
+            format!(
+                "{} restarts the server {} ms after it stops (Restart={}), sooner than {by} ({detect_ms} ms): a server busyguard shuts down is back as the primary before any failover; `then: failover` moves the role first",
+                supervisor.unit,
+                supervisor.delay.as_millis(),
+                supervisor.restart
+            )
+        })
 }
 
 /// `granted`, `missing`, or `unchecked (...)`.
@@ -353,6 +462,8 @@ const HUMAN_KEYS: &[&str] = &[
     "replicas",
     "replica_links",
     "cluster_enabled",
+    "cluster",
+    "failover",
     "busy_threshold_ms",
     "shutdown_nosave_loses",
     "rdb_changes_since_last_save",
@@ -430,7 +541,35 @@ fn human(s: &Value, out: &mut impl Write) -> std::io::Result<()> {
             )?;
         }
         if s["cluster_enabled"] == true {
-            writeln!(out, "  cluster: enabled (see the warning below)")?;
+            let c = &s["cluster"];
+            match c["error"].as_str() {
+                Some(e) => writeln!(out, "  cluster: enabled; CLUSTER INFO: {e}")?,
+                None => writeln!(
+                    out,
+                    "  cluster: state {}, {} known node(s), node-timeout {} ms",
+                    c["state"].as_str().unwrap_or("?"),
+                    c["known_nodes"],
+                    c["node_timeout_ms"]
+                )?,
+            }
+        }
+        let f = &s["failover"];
+        if let Some(why) = f["none"].as_str() {
+            writeln!(out, "  failover: none possible now: {why}")?;
+        } else if f.is_object() {
+            let replicas: Vec<String> = f["replicas_in_sync"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| r["address"].as_str().unwrap_or("?").to_string())
+                .collect();
+            writeln!(
+                out,
+                "  failover: through {} ({}), replicas in sync, least behind first: {}",
+                f["via"].as_str().unwrap_or("?"),
+                f["request_to"].as_str().unwrap_or("?"),
+                replicas.join(", ")
+            )?;
         }
         let risk = &s["shutdown_nosave_loses"];
         writeln!(

@@ -65,6 +65,8 @@ impl Engine {
             target: target.clone(),
             watch: replicas.iter().map(|r| r.address.clone()).collect(),
             timeout_ms: self.rules.failover_timeout,
+            run_id: self.snapshot().and_then(|s| s.run_id.clone()),
+            replid: self.snapshot().and_then(|s| s.master_replid.clone()),
         };
         let detail = d::FailoverRequested {
             inputs: self.inputs(Some(inc), now),
@@ -85,40 +87,12 @@ impl Engine {
         }
     }
 
-    /// How to fail this server over, from the healthy snapshot and the policy: the way, where
-    /// the request goes, and the replicas that may be promoted; or why none can be made.
-    fn plan(&self) -> Result<(FailoverVia, String, Vec<ReplicaLink>), String> {
+    /// How to fail this server over now (see [`plan`]).
+    fn plan(&self) -> Result<Plan, String> {
         let Some(snapshot) = self.snapshot() else {
             return Err("the replicas are unknown: no healthy snapshot yet (the server has been busy or unreachable since busyguard started)".into());
         };
-        match snapshot.role.as_deref() {
-            Some("master") => {}
-            Some(role) => {
-                return Err(format!(
-                    "this server is a {role}, not a primary: there is nothing to fail over"
-                ));
-            }
-            None => return Err("this server's role is unknown (INFO did not say)".into()),
-        }
-        let via = match (&self.rules.sentinel_master, snapshot.cluster_enabled) {
-            (Some(_), _) => FailoverVia::Sentinel,
-            (None, Some(true)) => FailoverVia::Cluster,
-            (None, _) => {
-                return Err("no topology to fail over through: no `topology.sentinel` in the policy, and the server is not a Cluster node (INFO cluster_enabled)".into());
-            }
-        };
-        let replicas = in_sync(snapshot);
-        let Some(first) = replicas.first() else {
-            return Err(format!(
-                "no replica online within {MAX_LAG_S} s of lag in the healthy snapshot ({} attached)",
-                snapshot.connected_replicas.unwrap_or(0)
-            ));
-        };
-        let target = match via {
-            FailoverVia::Sentinel => self.rules.sentinel_master.clone().unwrap_or_default(),
-            FailoverVia::Cluster => first.address.clone(),
-        };
-        Ok((via, target, replicas))
+        plan(self.rules.sentinel_master.as_deref(), snapshot)
     }
 
     /// What became of the failover requested.
@@ -158,6 +132,42 @@ impl Engine {
         }
         self.incident = Some(inc);
     }
+}
+
+/// A failover's way, where its request goes, and the replicas that may be promoted.
+pub type Plan = (FailoverVia, String, Vec<ReplicaLink>);
+
+/// How a server would be failed over, from its healthy snapshot and the policy's Sentinel
+/// master name (also what `status` shows); or why it cannot be.
+pub fn plan(sentinel_master: Option<&str>, snapshot: &Snapshot) -> Result<Plan, String> {
+    match snapshot.role.as_deref() {
+        Some("master") => {}
+        Some(role) => {
+            return Err(format!(
+                "this server is a {role}, not a primary: there is nothing to fail over"
+            ));
+        }
+        None => return Err("this server's role is unknown (INFO did not say)".into()),
+    }
+    let via = match (sentinel_master, snapshot.cluster_enabled) {
+        (Some(_), _) => FailoverVia::Sentinel,
+        (None, Some(true)) => FailoverVia::Cluster,
+        (None, _) => {
+            return Err("no topology to fail over through: no `topology.sentinel` in the policy, and the server is not a Cluster node (INFO cluster_enabled)".into());
+        }
+    };
+    let replicas = in_sync(snapshot);
+    let Some(first) = replicas.first() else {
+        return Err(format!(
+            "no replica online within {MAX_LAG_S} s of lag in the healthy snapshot ({} attached)",
+            snapshot.connected_replicas.unwrap_or(0)
+        ));
+    };
+    let target = match (via, sentinel_master) {
+        (FailoverVia::Sentinel, Some(master)) => master.to_string(),
+        _ => first.address.clone(),
+    };
+    Ok((via, target, replicas))
 }
 
 /// The replicas that may be promoted: online, acknowledged within [`MAX_LAG_S`], least behind

@@ -19,7 +19,7 @@
 //! busy transitions), `failover` (`then: failover`), `silence` (hang and unreachable),
 //! [`guards`], [`resume`].
 
-mod failover;
+pub mod failover;
 pub mod guards;
 mod incident;
 mod ladder;

@@ -82,6 +82,10 @@ pub struct FailoverPlan {
     pub watch: Vec<String>,
     /// The request and the promotion together.
     pub timeout_ms: Millis,
+    /// The busy server's run id and replication ID (healthy snapshot): the request goes only
+    /// while Sentinel still serves this server, or to a replica that is still this server's.
+    pub run_id: Option<String>,
+    pub replid: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

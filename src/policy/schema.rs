@@ -445,10 +445,17 @@ fn limits(r: &mut Reader, top: &Section) -> Limits {
 
 fn guards(r: &mut Reader, top: &Section) -> Guards {
     let s = r.optional_section(top, "guards");
+    let allow_empty_restart = r.opt_bool(&s, "allow_empty_restart");
+    if let (true, Some(n)) = (allow_empty_restart, s.get("allow_empty_restart")) {
+        r.warn(
+            n.pos(),
+            "`guards.allow_empty_restart: true` lets busyguard shut down a primary with replicas and no persistence: restarted by its supervisor it comes back empty, and its replicas resync to the empty dataset; `then: failover` moves the role first instead".into(),
+        );
+    }
     Guards {
         max_unsaved_changes: r.opt_count(&s, "max_unsaved_changes"),
         keep_primary_with_replicas: r.opt_bool(&s, "keep_primary_with_replicas"),
-        allow_empty_restart: r.opt_bool(&s, "allow_empty_restart"),
+        allow_empty_restart,
     }
 }
 

@@ -107,7 +107,6 @@ impl Watchdog {
             }
         };
         let endpoint = self.policy.redis.endpoint.clone();
-        let run_id = self.engine.snapshot().and_then(|s| s.run_id.clone());
         let perform = async {
             match &action {
                 Action::Kill(command) => {
@@ -129,13 +128,8 @@ impl Watchdog {
                 ),
                 Action::Failover(plan) => {
                     let sentinel = self.policy.topology.sentinel.as_ref();
-                    let outcome = crate::failover::carry_out(
-                        plan,
-                        &self.policy.redis,
-                        sentinel,
-                        run_id.as_deref(),
-                    )
-                    .await;
+                    let outcome =
+                        crate::failover::carry_out(plan, &self.policy.redis, sentinel).await;
                     (Observation::Failover(outcome), false)
                 }
             }
@@ -268,8 +262,9 @@ fn unanswered(action: &Action, why: String, lost: bool) -> Observation {
         Action::Kill(_) => Observation::KillReply(KillReply::Error(why)),
         Action::Shutdown(_) => Observation::Shutdown(ShutdownOutcome::Failed(why)),
         Action::Signal { .. } => Observation::Signal(Err(why)),
+        // Whether a request was accepted before the bound is not known: said as not.
         Action::Failover(_) => Observation::Failover(FailoverOutcome::Failed {
-            accepted: lost,
+            accepted: false,
             reason: why,
         }),
     }

@@ -214,9 +214,10 @@ fn a_file_with_every_key_loads_to_the_expected_policy() {
         },
     };
     assert_eq!(p, &expected);
-    // Inline webhook URL is allowed, and warned about.
-    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
-    assert!(report.warnings[0].message.contains("notify.webhook.url"));
+    // Accepting empty restarts, and an inline webhook URL, are allowed, and warned about.
+    assert_eq!(report.warnings.len(), 2, "{:?}", report.warnings);
+    assert!(report.warnings[0].message.contains("allow_empty_restart"));
+    assert!(report.warnings[1].message.contains("notify.webhook.url"));
     // Debug output of a policy hides every secret.
     let debug = format!("{p:?}");
     for secret in ["s3cret-pass", "pd-routing-key", "whsec_", "hooks.slack"] {
@@ -386,6 +387,8 @@ fn shipped_example_policies_all_pass_check() {
         "critical-primary.yaml",
         "staging.yaml",
         "demo.yaml",
+        "sentinel-primary.yaml",
+        "cluster-node.yaml",
     ] {
         assert!(out.contains(&format!("policies/{name}: ok")), "{out}");
     }
@@ -535,4 +538,26 @@ fn service_policies_are_checked_outside_the_service() {
     assert!(s["problems"].is_null(), "{status}");
     let (code, _) = check(&["--syntax-only", "--credentials", &creds_arg]);
     assert_eq!(code, Some(2), "the two flags exclude each other");
+}
+
+/// #14: a policy that accepts the shutdown of a replicated primary without persistence is valid,
+/// and `check` says what it accepts, at the key's line.
+#[test]
+fn check_warns_of_a_policy_accepting_empty_restarts() {
+    let dir = support::state_dir();
+    let file = dir.path().join("cache.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "instance: c\nredis:\n  url: unix:///x.sock\n{}",
+            support::ACCEPT_EMPTY_RESTART
+        ),
+    )
+    .unwrap();
+    let (ok, out) = check_output(&[file.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("cache.yaml:5:24: warning: `guards.allow_empty_restart: true` lets busyguard shut down a primary with replicas and no persistence"),
+        "{out}"
+    );
 }

@@ -58,15 +58,7 @@ fn status_shows_sentinels_view_its_timing_and_when_sentinel_serves_another_prima
 
     // Sentinel now serves another server as `m` (as after a failover that promoted the
     // replica): the server busyguard watches is no longer the primary clients are sent to.
-    let mut admin = crate::support::Conn::open(&sentinel.socket()).unwrap();
-    admin.call(&["SENTINEL", "REMOVE", "m"]).unwrap();
-    let port = replica.port.to_string();
-    admin
-        .call(&["SENTINEL", "MONITOR", "m", "127.0.0.1", &port, "1"])
-        .unwrap();
-    assert!(wait_for(LONG, || sentinel
-        .field("runid")
-        .is_some_and(|r| !r.is_empty())));
+    sentinel.serve(&replica);
     let status = daemon.status();
     assert_eq!(status["sentinel"][0]["is_this_server"], false, "{status}");
     assert!(
@@ -122,6 +114,18 @@ fn after_sentinel_fails_a_busy_primary_over_busyguard_ends_the_zombie() {
     assert!(replica.holds_keys(100), "the new primary has the data");
 }
 
+/// busyguard on `primary` with `then: failover` through `sentinel`, budget 500 ms, once it has
+/// its healthy snapshot.
+fn failover_daemon(primary: &RedisServer, sentinel: &Sentinel) -> Daemon {
+    let url = format!("redis://127.0.0.1:{}", sentinel.port);
+    let policy = sentinel_policy(primary, &[url])
+        .replace("then: notify", "then: failover")
+        .replace("wait: 5s", "wait: 500ms");
+    let daemon = Daemon::start(&policy, &[]);
+    primary.wait_snapshot();
+    daemon
+}
+
 /// The events of the incident a record belongs to, from the first BUSY reply on.
 fn ladder_of(daemon: &Daemon, record: &serde_json::Value) -> Vec<String> {
     daemon.incident_events(&record["incident"])
@@ -141,12 +145,7 @@ fn then_failover_under_sentinel_promotes_the_replica_and_ends_the_busy_primary()
     let sentinel = Sentinel::start(&primary, 60_000);
     assert!(wait_for(LONG, || sentinel.field("num-slaves").as_deref()
         == Some("1")));
-    let url = format!("redis://127.0.0.1:{}", sentinel.port);
-    let policy = sentinel_policy(&primary, &[url])
-        .replace("then: notify", "then: failover")
-        .replace("wait: 5s", "wait: 500ms");
-    let daemon = Daemon::start(&policy, &[]);
-    primary.wait_snapshot();
+    let daemon = failover_daemon(&primary, &sentinel);
     let _caller =
         crate::support::Caller::eval(&primary, crate::support::scripts::WRITING_LOOP, &["k"], &[]);
 
@@ -218,12 +217,26 @@ fn then_failover_in_a_cluster_promotes_the_busy_nodes_replica_and_ends_the_busy_
     let policy = busy.policy("shard-1", &support::ladder("500ms", "failover"));
     let daemon = Daemon::start(&policy, &[]);
     busy.wait_snapshot();
+    // `status` tells the cluster's view and what a failover would do now.
+    let status = daemon.status();
+    assert_eq!(status["cluster"]["state"], "ok", "{status}");
+    assert_eq!(status["cluster"]["node_timeout_ms"], 5000);
+    assert_eq!(status["cluster"]["known_nodes"], 4);
+    assert_eq!(status["failover"]["via"], "cluster");
+    let replica_address = format!("127.0.0.1:{}", cluster.replica.port);
+    assert_eq!(status["failover"]["request_to"], replica_address);
+    assert!(
+        daemon
+            .status_text()
+            .contains(&format!("failover: through cluster ({replica_address})")),
+        "{}",
+        daemon.status_text()
+    );
     let key = format!("{tag}k");
     let _caller =
         crate::support::Caller::eval(busy, crate::support::scripts::WRITING_LOOP, &[&key], &[]);
 
     let requested = daemon.wait_event("failover_requested", LONG);
-    let replica_address = format!("127.0.0.1:{}", cluster.replica.port);
     assert_eq!(requested["detail"]["request"], "CLUSTER FAILOVER FORCE");
     assert_eq!(
         requested["detail"]["sent_to"], replica_address,
@@ -256,4 +269,39 @@ fn then_failover_in_a_cluster_promotes_the_busy_nodes_replica_and_ends_the_busy_
         "cluster failover: promoted {} ms after the request, {} ms after the first BUSY",
         completed["detail"]["elapsed_ms"], completed["detail"]["since_first_busy_ms"]
     );
+}
+
+/// #14, fresh role knowledge: when the budget ends, Sentinel already serves another server under
+/// the master's name (moved here by hand, as after a failover busyguard did not see). busyguard
+/// never asks that sentinel for a failover (it would fail the new, healthy primary over): it
+/// sees the role moved, and ends the zombie.
+#[test]
+fn no_failover_is_asked_of_a_sentinel_that_already_serves_another_primary() {
+    let mut primary = RedisServer::start(ServerOptions::default());
+    let replica = primary.start_replica(ServerOptions::default());
+    let sentinel = Sentinel::start(&primary, 60_000);
+    let daemon = failover_daemon(&primary, &sentinel);
+    // The replica becomes a primary and Sentinel serves it as `m`.
+    replica.conn().call(&["REPLICAOF", "NO", "ONE"]).unwrap();
+    sentinel.serve(&replica);
+    let _caller =
+        crate::support::Caller::eval(&primary, crate::support::scripts::WRITING_LOOP, &["k"], &[]);
+
+    let confirmed = daemon.wait_event("shutdown_confirmed", LONG);
+    let events = daemon.incident_events(&confirmed["incident"]);
+    let seen_before = daemon.records_of("failover_completed").iter().any(|r| {
+        r["detail"]["seen_by"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("Sentinel, before the request"))
+    });
+    assert!(
+        events.contains(&"role_changed".to_string()) || seen_before,
+        "{events:?}"
+    );
+    assert!(
+        !sentinel.log().contains("user requested FAILOVER"),
+        "Sentinel was asked for a failover: {}",
+        sentinel.log()
+    );
+    assert!(primary.wait_exit(Duration::from_secs(5)));
 }

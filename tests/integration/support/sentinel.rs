@@ -57,9 +57,23 @@ impl Sentinel {
         }
     }
 
-    /// Its unix socket, for a test's own commands (SENTINEL FAILOVER).
-    pub fn socket(&self) -> std::path::PathBuf {
-        self.socket.clone()
+    /// Serve `server` as `m` from now on (as after a failover that promoted it), once the
+    /// sentinel knows its run id.
+    pub fn serve(&self, server: &RedisServer) {
+        let mut admin = Conn::open(&self.socket).unwrap();
+        admin.call(&["SENTINEL", "REMOVE", "m"]).unwrap();
+        let port = server.port.to_string();
+        admin
+            .call(&["SENTINEL", "MONITOR", "m", "127.0.0.1", &port, "1"])
+            .unwrap();
+        assert!(wait_for(LONG, || self
+            .field("runid")
+            .is_some_and(|r| !r.is_empty())));
+    }
+
+    /// What it logged (`Executing user requested FAILOVER of 'm'` when asked for one).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("sentinel.log")).unwrap_or_default()
     }
 
     /// A field of `SENTINEL MASTER m`.

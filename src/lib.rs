@@ -26,7 +26,8 @@
 //!   `resume` (an incident left open by an earlier run).
 //! - [`remedy`] sends what the engine decided, once; [`failover`] asks Sentinel or a Cluster
 //!   replica for a promotion (`then: failover`) and watches for it; [`sentinel`] reads
-//!   Sentinel's view of the primary.
+//!   Sentinel's view of the primary,
+//!   [`replicas`] whether one of the busy primary's replicas took over.
 //! - [`watchdog`] ties them together per instance (`act`: record, then send, every wait bounded);
 //!   [`daemon`] runs the watchdogs, reloads and stops them on the caller's [`daemon::Control`],
 //!   and speaks to systemd ([`sdnotify`], [`journal`]).
@@ -65,6 +66,7 @@ pub(crate) mod prevention;
 pub(crate) mod probe;
 pub(crate) mod recorder;
 pub(crate) mod remedy;
+pub(crate) mod replicas;
 pub(crate) mod sdnotify;
 pub(crate) mod sentinel;
 pub mod show;

@@ -244,10 +244,17 @@ impl Engine {
         }
     }
 
-    /// Sentinel serves another server under this primary's name: recorded once per incident;
+    /// Another server serves as the primary (Sentinel says so, or a replica took over):
+    /// recorded once per incident;
     /// a shutdown withheld for this server's role is decided again at the next BUSY reply (the
     /// evidence an action needs).
-    pub(super) fn on_demoted(&mut self, primary: String, run_id: String, step: &mut Step) {
+    pub(super) fn on_demoted(
+        &mut self,
+        primary: String,
+        run_id: String,
+        by: &'static str,
+        step: &mut Step,
+    ) {
         let Some(mut inc) = self.incident.take() else {
             return;
         };
@@ -257,7 +264,7 @@ impl Engine {
                 inc.escalation = Escalation::NotYet;
             }
             let detail = d::RoleChanged {
-                by: "sentinel".into(),
+                by: by.into(),
                 primary,
                 primary_run_id: run_id,
                 note: "this server was failed over: the guards that protect a primary and its replicas no longer hold back its shutdown; limits and `then` still apply".into(),

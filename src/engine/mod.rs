@@ -249,7 +249,11 @@ impl Engine {
             Observation::Unreachable { reason } => self.on_unreachable(at, reason, &mut step),
             Observation::KillReply(reply) => self.on_kill_reply(now, reply, &mut step),
             Observation::Shutdown(outcome) => self.on_shutdown(now, outcome, &mut step),
-            Observation::Demoted { primary, run_id } => self.on_demoted(primary, run_id, &mut step),
+            Observation::Demoted {
+                primary,
+                run_id,
+                by,
+            } => self.on_demoted(primary, run_id, by, &mut step),
             Observation::Failover(outcome) => self.on_failover(now, outcome, &mut step),
             Observation::Signal(result) => {
                 if let Err(error) = result {

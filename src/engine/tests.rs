@@ -389,6 +389,7 @@ fn a_primary_sentinel_failed_over_is_shut_down_at_the_next_busy_reply() {
     let demoted = || Observation::Demoted {
         primary: "10.0.0.6:6379".into(),
         run_id: "run-new".into(),
+        by: "sentinel",
     };
     // Outside an incident it says nothing.
     assert!(e.observe(at(1), demoted()).events.is_empty());
@@ -695,7 +696,8 @@ fn any_observation() -> impl Strategy<Value = Observation> {
         (0u64..100_000).prop_map(|for_ms| Observation::Silent { for_ms }),
         Just(Observation::Demoted {
             primary: "10.0.0.6:6379".into(),
-            run_id: "run-new".into()
+            run_id: "run-new".into(),
+            by: "replica",
         }),
         any::<bool>().prop_map(|cluster| Observation::Pong {
             snapshot: Some(Box::new(with_replica(cluster)))

@@ -53,9 +53,14 @@ pub enum Observation {
     Shutdown(ShutdownOutcome),
     /// Whether the signal the engine asked for was delivered.
     Signal(Result<(), String>),
-    /// Sentinel serves another server (this address and run id) under this primary's name:
-    /// this server was failed over.
-    Demoted { primary: String, run_id: String },
+    /// Another server (this address and run id) serves as the primary now: this server was
+    /// failed over. `by` says who tells (`sentinel`, or `replica`: one of its own replicas
+    /// took over).
+    Demoted {
+        primary: String,
+        run_id: String,
+        by: &'static str,
+    },
     /// What became of a failover the engine asked for.
     Failover(FailoverOutcome),
 }

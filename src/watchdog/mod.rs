@@ -70,6 +70,8 @@ pub struct Watchdog {
     kills_sent: u64,
     /// What Sentinel says of the primary (`topology.sentinel`), asked off the probe path.
     sentinel: Option<crate::sentinel::Feed>,
+    /// During an incident: whether one of this server's replicas took over.
+    replicas: Option<crate::replicas::ReplicaWatch>,
 }
 
 /// What the daemon hands a watchdog to steer it.
@@ -127,6 +129,7 @@ impl Watchdog {
             steer: controls.steer,
             kills_sent: 0,
             sentinel: None,
+            replicas: None,
             beat,
             baseline: None,
             function_stats: None,
@@ -154,6 +157,9 @@ impl Watchdog {
         if new.topology != self.policy.topology {
             self.sentinel = None;
         }
+        if new.redis != self.policy.redis {
+            self.replicas = None;
+        }
         let reconnect = new.redis != self.policy.redis;
         self.engine
             .set_rules(Rules::from_policy(&new, self.force_dry_run));
@@ -173,7 +179,7 @@ impl Watchdog {
         while let Ok(message) = self.steer.try_recv() {
             self.answer(message);
         }
-        self.sentinel_view().await;
+        self.role_views().await;
         if self.stopping() {
             return Wake::Stop;
         }
@@ -183,28 +189,57 @@ impl Watchdog {
         Wake::Time
     }
 
-    /// Start the Sentinel feed when the policy has `topology.sentinel` (on the runtime, so not
-    /// in `new`), and hand the engine a primary other than this server: Sentinel failed it over.
-    async fn sentinel_view(&mut self) {
-        let Some(topology) = &self.policy.topology.sentinel else {
-            return;
-        };
-        let feed = self
-            .sentinel
-            .get_or_insert_with(|| crate::sentinel::Feed::start(topology));
-        let mut latest = None;
-        while let Ok(view) = feed.views.try_recv() {
-            latest = Some(view);
+    /// Where the primary role is now: what Sentinel says (`topology.sentinel`: its feed runs
+    /// all along, started here on the runtime) and, during an incident, whether one of this
+    /// server's replicas took over. A primary other than this server is handed to the engine:
+    /// this one was failed over.
+    async fn role_views(&mut self) {
+        let mut seen = Vec::new();
+        if let Some(topology) = &self.policy.topology.sentinel {
+            let feed = self
+                .sentinel
+                .get_or_insert_with(|| crate::sentinel::Feed::start(topology));
+            seen.extend(latest(&mut feed.views).map(|v| (v, "sentinel")));
+        }
+        self.watch_replicas();
+        if let Some(watch) = &mut self.replicas {
+            seen.extend(latest(&mut watch.views).map(|v| (v, "replica")));
         }
         let ours = self.engine.snapshot().and_then(|s| s.run_id.clone());
-        if let (Some(view), Some(ours)) = (latest, ours)
-            && view.run_id != ours
-        {
-            let step = self.decide(Observation::Demoted {
-                primary: view.address,
-                run_id: view.run_id,
-            });
-            self.act(None, step).await;
+        for (view, by) in seen {
+            if ours.as_ref().is_some_and(|ours| *ours != view.run_id) {
+                let step = self.decide(Observation::Demoted {
+                    primary: view.address,
+                    run_id: view.run_id,
+                    by,
+                });
+                self.act(None, step).await;
+            }
+        }
+    }
+
+    /// Watch this server's replicas while an incident is open on a primary that has some (the
+    /// healthy snapshot names them and the replication ID they share); stop once it ends. Not
+    /// under Sentinel: there Sentinel's view is the authority (it turns a replica promoted
+    /// without it back into a replica), and its feed says what it decided.
+    fn watch_replicas(&mut self) {
+        if self.engine.incident_id().is_none() || self.policy.topology.sentinel.is_some() {
+            self.replicas = None;
+            return;
+        }
+        if self.replicas.is_some() {
+            return;
+        }
+        let Some(s) = self.engine.snapshot() else {
+            return;
+        };
+        let (Some("master"), Some(replid)) = (s.role.as_deref(), s.master_replid.clone()) else {
+            return;
+        };
+        let addresses: Vec<String> = s.replica_links().into_iter().map(|r| r.address).collect();
+        if !addresses.is_empty() {
+            let watch = crate::replicas::ReplicaWatch::start(&self.policy.redis, addresses, replid);
+            self.replicas = Some(watch);
         }
     }
 
@@ -513,4 +548,15 @@ impl Watchdog {
         };
         let _ = self.recorder.record(&event);
     }
+}
+
+/// The last view a feed has passed on since it was last asked, if any.
+fn latest(
+    views: &mut tokio::sync::mpsc::Receiver<crate::sentinel::PrimaryView>,
+) -> Option<crate::sentinel::PrimaryView> {
+    let mut last = None;
+    while let Ok(view) = views.try_recv() {
+        last = Some(view);
+    }
+    last
 }

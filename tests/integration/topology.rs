@@ -87,29 +87,55 @@ fn after_sentinel_fails_a_busy_primary_over_busyguard_ends_the_zombie() {
     let policy = policy.replace("wait: 5s", "wait: 500ms");
     let daemon = Daemon::start(&policy, &[]);
     primary.wait_snapshot();
-    let _caller =
-        crate::support::Caller::eval(&primary, crate::support::scripts::WRITING_LOOP, &["k"], &[]);
+    let (_caller, withheld) = withheld_as_empty_restart(&daemon, &primary);
+    zombie_ended(&daemon, &withheld, &mut primary, &replica, "sentinel");
+    assert_eq!(
+        replica.info("replication").get("role").map(String::as_str),
+        Some("master")
+    );
+}
+
+/// Run an unkillable script on a replicated primary without persistence: the shutdown past
+/// the budget is withheld by the empty-restart guard. The caller (to keep) and the record.
+fn withheld_as_empty_restart(
+    daemon: &Daemon,
+    primary: &RedisServer,
+) -> (crate::support::Caller, serde_json::Value) {
+    let caller =
+        crate::support::Caller::eval(primary, crate::support::scripts::WRITING_LOOP, &["k"], &[]);
     let withheld = daemon.wait_event("escalation_withheld", LONG);
     assert!(
         support::reason(&withheld).starts_with("guards.allow_empty_restart"),
         "{withheld}"
     );
+    (caller, withheld)
+}
+
+/// After `withheld`: `role_changed` (told `by`) names the replica, the zombie is shut down in
+/// the same incident, and the new primary holds the data.
+fn zombie_ended(
+    daemon: &Daemon,
+    withheld: &serde_json::Value,
+    primary: &mut RedisServer,
+    replica: &RedisServer,
+    by: &str,
+) {
     let changed = daemon.wait_event("role_changed", Duration::from_secs(40));
+    assert_eq!(changed["detail"]["by"], by, "{changed}");
     assert_eq!(
         changed["detail"]["primary"],
         format!("127.0.0.1:{}", replica.port),
         "{changed}"
     );
-    let sent = daemon.wait_event("shutdown_sent", LONG);
-    assert_eq!(sent["incident"], withheld["incident"]);
-    daemon.wait_event("shutdown_confirmed", LONG);
+    assert_eq!(
+        changed["detail"]["primary_run_id"].as_str(),
+        replica.info("server").get("run_id").map(String::as_str)
+    );
+    let confirmed = daemon.wait_event("shutdown_confirmed", LONG);
+    assert_eq!(confirmed["incident"], withheld["incident"]);
     assert!(
         primary.wait_exit(Duration::from_secs(5)),
         "the zombie is gone"
-    );
-    assert_eq!(
-        replica.info("replication").get("role").map(String::as_str),
-        Some("master")
     );
     assert!(replica.holds_keys(100), "the new primary has the data");
 }
@@ -304,4 +330,23 @@ fn no_failover_is_asked_of_a_sentinel_that_already_serves_another_primary() {
         sentinel.log()
     );
     assert!(primary.wait_exit(Duration::from_secs(5)));
+}
+
+/// #14, fresh role knowledge without Sentinel: busyguard withholds the shutdown of a replicated
+/// primary without persistence; an operator promotes its replica by hand (`REPLICAOF NO ONE`,
+/// as `CLUSTER FAILOVER TAKEOVER` would in a Cluster). busyguard, watching the primary's own
+/// replicas during the incident, sees the one that took over (its second replication ID is the
+/// primary's), records `role_changed` by `replica`, and ends the zombie; the data lives on.
+#[test]
+fn a_replica_promoted_by_hand_during_an_incident_lets_busyguard_end_the_zombie() {
+    let mut primary = RedisServer::start(ServerOptions::default());
+    let replica = primary.start_replica(ServerOptions::default());
+    primary.fill(100);
+    assert!(wait_for(LONG, || replica.holds_keys(100)));
+    let policy = primary.policy("orders", &support::ladder("500ms", "shutdown"));
+    let daemon = Daemon::start(&policy, &[]);
+    primary.wait_snapshot();
+    let (_caller, withheld) = withheld_as_empty_restart(&daemon, &primary);
+    replica.conn().call(&["REPLICAOF", "NO", "ONE"]).unwrap();
+    zombie_ended(&daemon, &withheld, &mut primary, &replica, "replica");
 }

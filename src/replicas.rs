@@ -1,0 +1,114 @@
+//! Whether one of the busy primary's own replicas has become a primary: the role's fresh
+//! knowledge where Sentinel is not asked (a Cluster, whose busy node the Cluster never fails
+//! over by itself but an operator may, with `CLUSTER FAILOVER TAKEOVER`; a replica promoted by
+//! hand with `REPLICAOF NO ONE`).
+//!
+//! During an incident only, a task asks each replica of the healthy snapshot `ROLE` once a
+//! second on a connection of its own; one that answers `master` is asked `INFO replication`:
+//! it took over from this server when its second replication ID is this server's (a replica
+//! keeps its primary's ID as `master_replid2` when promoted). That is passed on as the primary
+//! now serving, and the engine records `role_changed`.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::policy::RedisTarget;
+use crate::probe::{self, Connection, Outcome};
+use crate::sentinel::PrimaryView;
+
+/// How often the replicas are asked.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+/// What one connection or question may take.
+const ASK_LIMIT: Duration = Duration::from_secs(2);
+
+/// The task watching the replicas; it ends when dropped.
+pub struct ReplicaWatch {
+    pub views: mpsc::Receiver<PrimaryView>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for ReplicaWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ReplicaWatch {
+    /// Watch `addresses` (as the primary's INFO names them), reached like `primary`, for one
+    /// that took over from the replication ID `replid`.
+    pub fn start(primary: &RedisTarget, addresses: Vec<String>, replid: String) -> ReplicaWatch {
+        let (tx, views) = mpsc::channel(4);
+        let targets: Vec<(String, RedisTarget)> = addresses
+            .into_iter()
+            .filter_map(|a| Some((a.clone(), crate::failover::replica_target(primary, &a)?)))
+            .collect();
+        let task = tokio::spawn(async move {
+            let mut open: Vec<Option<Connection>> = targets.iter().map(|_| None).collect();
+            loop {
+                for ((address, target), slot) in targets.iter().zip(open.iter_mut()) {
+                    if slot.is_none() {
+                        *slot = tokio::time::timeout(ASK_LIMIT, probe::connect(target, ASK_LIMIT))
+                            .await
+                            .ok()
+                            .and_then(Result::ok);
+                    }
+                    let Some(conn) = slot.as_ref() else { continue };
+                    match took_over(conn, &replid).await {
+                        Ok(Some(run_id)) => {
+                            let view = PrimaryView {
+                                address: address.clone(),
+                                run_id,
+                            };
+                            if tx.send(view).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(()) => *slot = None,
+                    }
+                }
+                tokio::time::sleep(WATCH_EVERY).await;
+            }
+        })
+        .abort_handle();
+        ReplicaWatch { views, task }
+    }
+}
+
+/// The replica's run id when it is a primary that took over from `replid`; `Err` when the
+/// connection failed (to be opened anew).
+async fn took_over(conn: &Connection, replid: &str) -> Result<Option<String>, ()> {
+    let ask = |words: &'static [&'static str]| async move {
+        match tokio::time::timeout(ASK_LIMIT, conn.call(words)).await {
+            Ok(Outcome::Reply(v)) => Ok(Some(v)),
+            Ok(Outcome::ErrorReply(_)) => Ok(None),
+            Ok(Outcome::Lost(_)) | Err(_) => Err(()),
+        }
+    };
+    let role = ask(&["ROLE"]).await?;
+    let is_master = matches!(&role, Some(fred::types::Value::Array(items))
+        if items.first().and_then(|v| v.as_string()).as_deref() == Some("master"));
+    if !is_master {
+        return Ok(None);
+    }
+    let replication = text(ask(&["INFO", "replication"]).await?);
+    if field(&replication, "master_replid2") != Some(replid) {
+        return Ok(None);
+    }
+    let server = text(ask(&["INFO", "server"]).await?);
+    Ok(Some(
+        field(&server, "run_id").unwrap_or_default().to_string(),
+    ))
+}
+
+fn text(reply: Option<fred::types::Value>) -> String {
+    reply.and_then(|v| v.as_string()).unwrap_or_default()
+}
+
+/// A field of an INFO text.
+fn field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .map(str::trim)
+}

@@ -21,6 +21,12 @@ pub(super) enum Kill {
         command: KillCommand,
         reply_at: Millis,
     },
+    /// `-NOTBUSY`, to a kill of a script whose BUSY named it: the script was gone before the
+    /// kill arrived (another client's kill, Sentinel's, or its own end); a PONG confirms it.
+    Gone {
+        at: Millis,
+        reply: String,
+    },
     /// Answered without effect (unkillable, failed, or decided in dry-run): the budget applies.
     /// `replicated` when the script came from the master (it cannot be killed, and on the
     /// master it has already ended).

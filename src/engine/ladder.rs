@@ -21,14 +21,19 @@ impl Engine {
         // run for a whole threshold, so a BUSY that late is a new incident; the old one ends
         // as killed, no later than a threshold before this reply (the new script's start), which
         // is what its record says (the next script won the race to the server: no PONG between).
-        if let Some(Kill::Accepted { reply_at, .. }) = self.incident.as_ref().map(|i| &i.kill) {
+        let answered_at = match self.incident.as_ref().map(|i| &i.kill) {
+            Some(Kill::Accepted { reply_at, .. }) => Some(*reply_at),
+            Some(Kill::Gone { at, .. }) => Some(*at),
+            _ => None,
+        };
+        if let Some(reply_at) = answered_at {
             let threshold = self
                 .snapshot()
                 .and_then(|s| s.busy_threshold_ms)
                 .filter(|t| *t > 0)
                 .unwrap_or(UNKNOWN_THRESHOLD_MS);
             if now >= reply_at + threshold {
-                self.recover((now - threshold).max(*reply_at), step);
+                self.recover((now - threshold).max(reply_at), step);
             }
         }
         let mut inc = match self.incident.take() {
@@ -340,6 +345,17 @@ impl Engine {
                 inc.kill = Kill::Answered { replicated: false };
                 answer(text, false).into()
             }
+            // NOTBUSY to the kill a script's BUSY named: it was gone before the kill arrived
+            // (another client's kill, Sentinel's when it marks a busy primary down, or its own
+            // end). Not a failure to page for: the next PONG ends the incident, and `recovered`
+            // says who ended it.
+            KillReply::Error(text) if text.split(' ').next() == Some("NOTBUSY") => {
+                inc.kill = Kill::Gone {
+                    at: now,
+                    reply: text,
+                };
+                return;
+            }
             KillReply::Error(text) | KillReply::Lost(text) => {
                 inc.kill = Kill::Answered { replicated: false };
                 d::ActionFailed::Kill(answer(text, false)).into()
@@ -415,6 +431,10 @@ impl Engine {
         };
         let detail = d::Recovered {
             how,
+            kill_reply: match &inc.kill {
+                Kill::Gone { reply, .. } => Some(reply.clone()),
+                _ => None,
+            },
             duration_ms: now.saturating_sub(inc.opened),
             since_first_busy_ms,
             restarted,

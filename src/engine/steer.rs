@@ -166,6 +166,7 @@ impl Engine {
             (Kill::NotYet, _) => Some("kill at the next BUSY reply after `kill_after`"),
             (Kill::Sent { .. }, _) => Some("read the kill's reply"),
             (Kill::Accepted { .. }, _) => Some("confirm the kill with a PONG"),
+            (Kill::Gone { .. }, _) => Some("confirm with a PONG that the script is gone"),
             (_, Escalation::NotYet) => Some("escalate per `then` at the end of the budget"),
             (_, Escalation::Asked { .. }) => Some("await an approval, else `ask.default`"),
             _ => None,

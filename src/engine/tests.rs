@@ -547,6 +547,35 @@ fn a_dry_run_failover_is_decided_and_never_requested() {
 }
 
 #[test]
+fn notbusy_to_a_scripts_kill_is_no_failure_and_the_recovery_says_so() {
+    // Sentinel's SCRIPT KILL (or the script's own end) came first: nothing to page for.
+    let mut e = engine_with(rules());
+    e.observe(at(0), busy(SCRIPT_BUSY));
+    let notbusy = "NOTBUSY No scripts in execution right now.";
+    let s = e.observe(
+        at(1),
+        Observation::KillReply(KillReply::Error(notbusy.into())),
+    );
+    assert!(s.events.is_empty(), "{:?}", names(&s));
+    let s = e.observe(at(50), pong());
+    assert_eq!(names(&s), ["recovered"]);
+    let recovered = s.events[0].detail.to_value();
+    assert_eq!(recovered["kill_reply"], notbusy);
+    assert_eq!(
+        recovered["how"], "ended by itself",
+        "the watchdog's kill count refines it"
+    );
+    // Any other error to a kill is a failure.
+    let mut e = engine_with(rules());
+    e.observe(at(0), busy(SCRIPT_BUSY));
+    let s = e.observe(
+        at(1),
+        Observation::KillReply(KillReply::Error("NOPERM".into())),
+    );
+    assert_eq!(names(&s), ["action_failed"]);
+}
+
+#[test]
 fn a_busy_module_goes_straight_to_the_budget() {
     let mut e = engine_with(rules());
     let s = e.observe(at(0), busy(MODULE_BUSY));

@@ -271,6 +271,10 @@ impl RecoveredHow {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Recovered {
     pub how: RecoveredHow,
+    /// The kill's answer when it found no script running (`NOTBUSY`): another client's kill,
+    /// or the script's own end, came first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_reply: Option<String>,
     pub duration_ms: u64,
     pub since_first_busy_ms: Option<u64>,
     pub restarted: Option<bool>,

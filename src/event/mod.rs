@@ -129,8 +129,9 @@ event_kinds! {
     Unreachable = "unreachable", Error, true;
     Recovered = "recovered", Info, true;
     NotifyFailed = "notify_failed", Error, false;
-    /// A command or signal that was sent did not do what it was for (an error reply, NOTBUSY,
-    /// no reply in time, a lost connection, a server still accepting after SHUTDOWN).
+    /// A command or signal that was sent did not do what it was for (an error reply, no reply
+    /// in time, a lost connection, a server still accepting after SHUTDOWN). A NOTBUSY to a
+    /// script's kill is none: the script was gone first (`recovered` says so).
     ActionFailed = "action_failed", Critical, true;
     /// The server answered the probe with an error that is a configuration fault (NOAUTH,
     /// WRONGPASS, NOPERM, ...), or the healthy snapshot is incomplete: reported, never acted on.

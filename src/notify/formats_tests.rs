@@ -50,6 +50,7 @@ fn recovered() -> Record {
     record(
         Recovered {
             how: RecoveredHow::Killed,
+            kill_reply: None,
             duration_ms: 1,
             since_first_busy_ms: None,
             restarted: None,

@@ -167,6 +167,7 @@ mod tests {
     fn recovered(how: RecoveredHow) -> Detail {
         Recovered {
             how,
+            kill_reply: None,
             duration_ms: 3,
             since_first_busy_ms: None,
             restarted: None,

@@ -238,7 +238,17 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> Value {
                 s["cluster_enabled"] = json!(true);
                 s["cluster"] = cluster_view(&conn).await;
                 if p.on_busy.on_unkillable.then != Then::Failover {
-                    warnings.push("a Cluster node: the Cluster never fails over a primary busy with a script (it keeps answering the cluster bus), so its slots stay BUSY until the script ends or busyguard acts; `then: failover` promotes its replica (CLUSTER FAILOVER FORCE) at the end of the budget, and `guards.keep_primary_with_replicas` would withhold a shutdown with nobody to end the script".into());
+                    let down = match (
+                        snap.busy_threshold_ms,
+                        s["cluster"]["node_timeout_ms"].as_u64(),
+                    ) {
+                        (Some(t), Some(n)) => format!(
+                            "; after a shutdown its slots are down for threshold + wait + node-timeout ({} ms) before the Cluster fails them over, if its supervisor does not restart it first",
+                            t + p.on_busy.on_unkillable.wait.as_millis() as u64 + n
+                        ),
+                        _ => String::new(),
+                    };
+                    warnings.push(format!("a Cluster node: the Cluster never fails over a primary busy with a script (it keeps answering the cluster bus), so its slots stay BUSY until the script ends or busyguard acts; `then: failover` promotes its replica (CLUSTER FAILOVER FORCE) at the end of the budget, and `guards.keep_primary_with_replicas` would withhold a shutdown with nobody to end the script{down}"));
                 }
             }
             if p.on_busy.on_unkillable.then == Then::Failover {

@@ -169,6 +169,9 @@ impl Engine {
             (Kill::Gone { .. }, _) => Some("confirm with a PONG that the script is gone"),
             (_, Escalation::NotYet) => Some("escalate per `then` at the end of the budget"),
             (_, Escalation::Asked { .. }) => Some("await an approval, else `ask.default`"),
+            (_, Escalation::FailoverRequested { .. }) => {
+                Some("await the promotion, then shut the old primary down")
+            }
             _ => None,
         });
         let deadline = self

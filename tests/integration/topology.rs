@@ -258,6 +258,21 @@ fn then_failover_in_a_cluster_promotes_the_busy_nodes_replica_and_ends_the_busy_
         "{}",
         daemon.status_text()
     );
+    // Under `then: shutdown` instead, `status` warns that the Cluster would not fail the node
+    // over, and how long its slots would be down after a shutdown.
+    let dir = support::state_dir();
+    let shutdown_policy = dir.path().join("shutdown.yaml");
+    std::fs::write(
+        &shutdown_policy,
+        policy.replace("then: failover", "then: shutdown"),
+    )
+    .unwrap();
+    let (_, out) = support::busyguard(&["status", "--json"], &[&shutdown_policy]);
+    assert!(
+        out.contains("the Cluster never fails over a primary busy with a script")
+            && out.contains("threshold + wait + node-timeout (5700 ms)"),
+        "{out}"
+    );
     let key = format!("{tag}k");
     let _caller =
         crate::support::Caller::eval(busy, crate::support::scripts::WRITING_LOOP, &[&key], &[]);

@@ -135,12 +135,26 @@ impl Watchdog {
             }
         };
         let mut stop = self.stop.clone();
+        // A bounded wait on an action is the loop at work, not a stalled one: it keeps showing
+        // signs of life for systemd's watchdog (a failover may take `failover.timeout`, longer
+        // than WatchdogSec).
+        let heartbeat = self.heartbeat.clone();
+        let alive = async move {
+            loop {
+                tokio::time::sleep(super::HEARTBEAT).await;
+                heartbeat.store(
+                    crate::clock::unix_ms(),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
+        };
         let done = async {
             tokio::select! {
                 // The action first: even at a stop, it is sent (once) before the wait ends.
                 biased;
                 r = tokio::time::timeout(limit, async { tokio::join!(stats, perform) }) => r.ok(),
                 _ = stop.wait_for(|s| *s) => None,
+                never = alive => never,
             }
         };
         let (outcome, gone) = match done.await {

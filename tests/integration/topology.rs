@@ -365,3 +365,69 @@ fn a_replica_promoted_by_hand_during_an_incident_lets_busyguard_end_the_zombie()
     replica.conn().call(&["REPLICAOF", "NO", "ONE"]).unwrap();
     zombie_ended(&daemon, &withheld, &mut primary, &replica, "replica");
 }
+
+/// A failover may wait `failover.timeout` (here 5 s: Sentinel answers `-NOGOODSLAVE` to every
+/// request, the only replica has `replica-priority 0`), longer than systemd's watchdog interval
+/// (2 s here). The wait is bounded work, not a stalled loop: `WATCHDOG=1` keeps coming, so
+/// systemd never kills busyguard in the middle of a failover. Then the fallback applies.
+#[test]
+fn a_long_failover_keeps_systemds_watchdog_fed_and_ends_in_its_fallback() {
+    use std::os::unix::net::UnixDatagram;
+    let primary = RedisServer::start(ServerOptions::default());
+    let _replica = primary.start_replica(ServerOptions {
+        extra: vec!["replica-priority 0".into()],
+        ..Default::default()
+    });
+    let sentinel = Sentinel::start(&primary, 60_000);
+    let url = format!("redis://127.0.0.1:{}", sentinel.port);
+    let policy = sentinel_policy(&primary, &[url])
+        .replace(
+            "then: notify",
+            "then: failover\n    failover: { timeout: 5s }",
+        )
+        .replace("wait: 5s", "wait: 500ms");
+    let state = support::state_dir();
+    let socket_path = state.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let file = state.path().join("policy.yaml");
+    std::fs::write(&file, policy).unwrap();
+    let mut daemon = Daemon::prepare(state, &[file], &[]);
+    daemon.env = vec![
+        ("NOTIFY_SOCKET".into(), socket_path.display().to_string()),
+        ("WATCHDOG_USEC".into(), "2000000".into()),
+    ];
+    daemon.spawn();
+    primary.wait_snapshot();
+    let _caller =
+        crate::support::Caller::eval(&primary, crate::support::scripts::WRITING_LOOP, &["k"], &[]);
+    daemon.wait_event("failover_requested", LONG);
+    // The largest gap between two WATCHDOG=1 until the failover's outcome is recorded.
+    let mut last = std::time::Instant::now();
+    let mut widest = Duration::ZERO;
+    let deadline = last + LONG;
+    while daemon.records_of("failover_failed").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no failover_failed");
+        let mut buf = [0u8; 512];
+        if let Ok(n) = socket.recv(&mut buf)
+            && &buf[..n] == b"WATCHDOG=1"
+        {
+            widest = widest.max(last.elapsed());
+            last = std::time::Instant::now();
+        }
+    }
+    widest = widest.max(last.elapsed());
+    assert!(
+        widest < Duration::from_millis(1900),
+        "systemd would have killed busyguard: no WATCHDOG=1 for {widest:?}"
+    );
+    let failed = &daemon.records_of("failover_failed")[0];
+    assert!(support::reason(failed).contains("NOGOODSLAVE"), "{failed}");
+    let withheld = daemon.wait_event("escalation_withheld", LONG);
+    assert!(
+        support::reason(&withheld).contains("`failover.fallback` is `notify`"),
+        "{withheld}"
+    );
+}

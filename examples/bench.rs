@@ -890,7 +890,7 @@ fn sentinel_failover(busyguard_wait: Option<u64>, down_after: u64, n: usize) -> 
 fn cluster_failover(busyguard: bool, n: usize) -> Samples {
     let mut s = Samples::default();
     for _ in 0..n {
-        let cluster = Cluster::start();
+        let cluster = Cluster::start_on(None);
         let busy = &cluster.primaries[0];
         let daemon = busyguard.then(|| {
             let policy = busy.policy(

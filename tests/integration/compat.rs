@@ -409,3 +409,15 @@ fn renamed_commands_are_reported_then_used_once_the_policy_names_them() {
     let recovered = daemon.wait_event("recovered", LONG);
     assert_eq!(recovered["detail"]["how"], "killed", "{recovered}");
 }
+
+/// `then: failover` in a Cluster on the oldest and the newest build (Debian's 7.0.15 runs it in
+/// `topology`).
+#[test]
+fn cluster_failover_on_redis_6_2() {
+    crate::topology::cluster_failover(Some(ServerBuild::named("redis-6.2.14")));
+}
+
+#[test]
+fn cluster_failover_on_valkey_9_1() {
+    crate::topology::cluster_failover(Some(ServerBuild::named("valkey-9.1.2")));
+}

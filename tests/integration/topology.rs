@@ -227,10 +227,17 @@ fn then_failover_under_sentinel_promotes_the_replica_and_ends_the_busy_primary()
 /// #14: `then: failover` in a Cluster (3 primaries, a replica of the first). The Cluster itself
 /// never fails over a primary busy with a script (it keeps answering the cluster bus); busyguard
 /// tells the replica `CLUSTER FAILOVER FORCE`, sees it promoted, and shuts the busy node down.
-/// The other nodes see the replica as the shard's primary, with the data.
+/// The other nodes see the replica as the shard's primary, with the data. (The compatibility
+/// suite runs it on Redis 6.2 and Valkey 9.1 too.)
 #[test]
 fn then_failover_in_a_cluster_promotes_the_busy_nodes_replica_and_ends_the_busy_node() {
-    let mut cluster = Cluster::start();
+    cluster_failover(None);
+}
+
+/// [`then_failover_in_a_cluster_promotes_the_busy_nodes_replica_and_ends_the_busy_node`] on
+/// `build`.
+pub fn cluster_failover(build: Option<crate::support::ServerBuild>) {
+    let mut cluster = Cluster::start_on(build);
     let tag = cluster.tag_of_first();
     let busy = &cluster.primaries[0];
     {

@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;
 
-use super::{RedisServer, Reply, ServerOptions, wait_for};
+use super::{RedisServer, Reply, ServerBuild, ServerOptions, wait_for};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -37,9 +37,11 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub fn start() -> Cluster {
+    /// On a provisioned build (`redis-6.2.14`, `valkey-9.1.2`), or Debian's.
+    pub fn start_on(build: Option<ServerBuild>) -> Cluster {
         let options = ServerOptions {
             cluster: true,
+            build,
             ..Default::default()
         };
         let primaries: Vec<RedisServer> = (0..3)
@@ -70,6 +72,12 @@ impl Cluster {
                     && cluster
                         .nodes()
                         .all(|n| cluster_info(n, "cluster_state") == "ok")
+                    // Every primary knows the replica as the first's: a node ignores an
+                    // election request from a node it does not know.
+                    && cluster
+                        .primaries
+                        .iter()
+                        .all(|p| cluster.flags_seen_by(p, &cluster.replica).contains("slave"))
             }),
             "the cluster never formed"
         );
@@ -94,10 +102,12 @@ impl Cluster {
 
     /// What another node (the second primary) says of `server` in CLUSTER NODES: its flags.
     pub fn flags_seen_by_others(&self, server: &RedisServer) -> String {
-        let nodes = self.primaries[1]
-            .conn()
-            .call(&["CLUSTER", "NODES"])
-            .unwrap();
+        self.flags_seen_by(&self.primaries[1], server)
+    }
+
+    /// What `observer` says of `server` in CLUSTER NODES: its flags.
+    fn flags_seen_by(&self, observer: &RedisServer, server: &RedisServer) -> String {
+        let nodes = observer.conn().call(&["CLUSTER", "NODES"]).unwrap();
         let port = format!("127.0.0.1:{}@", server.port);
         nodes
             .text()

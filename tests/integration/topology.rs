@@ -438,3 +438,42 @@ fn a_long_failover_keeps_systemds_watchdog_fed_and_ends_in_its_fallback() {
         "{withheld}"
     );
 }
+
+/// Dry-run decides the failover and sends nothing: `failover_requested` is written with
+/// `dry_run: true`, Sentinel is never asked, the replica stays a replica and the busy primary
+/// runs on.
+#[test]
+fn a_dry_run_failover_is_recorded_and_never_asked_of_sentinel() {
+    let primary = RedisServer::start(ServerOptions::default());
+    let replica = primary.start_replica(ServerOptions::default());
+    let sentinel = Sentinel::start(&primary, 60_000);
+    let url = format!("redis://127.0.0.1:{}", sentinel.port);
+    let policy = sentinel_policy(&primary, &[url])
+        .replace("then: notify", "then: failover")
+        .replace("wait: 5s", "wait: 300ms")
+        + "mode: dry-run\n";
+    let daemon = Daemon::start(&policy, &[]);
+    primary.wait_snapshot();
+    let caller =
+        crate::support::Caller::eval(&primary, crate::support::scripts::READ_ONLY_LOOP, &[], &[]);
+    let decided = daemon.wait_event("failover_requested", LONG);
+    assert_eq!(decided["dry_run"], true, "{decided}");
+    assert_eq!(decided["detail"]["request"], "SENTINEL FAILOVER m");
+    // Well past the bound a request would have had: nothing was sent.
+    assert!(
+        !wait_for(Duration::from_secs(1), || !daemon
+            .records_of("failover_completed")
+            .is_empty()),
+        "{:?}",
+        daemon.events()
+    );
+    assert!(!sentinel.log().contains("user requested FAILOVER"));
+    assert_eq!(
+        replica.info("replication").get("role").map(String::as_str),
+        Some("slave")
+    );
+    assert!(
+        !caller.is_finished(),
+        "the script still runs: nothing killed it"
+    );
+}

@@ -4,11 +4,12 @@
 //! failover can be made, or the one requested is not seen within `failover.timeout`, the
 //! fallback (`shutdown` under the guards, or `notify`) applies, and the trail says why.
 //!
-//! The plan rests on the healthy snapshot: this server's role, its replicas (online, within
-//! [`MAX_LAG_S`] of lag, least behind first), and whether it is a Cluster node; Sentinel is
-//! known from the policy. A snapshot restored from the trail of an earlier run serves too:
-//! neither the role nor the replicas change while a script holds the server, and a request to
-//! a replica that is no longer one is refused by the replica itself.
+//! The plan rests on this run's healthy snapshot: this server's role, its replicas (online,
+//! within [`MAX_LAG_S`] of lag, least behind first), and whether it is a Cluster node; Sentinel
+//! is known from the policy. A snapshot restored from the trail of an earlier run does not serve:
+//! its replicas' lag may be long out of date, and a failover loses what a replica lacks. Right
+//! before the request the role is asked afresh (see `crate::failover`): Sentinel must still
+//! serve this server, a Cluster replica must still share its replication ID.
 
 use crate::event::detail::{self as d, FailoverVia, Then};
 use crate::snapshot::{ReplicaLink, Snapshot};
@@ -89,10 +90,11 @@ impl Engine {
 
     /// How to fail this server over now (see [`plan`]).
     fn plan(&self) -> Result<Plan, String> {
-        let Some(snapshot) = self.snapshot() else {
-            return Err("the replicas are unknown: no healthy snapshot yet (the server has been busy or unreachable since busyguard started)".into());
-        };
-        plan(self.rules.sentinel_master.as_deref(), snapshot)
+        match &self.snapshot {
+            None => Err("the replicas are unknown: no healthy snapshot yet (the server has been busy or unreachable since busyguard started)".into()),
+            Some(held) if !held.fresh => Err("the replicas' lag is unknown: the only snapshot is restored from the trail of an earlier run of busyguard and may be stale".into()),
+            Some(held) => plan(self.rules.sentinel_master.as_deref(), &held.snapshot),
+        }
     }
 
     /// What became of the failover requested.

@@ -1389,3 +1389,29 @@ fn then_ask_requests_an_approval_and_applies_the_default_at_its_timeout() {
         Some(Action::Shutdown(_))
     ));
 }
+
+#[test]
+fn a_failover_never_rests_on_a_snapshot_restored_from_the_trail() {
+    // An earlier run saw a Cluster primary with a replica in sync, then stopped mid-incident.
+    let mut e = engine_seeing(failover_rules(false, Then::Notify), with_replica(true));
+    let steps = vec![(at(1_000), e.observe(at(1_000), busy(SCRIPT_BUSY)))];
+    let history = trail_of(&steps);
+    let mut fresh = Engine::new(failover_rules(false, Then::Notify));
+    fresh.resume(&history, restarted(1_000, 0));
+    fresh.observe(restarted(1_000, 1), busy(SCRIPT_BUSY));
+    fresh.observe(
+        restarted(1_000, 2),
+        Observation::KillReply(KillReply::Unkillable("UNKILLABLE".into())),
+    );
+    let s = fresh.observe(restarted(1_000, 2_001), busy(SCRIPT_BUSY));
+    assert_eq!(names(&s), ["failover_failed", "escalation_withheld"]);
+    assert!(
+        s.events[0].detail.to_value()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("restored from the trail"),
+        "{:?}",
+        s.events[0]
+    );
+    assert!(s.action.is_none());
+}

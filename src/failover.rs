@@ -199,11 +199,7 @@ async fn request_cluster(
             ));
         }
     };
-    let field = |k: &str| {
-        info.lines()
-            .find_map(|l| l.strip_prefix(k)?.strip_prefix(':'))
-            .map(str::trim)
-    };
+    let field = |k: &str| crate::snapshot::info_field(&info, k);
     let ours = plan.replid.as_deref();
     match (
         field("role"),

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use crate::policy::RedisTarget;
 use crate::probe::{self, Connection, Outcome};
 use crate::sentinel::PrimaryView;
+use crate::snapshot::info_field as field;
 
 /// How often the replicas are asked.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
@@ -104,11 +105,4 @@ async fn took_over(conn: &Connection, replid: &str) -> Result<Option<String>, ()
 
 fn text(reply: Option<fred::types::Value>) -> String {
     reply.and_then(|v| v.as_string()).unwrap_or_default()
-}
-
-/// A field of an INFO text.
-fn field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
-    info.lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .map(str::trim)
 }

@@ -238,6 +238,13 @@ impl Snapshot {
     }
 }
 
+/// One field of an INFO (or CLUSTER INFO) text, `key:value` on its own line.
+pub fn info_field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
 /// `errorstat_<CODE>:count=N,...` as N (0 when the section is there but the code is not).
 fn errorstat(fields: &HashMap<&str, &str>, code: &str) -> Option<u64> {
     match fields.get(format!("errorstat_{code}").as_str()) {

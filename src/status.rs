@@ -362,11 +362,7 @@ async fn cluster_view(conn: &probe::Connection) -> Value {
         Ok(Outcome::ErrorReply(e) | Outcome::Lost(e)) => return json!({"error": e}),
         Err(_) => return json!({"error": "timed out"}),
     };
-    let field = |k: &str| {
-        info.lines()
-            .find_map(|l| l.strip_prefix(k)?.strip_prefix(':'))
-            .map(str::trim)
-    };
+    let field = |k: &str| crate::snapshot::info_field(&info, k);
     let timeout = conn.call(&["CONFIG", "GET", "cluster-node-timeout"]);
     let node_timeout = match tokio::time::timeout(CHECK_TIMEOUT, timeout).await {
         Ok(Outcome::Reply(v)) => probe::pairs(v)

@@ -1,10 +1,10 @@
 //! Carrying out a failover the engine asked for (`then: failover`): the request, then the wait
 //! for a promotion busyguard can see, both within the plan's bound.
 //!
-//! - Sentinel: `SENTINEL FAILOVER <master>` to each configured sentinel in turn until one
-//!   accepts (`+OK`, or `-INPROG`: one is already under way). Sentinel answers `-NOGOODSLAVE`
-//!   while it has no fresh INFO from a replica; the round is tried again every
-//!   [`RETRY_EVERY`] until the bound.
+//! - Sentinel: `SENTINEL FAILOVER <master>` to a sentinel that names this server, while more
+//!   than half of the configured sentinels do, until one accepts (`+OK`, or `-INPROG`: one is
+//!   already under way). Sentinel answers `-NOGOODSLAVE` while it has no fresh INFO from a
+//!   replica; the round is tried again every [`RETRY_EVERY`] until the bound.
 //! - Cluster: `CLUSTER FAILOVER FORCE` to the replica the engine chose (the busy node cannot
 //!   take part in a normal failover; FORCE still needs the other primaries' votes).
 //!
@@ -100,10 +100,13 @@ enum Requested {
     AlreadyDone(FailoverOutcome),
 }
 
-/// Ask each sentinel in turn until one accepts; the accepting sentinel's connection, to watch
-/// its view of the primary. Each sentinel is first asked whom it serves under the master's name:
-/// the request goes only while that is this server (by run id). Sent to a sentinel that has
-/// already failed it over, `SENTINEL FAILOVER` would fail over the new, healthy primary.
+/// Ask the sentinels for the failover; the accepting sentinel's connection, to watch its view
+/// of the primary. Every configured sentinel is first asked whom it serves under the master's
+/// name (by run id), and the request goes only while more than half of them name this server,
+/// and only to one that does: a sentinel left behind by a failover the others made would, asked
+/// now, promote one of the new primary's replicas beside it (two primaries). When more than half
+/// name another server, the role has moved already. Each round is tried again every
+/// [`RETRY_EVERY`] (`-NOGOODSLAVE`, a sentinel away) until the bound.
 async fn request_sentinel(
     topology: &SentinelTopology,
     plan: &FailoverPlan,
@@ -113,56 +116,67 @@ async fn request_sentinel(
         return Err("this server's run id is unknown: Sentinel's primary cannot be matched to it, so no failover is asked for".into());
     };
     let master = topology.master.as_str();
-    let mut last = String::from("no sentinel answered");
+    let needed = topology.sentinels.len() / 2 + 1;
+    let mut last;
     loop {
+        // Each sentinel's view: (its connection, the run id and address it names).
+        let mut views: Vec<(Connection, String, String)> = Vec::new();
+        let mut away = Vec::new();
         for target in &topology.sentinels {
             let url = target.endpoint.to_string();
             let conn = match open(target, deadline).await {
                 Ok(conn) => conn,
                 Err(why) => {
-                    last = format!("sentinel {url}: {why}");
+                    away.push(format!("sentinel {url}: {why}"));
                     continue;
                 }
             };
             match timeout(left(deadline), crate::sentinel::ask_on(&conn, master)).await {
                 Ok(Ok(fields)) => {
                     let field = |k: &str| fields.get(k).cloned().unwrap_or_default();
-                    match field("runid") {
-                        id if id == ours => {}
-                        id if id.is_empty() => {
-                            last =
-                                format!("sentinel {url}: it does not know `{master}`'s run id yet");
-                            continue;
-                        }
-                        _ => {
-                            return Ok(Requested::AlreadyDone(FailoverOutcome::Promoted {
-                                new_primary: format!("{}:{}", field("ip"), field("port")),
-                                seen_by: "Sentinel, before the request: it serves another primary already".into(),
-                            }));
-                        }
-                    }
+                    let address = format!("{}:{}", field("ip"), field("port"));
+                    views.push((conn, field("runid"), address));
                 }
-                Ok(Err(e)) => {
-                    last = format!("sentinel {url}: {e}");
-                    continue;
-                }
-                Err(_) => {
-                    last = format!("sentinel {url}: no answer in time");
-                    continue;
-                }
+                Ok(Err(e)) => away.push(format!("sentinel {url}: {e}")),
+                Err(_) => away.push(format!("sentinel {url}: no answer in time")),
             }
-            let words = ["FAILOVER", master];
-            match timeout(left(deadline), conn.call_with("SENTINEL", &words)).await {
-                Ok(Outcome::Reply(_)) => return Ok(Requested::Sent(Some(conn))),
-                // A failover of this master is under way already (Sentinel's own, or another
-                // busyguard's): its promotion is what is awaited.
-                Ok(Outcome::ErrorReply(e)) if e.starts_with("INPROG") => {
-                    return Ok(Requested::Sent(Some(conn)));
+        }
+        let naming = |id: &str| views.iter().filter(|v| v.1 == id).count();
+        if let Some((_, _, address)) = views
+            .iter()
+            .find(|v| !v.1.is_empty() && v.1 != ours && naming(&v.1) >= needed)
+        {
+            return Ok(Requested::AlreadyDone(FailoverOutcome::Promoted {
+                new_primary: address.clone(),
+                seen_by: "Sentinel, before the request: a majority serves another primary already"
+                    .into(),
+            }));
+        }
+        last = match naming(ours) {
+            n if n >= needed => String::new(),
+            n => format!(
+                "{n} of {} configured sentinel(s) name this server as `{master}`'s primary, {needed} needed{}",
+                topology.sentinels.len(),
+                if away.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", away.join("; "))
                 }
-                Ok(Outcome::ErrorReply(e) | Outcome::Lost(e)) => {
-                    last = format!("sentinel {url}: {e}");
+            ),
+        };
+        if last.is_empty() {
+            for (conn, _, _) in views.into_iter().filter(|v| v.1 == ours) {
+                let words = ["FAILOVER", master];
+                match timeout(left(deadline), conn.call_with("SENTINEL", &words)).await {
+                    Ok(Outcome::Reply(_)) => return Ok(Requested::Sent(Some(conn))),
+                    // A failover of this master is under way already (Sentinel's own, or
+                    // another busyguard's): its promotion is what is awaited.
+                    Ok(Outcome::ErrorReply(e)) if e.starts_with("INPROG") => {
+                        return Ok(Requested::Sent(Some(conn)));
+                    }
+                    Ok(Outcome::ErrorReply(e) | Outcome::Lost(e)) => last = e,
+                    Err(_) => last = "no answer in time".into(),
                 }
-                Err(_) => last = format!("sentinel {url}: no answer in time"),
             }
         }
         if Instant::now() + RETRY_EVERY >= deadline {

@@ -477,3 +477,34 @@ fn a_dry_run_failover_is_recorded_and_never_asked_of_sentinel() {
         "the script still runs: nothing killed it"
     );
 }
+
+/// The request goes only while more than half of the configured sentinels name this server:
+/// with one of two away, no sentinel is asked (one left behind by a failover the others made
+/// would put a second primary beside the new one); `failover_failed` says how many named it,
+/// and the fallback applies.
+#[test]
+fn no_failover_is_asked_without_a_majority_of_the_sentinels() {
+    let primary = RedisServer::start(ServerOptions::default());
+    let _replica = primary.start_replica(ServerOptions::default());
+    let sentinel = Sentinel::start(&primary, 60_000);
+    let url = format!("redis://127.0.0.1:{}", sentinel.port);
+    let away = format!("redis://127.0.0.1:{}", support::free_port());
+    let policy = sentinel_policy(&primary, &[url, away])
+        .replace(
+            "then: notify",
+            "then: failover\n    failover: { timeout: 1s }",
+        )
+        .replace("wait: 5s", "wait: 300ms");
+    let daemon = Daemon::start(&policy, &[]);
+    primary.wait_snapshot();
+    let _caller =
+        crate::support::Caller::eval(&primary, crate::support::scripts::WRITING_LOOP, &["k"], &[]);
+    let failed = daemon.wait_event("failover_failed", LONG);
+    assert!(
+        support::reason(&failed)
+            .contains("1 of 2 configured sentinel(s) name this server as `m`'s primary, 2 needed"),
+        "{failed}"
+    );
+    daemon.wait_event("escalation_withheld", LONG);
+    assert!(!sentinel.log().contains("user requested FAILOVER"));
+}

@@ -54,7 +54,7 @@ pub async fn carry_out(
     };
     let run_id = plan.run_id.as_deref();
     let master = sentinel.map(|s| s.master.as_str()).unwrap_or_default();
-    let mut replicas = Watched::open(primary, &plan.watch, deadline).await;
+    let mut replicas = Watched::new(primary, &plan.watch);
     loop {
         if let Some(new_primary) = replicas.promoted(deadline).await {
             return FailoverOutcome::Promoted {
@@ -256,38 +256,32 @@ fn left(deadline: Instant) -> Duration {
 /// promotes with `SLAVEOF NO ONE` then `CLIENT KILL TYPE normal`, which closes the watching
 /// connection too: a lost connection is opened anew at the next question.
 struct Watched {
-    replicas: Vec<(String, RedisTarget, Option<Connection>)>,
+    replicas: Vec<(String, probe::Kept)>,
 }
 
 impl Watched {
-    async fn open(primary: &RedisTarget, addresses: &[String], deadline: Instant) -> Watched {
-        let mut replicas = Vec::new();
-        for address in addresses {
-            let Some(target) = replica_target(primary, address) else {
-                continue;
-            };
-            let conn = open(&target, deadline).await;
-            if let Err(why) = &conn {
-                tracing::warn!(replica = %address, error = %why, "a replica cannot be watched for its promotion yet");
-            }
-            replicas.push((address.clone(), target, conn.ok()));
-        }
+    fn new(primary: &RedisTarget, addresses: &[String]) -> Watched {
+        let replicas = addresses
+            .iter()
+            .filter_map(|a| Some((a.clone(), probe::Kept::new(replica_target(primary, a)?))))
+            .collect();
         Watched { replicas }
     }
 
     /// The first replica that answers ROLE `master`, if one does.
     async fn promoted(&mut self, deadline: Instant) -> Option<String> {
-        for (address, target, slot) in &mut self.replicas {
-            if slot.is_none() {
-                *slot = open(target, deadline).await.ok();
-            }
-            let Some(conn) = slot.as_ref() else { continue };
-            match timeout(left(deadline), conn.call(&["ROLE"])).await {
-                Ok(Outcome::Reply(v)) if first_word(&v).as_deref() == Some("master") => {
-                    return Some(address.clone());
-                }
-                Ok(Outcome::Reply(_) | Outcome::ErrorReply(_)) => {}
-                Ok(Outcome::Lost(_)) | Err(_) => *slot = None,
+        for (address, kept) in &mut self.replicas {
+            let role = kept
+                .ask(left(deadline), async |conn| {
+                    match timeout(left(deadline), conn.call(&["ROLE"])).await {
+                        Ok(Outcome::Reply(v)) => Ok(first_word(&v)),
+                        Ok(Outcome::ErrorReply(_)) => Ok(None),
+                        Ok(Outcome::Lost(_)) | Err(_) => Err(probe::Lost),
+                    }
+                })
+                .await;
+            if role.flatten().as_deref() == Some("master") {
+                return Some(address.clone());
             }
         }
         None

@@ -216,6 +216,40 @@ fn is_unknown_hello(reply: &str) -> bool {
     reply.starts_with("ERR unknown command") && reply.to_ascii_uppercase().contains("HELLO")
 }
 
+/// A connection to one target kept between questions (the Sentinel feed, the replica watch,
+/// a failover's watch), opened at the first question and anew after one that lost it.
+pub struct Kept {
+    pub target: RedisTarget,
+    conn: Option<Connection>,
+}
+
+impl Kept {
+    pub fn new(target: RedisTarget) -> Kept {
+        Kept { target, conn: None }
+    }
+
+    /// The connection, opened first (within `limit`) when there is none; `None` when it cannot
+    /// be, or `ask` finds it lost.
+    pub async fn ask<T>(
+        &mut self,
+        limit: Duration,
+        ask: impl AsyncFnOnce(&Connection) -> Result<T, Lost>,
+    ) -> Option<T> {
+        if self.conn.is_none() {
+            let opened = tokio::time::timeout(limit, connect(&self.target, limit)).await;
+            self.conn = opened.ok().and_then(Result::ok);
+        }
+        let answer = ask(self.conn.as_ref()?).await;
+        if answer.is_err() {
+            self.conn = None;
+        }
+        answer.ok()
+    }
+}
+
+/// The connection was lost (or gave no answer in time): it is opened anew next time.
+pub struct Lost;
+
 impl Connection {
     /// Send one command, once, and wait for its outcome with no time limit.
     pub async fn call(&self, words: &[&'static str]) -> Outcome {

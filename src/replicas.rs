@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::policy::RedisTarget;
-use crate::probe::{self, Connection, Outcome};
+use crate::probe::{self, Connection, Lost, Outcome};
 use crate::sentinel::PrimaryView;
 use crate::snapshot::info_field as field;
 
@@ -40,33 +40,25 @@ impl ReplicaWatch {
     /// that took over from the replication ID `replid`.
     pub fn start(primary: &RedisTarget, addresses: Vec<String>, replid: String) -> ReplicaWatch {
         let (tx, views) = mpsc::channel(4);
-        let targets: Vec<(String, RedisTarget)> = addresses
+        let mut replicas: Vec<(String, probe::Kept)> = addresses
             .into_iter()
-            .filter_map(|a| Some((a.clone(), crate::failover::replica_target(primary, &a)?)))
+            .filter_map(|a| {
+                let target = crate::failover::replica_target(primary, &a)?;
+                Some((a, probe::Kept::new(target)))
+            })
             .collect();
         let task = tokio::spawn(async move {
-            let mut open: Vec<Option<Connection>> = targets.iter().map(|_| None).collect();
             loop {
-                for ((address, target), slot) in targets.iter().zip(open.iter_mut()) {
-                    if slot.is_none() {
-                        *slot = tokio::time::timeout(ASK_LIMIT, probe::connect(target, ASK_LIMIT))
-                            .await
-                            .ok()
-                            .and_then(Result::ok);
-                    }
-                    let Some(conn) = slot.as_ref() else { continue };
-                    match took_over(conn, &replid).await {
-                        Ok(Some(run_id)) => {
-                            let view = PrimaryView {
-                                address: address.clone(),
-                                run_id,
-                            };
-                            if tx.send(view).await.is_err() {
-                                return;
-                            }
+                for (address, kept) in &mut replicas {
+                    let asked = kept.ask(ASK_LIMIT, async |c| took_over(c, &replid).await);
+                    if let Some(Some(run_id)) = asked.await {
+                        let view = PrimaryView {
+                            address: address.clone(),
+                            run_id,
+                        };
+                        if tx.send(view).await.is_err() {
+                            return;
                         }
-                        Ok(None) => {}
-                        Err(()) => *slot = None,
                     }
                 }
                 tokio::time::sleep(WATCH_EVERY).await;
@@ -79,12 +71,12 @@ impl ReplicaWatch {
 
 /// The replica's run id when it is a primary that took over from `replid`; `Err` when the
 /// connection failed (to be opened anew).
-async fn took_over(conn: &Connection, replid: &str) -> Result<Option<String>, ()> {
+async fn took_over(conn: &Connection, replid: &str) -> Result<Option<String>, Lost> {
     let ask = |words: &'static [&'static str]| async move {
         match tokio::time::timeout(ASK_LIMIT, conn.call(words)).await {
             Ok(Outcome::Reply(v)) => Ok(Some(v)),
             Ok(Outcome::ErrorReply(_)) => Ok(None),
-            Ok(Outcome::Lost(_)) | Err(_) => Err(()),
+            Ok(Outcome::Lost(_)) | Err(_) => Err(Lost),
         }
     };
     let role = ask(&["ROLE"]).await?;

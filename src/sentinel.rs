@@ -136,8 +136,12 @@ impl Feed {
         let asked = topology.clone();
         let task = tokio::spawn(async move {
             // One connection per sentinel, kept between questions and opened anew once lost.
-            let mut open: Vec<Option<probe::Connection>> =
-                asked.sentinels.iter().map(|_| None).collect();
+            let mut open: Vec<probe::Kept> = asked
+                .sentinels
+                .iter()
+                .cloned()
+                .map(probe::Kept::new)
+                .collect();
             loop {
                 if let Some(view) = majority(&asked, &mut open).await
                     && tx.send(view).await.is_err()
@@ -153,27 +157,19 @@ impl Feed {
 }
 
 /// The primary named by more than half of the configured sentinels, if any is; `open` holds a
-/// connection per sentinel (dropped when it fails, to be opened at the next question).
-async fn majority(
-    topology: &SentinelTopology,
-    open: &mut [Option<probe::Connection>],
-) -> Option<PrimaryView> {
+/// connection per sentinel.
+async fn majority(topology: &SentinelTopology, open: &mut [probe::Kept]) -> Option<PrimaryView> {
     let mut named: Vec<PrimaryView> = Vec::new();
-    for (target, slot) in topology.sentinels.iter().zip(open.iter_mut()) {
-        if slot.is_none() {
-            *slot = tokio::time::timeout(ASK_LIMIT, probe::connect(target, ASK_LIMIT))
-                .await
-                .ok()
-                .and_then(Result::ok);
-        }
-        let Some(conn) = slot.as_ref() else { continue };
-        let fields = match tokio::time::timeout(ASK_LIMIT, ask_on(conn, &topology.master)).await {
-            Ok(Ok(fields)) => fields,
-            _ => {
-                *slot = None;
-                continue;
-            }
-        };
+    for kept in open.iter_mut() {
+        let asked = kept
+            .ask(ASK_LIMIT, async |conn| {
+                match tokio::time::timeout(ASK_LIMIT, ask_on(conn, &topology.master)).await {
+                    Ok(Ok(fields)) => Ok(fields),
+                    _ => Err(probe::Lost),
+                }
+            })
+            .await;
+        let Some(fields) = asked else { continue };
         let field = |k: &str| fields.get(k).cloned().unwrap_or_default();
         if !field("runid").is_empty() {
             named.push(PrimaryView {

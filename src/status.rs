@@ -123,6 +123,14 @@ const CHECKS: &[Check] = &[
         since_major: 0,
         for_failover: true,
     },
+    Check {
+        right: "cluster|info",
+        words: &["CLUSTER", "INFO"],
+        queued: false,
+        needed_for: "`status` in a Cluster: its state and size",
+        since_major: 0,
+        for_failover: true,
+    },
 ];
 
 /// Report on every instance under `paths`, with what the daemon keeping `state_dir` does with

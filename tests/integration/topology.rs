@@ -247,7 +247,25 @@ pub fn cluster_failover(build: Option<crate::support::ServerBuild>) {
         }
     }
     assert!(wait_for(LONG, || cluster.replica.holds_keys(100)));
-    let policy = busy.policy("shard-1", &support::ladder("500ms", "failover"));
+    // A least-privilege user on every node, with the rights a failover adds.
+    let secrets = support::state_dir();
+    let password_file = secrets.path().join("password");
+    std::fs::write(&password_file, "s3cret-failover").unwrap();
+    for node in cluster.primaries.iter().chain([&cluster.replica]) {
+        support::add_busyguard_user(node, "s3cret-failover", &[]);
+        let mut args = vec!["ACL", "SETUSER", "busyguard"];
+        args.extend(support::FAILOVER_RIGHTS);
+        node.conn().call(&args).unwrap();
+    }
+    let policy = busy
+        .policy("shard-1", &support::ladder("500ms", "failover"))
+        .replace(
+            "\nprobe:",
+            &format!(
+                "\n  username: busyguard\n  password_file: {}\nprobe:",
+                password_file.display()
+            ),
+        );
     let daemon = Daemon::start(&policy, &[]);
     busy.wait_snapshot();
     // `status` tells the cluster's view and what a failover would do now.
@@ -258,6 +276,10 @@ pub fn cluster_failover(build: Option<crate::support::ServerBuild>) {
     assert_eq!(status["failover"]["via"], "cluster");
     let replica_address = format!("127.0.0.1:{}", cluster.replica.port);
     assert_eq!(status["failover"]["request_to"], replica_address);
+    assert_eq!(status["whoami"], "busyguard");
+    assert_eq!(status["rights"]["role"], "granted", "{status}");
+    assert_eq!(status["rights"]["cluster|failover"], "granted");
+    assert_eq!(status["rights"]["cluster|info"], "granted");
     assert!(
         daemon
             .status_text()

@@ -274,7 +274,7 @@ impl Watched {
             let role = kept
                 .ask(left(deadline), async |conn| {
                     match timeout(left(deadline), conn.call(&["ROLE"])).await {
-                        Ok(Outcome::Reply(v)) => Ok(first_word(&v)),
+                        Ok(Outcome::Reply(v)) => Ok(role_in(&v)),
                         Ok(Outcome::ErrorReply(_)) => Ok(None),
                         Ok(Outcome::Lost(_)) | Err(_) => Err(probe::Lost),
                     }
@@ -314,8 +314,8 @@ pub fn replica_target(primary: &RedisTarget, address: &str) -> Option<RedisTarge
     Some(target)
 }
 
-/// The first word of a reply (ROLE's role).
-fn first_word(v: &fred::types::Value) -> Option<String> {
+/// The role a `ROLE` reply names (`master`, `slave`, `sentinel`).
+pub fn role_in(v: &fred::types::Value) -> Option<String> {
     match v {
         fred::types::Value::Array(items) => items.first()?.as_string(),
         _ => None,

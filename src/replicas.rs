@@ -80,9 +80,7 @@ async fn took_over(conn: &Connection, replid: &str) -> Result<Option<String>, Lo
         }
     };
     let role = ask(&["ROLE"]).await?;
-    let is_master = matches!(&role, Some(fred::types::Value::Array(items))
-        if items.first().and_then(|v| v.as_string()).as_deref() == Some("master"));
-    if !is_master {
+    if role.as_ref().and_then(crate::failover::role_in).as_deref() != Some("master") {
         return Ok(None);
     }
     let replication = text(ask(&["INFO", "replication"]).await?);

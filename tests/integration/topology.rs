@@ -10,12 +10,13 @@ use crate::support::{self, Daemon, RedisServer, ServerOptions, wait_for};
 
 const LONG: Duration = Duration::from_secs(20);
 
-fn sentinel_policy(server: &RedisServer, urls: &[String]) -> String {
+/// A policy for `server` with `on_busy` (a [`support::ladder`], and any `on_unkillable` keys
+/// after it) and the sentinels at `urls` watching it as `m`.
+fn sentinel_policy(server: &RedisServer, urls: &[String], on_busy: &str) -> String {
     server.policy(
         "orders",
         &format!(
-            "{}topology:\n  sentinel:\n    master: m\n    urls: [{}]\n",
-            support::ladder("5s", "notify"),
+            "{on_busy}topology:\n  sentinel:\n    master: m\n    urls: [{}]\n",
             urls.join(", ")
         ),
     )
@@ -26,10 +27,14 @@ fn status_shows_sentinels_view_its_timing_and_when_sentinel_serves_another_prima
     let primary = RedisServer::start(ServerOptions::default());
     let replica = primary.start_replica(ServerOptions::default());
     let sentinel = Sentinel::start(&primary, 1000);
-    let url = format!("redis://127.0.0.1:{}", sentinel.port);
+    let url = sentinel.url();
     let away = format!("redis://127.0.0.1:{}", support::free_port());
     let daemon = Daemon::start(
-        &sentinel_policy(&primary, &[url.clone(), away.clone()]),
+        &sentinel_policy(
+            &primary,
+            &[url.clone(), away.clone()],
+            &support::ladder("5s", "notify"),
+        ),
         &[],
     );
     primary.wait_snapshot();
@@ -82,9 +87,11 @@ fn after_sentinel_fails_a_busy_primary_over_busyguard_ends_the_zombie() {
     let sentinel = Sentinel::start(&primary, 1000);
     assert!(wait_for(LONG, || sentinel.field("num-slaves").as_deref()
         == Some("1")));
-    let url = format!("redis://127.0.0.1:{}", sentinel.port);
-    let policy = sentinel_policy(&primary, &[url]).replace("then: notify", "then: shutdown");
-    let policy = policy.replace("wait: 5s", "wait: 500ms");
+    let policy = sentinel_policy(
+        &primary,
+        &[sentinel.url()],
+        &support::ladder("500ms", "shutdown"),
+    );
     let daemon = Daemon::start(&policy, &[]);
     primary.wait_snapshot();
     let (_caller, withheld) = withheld_as_empty_restart(&daemon, &primary);
@@ -143,10 +150,11 @@ fn zombie_ended(
 /// busyguard on `primary` with `then: failover` through `sentinel`, budget 500 ms, once it has
 /// its healthy snapshot.
 fn failover_daemon(primary: &RedisServer, sentinel: &Sentinel) -> Daemon {
-    let url = format!("redis://127.0.0.1:{}", sentinel.port);
-    let policy = sentinel_policy(primary, &[url])
-        .replace("then: notify", "then: failover")
-        .replace("wait: 5s", "wait: 500ms");
+    let policy = sentinel_policy(
+        primary,
+        &[sentinel.url()],
+        &support::ladder("500ms", "failover"),
+    );
     let daemon = Daemon::start(&policy, &[]);
     primary.wait_snapshot();
     daemon
@@ -408,13 +416,8 @@ fn a_long_failover_keeps_systemds_watchdog_fed_and_ends_in_its_fallback() {
         ..Default::default()
     });
     let sentinel = Sentinel::start(&primary, 60_000);
-    let url = format!("redis://127.0.0.1:{}", sentinel.port);
-    let policy = sentinel_policy(&primary, &[url])
-        .replace(
-            "then: notify",
-            "then: failover\n    failover: { timeout: 5s }",
-        )
-        .replace("wait: 5s", "wait: 500ms");
+    let on_busy = support::ladder("500ms", "failover") + "    failover: { timeout: 5s }\n";
+    let policy = sentinel_policy(&primary, &[sentinel.url()], &on_busy);
     let state = support::state_dir();
     let socket_path = state.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
@@ -469,11 +472,11 @@ fn a_dry_run_failover_is_recorded_and_never_asked_of_sentinel() {
     let primary = RedisServer::start(ServerOptions::default());
     let replica = primary.start_replica(ServerOptions::default());
     let sentinel = Sentinel::start(&primary, 60_000);
-    let url = format!("redis://127.0.0.1:{}", sentinel.port);
-    let policy = sentinel_policy(&primary, &[url])
-        .replace("then: notify", "then: failover")
-        .replace("wait: 5s", "wait: 300ms")
-        + "mode: dry-run\n";
+    let policy = sentinel_policy(
+        &primary,
+        &[sentinel.url()],
+        &support::ladder("300ms", "failover"),
+    ) + "mode: dry-run\n";
     let daemon = Daemon::start(&policy, &[]);
     primary.wait_snapshot();
     let caller =
@@ -509,14 +512,9 @@ fn no_failover_is_asked_without_a_majority_of_the_sentinels() {
     let primary = RedisServer::start(ServerOptions::default());
     let _replica = primary.start_replica(ServerOptions::default());
     let sentinel = Sentinel::start(&primary, 60_000);
-    let url = format!("redis://127.0.0.1:{}", sentinel.port);
     let away = format!("redis://127.0.0.1:{}", support::free_port());
-    let policy = sentinel_policy(&primary, &[url, away])
-        .replace(
-            "then: notify",
-            "then: failover\n    failover: { timeout: 1s }",
-        )
-        .replace("wait: 5s", "wait: 300ms");
+    let on_busy = support::ladder("300ms", "failover") + "    failover: { timeout: 1s }\n";
+    let policy = sentinel_policy(&primary, &[sentinel.url(), away], &on_busy);
     let daemon = Daemon::start(&policy, &[]);
     primary.wait_snapshot();
     let _caller =

@@ -57,6 +57,11 @@ impl Sentinel {
         }
     }
 
+    /// Its address for a policy's `topology.sentinel.urls`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
     /// Serve `server` as `m` from now on (as after a failover that promoted it), once the
     /// sentinel knows its run id.
     pub fn serve(&self, server: &RedisServer) {

@@ -11,7 +11,7 @@
 //! the channel), so tests drive a whole daemon in-process. A watchdog task that panics is
 //! reported the moment it ends, not found at the stop.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -105,7 +105,6 @@ struct Daemon {
     recorder: Recorder,
     /// Told the instance of every watchdog task that ends, so a panic is reported at once.
     ended: mpsc::UnboundedSender<(String, Result<(), tokio::task::JoinError>)>,
-    histories: std::collections::HashMap<String, History>,
     running: BTreeMap<String, Supervised>,
 }
 
@@ -123,18 +122,6 @@ pub async fn run(opts: RunOptions, mut control: mpsc::Receiver<Control>) -> anyh
         )
     })?;
     let path = dir.join("audit.jsonl");
-    // What was in flight when the daemon last stopped (or was killed), read before appending.
-    // As far back as the longest `limits.per` (a day at least, for incidents left open).
-    let window = read_policies(&opts.policies)
-        .await
-        .into_iter()
-        .flat_map(|r| r.policies)
-        .map(|p| p.limits.per)
-        .max()
-        .unwrap_or_default()
-        .max(HISTORY_AT_LEAST);
-    let histories = crate::audit::history(&path, window)
-        .with_context(|| format!("cannot read audit trail {}", path.display()))?;
     let (audit, resume) = AuditLog::open(&path)
         .with_context(|| format!("cannot open audit trail {}", path.display()))?;
     let recorder = Recorder {
@@ -157,7 +144,6 @@ pub async fn run(opts: RunOptions, mut control: mpsc::Receiver<Control>) -> anyh
         dry_run: opts.dry_run,
         recorder,
         ended,
-        histories,
         running: BTreeMap::new(),
     };
     daemon.record(WatchdogStarted::Daemon {
@@ -301,6 +287,7 @@ impl Daemon {
         for w in &report.warnings {
             tracing::warn!("{w}");
         }
+        let mut histories = self.histories_of_new(&report.policies).await;
         let rejected_files: Vec<&PathBuf> = report.rejected.iter().map(|(f, _)| f).collect();
         let valid: Vec<String> = report.policies.iter().map(|p| p.instance.clone()).collect();
         let gone: Vec<String> = self
@@ -358,12 +345,51 @@ impl Daemon {
                     let _ = s.updates.send(p.clone());
                     s.policy = p.clone();
                 }
-                None => self.start(p.clone(), start_seq),
+                None => {
+                    let history = histories.remove(&p.instance).unwrap_or_default();
+                    self.start(p.clone(), start_seq, &history)
+                }
             }
         }
     }
 
-    fn start(&mut self, p: Policy, start_seq: u64) {
+    /// What the trail says of the instances among `policies` that are not running yet (the
+    /// first load, or ones a reload adds): what was in flight when they last ran, read off the
+    /// runtime thread (a new instance's first read may cover the whole trail).
+    async fn histories_of_new(&self, policies: &[Policy]) -> HashMap<String, History> {
+        let new: Vec<String> = policies
+            .iter()
+            .filter(|p| !self.running.contains_key(&p.instance))
+            .map(|p| p.instance.clone())
+            .collect();
+        if new.is_empty() {
+            return HashMap::new();
+        }
+        // Shutdowns as far back as the longest `limits.per` (a day at least).
+        let window = policies
+            .iter()
+            .map(|p| p.limits.per)
+            .max()
+            .unwrap_or_default()
+            .max(HISTORY_AT_LEAST);
+        let path = self.recorder.audit.path().to_path_buf();
+        let now = crate::clock::unix_ms();
+        let read =
+            tokio::task::spawn_blocking(move || crate::audit::history(&path, &new, window, now));
+        match read.await {
+            Ok(Ok(histories)) => histories,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot read the audit trail back: the new watchdogs start with no history (no incident resumed, no pause, limits counted from now)");
+                HashMap::new()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading the audit trail back failed");
+                HashMap::new()
+            }
+        }
+    }
+
+    fn start(&mut self, p: Policy, start_seq: u64, history: &History) {
         let (stop, stop_rx) = watch::channel(false);
         let (updates, updates_rx) = watch::channel(p.clone());
         let heartbeat = Arc::new(AtomicU64::new(now_ms()));
@@ -375,9 +401,7 @@ impl Daemon {
             steer: steer_rx,
         };
         let mut dog = Watchdog::new(p.clone(), self.dry_run, self.recorder.clone(), controls);
-        if let Some(history) = self.histories.remove(&p.instance)
-            && let Some(id) = dog.resume(&history)
-        {
+        if let Some(id) = dog.resume(history) {
             tracing::warn!(instance = %p.instance, incident = %id,
                 "resuming an incident that was in flight when busyguard last stopped");
         }

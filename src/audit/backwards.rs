@@ -34,7 +34,7 @@ impl Backwards {
     /// follows the last newline: empty for a file that ends with one, else a torn line.
     pub fn next_line(&mut self) -> std::io::Result<Option<Vec<u8>>> {
         loop {
-            if let Some(i) = self.buf.iter().rposition(|b| *b == b'\n') {
+            if let Some(i) = memchr::memrchr(b'\n', &self.buf) {
                 let line = self.buf.split_off(i + 1);
                 self.buf.truncate(i);
                 return Ok(Some(line));

@@ -1,12 +1,23 @@
-//! What the trail says of each instance when the daemon starts: the incident left open by an
-//! earlier run (as a typed [`OpenIncident`] for the engine, which reads no JSON) and when
-//! shutdowns were decided (so `limits` hold across a restart).
+//! What the trail says of each instance when its watchdog starts: the incident left open by an
+//! earlier run (as a typed [`OpenIncident`] for the engine, which reads no JSON), when shutdowns
+//! were decided (so `limits` hold across a restart), and the state promised to survive a
+//! restart (a pause in force, the SLOWLOG cursor).
 //!
 //! An incident counts as open only when nothing recorded after it says otherwise: no
 //! `recovered` (or `incident_superseded`), and no later record of that instance outside it
 //! (another incident, or a record made while no incident was open). Lifecycle records (started,
 //! stopped, policy loaded or rejected, notification failures) say nothing about the server and do
-//! not count. The trail is read backwards, across rotated files, only as far as needed.
+//! not count.
+//!
+//! How far back. The trail is read backwards, across rotated files, for the instances asked
+//! about only, until each is decided, whatever the age of its records: its newest server record
+//! (is an incident open?), its newest pause or resume, its newest SLOWLOG cursor. The window
+//! bounds only what the limits need (shutdowns within it) and how far back an open incident's
+//! start is sought (the window before its newest record); it never decides whether a record is
+//! looked at. Every `watchdog_started` sums up what its start carried over (`carried`), so an
+//! instance is decided at its last start at the latest: time and memory follow the last run's
+//! records, not the trail's size. An instance never started before (or last started by a
+//! version that wrote no `carried`) is read back to the start of the readable trail, once.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,6 +26,7 @@ use std::time::Duration;
 use super::Record;
 use super::backwards::Backwards;
 use crate::engine::{OpenIncident, ResumedShutdown};
+use crate::event::detail::{CarriedPause, SlowlogCursor, WatchdogStarted};
 use crate::event::{Detail, EventKind};
 
 /// What the trail says of one instance.
@@ -22,26 +34,32 @@ use crate::event::{Detail, EventKind};
 pub struct History {
     /// The incident still open when the trail was last written.
     pub open_incident: Option<OpenIncident>,
-    /// Unix ms of every `shutdown_sent` (dry-run decisions too: a dry run shows what enforce
-    /// would do, limits included).
+    /// Unix ms of every `shutdown_sent` within the window (dry-run decisions too: a dry run
+    /// shows what enforce would do, limits included).
     pub shutdowns: Vec<u64>,
-    /// The (run id, SLOWLOG id) of the newest `slow_script`: where early warnings go on.
-    pub slowlog_cursor: Option<(Option<String>, u64)>,
-    /// The pause in force when the trail was last written: (until Unix ms, by, reason).
-    pub pause: Option<(u64, String, String)>,
+    /// The (run id, SLOWLOG id) where early warnings go on.
+    pub slowlog_cursor: Option<SlowlogCursor>,
+    /// The pause in force when the trail was last written (it may have expired since).
+    pub pause: Option<CarriedPause>,
 }
 
-/// Read the trail at `path`, and the files rotation moved away beside it, back into each
-/// instance's [`History`]: backwards from the end, until `window` (the longest `limits.per`, or
-/// more) is covered and every incident still open has been read back to its start. Time and
-/// memory depend on that window, not on the trail's size.
-pub fn history(path: &Path, window: Duration) -> std::io::Result<HashMap<String, History>> {
+/// Read the trail at `path`, and the files rotation moved away beside it, back into the
+/// [`History`] of each of `instances`, as of `now_unix_ms`: backwards from the end, until each
+/// instance is decided (see the module's paragraph) and `window` (the longest `limits.per`, or
+/// more) is covered for the limits.
+pub fn history(
+    path: &Path,
+    instances: &[String],
+    window: Duration,
+    now_unix_ms: u64,
+) -> std::io::Result<HashMap<String, History>> {
     let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
-    let horizon = crate::clock::unix_ms().saturating_sub(window_ms);
-    let mut scans: HashMap<String, Scan> = HashMap::new();
-    let mut shutdowns: HashMap<String, Vec<u64>> = HashMap::new();
-    let mut cursors: HashMap<String, (Option<String>, u64)> = HashMap::new();
-    let mut pauses: HashMap<String, Option<(u64, String, String)>> = HashMap::new();
+    let horizon = now_unix_ms.saturating_sub(window_ms);
+    let mut scans: HashMap<String, Scan> = instances
+        .iter()
+        .map(|i| (i.clone(), Scan::default()))
+        .collect();
+    let wanted = Wanted::new(instances);
     'files: for file in trail_files(path)? {
         let mut lines = match Backwards::open(&file) {
             Ok(lines) => lines,
@@ -50,92 +68,173 @@ pub fn history(path: &Path, window: Duration) -> std::io::Result<HashMap<String,
         };
         lines.next_line()?; // what follows the last newline: empty, or a torn record
         while let Some(line) = lines.next_line()? {
+            if scans.values().all(Scan::decided) {
+                // Decided: only the limits' window may still hold shutdowns.
+                match Record::parse(&line) {
+                    Ok(r) if r.unix_ms().unwrap_or(0) < horizon => break 'files,
+                    _ => {}
+                }
+            }
+            if !wanted.may_name(&line) {
+                continue;
+            }
             let Ok(record) = Record::parse(&line) else {
                 continue;
             };
-            let at = record.unix_ms().unwrap_or(0);
-            if at < horizon && scans.values().all(|s| s.complete) {
-                break 'files;
-            }
-            let Some(instance) = record.event.instance.clone() else {
+            let Some(scan) = record
+                .event
+                .instance
+                .as_ref()
+                .and_then(|i| scans.get_mut(i))
+            else {
                 continue;
             };
+            let at = record.unix_ms().unwrap_or(0);
             if record.kind() == EventKind::ShutdownSent && at >= horizon {
-                shutdowns.entry(instance.clone()).or_default().push(at);
+                scan.shutdowns.push(at);
             }
-            if let Detail::OperatorCommand(c) = &record.event.detail
-                && matches!(c.command.as_str(), "pause" | "resume" | "pause_expired")
-            {
-                pauses.entry(instance.clone()).or_insert_with(|| {
-                    (c.command == "pause").then(|| {
-                        (
-                            c.until_unix_ms.unwrap_or(0),
-                            c.by_user.clone(),
-                            c.reason.clone(),
-                        )
-                    })
-                });
-            }
-            if let Detail::SlowScript(s) = &record.event.detail {
-                cursors
-                    .entry(instance.clone())
-                    .or_insert_with(|| (s.run_id.clone(), s.slowlog_id));
-            }
-            if !is_lifecycle(record.kind()) {
-                scans.entry(instance).or_default().take(record);
-            }
+            scan.take(record, at, window_ms);
         }
     }
-    let mut out: HashMap<String, History> = HashMap::new();
-    for (instance, scan) in scans {
-        let mut records = scan.open;
-        records.reverse();
-        out.entry(instance).or_default().open_incident = open_incident(&records);
-    }
-    for (instance, mut times) in shutdowns {
-        times.reverse();
-        out.entry(instance).or_default().shutdowns = times;
-    }
-    for (instance, cursor) in cursors {
-        out.entry(instance).or_default().slowlog_cursor = Some(cursor);
-    }
-    for (instance, pause) in pauses {
-        out.entry(instance).or_default().pause = pause;
-    }
-    Ok(out)
+    Ok(scans
+        .into_iter()
+        .map(|(instance, scan)| (instance, scan.into_history()))
+        .collect())
 }
 
 /// One instance's records, read from the newest back.
 #[derive(Default)]
 struct Scan {
-    /// The newest record of the instance has been read.
-    decided: bool,
-    /// The records of the incident the newest record belongs to, if it is open (newest first).
+    /// The newest server record of the instance has been read.
+    newest_seen: bool,
+    /// The records of the incident the newest server record belongs to, if it is open (newest
+    /// first), and when its newest record was written.
     open: Vec<Record>,
-    /// Nothing more is needed: no incident open, or the open one read back to its start.
-    complete: bool,
+    open_newest_ms: u64,
+    /// No incident open, or the open one read back to its start (or as far as the window).
+    incident_done: bool,
+    /// The newest word on a pause (`None` until one is read): a pause, or none in force.
+    pause: Option<Option<CarriedPause>>,
+    /// The newest SLOWLOG cursor (`None` until one is read).
+    cursor: Option<Option<SlowlogCursor>>,
+    /// Unix ms of the `shutdown_sent` records within the window, newest first.
+    shutdowns: Vec<u64>,
 }
 
 impl Scan {
-    fn take(&mut self, record: Record) {
-        if self.complete {
+    /// Nothing older can change what this instance carries over.
+    fn decided(&self) -> bool {
+        self.incident_done && self.pause.is_some() && self.cursor.is_some()
+    }
+
+    fn take(&mut self, record: Record, at: u64, window_ms: u64) {
+        match &record.event.detail {
+            Detail::WatchdogStarted(WatchdogStarted::Instance {
+                carried: Some(c), ..
+            }) => {
+                self.pause.get_or_insert_with(|| c.pause.clone());
+                self.cursor.get_or_insert_with(|| c.slowlog_cursor.clone());
+            }
+            Detail::OperatorCommand(c)
+                if matches!(c.command.as_str(), "pause" | "resume" | "pause_expired") =>
+            {
+                self.pause.get_or_insert_with(|| {
+                    (c.command == "pause").then(|| CarriedPause {
+                        until_unix_ms: c.until_unix_ms.unwrap_or(0),
+                        by: c.by_user.clone(),
+                        reason: c.reason.clone(),
+                    })
+                });
+            }
+            Detail::SlowScript(s) => {
+                self.cursor.get_or_insert_with(|| {
+                    Some(SlowlogCursor {
+                        run_id: s.run_id.clone(),
+                        slowlog_id: s.slowlog_id,
+                    })
+                });
+            }
+            _ => {}
+        }
+        if !is_lifecycle(record.kind()) {
+            self.take_server_record(record, at, window_ms);
+        }
+    }
+
+    /// A record of what the server did: the newest decides whether an incident is open.
+    fn take_server_record(&mut self, record: Record, at: u64, window_ms: u64) {
+        if self.incident_done {
             return;
         }
-        if !self.decided {
-            self.decided = true;
+        if !self.newest_seen {
+            self.newest_seen = true;
             let closes = matches!(
                 record.kind(),
                 EventKind::Recovered | EventKind::IncidentSuperseded
             );
             match record.event.incident.is_some() && !closes {
-                true => self.open.push(record),
-                false => self.complete = true,
+                true => {
+                    self.open_newest_ms = at;
+                    self.open.push(record);
+                }
+                false => self.incident_done = true,
             }
+        } else if at < self.open_newest_ms.saturating_sub(window_ms) {
+            // Its start is sought no further back than the window: what was read is kept.
+            self.incident_done = true;
         } else if self.open.first().map(|r| &r.event.incident) == Some(&record.event.incident) {
             self.open.push(record);
         } else {
-            self.complete = true;
+            self.incident_done = true;
         }
+    }
+
+    fn into_history(self) -> History {
+        let mut records = self.open;
+        records.reverse();
+        let mut shutdowns = self.shutdowns;
+        shutdowns.reverse();
+        History {
+            open_incident: open_incident(&records),
+            shutdowns,
+            slowlog_cursor: self.cursor.flatten(),
+            pause: self.pause.flatten(),
+        }
+    }
+}
+
+/// The instances asked about, as their records spell them, to pass over the lines of others
+/// without parsing them.
+struct Wanted {
+    /// `"instance":<name as JSON>` for each.
+    fields: Vec<Vec<u8>>,
+}
+
+/// A record names its instance within its first bytes (`ts`, `seq`, then `instance`).
+const INSTANCE_WITHIN: usize = 96;
+
+impl Wanted {
+    fn new(instances: &[String]) -> Wanted {
+        let fields = instances
+            .iter()
+            .map(|i| {
+                let name = serde_json::to_string(i).expect("a string serializes");
+                format!(",\"instance\":{name},").into_bytes()
+            })
+            .collect();
+        Wanted { fields }
+    }
+
+    /// False only when the line surely names another instance (or none): a line not shaped as
+    /// busyguard writes it is parsed to make sure.
+    fn may_name(&self, line: &[u8]) -> bool {
+        const FIELD: &[u8] = b",\"instance\":";
+        let head = &line[..line.len().min(INSTANCE_WITHIN)];
+        let Some(start) = memchr::memmem::find(head, FIELD) else {
+            return true;
+        };
+        let rest = &line[start..];
+        self.fields.iter().any(|f| rest.starts_with(f))
     }
 }
 
@@ -221,4 +320,126 @@ fn open_incident(records: &[Record]) -> Option<OpenIncident> {
         }
     }
     Some(inc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+    use crate::event::detail::{Carried, OperatorCommand, WatchdogStarted};
+
+    const DAY_MS: u64 = 24 * 3_600_000;
+    /// Any date: nothing here depends on today's.
+    const T0: u64 = 1_500_000_000_000;
+
+    fn event(detail: impl Into<Detail>) -> Event {
+        Event {
+            instance: Some("i".into()),
+            incident: None,
+            dry_run: false,
+            policy: Some("p".into()),
+            detail: detail.into(),
+        }
+    }
+
+    fn pause(until_unix_ms: u64, reason: &str) -> Event {
+        event(OperatorCommand {
+            command: "pause".into(),
+            by_user: "ops".into(),
+            by_uid: Some(1000),
+            reason: reason.into(),
+            until: None,
+            until_unix_ms: Some(until_unix_ms),
+        })
+    }
+
+    fn started(carried: Option<Carried>) -> Event {
+        event(WatchdogStarted::Instance {
+            resumed_incident: None,
+            endpoint: "redis://127.0.0.1:6379".into(),
+            policy_file: "/etc/busyguard/i.yaml".into(),
+            policy_hash: "p".into(),
+            dry_run: false,
+            probe_interval_ms: 100,
+            carried,
+        })
+    }
+
+    /// The history of `i` in a trail of these (time, event) records, read at `now`.
+    fn read(records: &[(u64, Event)], now: u64) -> History {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut text = Vec::new();
+        for (seq, (at, e)) in records.iter().enumerate() {
+            let record = Record {
+                ts: crate::clock::rfc3339(*at),
+                seq: seq as u64 + 1,
+                prev: String::new(),
+                version: String::new(),
+                event: e.clone(),
+            };
+            text.extend(record.to_line());
+            text.push(b'\n');
+        }
+        std::fs::write(&path, text).unwrap();
+        let window = Duration::from_millis(DAY_MS);
+        history(&path, &["i".to_string()], window, now)
+            .unwrap()
+            .remove("i")
+            .unwrap()
+    }
+
+    /// A pause made days ago for longer than that is still the newest word on it, whatever the
+    /// window.
+    #[test]
+    fn a_pause_older_than_the_window_is_read() {
+        let h = read(
+            &[(T0, pause(T0 + 30 * DAY_MS, "migration"))],
+            T0 + 5 * DAY_MS,
+        );
+        let p = h.pause.expect("the pause");
+        assert_eq!(
+            (p.until_unix_ms, p.reason.as_str()),
+            (T0 + 30 * DAY_MS, "migration")
+        );
+    }
+
+    /// A start's `carried` sums up what lies before it: an older pause it did not carry (it had
+    /// expired, or was resumed) is not read back into force.
+    #[test]
+    fn a_watchdog_start_decides_what_lies_before_it() {
+        let records = [
+            (T0, pause(T0 + 30 * DAY_MS, "old")),
+            (T0 + DAY_MS, started(Some(Carried::default()))),
+        ];
+        assert_eq!(read(&records, T0 + 2 * DAY_MS).pause, None);
+        // A start by an earlier version carried nothing it can say: read on past it.
+        let records = [
+            (T0, pause(T0 + 30 * DAY_MS, "old")),
+            (T0 + DAY_MS, started(None)),
+        ];
+        assert!(read(&records, T0 + 2 * DAY_MS).pause.is_some());
+        // What came after the start is newer than what it carried.
+        let records = [
+            (T0, started(Some(Carried::default()))),
+            (T0 + DAY_MS, pause(T0 + 30 * DAY_MS, "new")),
+        ];
+        assert_eq!(read(&records, T0 + 2 * DAY_MS).pause.unwrap().reason, "new");
+    }
+
+    #[test]
+    fn lines_of_other_instances_are_passed_over_without_parsing() {
+        let wanted = Wanted::new(&["cache-01".to_string()]);
+        let line = |instance: &str| {
+            format!(
+                r#"{{"ts":"2026-01-01T00:00:00.000Z","seq":12345678,"instance":{instance},"incident":null}}"#
+            )
+            .into_bytes()
+        };
+        assert!(wanted.may_name(&line(r#""cache-01""#)));
+        assert!(!wanted.may_name(&line(r#""cache-011""#)));
+        assert!(!wanted.may_name(&line("null")));
+        // Not shaped as busyguard writes: parsed to make sure.
+        assert!(wanted.may_name(br#"{"instance":"x"}"#));
+    }
 }

@@ -1075,8 +1075,18 @@ fn a_zero_threshold_is_reported_once() {
 }
 
 /// What a trail holding these steps says of the instance, read back the way the daemon reads it:
-/// written by the audit module (times from each step's wall clock), parsed by `history`.
+/// written by the audit module (times from each step's wall clock), parsed by `history` right
+/// after the last step, with no bound on the window.
 fn trail_of(steps: &[(At, Step)]) -> crate::audit::History {
+    trail_read(steps, std::time::Duration::MAX, u64::MAX)
+}
+
+/// [`trail_of`], read back at `now_unix_ms` over `window`, as the daemon does.
+fn trail_read(
+    steps: &[(At, Step)],
+    window: std::time::Duration,
+    now_unix_ms: u64,
+) -> crate::audit::History {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
     let mut text = String::new();
@@ -1101,7 +1111,7 @@ fn trail_of(steps: &[(At, Step)]) -> crate::audit::History {
         }
     }
     std::fs::write(&path, text).unwrap();
-    crate::audit::history(&path, std::time::Duration::MAX)
+    crate::audit::history(&path, &["t".to_string()], window, now_unix_ms)
         .unwrap()
         .remove("t")
         .unwrap_or_default()
@@ -1179,6 +1189,45 @@ fn a_restarted_engine_that_sees_busy_supersedes_the_old_incident_and_starts_from
             .unwrap()
             .starts_with("limits")
     );
+}
+
+/// The incident an earlier run left open is found however long busyguard was down (a
+/// maintenance window, a package upgrade on a stopped unit): the window bounds what the limits
+/// count, never whether the newest record is read.
+#[test]
+fn an_incident_left_open_days_before_a_restart_is_found_and_ended_by_the_first_pong() {
+    let (steps, old) = earlier_run(3_000);
+    let day = std::time::Duration::from_secs(24 * 3600);
+    let days_later = at(3_000).unix_ms + 3 * 24 * 3_600_000;
+    let history = trail_read(&steps, day, days_later);
+    let open = history
+        .open_incident
+        .as_ref()
+        .expect("the incident left open");
+    assert_eq!(open.id, old);
+    assert_eq!(open.shutdown, Some(ResumedShutdown::Sent));
+    assert!(history.shutdowns.is_empty(), "outside the limits' window");
+    let mut fresh = Engine::new(rules());
+    let restart = At {
+        mono: 100_000,
+        unix_ms: days_later,
+    };
+    assert_eq!(
+        fresh.resume(&history, restart).as_deref(),
+        Some(old.as_str())
+    );
+    let s = fresh.observe(
+        At {
+            mono: 100_010,
+            unix_ms: days_later + 10,
+        },
+        Observation::Pong {
+            snapshot: Some(Box::new(snapshot("7.0.15", "run-b"))),
+        },
+    );
+    assert_eq!(names(&s), ["recovered"]);
+    assert_eq!(s.events[0].incident.as_deref(), Some(old.as_str()));
+    assert_eq!(s.events[0].detail.to_value()["restarted"], true);
 }
 
 #[test]

@@ -412,6 +412,10 @@ pub enum WatchdogStarted {
         policy_hash: String,
         dry_run: bool,
         probe_interval_ms: u64,
+        /// What this start carried over from the trail. A later start reads the trail back no
+        /// further than this record for it: the record sums up everything before it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        carried: Option<Carried>,
     },
     Daemon {
         version: String,
@@ -420,6 +424,31 @@ pub enum WatchdogStarted {
         resumed_after_seq: u64,
         torn_tail_bytes: usize,
     },
+}
+
+/// The state an instance's watchdog carries across a restart of busyguard, as it stood when the
+/// watchdog started (`watchdog_started`'s `carried`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Carried {
+    /// The operator's pause still in force.
+    pub pause: Option<CarriedPause>,
+    /// Where early warnings go on in the SLOWLOG: (run id, SLOWLOG id).
+    pub slowlog_cursor: Option<SlowlogCursor>,
+}
+
+/// A pause in force: until when, by whom, why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CarriedPause {
+    pub until_unix_ms: u64,
+    pub by: String,
+    pub reason: String,
+}
+
+/// The newest SLOWLOG entry early warnings have looked at, on the server run it belongs to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SlowlogCursor {
+    pub run_id: Option<String>,
+    pub slowlog_id: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -23,7 +23,7 @@ use crate::audit::History;
 use crate::early::EarlyWarnings;
 use crate::engine::{At, Engine, Live, Observation, Rules, Steer, Step};
 use crate::event::Event;
-use crate::event::detail::{WatchdogStarted, WatchdogStopped};
+use crate::event::detail::{Carried, WatchdogStarted, WatchdogStopped};
 use crate::policy::Policy;
 use crate::probe::{self, ConnectError, Connection, Outcome, classify_error};
 use crate::recorder::Recorder;
@@ -72,6 +72,8 @@ pub struct Watchdog {
     sentinel: Option<crate::sentinel::Feed>,
     /// During an incident: whether one of this server's replicas took over.
     replicas: Option<crate::replicas::ReplicaWatch>,
+    /// What [`Watchdog::resume`] carried over from the trail, for `watchdog_started` to sum up.
+    carried: Carried,
 }
 
 /// What the daemon hands a watchdog to steer it.
@@ -130,6 +132,7 @@ impl Watchdog {
             kills_sent: 0,
             sentinel: None,
             replicas: None,
+            carried: Carried::default(),
             beat,
             baseline: None,
             function_stats: None,
@@ -245,21 +248,31 @@ impl Watchdog {
 
     /// Take what the trail says of this instance from before a restart.
     pub fn resume(&mut self, history: &History) -> Option<String> {
-        self.early = EarlyWarnings::new(self.policy.early_warning, history.slowlog_cursor.clone());
+        let cursor = history.slowlog_cursor.clone();
+        self.early = EarlyWarnings::new(
+            self.policy.early_warning,
+            cursor.clone().map(|c| (c.run_id, c.slowlog_id)),
+        );
         let now = self.now();
         // A pause survives a restart until it expires.
-        if let Some((until_unix_ms, by, reason)) = history.pause.clone()
-            && until_unix_ms > now.unix_ms
-        {
+        let pause = history
+            .pause
+            .clone()
+            .filter(|p| p.until_unix_ms > now.unix_ms);
+        if let Some(p) = pause.clone() {
             let _ = self.engine.steer(
                 now,
                 Steer::Pause {
-                    until_unix_ms,
-                    by,
-                    reason,
+                    until_unix_ms: p.until_unix_ms,
+                    by: p.by,
+                    reason: p.reason,
                 },
             );
         }
+        self.carried = Carried {
+            pause,
+            slowlog_cursor: cursor,
+        };
         self.engine.resume(history, now)
     }
 
@@ -284,6 +297,7 @@ impl Watchdog {
             policy_hash: self.policy.content_hash.clone(),
             dry_run: self.engine.rules().dry_run,
             probe_interval_ms: self.policy.probe.interval.as_millis() as u64,
+            carried: Some(std::mem::take(&mut self.carried)),
         };
         self.record_own(started);
         let retry = self

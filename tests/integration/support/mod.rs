@@ -9,6 +9,7 @@ pub mod http;
 pub mod pki;
 pub mod resp;
 pub mod sentinel;
+pub mod trail;
 
 use std::collections::HashMap;
 use std::net::TcpListener;

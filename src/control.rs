@@ -222,14 +222,14 @@ pub fn live_text(l: &serde_json::Value) -> String {
     if let Some(next) = l["next"].as_str() {
         line.push_str(&format!("  next: {next}"));
         if let Some(at) = l["deadline_unix_ms"].as_u64() {
-            line.push_str(&format!(" at {}", crate::clock::rfc3339(at)));
+            line.push_str(&format!(" at {}", crate::model::clock::rfc3339(at)));
         }
     }
     if let Some(p) = l["pause"].as_object() {
         line.push_str(&format!(
             "  PAUSED by {} until {}: {}",
             p["by"].as_str().unwrap_or("?"),
-            crate::clock::rfc3339(p["until_unix_ms"].as_u64().unwrap_or(0)),
+            crate::model::clock::rfc3339(p["until_unix_ms"].as_u64().unwrap_or(0)),
             p["reason"].as_str().unwrap_or("")
         ));
     }

@@ -21,14 +21,15 @@ use anyhow::Context;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::audit::{AuditLog, History};
+use crate::audit::AuditLog;
 use crate::control::{Caller, InstanceLive, Request, Response};
+use crate::engine::History;
 use crate::engine::Steer;
 use crate::event::Event;
 use crate::event::detail::{PolicyLoaded, PolicyRejected, WatchdogStarted, WatchdogStopped};
-use crate::metrics::Metrics;
 use crate::policy::{self, Policy};
-use crate::recorder::Recorder;
+use crate::record::Recorder;
+use crate::record::metrics::Metrics;
 use crate::sdnotify;
 use crate::watchdog::{Controls, SteerRequest, ToWatchdog, Watchdog};
 
@@ -132,7 +133,10 @@ pub async fn run(opts: RunOptions, mut control: mpsc::Receiver<Control>) -> anyh
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "serving /metrics");
         }
-        tokio::spawn(crate::metrics::serve(listener, recorder.metrics.clone()))
+        tokio::spawn(crate::record::metrics::serve(
+            listener,
+            recorder.metrics.clone(),
+        ))
     });
     crate::install_crypto_provider();
     let (ended, mut ended_rx) = mpsc::unbounded_channel();
@@ -373,7 +377,7 @@ impl Daemon {
             .unwrap_or_default()
             .max(HISTORY_AT_LEAST);
         let path = self.recorder.audit.path().to_path_buf();
-        let now = crate::clock::unix_ms();
+        let now = crate::model::clock::unix_ms();
         let read =
             tokio::task::spawn_blocking(move || crate::audit::history(&path, &new, window, now));
         match read.await {
@@ -617,5 +621,5 @@ async fn join_all(tasks: &mut [JoinHandle<()>]) {
 }
 
 fn now_ms() -> u64 {
-    crate::clock::unix_ms()
+    crate::model::clock::unix_ms()
 }

@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep, timeout};
 
-use crate::engine::{FailoverOutcome, FailoverPlan, FailoverVia};
+use crate::engine::{FailoverOutcome, FailoverPlan};
+use crate::model::kinds::FailoverVia;
 use crate::policy::{Endpoint, RedisTarget, SentinelTopology};
 use crate::probe::{self, Connection, Outcome};
 
@@ -213,7 +214,7 @@ async fn request_cluster(
             ));
         }
     };
-    let field = |k: &str| crate::snapshot::info_field(&info, k);
+    let field = |k: &str| crate::model::snapshot::info_field(&info, k);
     let ours = plan.replid.as_deref();
     match (
         field("role"),

@@ -9,14 +9,9 @@
 use fred::types::Value as Reply;
 use serde_json::{Value, json};
 
-use crate::early::SCRIPT_COMMANDS;
+use crate::model::slowlog::{MAX_ARG_CHARS, MAX_ARGS, SCRIPT_COMMANDS, cut_args};
+use crate::model::snapshot::Snapshot;
 use crate::probe::{Connection, Outcome};
-use crate::snapshot::Snapshot;
-
-/// Characters kept of each SLOWLOG argument (the script body included).
-pub const MAX_ARG_CHARS: usize = 64;
-/// SLOWLOG arguments kept (the command name included).
-pub const MAX_ARGS: usize = 8;
 
 /// A fred reply as JSON (maps keep their keys, byte strings are read as UTF-8 lossily).
 pub fn to_json(reply: &Reply) -> Value {
@@ -59,18 +54,13 @@ pub fn running_function(outcome: &Outcome) -> Value {
 
 fn truncate_args(args: &Value) -> Value {
     match args.as_array() {
-        Some(items) => Value::Array(
-            items
+        Some(items) => {
+            let texts: Vec<String> = items
                 .iter()
-                .take(MAX_ARGS)
-                .map(|a| {
-                    json!(crate::text::cut(
-                        &a.as_str().map_or_else(|| a.to_string(), str::to_string),
-                        MAX_ARG_CHARS
-                    ))
-                })
-                .collect(),
-        ),
+                .map(|a| a.as_str().map_or_else(|| a.to_string(), str::to_string))
+                .collect();
+            json!(cut_args(texts.iter().map(String::as_str)))
+        }
         None => args.clone(),
     }
 }
@@ -90,7 +80,7 @@ pub async fn after_recovery(
     };
     let mut kills = None;
     let counters = match conn.snapshot().await {
-        Ok(now) => {
+        Ok(crate::probe::Healthy { snapshot: now, .. }) => {
             kills = before
                 .and_then(|b| b.kill_calls)
                 .zip(now.kill_calls)

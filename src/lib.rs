@@ -50,35 +50,30 @@
 pub mod audit;
 pub mod check;
 pub mod cli;
-pub(crate) mod clock;
 pub mod control;
 pub mod daemon;
-pub(crate) mod early;
 pub(crate) mod engine;
 pub mod event;
 pub(crate) mod failover;
 pub(crate) mod forensics;
 pub mod journal;
-pub(crate) mod metrics;
+pub mod model;
 pub(crate) mod notify;
 pub mod policy;
 pub(crate) mod prevention;
 pub(crate) mod probe;
-pub(crate) mod recorder;
+pub(crate) mod record;
 pub(crate) mod remedy;
 pub(crate) mod replicas;
 pub(crate) mod sdnotify;
 pub(crate) mod sentinel;
 pub mod show;
 pub mod simulate;
-pub(crate) mod snapshot;
 pub(crate) mod statedir;
 pub mod status;
 pub(crate) mod supervisor;
-pub(crate) mod text;
 pub(crate) mod tls;
 pub(crate) mod watchdog;
-pub(crate) mod yaml;
 
 /// The commit busyguard was built from (`git describe`), or `unknown` outside a checkout.
 pub const COMMIT: &str = env!("BUSYGUARD_COMMIT");

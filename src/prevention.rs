@@ -6,10 +6,10 @@
 
 use std::path::Path;
 
-use crate::early::EarlyWarnings;
+use crate::engine::early::EarlyWarnings;
+use crate::model::snapshot::Snapshot;
 use crate::policy::Policy;
 use crate::probe::{Connection, Outcome};
-use crate::snapshot::Snapshot;
 
 /// The server's default busy threshold.
 const DEFAULT_THRESHOLD_MS: u64 = 5000;
@@ -51,7 +51,7 @@ pub async fn findings(
     }
     out.extend(script_users(conn).await);
     if let Some(trail) = trail {
-        let since = crate::clock::unix_ms().saturating_sub(BUSIEST_WINDOW_MS);
+        let since = crate::model::clock::unix_ms().saturating_sub(BUSIEST_WINDOW_MS);
         let busiest =
             crate::audit::slow_scripts_since(trail, &p.instance, since).unwrap_or_default();
         for (script, count, longest_ms) in busiest.into_iter().take(BUSIEST) {

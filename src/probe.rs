@@ -15,10 +15,11 @@ use fred::types::config::{Server, ServerConfig, TlsConfig};
 use fred::types::{ClusterHash, ConnectHandle, CustomCommand, RespVersion};
 use tokio::sync::watch;
 
-use crate::early::SlowEntry;
-use crate::engine::{BusyKind, Observation};
+use crate::engine::Observation;
+use crate::model::kinds::BusyKind;
+use crate::model::slowlog::SlowEntry;
+use crate::model::snapshot::Snapshot;
 use crate::policy::{Endpoint, RedisTarget};
-use crate::snapshot::Snapshot;
 
 /// How a command's outcome reads.
 #[derive(Clone, Debug, PartialEq)]
@@ -71,6 +72,14 @@ pub fn classify_error(line: &str) -> Observation {
     Observation::Fault {
         reply: line.to_string(),
     }
+}
+
+/// What a healthy server said: its snapshot, and its SLOWLOG (`None` when SLOWLOG GET is
+/// refused), read together.
+#[derive(Clone, Debug)]
+pub struct Healthy {
+    pub snapshot: Snapshot,
+    pub slowlog: Option<Vec<SlowEntry>>,
 }
 
 /// Why a connection could not be opened.
@@ -294,10 +303,10 @@ impl Connection {
     }
 
     /// The healthy snapshot: `INFO all` (every section, 6.2 and 7.x alike), then CONFIG GET of
-    /// what INFO does not say. A BUSY, LOADING or lost connection is returned for the probe to
-    /// classify; anything else refused (NOPERM, a renamed or unknown command) leaves those facts
-    /// unknown and is named in the snapshot's `errors`.
-    pub async fn snapshot(&self) -> Result<Snapshot, Outcome> {
+    /// what INFO does not say, and the SLOWLOG. A BUSY, LOADING or lost connection is returned
+    /// for the probe to classify; anything else refused (NOPERM, a renamed or unknown command)
+    /// leaves those facts unknown and is named in the snapshot's `errors`.
+    pub async fn snapshot(&self) -> Result<Healthy, Outcome> {
         let mut errors = Vec::new();
         let info = match self.call(&["INFO", "all"]).await {
             Outcome::Reply(v) => v.as_string().unwrap_or_default(),
@@ -336,8 +345,7 @@ impl Connection {
         };
         let mut snapshot = Snapshot::from_info(&info, &config);
         snapshot.errors = errors;
-        snapshot.slowlog = slowlog;
-        Ok(snapshot)
+        Ok(Healthy { snapshot, slowlog })
     }
 }
 

@@ -3,12 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::engine::{
-    BusyKind, KillCommand, KillReply, LEGACY_SHUTDOWN, ShutdownCommand, ShutdownOutcome,
-};
+use crate::engine::{KillCommand, KillReply, LEGACY_SHUTDOWN, ShutdownCommand, ShutdownOutcome};
+use crate::model::kinds::BusyKind;
 use crate::policy::Endpoint;
 use crate::probe::{Connection, Outcome};
-use crate::snapshot::process_start_ticks;
 
 /// Poll a future once: its outcome if it is ready at once, else `None` (it stays pinned for
 /// the caller to await).
@@ -110,6 +108,14 @@ pub async fn wait_refused(endpoint: &Endpoint, limit: Duration) -> bool {
     }
 }
 
+/// Start time (field 22 of /proc/PID/stat, clock ticks since boot) of a local process.
+pub fn process_start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split(' ').nth(19)?.parse().ok()
+}
+
 /// SIGKILL a local pid, only if it is still the process the snapshot saw (same start time).
 pub fn sigkill(pid: u32, start_ticks: u64) -> Result<(), String> {
     match process_start_ticks(pid) {
@@ -126,4 +132,14 @@ pub fn sigkill(pid: u32, start_ticks: u64) -> Result<(), String> {
         nix::sys::signal::Signal::SIGKILL,
     )
     .map_err(|e| format!("kill({pid}, SIGKILL): {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_start_time_is_readable() {
+        assert!(process_start_ticks(std::process::id()).is_some());
+    }
 }

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::model::snapshot::info_field as field;
 use crate::policy::RedisTarget;
 use crate::probe::{self, Connection, Lost, Outcome};
 use crate::sentinel::PrimaryView;
-use crate::snapshot::info_field as field;
 
 /// How often the replicas are asked.
 const WATCH_EVERY: Duration = Duration::from_secs(1);

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::model::snapshot::Snapshot;
 use crate::policy::{Policy, SentinelTopology};
 use crate::probe::{self, Outcome};
-use crate::snapshot::Snapshot;
 
 /// How long each sentinel may take to connect and answer.
 const ASK_LIMIT: Duration = Duration::from_secs(3);

@@ -7,10 +7,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 
 use crate::audit::Record;
+use crate::audit::follow::TrailReader;
 use crate::event::Detail;
 use crate::event::detail::ActionFailed;
-use crate::notify::reader::TrailReader;
-use crate::text::cut;
+use crate::model::text::cut;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -43,7 +43,7 @@ pub enum Format {
 /// `--since`: a duration back from now (`2h`) or an RFC 3339 time.
 pub fn parse_since(text: &str) -> Result<u64, String> {
     if let Ok(d) = humantime::parse_duration(text) {
-        return Ok(crate::clock::unix_ms().saturating_sub(d.as_millis() as u64));
+        return Ok(crate::model::clock::unix_ms().saturating_sub(d.as_millis() as u64));
     }
     let t = OffsetDateTime::parse(text, &Rfc3339)
         .map_err(|_| format!("`{text}` is neither a duration (2h) nor an RFC 3339 time"))?;

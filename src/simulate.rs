@@ -20,12 +20,13 @@ use std::path::Path;
 
 use crate::audit::Record;
 use crate::engine::{
-    At, BusyKind, Engine, FailoverOutcome, KillReply, Millis, Observation, Rules, ShutdownOutcome,
-    Steer, Step,
+    At, Engine, FailoverOutcome, KillReply, Millis, Observation, Rules, ShutdownOutcome, Steer,
+    Step,
 };
 use crate::event::Detail;
 use crate::event::detail::ActionFailed;
-use crate::snapshot::Snapshot;
+use crate::model::kinds::BusyKind;
+use crate::model::snapshot::Snapshot;
 
 /// Where simulated time starts on the wall clock (only names incidents).
 const WALL_START_MS: u64 = 1_800_000_000_000;
@@ -249,8 +250,10 @@ fn action_text(action: &crate::engine::Action) -> String {
         },
         Action::Signal { pid, .. } => format!("SIGKILL to pid {pid}"),
         Action::Failover(plan) => match plan.via {
-            crate::engine::FailoverVia::Sentinel => format!("SENTINEL FAILOVER {}", plan.target),
-            crate::engine::FailoverVia::Cluster => {
+            crate::model::kinds::FailoverVia::Sentinel => {
+                format!("SENTINEL FAILOVER {}", plan.target)
+            }
+            crate::model::kinds::FailoverVia::Cluster => {
                 format!("CLUSTER FAILOVER FORCE to {}", plan.target)
             }
         },

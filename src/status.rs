@@ -21,9 +21,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::control::{self, Request};
-use crate::policy::{self, Policy, Then};
+use crate::model::kinds::Then;
+use crate::model::snapshot::Snapshot;
+use crate::policy::{self, Policy};
 use crate::probe::{self, Outcome};
-use crate::snapshot::Snapshot;
 
 /// How long set-up and each check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -227,7 +228,10 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> Value {
         ));
     }
     let mut snapshot = None;
-    match tokio::time::timeout(CHECK_TIMEOUT, conn.snapshot()).await {
+    match tokio::time::timeout(CHECK_TIMEOUT, conn.snapshot())
+        .await
+        .map(|r| r.map(|h| h.snapshot))
+    {
         Ok(Ok(snap)) => {
             snapshot = Some(snap.clone());
             if !snap.errors.is_empty() {
@@ -318,7 +322,7 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> Value {
     // Valkey's own version counts from 7.2 (its first), so any Valkey has FUNCTION.
     let major = snapshot
         .as_ref()
-        .and_then(crate::snapshot::Snapshot::major_version);
+        .and_then(crate::model::snapshot::Snapshot::major_version);
     let failover = p.on_busy.on_unkillable.then == Then::Failover;
     for check in CHECKS.iter().filter(|c| failover || !c.for_failover) {
         if let Some(major) = major.filter(|m| *m < check.since_major) {
@@ -370,7 +374,7 @@ async fn cluster_view(conn: &probe::Connection) -> Value {
         Ok(Outcome::ErrorReply(e) | Outcome::Lost(e)) => return json!({"error": e}),
         Err(_) => return json!({"error": "timed out"}),
     };
-    let field = |k: &str| crate::snapshot::info_field(&info, k);
+    let field = |k: &str| crate::model::snapshot::info_field(&info, k);
     let timeout = conn.call(&["CONFIG", "GET", "cluster-node-timeout"]);
     let node_timeout = match tokio::time::timeout(CHECK_TIMEOUT, timeout).await {
         Ok(Outcome::Reply(v)) => probe::pairs(v)

@@ -25,23 +25,9 @@ use std::time::Duration;
 
 use super::Record;
 use super::backwards::Backwards;
-use crate::engine::{OpenIncident, ResumedShutdown};
+use crate::engine::{History, OpenIncident, ResumedShutdown};
 use crate::event::detail::{CarriedPause, SlowlogCursor, WatchdogStarted};
 use crate::event::{Detail, EventKind};
-
-/// What the trail says of one instance.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct History {
-    /// The incident still open when the trail was last written.
-    pub open_incident: Option<OpenIncident>,
-    /// Unix ms of every `shutdown_sent` within the window (dry-run decisions too: a dry run
-    /// shows what enforce would do, limits included).
-    pub shutdowns: Vec<u64>,
-    /// The (run id, SLOWLOG id) where early warnings go on.
-    pub slowlog_cursor: Option<SlowlogCursor>,
-    /// The pause in force when the trail was last written (it may have expired since).
-    pub pause: Option<CarriedPause>,
-}
 
 /// Read the trail at `path`, and the files rotation moved away beside it, back into the
 /// [`History`] of each of `instances`, as of `now_unix_ms`: backwards from the end, until each
@@ -372,7 +358,7 @@ mod tests {
         let mut text = Vec::new();
         for (seq, (at, e)) in records.iter().enumerate() {
             let record = Record {
-                ts: crate::clock::rfc3339(*at),
+                ts: crate::model::clock::rfc3339(*at),
                 seq: seq as u64 + 1,
                 prev: String::new(),
                 version: String::new(),

@@ -24,6 +24,7 @@
 //! reads it backwards from its end ([`backwards`]), whatever its size.
 
 mod backwards;
+pub mod follow;
 mod history;
 mod record;
 mod verify;
@@ -40,7 +41,7 @@ use sha2::{Digest, Sha256};
 use crate::event::detail::TrailFault;
 use crate::event::{Event, EventKind};
 
-pub use history::{History, history};
+pub use history::history;
 pub use record::Record;
 pub use verify::{Broken, Intact, verify};
 
@@ -207,7 +208,7 @@ impl AuditLog {
     fn write(&self, tail: &mut Tail, event: &Event) -> std::io::Result<u64> {
         let seq = tail.seq + 1;
         let record = Record {
-            ts: crate::clock::now_rfc3339(),
+            ts: crate::model::clock::now_rfc3339(),
             seq,
             prev: tail.prev.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),

@@ -11,8 +11,9 @@
 //! before the request the role is asked afresh (see `crate::failover`): Sentinel must still
 //! serve this server, a Cluster replica must still share its replication ID.
 
-use crate::event::detail::{self as d, FailoverVia, Then};
-use crate::snapshot::{ReplicaLink, Snapshot};
+use crate::event::detail as d;
+use crate::model::kinds::{FailoverVia, Then};
+use crate::model::snapshot::{ReplicaLink, Snapshot};
 
 use super::incident::{Escalation, Incident};
 use super::{Action, Engine, FailoverOutcome, FailoverPlan, Millis, Step};

@@ -6,8 +6,8 @@
 //! not have (no healthy snapshot, a snapshot that could not read INFO, one restored from the
 //! trail of an earlier run, a role that may have changed).
 
-use crate::policy::Then;
-use crate::snapshot::Snapshot;
+use crate::model::kinds::Then;
+use crate::model::snapshot::Snapshot;
 
 use super::{Millis, Rules};
 

@@ -1,9 +1,10 @@
 //! What the engine knows of one incident: its cause, where the kill and the escalation stand,
 //! and the healthy snapshot the decisions rest on.
 
-use crate::snapshot::Snapshot;
+use crate::model::snapshot::Snapshot;
 
-use super::{BusyKind, FailoverVia, KillCommand, Millis};
+use super::{KillCommand, Millis};
+use crate::model::kinds::{BusyKind, FailoverVia};
 
 /// Where the kill stands within an incident.
 #[derive(Clone, Debug, PartialEq)]

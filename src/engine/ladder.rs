@@ -3,14 +3,15 @@
 //! healthy reply ends the incident.
 
 use crate::event::Detail;
-use crate::event::detail::{self as d, RecoveredHow, Then};
-use crate::snapshot::Snapshot;
+use crate::event::detail::{self as d, RecoveredHow};
+use crate::model::kinds::{BusyKind, Then};
+use crate::model::snapshot::Snapshot;
 
 use super::guards::{self, Known, Withheld};
 use super::incident::{Cause, Escalation, Incident, Kill};
 use super::{
-    Action, At, BusyKind, Engine, KillCommand, KillReply, Millis, ShutdownCommand, ShutdownOutcome,
-    Step, UNKNOWN_THRESHOLD_MS, kill_for,
+    Action, At, Engine, KillCommand, KillReply, Millis, ShutdownCommand, ShutdownOutcome, Step,
+    UNKNOWN_THRESHOLD_MS, kill_for,
 };
 
 impl Engine {
@@ -176,7 +177,7 @@ impl Engine {
             inputs: self.inputs(Some(inc), now),
             timeout_ms: rules.ask_timeout,
             default: rules.ask_default,
-            deadline: crate::clock::rfc3339(wall_deadline),
+            deadline: crate::model::clock::rfc3339(wall_deadline),
             approve: format!("busyguard approve {instance} --reason TEXT"),
             hold: format!("busyguard hold {instance} --reason TEXT"),
         };

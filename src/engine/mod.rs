@@ -19,6 +19,7 @@
 //! busy transitions), `failover` (`then: failover`), `silence` (hang and unreachable),
 //! [`guards`], [`resume`].
 
+pub mod early;
 pub mod failover;
 pub mod guards;
 mod incident;
@@ -28,15 +29,14 @@ mod silence;
 pub mod steer;
 mod vocab;
 
-pub use resume::{OpenIncident, ResumedShutdown};
+pub use resume::{History, OpenIncident, ResumedShutdown};
 pub use steer::{Live, Steer};
 pub use vocab::*;
 
-use crate::audit::History;
 use crate::event::detail::{self as d, DecisionInputs, PolicyInputs};
 use crate::event::{Detail, Event};
+use crate::model::snapshot::Snapshot;
 use crate::policy::HangSignal;
-use crate::snapshot::Snapshot;
 use incident::{Cause, Escalation, Held, Incident, Kill};
 
 /// The state machine of one instance.

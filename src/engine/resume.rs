@@ -1,5 +1,6 @@
-//! An incident left open by an earlier run of busyguard (stopped, crashed or SIGKILLed while it
-//! was in flight), as the audit module reads it from the trail.
+//! What an earlier run of busyguard (stopped, crashed or SIGKILLed) left for this one, as the
+//! audit module reads it from the trail ([`History`]): shutdowns the limits still count, a pause
+//! in force, where early warnings go on, and an incident left open while it was in flight.
 //!
 //! Nothing of it is carried over as an action. While busy a server answers neither INFO nor
 //! CLIENT, so after a restart nothing can prove that a script still running is the one the
@@ -11,9 +12,24 @@
 //! starts from the kill. The snapshot the old incident rested on is restored with its true age
 //! and marked as coming from the trail, so records show it and guards do not lean on it.
 
-use crate::snapshot::Snapshot;
+use crate::event::detail::{CarriedPause, SlowlogCursor};
+use crate::model::kinds::BusyKind;
+use crate::model::snapshot::Snapshot;
 
-use super::BusyKind;
+/// What the trail says of one instance when its watchdog starts (the audit module reads it):
+/// the engine's, the early warnings' and the pause's input from before a restart.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct History {
+    /// The incident still open when the trail was last written.
+    pub open_incident: Option<OpenIncident>,
+    /// Unix ms of every `shutdown_sent` within the window (dry-run decisions too: a dry run
+    /// shows what enforce would do, limits included).
+    pub shutdowns: Vec<u64>,
+    /// The (run id, SLOWLOG id) where early warnings go on.
+    pub slowlog_cursor: Option<SlowlogCursor>,
+    /// The pause in force when the trail was last written (it may have expired since).
+    pub pause: Option<CarriedPause>,
+}
 
 /// What an earlier run recorded of an incident it left open.
 #[derive(Clone, Debug, Default, PartialEq)]

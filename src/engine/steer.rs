@@ -149,7 +149,7 @@ impl Engine {
     /// a hold (`escalation` only).
     pub(super) fn steered(&self, now: Millis, escalation: bool) -> Option<String> {
         if let Some(p) = self.pause.as_ref().filter(|p| now < p.until_mono) {
-            let until = crate::clock::rfc3339(p.until_unix_ms);
+            let until = crate::model::clock::rfc3339(p.until_unix_ms);
             return Some(format!("paused by {} until {until}: {}", p.by, p.reason));
         }
         match (&self.hold, escalation) {

@@ -4,7 +4,8 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::event::{Detail, EventKind};
-use crate::policy::{Guards, HangSignal, Then};
+use crate::model::kinds::{BusyKind, FailoverVia, Then};
+use crate::policy::{Guards, HangSignal};
 
 const SCRIPT_BUSY: &str =
     "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
@@ -1077,7 +1078,7 @@ fn a_zero_threshold_is_reported_once() {
 /// What a trail holding these steps says of the instance, read back the way the daemon reads it:
 /// written by the audit module (times from each step's wall clock), parsed by `history` right
 /// after the last step, with no bound on the window.
-fn trail_of(steps: &[(At, Step)]) -> crate::audit::History {
+fn trail_of(steps: &[(At, Step)]) -> crate::engine::History {
     trail_read(steps, std::time::Duration::MAX, u64::MAX)
 }
 
@@ -1086,7 +1087,7 @@ fn trail_read(
     steps: &[(At, Step)],
     window: std::time::Duration,
     now_unix_ms: u64,
-) -> crate::audit::History {
+) -> crate::engine::History {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
     let mut text = String::new();

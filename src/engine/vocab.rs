@@ -3,9 +3,9 @@
 //! reading a reply and choosing a command's words.
 
 use crate::event::Event;
-pub use crate::event::detail::{BusyKind, FailoverVia, Then};
+use crate::model::kinds::{BusyKind, FailoverVia, Then};
+use crate::model::snapshot::Snapshot;
 use crate::policy::{self, HangSignal, Mode, Policy};
-use crate::snapshot::Snapshot;
 
 /// Milliseconds on the watchdog's monotonic clock.
 pub type Millis = u64;

@@ -10,89 +10,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::snapshot::{DataAtRisk, ReplicaLink, Snapshot};
+use crate::model::kinds::{BusyKind, FailoverVia, Then};
+use crate::model::snapshot::{DataAtRisk, ReplicaLink, Snapshot};
 
 use super::EventKind;
-
-/// What the BUSY text says is running.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BusyKind {
-    /// EVAL / EVALSHA: "... is busy running a script. You can only call SCRIPT KILL or
-    /// SHUTDOWN NOSAVE."
-    Script,
-    /// FCALL: "... is busy running a script. You can only call FUNCTION KILL or SHUTDOWN
-    /// NOSAVE."
-    Function,
-    /// A module command: "... is busy running a module command." No kill exists for it.
-    Module,
-    /// A BUSY reply in no form the servers send for scripts, functions or plain module commands
-    /// (a bare `BUSY`, a module's own `RM_Yield` text): try SCRIPT KILL and read its answer.
-    Unknown,
-}
-
-impl BusyKind {
-    /// Read the kind from a BUSY error line. The code must be exactly `BUSY` (not `BUSYKEY`,
-    /// `BUSYGROUP`); the server's name is not matched (Valkey says "Valkey is busy"), the rest
-    /// of the sentence is, exactly as Redis 6.2 to 8 and Valkey write it (`shared.slowevalerr`,
-    /// `slowscripterr`, `slowmoduleerr`). Anything else is [`BusyKind::Unknown`]: a module may
-    /// write any text, even one naming SCRIPT KILL.
-    /// The kind as the trail writes it.
-    pub fn name(self) -> &'static str {
-        match self {
-            BusyKind::Script => "script",
-            BusyKind::Function => "function",
-            BusyKind::Module => "module",
-            BusyKind::Unknown => "unknown",
-        }
-    }
-
-    pub fn from_error(line: &str) -> Option<BusyKind> {
-        let (code, text) = line.split_once(' ').unwrap_or((line, ""));
-        if code != "BUSY" {
-            return None;
-        }
-        let after_name = text
-            .split_once(' ')
-            .map_or("", |(_server_name, rest)| rest)
-            .trim_end();
-        Some(match after_name {
-            "is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE." => {
-                BusyKind::Script
-            }
-            "is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE." => {
-                BusyKind::Function
-            }
-            "is busy running a module command." => BusyKind::Module,
-            _ => BusyKind::Unknown,
-        })
-    }
-}
-
-/// What happens when the budget of an unkillable script runs out.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Then {
-    Shutdown,
-    #[default]
-    Notify,
-    /// Ask an operator; `ask.default` applies at the end of `ask.timeout`.
-    Ask,
-    /// Promote a replica (Sentinel, Cluster), then shut the busy old primary down.
-    Failover,
-}
-
-impl Then {
-    /// The value as the policy and the trail write it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Then::Shutdown => "shutdown",
-            Then::Notify => "notify",
-            Then::Ask => "ask",
-            Then::Failover => "failover",
-        }
-    }
-}
 
 /// What the policy said, as every decision record carries it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -291,14 +212,6 @@ pub struct Recovered {
 pub enum FailedAction {
     Shutdown,
     Signal,
-}
-
-/// How a failover is made: through Sentinel, or by the busy node's replica in a Cluster.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FailoverVia {
-    Sentinel,
-    Cluster,
 }
 
 /// `failover_requested`: the budget is spent, the last reply was BUSY, and a replica is to be

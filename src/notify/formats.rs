@@ -8,8 +8,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::audit::Record;
-use crate::event::detail::{ActionFailed, BusyKind, Then};
+use crate::event::detail::ActionFailed;
 use crate::event::{Detail, EventKind, Severity};
+use crate::model::kinds::{BusyKind, Then};
 use crate::policy::{PagerDutySeverities, ReceiverKind};
 
 /// PagerDuty's limit on `payload.summary`.
@@ -185,7 +186,10 @@ fn next_step(record: &Record) -> String {
     let instance = record.event.instance.as_deref().unwrap_or("INSTANCE");
     let at = |left: Option<u64>| match (record.unix_ms(), left) {
         (Some(ts), Some(left)) => {
-            format!("at {} (in {left} ms)", crate::clock::rfc3339(ts + left))
+            format!(
+                "at {} (in {left} ms)",
+                crate::model::clock::rfc3339(ts + left)
+            )
         }
         _ => "when the budget ends".into(),
     };
@@ -235,7 +239,7 @@ fn next_step(record: &Record) -> String {
 
 /// What SHUTDOWN NOSAVE would lose, from the decision's snapshot.
 fn data_at_risk(record: &Record) -> String {
-    use crate::snapshot::DataAtRisk as R;
+    use crate::model::snapshot::DataAtRisk as R;
     match record.event.detail.data_at_risk() {
         Some(R::Aof { loses, .. }) | Some(R::None { loses, .. }) => loses.clone(),
         Some(R::Rdb {
@@ -251,7 +255,7 @@ fn data_at_risk(record: &Record) -> String {
 }
 
 /// The snapshot a decision was made on, for naming the server (`valkey 8.0.1`).
-fn snapshot(record: &Record) -> Option<&crate::snapshot::Snapshot> {
+fn snapshot(record: &Record) -> Option<&crate::model::snapshot::Snapshot> {
     record.event.detail.inputs()?.snapshot.as_ref()
 }
 

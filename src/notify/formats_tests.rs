@@ -212,7 +212,7 @@ mod paged {
 fn the_server_is_named_as_itself_in_slack_and_pagerduty() {
     let mut on_valkey = busy();
     if let Detail::BusyDetected(d) = &mut on_valkey.event.detail {
-        d.inputs.snapshot = Some(crate::snapshot::Snapshot {
+        d.inputs.snapshot = Some(crate::model::snapshot::Snapshot {
             server_name: "valkey".into(),
             version: Some("8.0.1".into()),
             ..Default::default()

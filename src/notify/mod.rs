@@ -14,20 +14,19 @@
 
 pub mod formats;
 mod quiet;
-pub mod reader;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::audit::follow::{TrailReader, TrailRecord};
 use crate::event::Event;
 use crate::event::detail::{NotifyFailed, TrailFault};
 use crate::policy::{Policy, Receiver, ReceiverKind};
-use crate::recorder::Recorder;
+use crate::record::Recorder;
 use formats::{accepted, request, wanted};
 use quiet::Quiet;
-use reader::{TrailReader, TrailRecord};
 
 /// Time allowed to open a connection to a receiver.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -151,7 +150,7 @@ impl Outbox {
                     }
                 }
             }
-            for due in quiet.due(crate::clock::unix_ms()) {
+            for due in quiet.due(crate::model::clock::unix_ms()) {
                 self.deliver(&due).await;
             }
             // Never past a record still held: a restart delivers it (at least once).
@@ -164,7 +163,7 @@ impl Outbox {
                 return;
             }
             let next_due = quiet.next_due().map(|at| {
-                let wait = at.saturating_sub(crate::clock::unix_ms());
+                let wait = at.saturating_sub(crate::model::clock::unix_ms());
                 tokio::time::Instant::now() + Duration::from_millis(wait)
             });
             tokio::select! {
@@ -194,7 +193,7 @@ impl Outbox {
                 Ok(cursor) => format!("cursor {cursor} is beyond the trail's last record {last}"),
                 Err(_) => format!(
                     "cursor file holds `{}`, not a record number",
-                    crate::text::cut(text.trim(), 40)
+                    crate::model::text::cut(text.trim(), 40)
                 ),
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -204,7 +203,7 @@ impl Outbox {
             Err(e) => format!("cursor file cannot be read ({e})"),
         };
         let since =
-            crate::clock::unix_ms().saturating_sub(self.receiver.max_age.as_millis() as u64);
+            crate::model::clock::unix_ms().saturating_sub(self.receiver.max_age.as_millis() as u64);
         let replay = crate::audit::last_seq_before(&self.trail, since).unwrap_or(0);
         tracing::warn!(receiver = %self.name, cursor = %self.cursor_path.display(), replay_after = replay,
             "{why}: delivering again every record after seq {replay} (those of the last max_age)");
@@ -216,7 +215,7 @@ impl Outbox {
     /// never in the trail (`seq` 0), delivered like any other.
     async fn tell_fault(&mut self, error: String) {
         let record = crate::audit::Record {
-            ts: crate::clock::now_rfc3339(),
+            ts: crate::model::clock::now_rfc3339(),
             seq: 0,
             prev: String::new(),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -259,12 +258,15 @@ impl Outbox {
     /// daemon stops.
     async fn deliver(&mut self, r: &TrailRecord) {
         let event = r.record.kind().name();
-        let happened = r.record.unix_ms().unwrap_or_else(crate::clock::unix_ms);
+        let happened = r
+            .record
+            .unix_ms()
+            .unwrap_or_else(crate::model::clock::unix_ms);
         let give_up_at = happened + self.receiver.max_age.as_millis() as u64;
         let mut backoff = BACKOFF_FIRST;
         let mut attempts = 0u32;
         loop {
-            let now = crate::clock::unix_ms();
+            let now = crate::model::clock::unix_ms();
             if now >= give_up_at {
                 return self.give_up(
                     r,
@@ -313,7 +315,7 @@ impl Outbox {
                 Ok((status, body, _)) => {
                     let why = format!(
                         "HTTP {status}: permanent ({})",
-                        crate::text::cut(&body, 200)
+                        crate::model::text::cut(&body, 200)
                     );
                     return self.give_up(r, attempts, &why);
                 }
@@ -324,7 +326,8 @@ impl Outbox {
             };
             self.recorder.metrics.notification(&self.name, "retried");
             backoff = (backoff * 2).min(BACKOFF_MAX);
-            let left = Duration::from_millis(give_up_at.saturating_sub(crate::clock::unix_ms()));
+            let left =
+                Duration::from_millis(give_up_at.saturating_sub(crate::model::clock::unix_ms()));
             tokio::time::sleep(wait.min(left)).await;
         }
     }
@@ -404,6 +407,6 @@ fn host() -> String {
 
 /// ±20% so that receivers recovering together are not hit in lockstep.
 fn jitter(d: Duration) -> Duration {
-    let factor = 0.8 + (crate::clock::subsec_nanos() % 1000) as f64 / 2500.0;
+    let factor = 0.8 + (crate::model::clock::subsec_nanos() % 1000) as f64 / 2500.0;
     d.mul_f64(factor)
 }

@@ -13,7 +13,7 @@
 use crate::event::Detail;
 use crate::event::detail::RecoveredHow;
 
-use super::reader::TrailRecord;
+use crate::audit::follow::TrailRecord;
 
 /// How long records are held, per kind of incident (ms; 0: not held).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -134,7 +134,7 @@ mod tests {
 
     fn rec(seq: u64, ms: u64, incident: &str, detail: Detail) -> TrailRecord {
         let record = Record {
-            ts: crate::clock::rfc3339(1_800_000_000_000 + ms),
+            ts: crate::model::clock::rfc3339(1_800_000_000_000 + ms),
             seq,
             prev: String::new(),
             version: String::new(),
@@ -157,7 +157,7 @@ mod tests {
         d::BusyDetected {
             inputs: DecisionInputs::default(),
             reply: "BUSY".into(),
-            busy_kind: crate::engine::BusyKind::Script,
+            busy_kind: crate::model::kinds::BusyKind::Script,
             warning: None,
             supersedes: None,
         }

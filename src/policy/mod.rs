@@ -7,16 +7,18 @@
 //! [`Secret`], whose `Debug` never shows them.
 
 pub mod keys;
+pub mod pem;
 mod reader;
 mod schema;
 mod url;
+pub(crate) mod yaml;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::event::Severity;
-pub use crate::event::detail::Then;
+use crate::model::kinds::Then;
 
 pub use schema::{parse_policy, parse_policy_with};
 

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::keys;
+use super::yaml::{self, Key, Node, Pos};
 use super::{Diagnostic, Secret};
-use crate::yaml::{self, Key, Node, Pos};
 
 /// The keys of one mapping, after unknown and duplicate keys were reported.
 pub(super) struct Section<'n> {

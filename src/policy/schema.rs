@@ -8,12 +8,12 @@ use sha2::{Digest, Sha256};
 
 use super::reader::{Reader, Section};
 use super::url::parse_url;
+use super::yaml::{self, Node, Pos};
 use super::{
     Diagnostic, EarlyWarning, Endpoint, FailoverPolicy, Filter, Guards, HangSignal, Limits, Mode,
     OnBusy, OnHang, OnUnkillable, PagerDutySeverities, Policy, Probe, Receiver, ReceiverKind,
     RedisTarget, RedisTls, Secret, SentinelTopology, Severity, Sources, Then, Topology,
 };
-use crate::yaml::{self, Node, Pos};
 
 /// Parse one policy file's bytes. On success: the policy, its warnings, and where `instance`
 /// was set (so a duplicate in another file can point at both).
@@ -317,9 +317,9 @@ fn redis_tls(r: &mut Reader, parent: &Section, endpoints: Vec<&Endpoint>) -> Red
             }
         }
     };
-    let ca_pem = parsed("ca_file", |b| crate::tls::certificates(b).map(drop));
-    let cert_pem = parsed("cert_file", |b| crate::tls::certificates(b).map(drop));
-    let key_pem = parsed("key_file", |b| crate::tls::private_key(b).map(drop))
+    let ca_pem = parsed("ca_file", |b| super::pem::certificates(b).map(drop));
+    let cert_pem = parsed("cert_file", |b| super::pem::certificates(b).map(drop));
+    let key_pem = parsed("key_file", |b| super::pem::private_key(b).map(drop))
         .map(|b| Secret::new(String::from_utf8_lossy(&b)));
     for (given, missing) in [("cert_file", "key_file"), ("key_file", "cert_file")] {
         if let Some(node) = s.get(given)

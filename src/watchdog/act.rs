@@ -45,7 +45,7 @@ impl Watchdog {
 
     async fn carry_out(&mut self, conn: Option<&Connection>, mut step: Step) -> bool {
         let function_busy = step.events.iter().any(|e| {
-            matches!(&e.detail, Detail::BusyDetected(b) if b.busy_kind == crate::engine::BusyKind::Function)
+            matches!(&e.detail, Detail::BusyDetected(b) if b.busy_kind == crate::model::kinds::BusyKind::Function)
         });
         // Forensics cost round trips: never ahead of an action (a new incident right after
         // the last one), only when nothing waits on them.
@@ -143,7 +143,7 @@ impl Watchdog {
             loop {
                 tokio::time::sleep(super::HEARTBEAT).await;
                 heartbeat.store(
-                    crate::clock::unix_ms(),
+                    crate::model::clock::unix_ms(),
                     std::sync::atomic::Ordering::Relaxed,
                 );
             }
@@ -247,7 +247,7 @@ impl Watchdog {
                 "the server restarted: its SLOWLOG and counters began anew".into(),
             );
         } else if recovered.how != RecoveredHow::ReachableAgain {
-            let opened = crate::clock::unix_ms().saturating_sub(recovered.duration_ms);
+            let opened = crate::model::clock::unix_ms().saturating_sub(recovered.duration_ms);
             let after = forensics::after_recovery(conn, opened, self.baseline.as_ref());
             let (told, kills) = tokio::time::timeout(RECOVERY_FORENSICS_LIMIT, after)
                 .await

@@ -19,15 +19,16 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::time::sleep_until;
 
-use crate::audit::History;
-use crate::early::EarlyWarnings;
+use crate::engine::History;
+use crate::engine::early::EarlyWarnings;
 use crate::engine::{At, Engine, Live, Observation, Rules, Steer, Step};
 use crate::event::Event;
 use crate::event::detail::{Carried, WatchdogStarted, WatchdogStopped};
+use crate::model::snapshot::Snapshot;
 use crate::policy::Policy;
 use crate::probe::{self, ConnectError, Connection, Outcome, classify_error};
-use crate::recorder::Recorder;
-use crate::snapshot::{Snapshot, process_start_ticks};
+use crate::record::Recorder;
+use crate::remedy::process_start_ticks;
 
 /// Reconnection attempts are spaced by the probe interval, within these bounds.
 const RECONNECT_MIN: Duration = Duration::from_millis(20);
@@ -145,7 +146,7 @@ impl Watchdog {
     /// loop is really waiting (an outstanding probe, a connection being opened).
     fn alive(&mut self) {
         self.heartbeat
-            .store(crate::clock::unix_ms(), Ordering::Relaxed);
+            .store(crate::model::clock::unix_ms(), Ordering::Relaxed);
         self.beat.reset();
     }
 
@@ -279,7 +280,7 @@ impl Watchdog {
     fn now(&self) -> At {
         At {
             mono: MONO_ORIGIN_MS + self.epoch.elapsed().as_millis() as u64,
-            unix_ms: crate::clock::unix_ms(),
+            unix_ms: crate::model::clock::unix_ms(),
         }
     }
 
@@ -388,17 +389,17 @@ impl Watchdog {
                 }
                 match conn.snapshot().await {
                     // INFO answered: the server is healthy.
-                    Ok(s) if s.errors.is_empty() => {
-                        (Outcome::Reply(fred::types::Value::Null), Some(s))
+                    Ok(h) if h.snapshot.errors.is_empty() => {
+                        (Outcome::Reply(fred::types::Value::Null), Some(h))
                     }
                     // Refused in part (no `+info`, a renamed CONFIG): that says nothing about a
                     // busy script (ACL checks come first), so PING decides.
-                    Ok(s) => (conn.ping().await, Some(s)),
+                    Ok(h) => (conn.ping().await, Some(h)),
                     Err(outcome) => (outcome, None),
                 }
             };
             tokio::pin!(probe);
-            let (outcome, snapshot) = loop {
+            let (outcome, healthy) = loop {
                 let silence = self
                     .engine
                     .silence_deadline()
@@ -430,13 +431,16 @@ impl Watchdog {
                     .probe_replied(&self.policy.instance, sent.elapsed()),
             }
             next_probe = sent + interval;
-            let mut snapshot = snapshot.map(|mut s| {
+            let (snapshot, slowlog) = match healthy {
+                Some(h) => (Some(h.snapshot), h.slowlog),
+                None => (None, None),
+            };
+            let snapshot = snapshot.map(|mut s| {
                 if self.policy.redis.endpoint.is_local() {
                     s.process_start_ticks = s.process_id.and_then(process_start_ticks);
                 }
                 s
             });
-            let slowlog = snapshot.as_mut().and_then(|s| s.slowlog.take());
             let observation = outcome.observation().unwrap_or(Observation::Pong {
                 snapshot: snapshot.map(Box::new),
             });
@@ -462,11 +466,11 @@ impl Watchdog {
     }
 
     /// Warn of the scripts the SLOWLOG shows creeping toward the threshold, and count them.
-    fn early_warnings(&mut self, entries: &[crate::early::SlowEntry]) {
+    fn early_warnings(&mut self, entries: &[crate::model::slowlog::SlowEntry]) {
         let snapshot = self.engine.snapshot();
         let threshold = snapshot.and_then(|s| s.busy_threshold_ms);
         let run_id = snapshot.and_then(|s| s.run_id.clone());
-        let now = crate::clock::unix_ms();
+        let now = crate::model::clock::unix_ms();
         let (fresh, warnings) = self
             .early
             .observe(run_id.as_deref(), threshold, entries, now);
@@ -518,7 +522,7 @@ impl Watchdog {
                     by_user: request.caller.user.clone(),
                     by_uid: Some(request.caller.uid),
                     reason: request.reason,
-                    until: until.map(crate::clock::rfc3339),
+                    until: until.map(crate::model::clock::rfc3339),
                     until_unix_ms: until,
                 };
                 self.record_own(detail);

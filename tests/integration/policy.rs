@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use busyguard::model::kinds::Then;
 use busyguard::policy::{
     self, EarlyWarning, Endpoint, FailoverPolicy, Filter, Guards, HangSignal, Limits, Mode, OnBusy,
     OnHang, OnUnkillable, PagerDutySeverities, Probe, Receiver, ReceiverKind, RedisTarget, Secret,
-    Severity, Then,
+    Severity,
 };
 
 fn check_output(paths: &[&str]) -> (bool, String) {

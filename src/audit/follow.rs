@@ -1,5 +1,5 @@
-//! Reading the audit trail as an outbox: the records after a cursor, in order, following the
-//! file across rotation (the old file is read to its end through the handle already open, then
+//! Following the trail as it grows (the notifiers' outbox, `audit show --follow`): the records
+//! after a cursor, in order, following the file across rotation (the old file is read to its end through the handle already open, then
 //! the new one from its start).
 
 use std::fs::File;
@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::audit::Record;
+use super::Record;
 
 /// One record read back, with its exact line (for ids derived from it).
 #[derive(Clone, Debug)]

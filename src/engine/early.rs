@@ -15,55 +15,13 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::event::detail::SlowScript;
+use crate::model::slowlog::SlowEntry;
 use crate::policy::EarlyWarning;
-use crate::text::cut;
-
-/// SLOWLOG commands that run scripts.
-pub const SCRIPT_COMMANDS: &[&str] = &[
-    "EVAL",
-    "EVALSHA",
-    "EVAL_RO",
-    "EVALSHA_RO",
-    "FCALL",
-    "FCALL_RO",
-];
 
 /// How often one script may be told.
 const TELL_EVERY_MS: u64 = 3_600_000;
 /// The window of `count_last_hour`.
 const HOUR_MS: u64 = 3_600_000;
-/// How much of a script's first line a warning carries (SLOWLOG arguments are user data).
-const SCRIPT_CHARS: usize = 64;
-
-/// One SLOWLOG entry, as the server logged it.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct SlowEntry {
-    pub id: u64,
-    pub at_unix_s: u64,
-    pub duration_us: u64,
-    /// The command and its arguments (the server cuts long ones).
-    pub args: Vec<String>,
-    pub client_addr: String,
-    pub client_name: String,
-}
-
-impl SlowEntry {
-    /// The script command (`EVAL`, `FCALL` ...) and what names the script: the function's name,
-    /// the SHA, or the first line of the body; `None` for any other command.
-    pub fn script(&self) -> Option<(String, String)> {
-        let command = self.args.first()?.to_ascii_uppercase();
-        if !SCRIPT_COMMANDS.contains(&command.as_str()) {
-            return None;
-        }
-        let named = self.args.get(1).map_or("", String::as_str);
-        let first_line = named
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or("");
-        Some((command, cut(first_line, SCRIPT_CHARS)))
-    }
-}
 
 /// Which scripts deserve a warning, and which entries were already seen.
 #[derive(Debug)]
@@ -178,6 +136,7 @@ impl EarlyWarnings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::slowlog::SCRIPT_CHARS;
 
     fn entry(id: u64, ms: u64, body: &str) -> SlowEntry {
         SlowEntry {

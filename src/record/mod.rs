@@ -2,11 +2,13 @@
 //! (from which the notifiers deliver it). The watchdogs, the daemon and the notifiers all record
 //! through it, so what is logged, counted and kept cannot disagree.
 
+pub mod metrics;
+
 use std::sync::Arc;
 
 use crate::audit::AuditLog;
 use crate::event::{Event, Severity};
-use crate::metrics::Metrics;
+use metrics::Metrics;
 
 /// Where events go.
 #[derive(Clone)]

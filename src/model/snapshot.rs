@@ -97,9 +97,6 @@ pub struct Snapshot {
     /// have filled are unknown, and the guards that need them withhold.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
-    /// The SLOWLOG as read with the snapshot (`None` when SLOWLOG GET is refused).
-    #[serde(skip)]
-    pub slowlog: Option<Vec<crate::early::SlowEntry>>,
 }
 
 impl Snapshot {
@@ -143,7 +140,6 @@ impl Snapshot {
             busy_errors: errorstat(&f, "BUSY"),
             unkillable_errors: errorstat(&f, "UNKILLABLE"),
             errors: Vec::new(),
-            slowlog: None,
             kill_calls: f.contains_key("total_error_replies").then(|| {
                 ["cmdstat_script|kill", "cmdstat_function|kill"]
                     .iter()
@@ -253,14 +249,6 @@ fn errorstat(fields: &HashMap<&str, &str>, code: &str) -> Option<u64> {
     }
 }
 
-/// Start time (field 22 of /proc/PID/stat, clock ticks since boot) of a local process.
-pub fn process_start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
-    let after = &stat[stat.rfind(')')? + 2..];
-    after.split(' ').nth(19)?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,11 +268,6 @@ mod tests {
         assert_eq!(s.connected_replicas, Some(1));
         assert_eq!(s.replicas.len(), 1);
         assert_eq!(s.busy_threshold_ms, Some(250));
-    }
-
-    #[test]
-    fn own_process_start_time_is_readable() {
-        assert!(process_start_ticks(std::process::id()).is_some());
     }
 
     #[test]

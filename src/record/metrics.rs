@@ -93,7 +93,7 @@ impl Metrics {
     /// A probe got a reply (any reply) after `rtt`.
     pub fn probe_replied(&self, instance: &str, rtt: Duration) {
         let secs = rtt.as_secs_f64();
-        let now = crate::clock::unix_secs_f64();
+        let now = crate::model::clock::unix_secs_f64();
         self.with(|r| {
             set(&mut r.up, instance, true);
             set(&mut r.last_reply, instance, now);
@@ -206,7 +206,7 @@ impl Metrics {
         self.with(|r| {
             r.reload_ok = ok;
             if ok {
-                r.reload_ok_at = crate::clock::unix_secs_f64();
+                r.reload_ok_at = crate::model::clock::unix_secs_f64();
             }
         });
     }

@@ -1,0 +1,10 @@
+//! Plain values every layer shares, and nothing else: no tokio, fred, file system or network
+//! (a layering test holds it so). The words of the domain ([`kinds`]), what a healthy server said
+//! ([`snapshot`]), one SLOWLOG entry ([`slowlog`]), the one way text is cut ([`text`]) and the
+//! one place the wall clock is read ([`clock`]).
+
+pub mod clock;
+pub mod kinds;
+pub mod slowlog;
+pub mod snapshot;
+pub mod text;

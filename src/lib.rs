@@ -54,25 +54,20 @@ pub mod control;
 pub mod daemon;
 pub(crate) mod engine;
 pub mod event;
-pub(crate) mod failover;
-pub(crate) mod forensics;
 pub mod journal;
 pub mod model;
 pub(crate) mod notify;
 pub mod policy;
 pub(crate) mod prevention;
-pub(crate) mod probe;
 pub(crate) mod record;
+pub(crate) mod redis;
 pub(crate) mod remedy;
-pub(crate) mod replicas;
 pub(crate) mod sdnotify;
-pub(crate) mod sentinel;
 pub mod show;
 pub mod simulate;
 pub(crate) mod statedir;
 pub mod status;
 pub(crate) mod supervisor;
-pub(crate) mod tls;
 pub(crate) mod watchdog;
 
 /// The commit busyguard was built from (`git describe`), or `unknown` outside a checkout.

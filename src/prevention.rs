@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::engine::early::EarlyWarnings;
 use crate::model::snapshot::Snapshot;
 use crate::policy::Policy;
-use crate::probe::{Connection, Outcome};
+use crate::redis::probe::{Connection, Outcome};
 
 /// The server's default busy threshold.
 const DEFAULT_THRESHOLD_MS: u64 = 5000;
@@ -66,7 +66,7 @@ pub async fn findings(
 /// One CONFIG GET value (`None` when refused or unknown).
 async fn config(conn: &Connection, name: &'static str) -> Option<String> {
     match conn.call(&["CONFIG", "GET", name]).await {
-        Outcome::Reply(v) => match crate::forensics::to_json(&v) {
+        Outcome::Reply(v) => match crate::redis::reply::to_json(&v) {
             serde_json::Value::Object(m) => m.get(name)?.as_str().map(str::to_string),
             serde_json::Value::Array(a) => a.get(1)?.as_str().map(str::to_string),
             _ => None,
@@ -78,7 +78,7 @@ async fn config(conn: &Connection, name: &'static str) -> Option<String> {
 /// The users that may run scripts, from ACL LIST (when busyguard may read it).
 async fn script_users(conn: &Connection) -> Vec<String> {
     let list = match conn.call(&["ACL", "LIST"]).await {
-        Outcome::Reply(v) => crate::forensics::to_json(&v),
+        Outcome::Reply(v) => crate::redis::reply::to_json(&v),
         Outcome::ErrorReply(e) if e.starts_with("NOPERM") => {
             return vec![
                 "who may run scripts is unchecked: grant busyguard's user `+acl|list` to see it"

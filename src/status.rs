@@ -24,7 +24,7 @@ use crate::control::{self, Request};
 use crate::model::kinds::Then;
 use crate::model::snapshot::Snapshot;
 use crate::policy::{self, Policy};
-use crate::probe::{self, Outcome};
+use crate::redis::probe::{self, Outcome};
 
 /// How long set-up and each check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -348,7 +348,7 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> Value {
     }
     s["rights"] = Value::Object(rights);
     if let Some(topology) = &p.topology.sentinel {
-        let (view, said) = crate::sentinel::views(topology, p, snapshot.as_ref()).await;
+        let (view, said) = crate::redis::sentinel::views(topology, p, snapshot.as_ref()).await;
         s["sentinel"] = view;
         warnings.extend(said);
     }
@@ -377,7 +377,7 @@ async fn cluster_view(conn: &probe::Connection) -> Value {
     let field = |k: &str| crate::model::snapshot::info_field(&info, k);
     let timeout = conn.call(&["CONFIG", "GET", "cluster-node-timeout"]);
     let node_timeout = match tokio::time::timeout(CHECK_TIMEOUT, timeout).await {
-        Ok(Outcome::Reply(v)) => probe::pairs(v)
+        Ok(Outcome::Reply(v)) => crate::redis::reply::pairs(v)
             .get("cluster-node-timeout")
             .and_then(|v| v.parse::<u64>().ok()),
         _ => None,

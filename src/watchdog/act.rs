@@ -13,8 +13,8 @@ use std::time::Duration;
 use crate::engine::{Action, FailoverOutcome, KillReply, Observation, ShutdownOutcome, Step};
 use crate::event::Detail;
 use crate::event::detail::RecoveredHow;
-use crate::forensics;
-use crate::probe::{Connection, Outcome};
+use crate::redis::forensics;
+use crate::redis::probe::{Connection, Outcome};
 use crate::remedy;
 
 use super::Watchdog;
@@ -110,12 +110,13 @@ impl Watchdog {
         let perform = async {
             match &action {
                 Action::Kill(command) => {
-                    let reply = remedy::kill_then(conn, *command, || self.flush_later()).await;
+                    let reply =
+                        remedy::kill::kill_then(conn, *command, || self.flush_later()).await;
                     let gone = matches!(reply, KillReply::Lost(_));
                     (Observation::KillReply(reply), gone)
                 }
                 Action::Shutdown(command) => {
-                    let outcome = remedy::shutdown(conn, command, &endpoint).await;
+                    let outcome = remedy::shutdown::shutdown(conn, command, &endpoint).await;
                     let gone = matches!(
                         outcome,
                         ShutdownOutcome::Confirmed { .. } | ShutdownOutcome::Failed(_)
@@ -123,13 +124,14 @@ impl Watchdog {
                     (Observation::Shutdown(outcome), gone)
                 }
                 Action::Signal { pid, start_ticks } => (
-                    Observation::Signal(remedy::sigkill(*pid, *start_ticks)),
+                    Observation::Signal(remedy::signal::sigkill(*pid, *start_ticks)),
                     false,
                 ),
                 Action::Failover(plan) => {
                     let sentinel = self.policy.topology.sentinel.as_ref();
                     let outcome =
-                        crate::failover::carry_out(plan, &self.policy.redis, sentinel).await;
+                        crate::remedy::failover::carry_out(plan, &self.policy.redis, sentinel)
+                            .await;
                     (Observation::Failover(outcome), false)
                 }
             }

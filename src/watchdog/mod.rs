@@ -26,9 +26,9 @@ use crate::event::Event;
 use crate::event::detail::{Carried, WatchdogStarted, WatchdogStopped};
 use crate::model::snapshot::Snapshot;
 use crate::policy::Policy;
-use crate::probe::{self, ConnectError, Connection, Outcome, classify_error};
 use crate::record::Recorder;
-use crate::remedy::process_start_ticks;
+use crate::redis::probe::{self, ConnectError, Connection, Outcome, classify_error};
+use crate::remedy::signal::process_start_ticks;
 
 /// Reconnection attempts are spaced by the probe interval, within these bounds.
 const RECONNECT_MIN: Duration = Duration::from_millis(20);
@@ -70,9 +70,9 @@ pub struct Watchdog {
     /// Kills busyguard sent in the incident in flight (to tell another client's from its own).
     kills_sent: u64,
     /// What Sentinel says of the primary (`topology.sentinel`), asked off the probe path.
-    sentinel: Option<crate::sentinel::Feed>,
+    sentinel: Option<crate::redis::sentinel::Feed>,
     /// During an incident: whether one of this server's replicas took over.
-    replicas: Option<crate::replicas::ReplicaWatch>,
+    replicas: Option<crate::redis::replicas::ReplicaWatch>,
     /// What [`Watchdog::resume`] carried over from the trail, for `watchdog_started` to sum up.
     carried: Carried,
 }
@@ -202,7 +202,7 @@ impl Watchdog {
         if let Some(topology) = &self.policy.topology.sentinel {
             let feed = self
                 .sentinel
-                .get_or_insert_with(|| crate::sentinel::Feed::start(topology));
+                .get_or_insert_with(|| crate::redis::sentinel::Feed::start(topology));
             seen.extend(latest(&mut feed.views).map(|v| (v, "sentinel")));
         }
         self.watch_replicas();
@@ -242,7 +242,8 @@ impl Watchdog {
         };
         let addresses: Vec<String> = s.replica_links().into_iter().map(|r| r.address).collect();
         if !addresses.is_empty() {
-            let watch = crate::replicas::ReplicaWatch::start(&self.policy.redis, addresses, replid);
+            let watch =
+                crate::redis::replicas::ReplicaWatch::start(&self.policy.redis, addresses, replid);
             self.replicas = Some(watch);
         }
     }
@@ -570,8 +571,8 @@ impl Watchdog {
 
 /// The last view a feed has passed on since it was last asked, if any.
 fn latest(
-    views: &mut tokio::sync::mpsc::Receiver<crate::sentinel::PrimaryView>,
-) -> Option<crate::sentinel::PrimaryView> {
+    views: &mut tokio::sync::mpsc::Receiver<crate::redis::sentinel::PrimaryView>,
+) -> Option<crate::redis::sentinel::PrimaryView> {
     let mut last = None;
     while let Ok(view) = views.try_recv() {
         last = Some(view);

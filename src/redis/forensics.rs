@@ -6,38 +6,12 @@
 //! SLOWLOG arguments may hold user data: each is cut to [`MAX_ARG_CHARS`] characters and only the
 //! first [`MAX_ARGS`] are kept.
 
-use fred::types::Value as Reply;
 use serde_json::{Value, json};
 
+use super::probe::{Connection, Outcome};
+use super::reply::to_json;
 use crate::model::slowlog::{MAX_ARG_CHARS, MAX_ARGS, SCRIPT_COMMANDS, cut_args};
 use crate::model::snapshot::Snapshot;
-use crate::probe::{Connection, Outcome};
-
-/// A fred reply as JSON (maps keep their keys, byte strings are read as UTF-8 lossily).
-pub fn to_json(reply: &Reply) -> Value {
-    match reply {
-        Reply::Null => Value::Null,
-        Reply::Boolean(b) => json!(b),
-        Reply::Integer(i) => json!(i),
-        Reply::Double(d) => json!(d),
-        Reply::String(s) => json!(s.to_string()),
-        Reply::Bytes(b) => json!(String::from_utf8_lossy(b)),
-        Reply::Array(items) => Value::Array(items.iter().map(to_json).collect()),
-        Reply::Map(map) => Value::Object(
-            map.clone()
-                .inner()
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().map(|s| s.to_string()).unwrap_or_default(),
-                        to_json(v),
-                    )
-                })
-                .collect(),
-        ),
-        other => json!(format!("{other:?}")),
-    }
-}
 
 /// The running function from a FUNCTION STATS outcome (`None` when nothing useful came back).
 pub fn running_function(outcome: &Outcome) -> Value {
@@ -80,7 +54,7 @@ pub async fn after_recovery(
     };
     let mut kills = None;
     let counters = match conn.snapshot().await {
-        Ok(crate::probe::Healthy { snapshot: now, .. }) => {
+        Ok(crate::redis::probe::Healthy { snapshot: now, .. }) => {
             kills = before
                 .and_then(|b| b.kill_calls)
                 .zip(now.kill_calls)

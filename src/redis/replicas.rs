@@ -13,15 +13,14 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::ASK_LIMIT;
+use super::probe::{self, Connection, Lost, Outcome};
+use super::sentinel::PrimaryView;
 use crate::model::snapshot::info_field as field;
 use crate::policy::RedisTarget;
-use crate::probe::{self, Connection, Lost, Outcome};
-use crate::sentinel::PrimaryView;
 
 /// How often the replicas are asked.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
-/// What one connection or question may take.
-const ASK_LIMIT: Duration = Duration::from_secs(2);
 
 /// The task watching the replicas; it ends when dropped.
 pub struct ReplicaWatch {
@@ -43,7 +42,7 @@ impl ReplicaWatch {
         let mut replicas: Vec<(String, probe::Kept)> = addresses
             .into_iter()
             .filter_map(|a| {
-                let target = crate::failover::replica_target(primary, &a)?;
+                let target = crate::redis::replica_target(primary, &a)?;
                 Some((a, probe::Kept::new(target)))
             })
             .collect();
@@ -80,7 +79,12 @@ async fn took_over(conn: &Connection, replid: &str) -> Result<Option<String>, Lo
         }
     };
     let role = ask(&["ROLE"]).await?;
-    if role.as_ref().and_then(crate::failover::role_in).as_deref() != Some("master") {
+    if role
+        .as_ref()
+        .and_then(crate::redis::reply::role_in)
+        .as_deref()
+        != Some("master")
+    {
         return Ok(None);
     }
     let replication = text(ask(&["INFO", "replication"]).await?);

@@ -12,12 +12,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::ASK_LIMIT;
+use super::probe::{self, Outcome};
 use crate::model::snapshot::Snapshot;
 use crate::policy::{Policy, SentinelTopology};
-use crate::probe::{self, Outcome};
-
-/// How long each sentinel may take to connect and answer.
-const ASK_LIMIT: Duration = Duration::from_secs(3);
 
 /// Each sentinel's view, and the warnings it gives, for `status`.
 pub async fn views(
@@ -102,7 +100,7 @@ pub async fn ask_on(
     master: &str,
 ) -> Result<std::collections::HashMap<String, String>, String> {
     match conn.call_with("SENTINEL", &["MASTER", master]).await {
-        Outcome::Reply(v) => Ok(probe::pairs(v)),
+        Outcome::Reply(v) => Ok(super::reply::pairs(v)),
         Outcome::ErrorReply(e) | Outcome::Lost(e) => Err(e),
     }
 }

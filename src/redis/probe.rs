@@ -15,6 +15,7 @@ use fred::types::config::{Server, ServerConfig, TlsConfig};
 use fred::types::{ClusterHash, ConnectHandle, CustomCommand, RespVersion};
 use tokio::sync::watch;
 
+use super::reply::{pairs, slowlog_entries};
 use crate::engine::Observation;
 use crate::model::kinds::BusyKind;
 use crate::model::slowlog::SlowEntry;
@@ -147,7 +148,7 @@ pub async fn connect(
         // A set-up that cannot work (a key that does not match its certificate) is the
         // policy's fault: said once, not retried as if the server were away.
         Endpoint::Tcp { tls: true, .. } => Some(TlsConfig::from(
-            crate::tls::connector(&target.tls).map_err(ConnectError::Rejected)?,
+            crate::redis::tls::connector(&target.tls).map_err(ConnectError::Rejected)?,
         )),
         _ => None,
     };
@@ -217,7 +218,7 @@ fn tls_failure(target: &RedisTarget, details: &str) -> Option<String> {
         return None;
     };
     let name = target.tls.server_name.as_deref().unwrap_or(host);
-    crate::tls::explain(details, name)
+    crate::redis::tls::explain(details, name)
 }
 
 /// Redis 5 and older answer HELLO `ERR unknown command `HELLO`, ...` (4.x: `'HELLO'`).
@@ -349,26 +350,6 @@ impl Connection {
     }
 }
 
-/// SLOWLOG GET's reply: `[id, unix time, duration µs, [args], client address, client name]`.
-fn slowlog_entries(reply: &Value) -> Vec<SlowEntry> {
-    let json = crate::forensics::to_json(reply);
-    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
-    json.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| {
-            Some(SlowEntry {
-                id: e[0].as_u64()?,
-                at_unix_s: e[1].as_u64().unwrap_or(0),
-                duration_us: e[2].as_u64().unwrap_or(0),
-                args: e[3].as_array()?.iter().map(text).collect(),
-                client_addr: text(&e[4]),
-                client_name: text(&e[5]),
-            })
-        })
-        .collect()
-}
-
 /// What the snapshot asks CONFIG for.
 const CONFIG_GET: [&str; 7] = [
     "CONFIG",
@@ -402,21 +383,4 @@ fn refusal(line: &str) -> bool {
         classify_error(line),
         Observation::Busy { .. } | Observation::Loading
     )
-}
-
-/// A reply of field-value pairs (CONFIG GET, SENTINEL MASTER: a RESP3 map, or a flat RESP2
-/// array) as a map.
-pub fn pairs(v: Value) -> HashMap<String, String> {
-    match v {
-        Value::Map(map) => map
-            .inner()
-            .into_iter()
-            .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_string()?)))
-            .collect(),
-        Value::Array(items) => items
-            .chunks(2)
-            .filter_map(|p| Some((p.first()?.as_string()?, p.get(1)?.as_string()?)))
-            .collect(),
-        _ => HashMap::new(),
-    }
 }

@@ -20,15 +20,15 @@ use tokio::time::{Instant, sleep, timeout};
 
 use crate::engine::{FailoverOutcome, FailoverPlan};
 use crate::model::kinds::FailoverVia;
-use crate::policy::{Endpoint, RedisTarget, SentinelTopology};
-use crate::probe::{self, Connection, Outcome};
+use crate::policy::{RedisTarget, SentinelTopology};
+use crate::redis::probe::{self, Connection, Outcome};
+use crate::redis::reply::role_in;
+use crate::redis::{ASK_LIMIT, replica_target};
 
 /// How often a refused Sentinel request is tried again.
 const RETRY_EVERY: Duration = Duration::from_millis(100);
 /// How often the replicas (and Sentinel) are asked whether the promotion happened.
 const WATCH_EVERY: Duration = Duration::from_millis(5);
-/// What one connection attempt or one question may take at most.
-const ASK_LIMIT: Duration = Duration::from_secs(2);
 
 /// Request the failover and wait for the promotion. `primary` is the busy server's policy
 /// target (the replicas are reached with its credentials and TLS).
@@ -65,7 +65,7 @@ pub async fn carry_out(
         }
         if let (Some(conn), Some(ours)) = (&sentinel_conn, run_id)
             && let Ok(Ok(fields)) =
-                timeout(left(deadline), crate::sentinel::ask_on(conn, master)).await
+                timeout(left(deadline), crate::redis::sentinel::ask_on(conn, master)).await
             && fields
                 .get("runid")
                 .is_some_and(|r| !r.is_empty() && r != ours)
@@ -132,7 +132,12 @@ async fn request_sentinel(
                     continue;
                 }
             };
-            match timeout(left(deadline), crate::sentinel::ask_on(&conn, master)).await {
+            match timeout(
+                left(deadline),
+                crate::redis::sentinel::ask_on(&conn, master),
+            )
+            .await
+            {
                 Ok(Ok(fields)) => {
                     let field = |k: &str| fields.get(k).cloned().unwrap_or_default();
                     let address = format!("{}:{}", field("ip"), field("port"));
@@ -296,29 +301,5 @@ async fn open(target: &RedisTarget, deadline: Instant) -> Result<Connection, Str
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no connection within {} ms", limit.as_millis())),
-    }
-}
-
-/// The primary's target with another address (a replica's `host:port`, as the primary's INFO
-/// names it): the same credentials, TLS settings and renamed commands.
-pub fn replica_target(primary: &RedisTarget, address: &str) -> Option<RedisTarget> {
-    let (host, port) = address.rsplit_once(':')?;
-    let tls = matches!(primary.endpoint, Endpoint::Tcp { tls: true, .. });
-    let mut target = primary.clone();
-    target.endpoint = Endpoint::Tcp {
-        host: host.trim_matches(['[', ']']).to_string(),
-        port: port.parse().ok()?,
-        tls,
-    };
-    // The name the primary's certificate holds is not the replica's.
-    target.tls.server_name = None;
-    Some(target)
-}
-
-/// The role a `ROLE` reply names (`master`, `slave`, `sentinel`).
-pub fn role_in(v: &fred::types::Value) -> Option<String> {
-    match v {
-        fred::types::Value::Array(items) => items.first()?.as_string(),
-        _ => None,
     }
 }

@@ -1,0 +1,35 @@
+//! The only code that speaks RESP and owns fred: the probe's connection and the healthy
+//! snapshot ([`probe`]), reading replies ([`reply`]), TLS to Redis ([`tls`]), what an incident
+//! leaves behind ([`forensics`]), Sentinel's view ([`sentinel`]) and the busy primary's
+//! replicas ([`replicas`]). Nothing here decides: what is learned goes back to the engine.
+
+pub mod forensics;
+pub mod probe;
+pub mod replicas;
+pub mod reply;
+pub mod sentinel;
+pub mod tls;
+
+use std::time::Duration;
+
+use crate::policy::{Endpoint, RedisTarget};
+
+/// What one connection attempt or one question to a peer (a sentinel, a replica) may take at
+/// most: the watchdog's own probe has no such bound (its PING outstanding is the point).
+pub const ASK_LIMIT: Duration = Duration::from_secs(2);
+
+/// The primary's target with another address (a replica's `host:port`, as the primary's INFO
+/// names it): the same credentials, TLS settings and renamed commands.
+pub fn replica_target(primary: &RedisTarget, address: &str) -> Option<RedisTarget> {
+    let (host, port) = address.rsplit_once(':')?;
+    let tls = matches!(primary.endpoint, Endpoint::Tcp { tls: true, .. });
+    let mut target = primary.clone();
+    target.endpoint = Endpoint::Tcp {
+        host: host.trim_matches(['[', ']']).to_string(),
+        port: port.parse().ok()?,
+        tls,
+    };
+    // The name the primary's certificate holds is not the replica's.
+    target.tls.server_name = None;
+    Some(target)
+}

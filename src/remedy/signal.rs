@@ -1,0 +1,38 @@
+//! SIGKILL to a hung local server (`on_hang.signal`), only while its pid still names the
+//! process the healthy snapshot saw: the start time read from `/proc` guards against pid reuse.
+
+/// Start time (field 22 of /proc/PID/stat, clock ticks since boot) of a local process.
+pub fn process_start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split(' ').nth(19)?.parse().ok()
+}
+
+/// SIGKILL a local pid, only if it is still the process the snapshot saw (same start time).
+pub fn sigkill(pid: u32, start_ticks: u64) -> Result<(), String> {
+    match process_start_ticks(pid) {
+        Some(t) if t == start_ticks => {}
+        Some(_) => {
+            return Err(format!(
+                "pid {pid} now belongs to another process: not signalled"
+            ));
+        }
+        None => return Err(format!("pid {pid} is gone")),
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .map_err(|e| format!("kill({pid}, SIGKILL): {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_start_time_is_readable() {
+        assert!(process_start_ticks(std::process::id()).is_some());
+    }
+}

@@ -7,7 +7,8 @@ use anyhow::Context;
 use clap::Parser;
 
 use busyguard::cli::{AuditCommand, Cli, Command};
-use busyguard::control;
+use busyguard::commands::steer;
+use busyguard::daemon::control;
 use busyguard::daemon::{self, Control, RunEnd, RunOptions};
 use std::path::PathBuf;
 
@@ -24,7 +25,7 @@ fn main() -> ExitCode {
                 true => busyguard::policy::Sources::Skip,
                 false => sources.sources(),
             };
-            match busyguard::check::check(&paths, &sources, &mut out) {
+            match busyguard::commands::check::check(&paths, &sources, &mut out) {
                 Ok(true) => ExitCode::SUCCESS,
                 _ => ExitCode::from(1),
             }
@@ -84,7 +85,8 @@ fn main() -> ExitCode {
             let mut out = std::io::stdout().lock();
             let dir = daemon::state_dir(state_dir);
             let sources = sources.sources();
-            let status = busyguard::status::status(&paths, json, &dir, &sources, &mut out);
+            let status =
+                busyguard::commands::status::status(&paths, json, &dir, &sources, &mut out);
             match runtime.block_on(status) {
                 Ok(true) => ExitCode::SUCCESS,
                 _ => ExitCode::from(1),
@@ -112,7 +114,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Some(r) => {
-                print!("{}", control::ps_text(&r));
+                print!("{}", steer::ps_text(&r));
                 ExitCode::SUCCESS
             }
             None => ExitCode::from(1),
@@ -121,7 +123,7 @@ fn main() -> ExitCode {
             policy,
             scenario,
             trail,
-        } => match busyguard::simulate::simulate_files(
+        } => match busyguard::commands::simulate::simulate_files(
             &policy,
             scenario.as_deref(),
             trail.as_deref(),
@@ -162,7 +164,7 @@ fn main() -> ExitCode {
             } => {
                 let since = match since
                     .as_deref()
-                    .map(busyguard::show::parse_since)
+                    .map(busyguard::commands::show::parse_since)
                     .transpose()
                 {
                     Ok(since) => since,
@@ -171,20 +173,20 @@ fn main() -> ExitCode {
                         return ExitCode::from(2);
                     }
                 };
-                let opts = busyguard::show::ShowOptions {
+                let opts = busyguard::commands::show::ShowOptions {
                     files,
                     incident,
                     instance,
                     since_unix_ms: since,
                     format: match (summary, json) {
-                        (true, _) => busyguard::show::Format::Summary,
-                        (_, true) => busyguard::show::Format::Json,
-                        _ => busyguard::show::Format::Timeline,
+                        (true, _) => busyguard::commands::show::Format::Summary,
+                        (_, true) => busyguard::commands::show::Format::Json,
+                        _ => busyguard::commands::show::Format::Timeline,
                     },
                 };
                 let mut out = std::io::stdout().lock();
                 let following = match follow {
-                    true => match busyguard::show::start_following(&opts) {
+                    true => match busyguard::commands::show::start_following(&opts) {
                         Ok(reader) => Some(reader),
                         Err(e) => {
                             eprintln!("busyguard: {e}");
@@ -193,10 +195,10 @@ fn main() -> ExitCode {
                     },
                     false => None,
                 };
-                match busyguard::show::show(&opts, &mut out) {
+                match busyguard::commands::show::show(&opts, &mut out) {
                     Ok(_) if following.is_some() => {
                         let reader = following.expect("following");
-                        match busyguard::show::follow(&opts, reader, &mut out) {
+                        match busyguard::commands::show::follow(&opts, reader, &mut out) {
                             Ok(()) => ExitCode::SUCCESS,
                             Err(e) => {
                                 eprintln!("busyguard: {e}");
@@ -251,7 +253,7 @@ fn steer_daemon(
 fn ask_daemon(state_dir: Option<PathBuf>, request: &control::Request) -> Option<control::Response> {
     let runtime = runtime()?;
     let dir = daemon::state_dir(state_dir);
-    match runtime.block_on(control::send(&dir, request)) {
+    match runtime.block_on(steer::send(&dir, request)) {
         Ok(r) => Some(r),
         Err(e) => {
             eprintln!("busyguard: {e:#}");
@@ -315,14 +317,14 @@ fn init_logging(level: Option<&str>, json: bool) {
     match (json, journald) {
         (false, true) => builder
             .with_ansi(false)
-            .event_format(busyguard::journal::JournalFormat)
+            .event_format(busyguard::daemon::journal::JournalFormat)
             .init(),
         (false, false) => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
         (true, true) => builder
             .json()
-            .event_format(busyguard::journal::JournalPrefix(
+            .event_format(busyguard::daemon::journal::JournalPrefix(
                 tracing_subscriber::fmt::format().json().with_target(false),
             ))
             .init(),

@@ -16,7 +16,7 @@ use busyguard::policy::{
 fn check_output(paths: &[&str]) -> (bool, String) {
     let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
     let mut out = Vec::new();
-    let ok = busyguard::check::check(&paths, &Default::default(), &mut out).unwrap();
+    let ok = busyguard::commands::check::check(&paths, &Default::default(), &mut out).unwrap();
     (ok, String::from_utf8(out).unwrap())
 }
 

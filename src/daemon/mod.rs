@@ -11,6 +11,12 @@
 //! the channel), so tests drive a whole daemon in-process. A watchdog task that panics is
 //! reported the moment it ends, not found at the stop.
 
+pub mod control;
+pub mod journal;
+pub(crate) mod sdnotify;
+pub(crate) mod statedir;
+pub(crate) mod watchdog;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,7 +28,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::audit::AuditLog;
-use crate::control::{Caller, InstanceLive, Request, Response};
+use crate::daemon::control::{Caller, InstanceLive, Request, Response};
+use crate::daemon::watchdog::{Controls, SteerRequest, ToWatchdog, Watchdog};
 use crate::engine::History;
 use crate::engine::Steer;
 use crate::event::Event;
@@ -30,13 +37,11 @@ use crate::event::detail::{PolicyLoaded, PolicyRejected, WatchdogStarted, Watchd
 use crate::policy::{self, Policy};
 use crate::record::Recorder;
 use crate::record::metrics::Metrics;
-use crate::sdnotify;
-use crate::watchdog::{Controls, SteerRequest, ToWatchdog, Watchdog};
 
 /// Where the daemon keeps its trail when no `--state-dir` is given and systemd set none.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/busyguard";
 
-/// How far back the trail is read at start at least: incidents left open are found within it.
+/// How far back shutdowns are counted for `limits` at least (and an open incident's start sought).
 const HISTORY_AT_LEAST: Duration = Duration::from_secs(24 * 3600);
 
 /// How long reading the policy files (and their secrets) may take.
@@ -114,12 +119,12 @@ pub async fn run(opts: RunOptions, mut control: mpsc::Receiver<Control>) -> anyh
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create state dir {}", dir.display()))?;
     // One writer per state dir: held until `run` returns.
-    let _lock =
-        crate::statedir::lock(&dir).with_context(|| format!("state dir {}", dir.display()))?;
-    let control_listener = crate::control::listen(&dir).with_context(|| {
+    let _lock = crate::daemon::statedir::lock(&dir)
+        .with_context(|| format!("state dir {}", dir.display()))?;
+    let control_listener = crate::daemon::control::listen(&dir).with_context(|| {
         format!(
             "cannot listen on the control socket {}",
-            crate::control::socket_path(&dir).display()
+            crate::daemon::control::socket_path(&dir).display()
         )
     })?;
     let path = dir.join("audit.jsonl");
@@ -141,7 +146,7 @@ pub async fn run(opts: RunOptions, mut control: mpsc::Receiver<Control>) -> anyh
     crate::install_crypto_provider();
     let (ended, mut ended_rx) = mpsc::unbounded_channel();
     let (control_tx, mut control_rx) = mpsc::channel(16);
-    let control_server = tokio::spawn(crate::control::serve(control_listener, control_tx));
+    let control_server = tokio::spawn(crate::daemon::control::serve(control_listener, control_tx));
     let mut daemon = Daemon {
         paths: opts.policies,
         dir,
@@ -217,7 +222,7 @@ pub async fn run(opts: RunOptions, mut control: mpsc::Receiver<Control>) -> anyh
     daemon.stop_all().await;
     syncer.abort();
     control_server.abort();
-    let _ = std::fs::remove_file(crate::control::socket_path(&daemon.dir));
+    let _ = std::fs::remove_file(crate::daemon::control::socket_path(&daemon.dir));
     if let Some(server) = metrics_server {
         server.abort();
     }

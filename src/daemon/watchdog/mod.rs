@@ -97,7 +97,7 @@ pub enum ToWatchdog {
 /// An operator's command for one watchdog, and where its outcome goes.
 pub struct SteerRequest {
     pub steer: Steer,
-    pub caller: crate::control::Caller,
+    pub caller: crate::daemon::control::Caller,
     pub reason: String,
     pub reply: tokio::sync::oneshot::Sender<Result<String, String>>,
 }

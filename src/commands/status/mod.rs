@@ -14,13 +14,17 @@
 //! no version accepts: the ACL answers first (`NOPERM`), else a syntax error, and nothing shuts
 //! down.
 
+pub(crate) mod prevention;
+pub(crate) mod restart;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::control::{self, Request};
+use crate::commands::steer;
+use crate::daemon::control::Request;
 use crate::model::kinds::Then;
 use crate::model::snapshot::Snapshot;
 use crate::policy::{self, Policy};
@@ -146,7 +150,7 @@ pub async fn status(
 ) -> std::io::Result<bool> {
     let trail = state_dir.join("audit.jsonl");
     let trail = Some(trail.as_path());
-    let daemon = tokio::time::timeout(CHECK_TIMEOUT, control::send(state_dir, &Request::ps()))
+    let daemon = tokio::time::timeout(CHECK_TIMEOUT, steer::send(state_dir, &Request::ps()))
         .await
         .map_err(anyhow::Error::from)
         .and_then(|r| r);
@@ -356,7 +360,7 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> Value {
         warnings.push(warning);
     }
     if let Some(snap) = &snapshot {
-        let found = crate::prevention::findings(&conn, p, snap, trail);
+        let found = crate::commands::status::prevention::findings(&conn, p, snap, trail);
         s["prevention"] = json!(
             tokio::time::timeout(CHECK_TIMEOUT, found)
                 .await
@@ -411,7 +415,8 @@ fn restarted_too_soon(p: &Policy, s: &Value, snapshot: Option<&Snapshot>) -> Opt
     if !may_shut_down || !p.redis.endpoint.is_local() {
         return None;
     }
-    let supervisor = crate::supervisor::Supervisor::of_process(snapshot?.process_id?)?;
+    let supervisor =
+        crate::commands::status::restart::Supervisor::of_process(snapshot?.process_id?)?;
     (supervisor.restarts_after_shutdown() && (supervisor.delay.as_millis() as u64) < detect_ms)
         .then(|| {
             format!(
@@ -512,7 +517,7 @@ fn human(s: &Value, out: &mut impl Write) -> std::io::Result<()> {
     }
     match (s["daemon"]["error"].as_str(), s["daemon"].is_object()) {
         (Some(e), _) => writeln!(out, "  daemon: {e}")?,
-        (None, true) => writeln!(out, "  daemon: {}", control::live_text(&s["daemon"]))?,
+        (None, true) => writeln!(out, "  daemon: {}", steer::live_text(&s["daemon"]))?,
         (None, false) => {}
     }
     if let Some(user) = text("user") {

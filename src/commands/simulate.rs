@@ -230,7 +230,7 @@ pub fn render(steps: &[(Millis, Step)]) -> String {
                 "{:>9}  {:<20} {}{dry}\n",
                 format!("{:.3}s", *t as f64 / 1000.0),
                 e.kind().name(),
-                crate::show::summary(&e.detail)
+                crate::commands::show::summary(&e.detail)
             ));
         }
         if let Some(action) = &step.action {

@@ -1,0 +1,87 @@
+//! `busyguard pause|resume|hold|release|approve|ps`: the control socket's client half. It finds
+//! the running daemon's socket from the state dir, sends one request and reads one answer.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+use crate::daemon::control::{
+    ANSWER_LIMIT, PATH_FILE, RUNTIME_SOCKET, Request, Response, SOCKET_ENV,
+};
+
+/// Send `request` to the daemon whose state dir is `state_dir` (the client side).
+pub async fn send(state_dir: &Path, request: &Request) -> anyhow::Result<Response> {
+    use anyhow::Context;
+    let path = match std::env::var_os(SOCKET_ENV) {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let named = state_dir.join(PATH_FILE);
+            match std::fs::read_to_string(&named) {
+                Ok(path) => PathBuf::from(path.trim()),
+                // An operator in the steering group may not read the service's state dir.
+                Err(_) if Path::new(RUNTIME_SOCKET).exists() => PathBuf::from(RUNTIME_SOCKET),
+                Err(e) => anyhow::bail!(
+                    "cannot read {} ({e}): is `busyguard run` running with this --state-dir, and may you read it? (or name the socket in {SOCKET_ENV})",
+                    named.display()
+                ),
+            }
+        }
+    };
+    let mut stream = UnixStream::connect(&path)
+        .await
+        .with_context(|| format!("cannot connect to {}", path.display()))?;
+    let mut bytes = serde_json::to_vec(request)?;
+    bytes.push(b'\n');
+    stream.write_all(&bytes).await?;
+    let mut line = String::new();
+    tokio::time::timeout(ANSWER_LIMIT + Duration::from_secs(1), async {
+        BufReader::new(stream).read_line(&mut line).await
+    })
+    .await
+    .context("no answer from the daemon")??;
+    serde_json::from_str(&line).context("an answer that is not JSON")
+}
+
+/// `ps` as a person reads it.
+pub fn ps_text(response: &Response) -> String {
+    let mut out = String::new();
+    for i in &response.instances {
+        out.push_str(&format!("{}  {}\n", i.instance, live_text(&i.live)));
+    }
+    out
+}
+
+/// One watchdog's state as a person reads it: incident, next step, pause and hold.
+pub fn live_text(l: &serde_json::Value) -> String {
+    let mut line = l["state"].as_str().unwrap_or("?").to_string();
+    if let Some(id) = l["incident"].as_str() {
+        line.push_str(&format!("  incident {id}"));
+    }
+    if let Some(ms) = l["since_first_busy_ms"].as_u64() {
+        line.push_str(&format!("  busy for {ms} ms"));
+    }
+    if let Some(next) = l["next"].as_str() {
+        line.push_str(&format!("  next: {next}"));
+        if let Some(at) = l["deadline_unix_ms"].as_u64() {
+            line.push_str(&format!(" at {}", crate::model::clock::rfc3339(at)));
+        }
+    }
+    if let Some(p) = l["pause"].as_object() {
+        line.push_str(&format!(
+            "  PAUSED by {} until {}: {}",
+            p["by"].as_str().unwrap_or("?"),
+            crate::model::clock::rfc3339(p["until_unix_ms"].as_u64().unwrap_or(0)),
+            p["reason"].as_str().unwrap_or("")
+        ));
+    }
+    if let Some(h) = l["hold"].as_object() {
+        line.push_str(&format!(
+            "  HELD by {}: {}",
+            h["by"].as_str().unwrap_or("?"),
+            h["reason"].as_str().unwrap_or("")
+        ));
+    }
+    line
+}

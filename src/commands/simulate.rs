@@ -20,13 +20,15 @@ use std::path::Path;
 
 use crate::audit::Record;
 use crate::engine::{
-    At, Engine, FailoverOutcome, KillReply, Millis, Observation, Rules, ShutdownOutcome, Steer,
-    Step,
+    At, Engine, FailoverOutcome, Inquiry, KillReply, Millis, Observation, Rules, ShutdownOutcome,
+    Steer, Step,
 };
 use crate::event::Detail;
 use crate::event::detail::ActionFailed;
 use crate::model::kinds::BusyKind;
+use crate::model::slowlog::SlowEntry;
 use crate::model::snapshot::Snapshot;
+use crate::model::told::{AfterRecovery, RunningFunction};
 
 /// Where simulated time starts on the wall clock (only names incidents).
 const WALL_START_MS: u64 = 1_800_000_000_000;
@@ -193,16 +195,18 @@ fn snapshot(words: &[&str]) -> Result<Option<Snapshot>, String> {
     Ok(Some(s))
 }
 
-/// Run the engine over `steps`: each input with the step it produced.
+/// Run the engine over `steps`: each input with the step it produced. What the engine asks of
+/// the server is answered by the next step when it is such an answer (a trail's forensics),
+/// else as not asked.
 pub fn run(rules: Rules, steps: &[(Millis, Input)]) -> Vec<(Millis, Step)> {
     let mut engine = Engine::new(rules);
     let mut out = Vec::new();
-    for (t, input) in steps {
+    for (i, (t, input)) in steps.iter().enumerate() {
         let at = At {
             mono: *t,
             unix_ms: WALL_START_MS + t,
         };
-        let step = match input {
+        let mut step = match input {
             Input::Observe(o) => engine.observe(at, o.clone()),
             Input::Steer(s) => {
                 if let Err(e) = engine.steer(at, s.clone()) {
@@ -211,9 +215,41 @@ pub fn run(rules: Rules, steps: &[(Millis, Input)]) -> Vec<(Millis, Step)> {
                 Step::default()
             }
         };
+        while let Some(inquiry) = step.inquiry.take() {
+            if steps
+                .get(i + 1)
+                .is_some_and(|(_, next)| answers(next, inquiry))
+            {
+                break;
+            }
+            let more = engine.observe(at, not_asked(inquiry));
+            step.events.extend(more.events);
+            step.action = step.action.or(more.action);
+            step.inquiry = more.inquiry;
+        }
         out.push((*t, step));
     }
     out
+}
+
+/// Whether `input` is the server's answer to `inquiry`.
+fn answers(input: &Input, inquiry: Inquiry) -> bool {
+    match (inquiry, input) {
+        (Inquiry::RunningFunction, Input::Observe(Observation::RunningFunction(_))) => true,
+        (Inquiry::AfterRecovery, Input::Observe(Observation::AfterRecovery(_))) => true,
+        (Inquiry::RunningFunction | Inquiry::AfterRecovery, _) => false,
+    }
+}
+
+/// The answer to an inquiry a simulation has no server to ask.
+fn not_asked(inquiry: Inquiry) -> Observation {
+    const WHY: &str = "not asked in a simulation";
+    match inquiry {
+        Inquiry::RunningFunction => {
+            Observation::RunningFunction(RunningFunction::Unknown(WHY.into()))
+        }
+        Inquiry::AfterRecovery => Observation::AfterRecovery(Err(WHY.into())),
+    }
 }
 
 /// The decisions as lines: time, event, what it says, and the action sent.
@@ -248,7 +284,7 @@ fn action_text(action: &crate::engine::Action) -> String {
             true => format!("SHUTDOWN ABORT, then {}", s.text()),
             false => s.text(),
         },
-        Action::Signal { pid, .. } => format!("SIGKILL to pid {pid}"),
+        Action::Signal(target) => format!("SIGKILL to pid {}", target.pid),
         Action::Failover(plan) => match plan.via {
             crate::model::kinds::FailoverVia::Sentinel => {
                 format!("SENTINEL FAILOVER {}", plan.target)
@@ -275,6 +311,16 @@ pub fn from_trail(path: &Path, instance: &str) -> std::io::Result<Vec<(Millis, I
         .filter_map(Record::unix_ms)
         .min()
         .unwrap_or(0);
+    // What FUNCTION STATS named in each incident, as its records keep it.
+    let functions: std::collections::HashMap<&str, RunningFunction> = records
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r.event.incident.as_deref()?,
+                told_function(&r.event.detail)?,
+            ))
+        })
+        .collect();
     let mut steps: Vec<(Millis, Input)> = Vec::new();
     let mut last_busy_at: Option<u64> = None;
     // The healthy snapshot the earliest decision rested on, as the engine held it then.
@@ -291,6 +337,14 @@ pub fn from_trail(path: &Path, instance: &str) -> std::io::Result<Vec<(Millis, I
         if let (None, Some(inputs)) = (&held, r.event.detail.inputs())
             && let Some(s) = &inputs.snapshot
         {
+            // The trail keeps no counters: they start at zero, and forensics say what grew.
+            let s = Snapshot {
+                kill_calls: Some(0),
+                busy_errors: Some(0),
+                unkillable_errors: Some(0),
+                rejected_calls: Some(0),
+                ..s.clone()
+            };
             held = Some(s.clone());
             steps.insert(
                 0,
@@ -307,6 +361,10 @@ pub fn from_trail(path: &Path, instance: &str) -> std::io::Result<Vec<(Millis, I
         match &r.event.detail {
             Detail::BusyDetected(d) => {
                 push(busy(&d.reply));
+                let incident = r.event.incident.as_deref().unwrap_or_default();
+                if let Some(f) = functions.get(incident) {
+                    push(Input::Observe(Observation::RunningFunction(f.clone())));
+                }
                 last_busy_at = Some(at);
             }
             Detail::KillSent(d) if !same_step => push(busy(&d.reply_seen)),
@@ -358,6 +416,11 @@ pub fn from_trail(path: &Path, instance: &str) -> std::io::Result<Vec<(Millis, I
                     _ => None,
                 };
                 push(Input::Observe(Observation::Pong { snapshot }));
+                if let (Some(forensics), Some(s)) = (&d.forensics, &held) {
+                    push(Input::Observe(Observation::AfterRecovery(told_after(
+                        forensics, s,
+                    ))));
+                }
             }
             Detail::HangDetected(d) => push(Input::Observe(Observation::Silent {
                 for_ms: d.silent_ms,
@@ -369,6 +432,76 @@ pub fn from_trail(path: &Path, instance: &str) -> std::io::Result<Vec<(Millis, I
         }
     }
     Ok(steps)
+}
+
+/// The running function a record names (the `recovered` forensics, or `unkillable`).
+fn told_function(detail: &Detail) -> Option<RunningFunction> {
+    let name = |n: Option<&str>| n.map(str::to_string);
+    match detail {
+        Detail::Recovered(d) => {
+            let f = d.forensics.as_ref()?.get("function")?;
+            Some(RunningFunction::Seen {
+                name: name(f.get("name")?.as_str()),
+                command: f.get("command").and_then(|c| {
+                    c.as_array().map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect()
+                    })
+                }),
+                duration_ms: f.get("duration_ms").and_then(serde_json::Value::as_u64),
+            })
+        }
+        Detail::Unkillable(d) => d.function.as_ref().map(|f| RunningFunction::Seen {
+            name: Some(f.clone()),
+            command: None,
+            duration_ms: None,
+        }),
+        _ => None,
+    }
+}
+
+/// What the server told after an incident, as a `recovered` record's forensics keep it: its
+/// counters' growth over `held` and the offending SLOWLOG entry.
+fn told_after(
+    forensics: &serde_json::Value,
+    held: &Snapshot,
+) -> Result<Box<AfterRecovery>, String> {
+    if let Some(e) = forensics.get("error").and_then(|e| e.as_str()) {
+        return Err(e.to_string());
+    }
+    let served = &forensics["served_during_incident"];
+    let grown =
+        |key: &str, before: Option<u64>| served[key].as_u64().map(|n| before.unwrap_or(0) + n);
+    let slow = &forensics["slowlog"];
+    let entry = slow["duration_us"].as_u64().map(|duration_us| SlowEntry {
+        id: 0,
+        at_unix_s: slow["logged_at_unix"].as_u64().unwrap_or(0),
+        duration_us,
+        args: slow["command"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        client_addr: slow["client_addr"].as_str().unwrap_or_default().into(),
+        client_name: slow["client_name"].as_str().unwrap_or_default().into(),
+    });
+    let snapshot = Snapshot {
+        kill_calls: grown("kill_calls", held.kill_calls),
+        busy_errors: grown("busy_replies", held.busy_errors),
+        unkillable_errors: grown("unkillable_replies", held.unkillable_errors),
+        rejected_calls: grown("rejected_calls", held.rejected_calls),
+        // The entry was logged before the server answered: its own clock, as the trail says.
+        server_time_usec: entry.as_ref().map(|e| (e.at_unix_s + 1) * 1_000_000),
+        ..held.clone()
+    };
+    Ok(Box::new(AfterRecovery {
+        snapshot: Ok(snapshot),
+        slowlog: Ok(entry.into_iter().collect()),
+    }))
 }
 
 /// `busyguard simulate`: the policy file, and a scenario file or a trail; the decisions as text.

@@ -12,9 +12,10 @@
 //! serve this server, a Cluster replica must still share its replication ID.
 
 use crate::event::detail as d;
-use crate::model::kinds::{FailoverVia, Then};
+use crate::model::kinds::FailoverVia;
 use crate::model::snapshot::{ReplicaLink, Snapshot};
 
+use super::guards::Order;
 use super::incident::{Escalation, Incident};
 use super::{Action, Engine, FailoverOutcome, FailoverPlan, Millis, Step};
 
@@ -33,12 +34,12 @@ impl Engine {
     ) {
         // Failed over already (by this request, or by Sentinel on its own): end the zombie.
         if inc.demoted.is_some() {
-            self.escalate(inc, now, reply, Then::Shutdown, step);
+            self.escalate(inc, now, reply, Order::Demoted, step);
             return;
         }
         let fallback = self.rules.failover_fallback;
         if inc.failover_failed {
-            self.escalate(inc, now, reply, fallback, step);
+            self.escalate(inc, now, reply, Order::FailoverFallback(fallback), step);
             return;
         }
         let (via, target, replicas) = match self.plan() {
@@ -53,7 +54,7 @@ impl Engine {
                 };
                 step.events
                     .push(self.event(Some(inc), self.rules.dry_run, detail));
-                self.escalate(inc, now, reply, fallback, step);
+                self.escalate(inc, now, reply, Order::FailoverFallback(fallback), step);
                 return;
             }
         };

@@ -6,7 +6,7 @@
 //! not have (no healthy snapshot, a snapshot that could not read INFO, one restored from the
 //! trail of an earlier run, a role that may have changed).
 
-use crate::model::kinds::Then;
+use crate::model::kinds::Resort;
 use crate::model::snapshot::Snapshot;
 
 use super::{Millis, Rules};
@@ -48,34 +48,56 @@ impl Withheld {
     }
 }
 
-/// Why a shutdown must not be sent at `now`, if it must not. `then` is what the escalation
-/// is (the policy's `then`, or an approval's or `ask.default`'s); `shutdowns` are the instants at
-/// which shutdowns were decided (this run's and the trail's).
+/// Whose word an escalation at the end of the budget follows, and what it says: the one input
+/// that tells a shutdown from a notification, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// `then: shutdown`.
+    Shutdown,
+    /// `then: notify`.
+    Notify,
+    /// An operator's `busyguard approve`.
+    Approved,
+    /// `ask.default`, at the end of `ask.timeout` with no approval.
+    AskDefault(Resort),
+    /// `failover.fallback`: no failover was made.
+    FailoverFallback(Resort),
+    /// The server was failed over: its zombie is ended.
+    Demoted,
+}
+
+impl Order {
+    /// Why no shutdown goes, when the order is a notification.
+    fn notifies(self) -> Option<&'static str> {
+        match self {
+            Order::Shutdown
+            | Order::Approved
+            | Order::Demoted
+            | Order::AskDefault(Resort::Shutdown)
+            | Order::FailoverFallback(Resort::Shutdown) => None,
+            Order::Notify => Some("policy: `on_unkillable.then` is `notify`"),
+            Order::AskDefault(Resort::Notify) => {
+                Some("no approval within `ask.timeout`, and `ask.default` is `notify`")
+            }
+            Order::FailoverFallback(Resort::Notify) => Some(
+                "no failover was made (see `failover_failed`), and `failover.fallback` is `notify`",
+            ),
+        }
+    }
+}
+
+/// Why a shutdown must not be sent at `now`, if it must not. `order` is what the escalation
+/// follows; `shutdowns` are the instants at which shutdowns were decided (this run's and the
+/// trail's).
 pub fn withheld(
     rules: &Rules,
-    then: Then,
+    order: Order,
     shutdowns: &[Millis],
     known: Known,
     now: Millis,
 ) -> Option<Withheld> {
-    match (then, rules.then) {
-        (Then::Shutdown, _) => {}
-        (_, Then::Ask) => {
-            return Some(Withheld::because(
-                "no approval within `ask.timeout`, and `ask.default` is `notify`".into(),
-            ));
-        }
-        (_, Then::Failover) => {
-            return Some(Withheld::because(
-                "no failover was made (see `failover_failed`), and `failover.fallback` is `notify`"
-                    .into(),
-            ));
-        }
-        _ => {
-            return Some(Withheld::because(
-                "policy: `on_unkillable.then` is `notify`".into(),
-            ));
-        }
+    if let Some(why) = order.notifies() {
+        return Some(Withheld::because(why.into()));
     }
     let recent = shutdowns
         .iter()

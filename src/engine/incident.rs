@@ -2,6 +2,7 @@
 //! and the healthy snapshot the decisions rest on.
 
 use crate::model::snapshot::Snapshot;
+use crate::model::told::RunningFunction;
 
 use super::{KillCommand, Millis};
 use crate::model::kinds::{BusyKind, FailoverVia};
@@ -93,6 +94,10 @@ pub(super) struct Incident {
     /// `then: failover`: none could be made, or the one requested was not seen: the fallback
     /// applies at the next BUSY reply.
     pub(super) failover_failed: bool,
+    /// What FUNCTION STATS said of the running function (FCALL only).
+    pub(super) function: Option<RunningFunction>,
+    /// Kills this incident sent: more counted by the server means another client's kill.
+    pub(super) kills_sent: u64,
 }
 
 /// The healthy snapshot held, when it was taken, and whether this run took it.

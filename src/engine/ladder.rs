@@ -6,13 +6,21 @@ use crate::event::Detail;
 use crate::event::detail::{self as d, RecoveredHow};
 use crate::model::kinds::{BusyKind, Then};
 use crate::model::snapshot::Snapshot;
+use crate::model::told::{AfterRecovery, delta, offending_entry};
 
-use super::guards::{self, Known, Withheld};
+use super::guards::{self, Known, Order, Withheld};
 use super::incident::{Cause, Escalation, Incident, Kill};
 use super::{
-    Action, At, Engine, KillCommand, KillReply, Millis, ShutdownCommand, ShutdownOutcome, Step,
-    UNKNOWN_THRESHOLD_MS, kill_for,
+    Action, At, Engine, Inquiry, KillCommand, KillReply, Millis, ShutdownCommand, ShutdownOutcome,
+    Step, UNKNOWN_THRESHOLD_MS, kill_for,
 };
+
+/// What is due at the end of the budget.
+enum Due {
+    Ask,
+    Failover,
+    Order(Order),
+}
 
 impl Engine {
     pub(super) fn on_busy(&mut self, at: At, kind: BusyKind, reply: String, step: &mut Step) {
@@ -58,6 +66,10 @@ impl Engine {
                     supersedes: None,
                 };
                 step.events.push(self.event(Some(&inc), false, detail));
+                // A busy FCALL names itself (FUNCTION STATS), ahead of any kill.
+                if kind == BusyKind::Function {
+                    step.inquiry = Some(Inquiry::RunningFunction);
+                }
                 inc
             }
         };
@@ -104,6 +116,7 @@ impl Engine {
             inc.kill = if dry_run {
                 Kill::Answered { replicated: false }
             } else {
+                inc.kills_sent += 1;
                 Kill::Sent { command, at: now }
             };
             let detail = d::KillSent {
@@ -119,23 +132,28 @@ impl Engine {
         }
         let killed_or_none = matches!(inc.kill, Kill::NoneExists | Kill::Answered { .. });
         let budget_spent = now >= first + rules.wait || inc.approved;
-        let then = match inc.escalation {
+        let due = match inc.escalation {
             Escalation::NotYet if killed_or_none && budget_spent => match rules.then {
-                Then::Ask if inc.approved => Then::Shutdown,
-                then => then,
+                Then::Ask if inc.approved => Due::Order(Order::Approved),
+                Then::Ask => Due::Ask,
+                Then::Failover => Due::Failover,
+                Then::Shutdown => Due::Order(Order::Shutdown),
+                Then::Notify => Due::Order(Order::Notify),
             },
-            Escalation::Asked { .. } if inc.approved => Then::Shutdown,
-            Escalation::Asked { since } if now >= since + rules.ask_timeout => rules.ask_default,
+            Escalation::Asked { .. } if inc.approved => Due::Order(Order::Approved),
+            Escalation::Asked { since } if now >= since + rules.ask_timeout => {
+                Due::Order(Order::AskDefault(rules.ask_default))
+            }
             _ => return,
         };
         if let Some(why) = self.steered(now, true) {
             self.withhold_for_operator(inc, now, why, "shutdown", reply, step);
             return;
         }
-        match then {
-            Then::Ask => self.ask(inc, now, step),
-            Then::Failover => self.failover(inc, now, reply, step),
-            _ => self.escalate(inc, now, reply, then, step),
+        match due {
+            Due::Ask => self.ask(inc, now, step),
+            Due::Failover => self.failover(inc, now, reply, step),
+            Due::Order(order) => self.escalate(inc, now, reply, order, step),
         }
     }
 
@@ -186,13 +204,14 @@ impl Engine {
     }
 
     /// The budget is spent (or the escalation approved) and the last reply was BUSY: shut down,
-    /// or say why not. `then` is the policy's (an approval's, `ask.default`'s).
+    /// or say why not. `order` says whose word it follows (the policy's `then`, an approval,
+    /// `ask.default`, `failover.fallback`).
     pub(super) fn escalate(
         &mut self,
         inc: &mut Incident,
         now: Millis,
         reply: String,
-        then: Then,
+        order: Order,
         step: &mut Step,
     ) {
         let rules = &self.rules;
@@ -212,7 +231,7 @@ impl Engine {
                 fresh: self.snapshot.as_ref().is_some_and(|h| h.fresh),
                 demoted: inc.demoted.is_some(),
             };
-            guards::withheld(rules, then, &self.shutdowns, known, now)
+            guards::withheld(rules, order, &self.shutdowns, known, now)
         };
         let inputs = self.inputs(Some(inc), now);
         if let Some(w) = withheld {
@@ -309,7 +328,11 @@ impl Engine {
             reply,
             replicated,
             data_at_risk: self.snapshot().map(Snapshot::data_at_risk),
-            function: None,
+            function: inc
+                .function
+                .as_ref()
+                .and_then(|f| f.name())
+                .map(str::to_string),
         };
         let unknown = inc.cause == Cause::Busy(BusyKind::Unknown);
         let detail: Detail = match reply {
@@ -400,7 +423,9 @@ impl Engine {
         self.incident = Some(inc);
     }
 
-    /// A healthy answer ends the incident in flight.
+    /// A healthy answer ends the incident in flight. Its `recovered` record carries what the
+    /// server tells after it: unless the server restarted (its SLOWLOG and counters began anew)
+    /// or was unreachable rather than busy, the record waits for [`Inquiry::AfterRecovery`].
     pub(super) fn recover(&mut self, now: Millis, step: &mut Step) {
         let Some(inc) = self.incident.take() else {
             return;
@@ -430,18 +455,158 @@ impl Engine {
             _ if restarted == Some(true) => RecoveredHow::RestartedByOther,
             _ => RecoveredHow::EndedByItself,
         };
+        let duration_ms = now.saturating_sub(inc.opened);
         let detail = d::Recovered {
             how,
             kill_reply: match &inc.kill {
                 Kill::Gone { reply, .. } => Some(reply.clone()),
                 _ => None,
             },
-            duration_ms: now.saturating_sub(inc.opened),
+            duration_ms,
             since_first_busy_ms,
             restarted,
             run_id: run_id_now,
             forensics: None,
         };
-        step.events.push(self.event(Some(&inc), false, detail));
+        let mut found = serde_json::Map::new();
+        if let Some(function) = &inc.function {
+            found.insert("function".into(), function.to_json());
+        }
+        let server_knows = restarted != Some(true) && how != RecoveredHow::ReachableAgain;
+        if restarted == Some(true) {
+            found.insert(
+                "note".into(),
+                "the server restarted: its SLOWLOG and counters began anew".into(),
+            );
+        }
+        let recovering = Recovering {
+            event: self.event(Some(&inc), false, detail),
+            found,
+            kills_sent: inc.kills_sent,
+            opened_unix_ms: self.wall(inc.opened),
+            duration_ms,
+            place: step.events.len(),
+        };
+        match server_knows {
+            true => self.recovering = Some(recovering),
+            false => step.events.push(recovering.finish(None)),
+        }
+    }
+
+    /// Ask the server what it can tell of the incident that just ended, unless this step also
+    /// acts (a new incident right after the last: nothing may wait ahead of its action) or asks
+    /// something else; then the record goes as it is known.
+    pub(super) fn ask_after_recovery(&mut self, step: &mut Step) {
+        if self.recovering.is_none() {
+            return;
+        }
+        let why = match (&step.action, step.inquiry) {
+            (None, None) => {
+                step.inquiry = Some(Inquiry::AfterRecovery);
+                return;
+            }
+            (Some(_), _) => None,
+            (None, Some(_)) => Some("not asked: another script holds the server".to_string()),
+        };
+        // In its place among this step's records: before the next incident's.
+        let Some(mut r) = self.recovering.take() else {
+            return;
+        };
+        let place = r.place.min(step.events.len());
+        let forensics = why.map(|why| {
+            r.found.insert("error".into(), why.into());
+            std::mem::take(&mut r.found)
+        });
+        step.events.insert(place, r.finish(forensics));
+    }
+
+    /// The waiting `recovered` record goes as it is known: its answer was never given.
+    pub(super) fn recovered_as_known(&mut self, step: &mut Step) {
+        if let Some(r) = self.recovering.take() {
+            step.events.push(r.finish(None));
+        }
+    }
+
+    /// What the server said after the incident completes its `recovered` record: the offending
+    /// script's SLOWLOG entry, the counters' growth against the last healthy snapshot, and who
+    /// ended the script (more kills counted by the server than busyguard sent: another client).
+    pub(super) fn recovered_with(
+        &mut self,
+        told: Result<Box<AfterRecovery>, String>,
+        step: &mut Step,
+    ) {
+        let Some(mut r) = self.recovering.take() else {
+            return;
+        };
+        let told = match told {
+            Ok(told) => told,
+            Err(why) => {
+                r.found.insert("error".into(), why.into());
+                let found = std::mem::take(&mut r.found);
+                step.events.push(r.finish(Some(found)));
+                return;
+            }
+        };
+        let before = self.baseline.as_ref();
+        // The server's log is read against the server's clock.
+        let since_unix_s = match told.snapshot.as_ref().ok().and_then(|s| s.server_time_usec) {
+            Some(us) => (us / 1000).saturating_sub(r.duration_ms) / 1000,
+            None => r.opened_unix_ms / 1000,
+        };
+        let slowlog = match &told.slowlog {
+            Ok(entries) => offending_entry(entries, since_unix_s),
+            Err(e) => serde_json::json!({ "error": e }),
+        };
+        let counters = match &told.snapshot {
+            Ok(now) => {
+                let kills = before
+                    .and_then(|b| b.kill_calls)
+                    .zip(now.kill_calls)
+                    .map(|(b, n)| n.saturating_sub(b));
+                if kills.is_some_and(|k| k > r.kills_sent)
+                    && let Detail::Recovered(rec) = &mut r.event.detail
+                    && rec.how == RecoveredHow::EndedByItself
+                {
+                    rec.how = RecoveredHow::KilledByOther;
+                }
+                serde_json::json!({
+                    "busy_replies": delta(before.and_then(|b| b.busy_errors), now.busy_errors),
+                    "unkillable_replies": delta(before.and_then(|b| b.unkillable_errors), now.unkillable_errors),
+                    "rejected_calls": delta(before.and_then(|b| b.rejected_calls), now.rejected_calls),
+                    "kill_calls": kills,
+                })
+            }
+            Err(e) => serde_json::json!({ "error": e }),
+        };
+        r.found.insert("slowlog".into(), slowlog);
+        r.found.insert("served_during_incident".into(), counters);
+        let found = std::mem::take(&mut r.found);
+        step.events.push(r.finish(Some(found)));
+    }
+}
+
+/// A `recovered` record waiting for what the server tells after the incident.
+#[derive(Debug)]
+pub(super) struct Recovering {
+    event: crate::event::Event,
+    /// The forensics known already (the running function, a restart's note).
+    found: serde_json::Map<String, serde_json::Value>,
+    kills_sent: u64,
+    opened_unix_ms: u64,
+    duration_ms: u64,
+    /// Where it stands among the records of the step that ended the incident.
+    place: usize,
+}
+
+impl Recovering {
+    /// The record, with its forensics.
+    fn finish(
+        mut self,
+        forensics: Option<serde_json::Map<String, serde_json::Value>>,
+    ) -> crate::event::Event {
+        if let Detail::Recovered(r) = &mut self.event.detail {
+            r.forensics = forensics.map(serde_json::Value::Object);
+        }
+        self.event
     }
 }

@@ -38,6 +38,7 @@ use crate::event::{Detail, Event};
 use crate::model::snapshot::Snapshot;
 use crate::policy::HangSignal;
 use incident::{Cause, Escalation, Held, Incident, Kill};
+use ladder::Recovering;
 
 /// The state machine of one instance.
 #[derive(Debug)]
@@ -67,6 +68,12 @@ pub struct Engine {
     /// The instant of the observation being decided: wall-clock times in records (a deadline
     /// an operator reads) come from it, never from a clock.
     last_at: At,
+    /// The last snapshot taken while no incident was open: what an incident's counters are
+    /// measured from.
+    baseline: Option<Snapshot>,
+    /// An incident's `recovered` record, waiting for what the server tells after it
+    /// ([`Inquiry::AfterRecovery`]).
+    recovering: Option<Recovering>,
 }
 
 impl Engine {
@@ -88,6 +95,8 @@ impl Engine {
                 mono: 0,
                 unix_ms: 0,
             },
+            baseline: None,
+            recovering: None,
         }
     }
 
@@ -135,6 +144,8 @@ impl Engine {
             steer_reported: None,
             demoted: None,
             failover_failed: false,
+            function: None,
+            kills_sent: 0,
         });
         Some(open.id.clone())
     }
@@ -220,6 +231,10 @@ impl Engine {
     pub fn observe(&mut self, at: At, obs: Observation) -> Step {
         let mut step = Step::default();
         self.last_at = at;
+        if !matches!(obs, Observation::AfterRecovery(_)) {
+            // Its answer was never asked for: the record goes as it is.
+            self.recovered_as_known(&mut step);
+        }
         self.expire_pause(at, &mut step);
         let superseded = self.settle_resumed(&obs);
         let now = at.mono;
@@ -255,6 +270,12 @@ impl Engine {
                 by,
             } => self.on_demoted(primary, run_id, by, &mut step),
             Observation::Failover(outcome) => self.on_failover(now, outcome, &mut step),
+            Observation::RunningFunction(seen) => {
+                if let Some(inc) = self.incident.as_mut() {
+                    inc.function = Some(seen);
+                }
+            }
+            Observation::AfterRecovery(told) => self.recovered_with(told, &mut step),
             Observation::Signal(result) => {
                 if let Err(error) = result {
                     let detail = d::ActionFailed::Signal {
@@ -276,6 +297,7 @@ impl Engine {
                 b.supersedes = Some(old.id.clone());
             }
         }
+        self.ask_after_recovery(&mut step);
         step
     }
 
@@ -335,6 +357,9 @@ impl Engine {
                 .push(self.event(self.incident.as_ref(), false, detail));
         }
         self.snapshot_errors = s.errors.clone();
+        if self.incident.is_none() && self.resumed.is_none() {
+            self.baseline = Some(s.clone());
+        }
         self.snapshot = Some(Held {
             snapshot: s,
             taken: now,
@@ -360,6 +385,8 @@ impl Engine {
             steer_reported: None,
             demoted: None,
             failover_failed: false,
+            function: None,
+            kills_sent: 0,
         }
     }
 

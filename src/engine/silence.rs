@@ -6,7 +6,7 @@ use crate::event::detail as d;
 use crate::policy::HangSignal;
 
 use super::incident::{Cause, Escalation, Incident};
-use super::{Action, At, Engine, Millis, Step};
+use super::{Action, At, Engine, Millis, SignalTarget, Step};
 
 impl Engine {
     pub(super) fn on_silence(&mut self, at: At, for_ms: Millis, step: &mut Step) {
@@ -66,7 +66,7 @@ impl Engine {
                 };
                 step.events.push(self.event(Some(inc), dry_run, detail));
                 if !dry_run {
-                    step.action = Some(Action::Signal { pid, start_ticks });
+                    step.action = Some(Action::Signal(SignalTarget { pid, start_ticks }));
                 }
             }
         }

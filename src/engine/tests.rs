@@ -4,7 +4,8 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::event::{Detail, EventKind};
-use crate::model::kinds::{BusyKind, FailoverVia, Then};
+use crate::model::kinds::{BusyKind, FailoverVia, Resort, Then};
+use crate::model::told::{AfterRecovery, RunningFunction};
 use crate::policy::{Guards, HangSignal};
 
 const SCRIPT_BUSY: &str =
@@ -22,10 +23,10 @@ fn rules() -> Rules {
         wait: 2_000,
         then: Then::Shutdown,
         ask_timeout: 60_000,
-        ask_default: Then::Notify,
+        ask_default: Resort::Notify,
         force: false,
         shutdown_replicated: false,
-        failover_fallback: Then::Notify,
+        failover_fallback: Resort::Notify,
         failover_timeout: 10_000,
         sentinel_master: None,
         hang_after: 30_000,
@@ -66,6 +67,28 @@ fn busy(text: &str) -> Observation {
 
 fn pong() -> Observation {
     Observation::Pong { snapshot: None }
+}
+
+/// `obs` at `at`, with what the engine asks of the server answered as the watchdog would: the
+/// server's counters as they were, an empty SLOWLOG, FUNCTION STATS unknown.
+fn observed(e: &mut Engine, at: At, obs: Observation) -> Step {
+    let mut step = e.observe(at, obs);
+    while let Some(inquiry) = step.inquiry.take() {
+        let answer = match inquiry {
+            Inquiry::AfterRecovery => Observation::AfterRecovery(Ok(Box::new(AfterRecovery {
+                snapshot: Ok(e.snapshot().cloned().unwrap_or_default()),
+                slowlog: Ok(Vec::new()),
+            }))),
+            Inquiry::RunningFunction => {
+                Observation::RunningFunction(RunningFunction::Unknown("not asked".into()))
+            }
+        };
+        let more = e.observe(at, answer);
+        step.events.extend(more.events);
+        step.action = step.action.or(more.action);
+        step.inquiry = more.inquiry;
+    }
+    step
 }
 
 fn names(step: &Step) -> Vec<&'static str> {
@@ -137,7 +160,7 @@ fn a_killable_script_is_killed_at_once_and_confirmed_by_pong() {
     // The script has not reached its hook yet: still BUSY, nothing new is sent.
     let s = e.observe(at(1002), busy(SCRIPT_BUSY));
     assert!(s.events.is_empty() && s.action.is_none());
-    let s = e.observe(at(1003), pong());
+    let s = observed(&mut e, at(1003), pong());
     assert_eq!(names(&s), ["killed", "recovered"]);
     assert_eq!(s.events[1].detail.to_value()["how"], "killed");
     assert_eq!(e.state(), "healthy");
@@ -176,7 +199,7 @@ fn an_unkillable_script_that_ends_inside_the_budget_is_left_alone() {
     assert_eq!(s.events[0].detail.to_value()["budget_left_ms"], 1_999);
     assert_eq!(e.next_deadline(), Some(2_000));
     assert!(e.observe(at(1_500), busy(SCRIPT_BUSY)).action.is_none());
-    let s = e.observe(at(1_800), pong());
+    let s = observed(&mut e, at(1_800), pong());
     assert_eq!(names(&s), ["recovered"]);
     assert_eq!(s.events[0].detail.to_value()["how"], "ended by itself");
 }
@@ -408,7 +431,7 @@ fn a_primary_sentinel_failed_over_is_shut_down_at_the_next_busy_reply() {
     assert!(matches!(s.action, Some(Action::Shutdown(_))));
 }
 
-fn failover_rules(sentinel: bool, fallback: Then) -> Rules {
+fn failover_rules(sentinel: bool, fallback: Resort) -> Rules {
     Rules {
         then: Then::Failover,
         failover_fallback: fallback,
@@ -428,7 +451,7 @@ fn a_cluster_failover_goes_to_the_replica_least_behind_then_ends_the_old_primary
         connected_replicas: Some(3),
         ..with_replica(true)
     };
-    let mut e = engine_seeing(failover_rules(false, Then::Notify), snap);
+    let mut e = engine_seeing(failover_rules(false, Resort::Notify), snap);
     let s = run_to_budget(&mut e, 0);
     assert_eq!(names(&s), ["failover_requested"]);
     let Some(Action::Failover(plan)) = &s.action else {
@@ -468,7 +491,7 @@ fn a_cluster_failover_goes_to_the_replica_least_behind_then_ends_the_old_primary
 
 #[test]
 fn a_sentinel_failover_names_the_master_and_watches_every_replica_in_sync() {
-    let mut e = engine_seeing(failover_rules(true, Then::Notify), with_replica(false));
+    let mut e = engine_seeing(failover_rules(true, Resort::Notify), with_replica(false));
     let s = run_to_budget(&mut e, 0);
     let Some(Action::Failover(plan)) = &s.action else {
         panic!("{s:?}")
@@ -504,7 +527,7 @@ fn a_sentinel_failover_names_the_master_and_watches_every_replica_in_sync() {
 #[test]
 fn without_a_topology_or_a_replica_in_sync_the_fallback_applies_under_the_guards() {
     // No Sentinel, no Cluster: the fallback, a shutdown, goes (no replicas, nothing to empty).
-    let mut e = engine_with(failover_rules(false, Then::Shutdown));
+    let mut e = engine_with(failover_rules(false, Resort::Shutdown));
     let s = run_to_budget(&mut e, 0);
     assert_eq!(names(&s), ["failover_failed", "shutdown_sent"]);
     assert!(
@@ -519,7 +542,7 @@ fn without_a_topology_or_a_replica_in_sync_the_fallback_applies_under_the_guards
         replicas: vec!["slave0:ip=10.0.0.7,port=6380,state=online,offset=990,lag=30".into()],
         ..with_replica(true)
     };
-    let mut e = engine_seeing(failover_rules(false, Then::Shutdown), lagging);
+    let mut e = engine_seeing(failover_rules(false, Resort::Shutdown), lagging);
     let s = run_to_budget(&mut e, 0);
     assert_eq!(names(&s), ["failover_failed", "escalation_withheld"]);
     assert!(
@@ -536,7 +559,7 @@ fn a_dry_run_failover_is_decided_and_never_requested() {
     let mut e = engine_seeing(
         Rules {
             dry_run: true,
-            ..failover_rules(false, Then::Notify)
+            ..failover_rules(false, Resort::Notify)
         },
         with_replica(true),
     );
@@ -558,7 +581,7 @@ fn notbusy_to_a_scripts_kill_is_no_failure_and_the_recovery_says_so() {
         Observation::KillReply(KillReply::Error(notbusy.into())),
     );
     assert!(s.events.is_empty(), "{:?}", names(&s));
-    let s = e.observe(at(50), pong());
+    let s = observed(&mut e, at(50), pong());
     assert_eq!(names(&s), ["recovered"]);
     let recovered = s.events[0].detail.to_value();
     assert_eq!(recovered["kill_reply"], notbusy);
@@ -599,7 +622,7 @@ fn dry_run_decides_and_records_everything_and_sends_nothing() {
     assert_eq!(names(&s), ["shutdown_sent"]);
     assert!(s.events[0].dry_run && s.action.is_none());
     assert_eq!(e.state(), "busy");
-    assert_eq!(names(&e.observe(at(9_000), pong())), ["recovered"]);
+    assert_eq!(names(&observed(&mut e, at(9_000), pong())), ["recovered"]);
 }
 
 #[test]
@@ -641,10 +664,10 @@ fn a_hung_local_server_is_signalled_only_when_the_policy_says_so() {
     assert_eq!(names(&s), ["signal_sent"]);
     assert_eq!(
         s.action,
-        Some(Action::Signal {
+        Some(Action::Signal(SignalTarget {
             pid: 4242,
             start_ticks: 99
-        })
+        }))
     );
     assert!(
         e.observe(at(70_000), Observation::Silent { for_ms: 70_000 })
@@ -826,9 +849,9 @@ fn any_rules() -> impl Strategy<Value = Rules> {
                     (false, false) => Then::Shutdown,
                 },
                 failover_fallback: if fallback_shutdown {
-                    Then::Shutdown
+                    Resort::Shutdown
                 } else {
-                    Then::Notify
+                    Resort::Notify
                 },
                 sentinel_master: sentinel.then(|| "m".to_string()),
                 max_shutdowns,
@@ -878,7 +901,7 @@ proptest! {
                 let last = step.events.last().expect("a record before the action");
                 prop_assert!(last.kind().announces_an_action() && !last.dry_run);
             }
-            if let Some(Action::Signal { .. }) = &step.action {
+            if let Some(Action::Signal(_)) = &step.action {
                 prop_assert!(matches!(obs, Observation::Silent { .. }), "signal after {:?}", obs);
             }
         }
@@ -1030,7 +1053,7 @@ proptest! {
                     }
                     Detail::ShutdownSent(_) => {
                         let by_fallback = failed.contains(&ev.incident)
-                            && rules.failover_fallback == Then::Shutdown;
+                            && rules.failover_fallback == Resort::Shutdown;
                         prop_assert!(failed_over.contains(&ev.incident) || by_fallback);
                     }
                     _ => {}
@@ -1237,7 +1260,8 @@ fn a_restarted_engine_that_sees_a_healthy_reply_ends_the_old_incident() {
     let mut fresh = Engine::new(rules());
     fresh.resume(&trail_of(&steps), restarted(1_500, 0));
     assert_eq!(fresh.incident_id(), Some(old.as_str()));
-    let s = fresh.observe(
+    let s = observed(
+        &mut fresh,
         restarted(1_500, 10),
         Observation::Pong {
             snapshot: Some(Box::new(snapshot("7.0.15", "run-a"))),
@@ -1407,7 +1431,7 @@ fn then_ask_requests_an_approval_and_applies_the_default_at_its_timeout() {
     let ask = Rules {
         then: Then::Ask,
         ask_timeout: 5_000,
-        ask_default: Then::Shutdown,
+        ask_default: Resort::Shutdown,
         ..rules()
     };
     let mut e = engine_with(ask.clone());
@@ -1443,10 +1467,10 @@ fn then_ask_requests_an_approval_and_applies_the_default_at_its_timeout() {
 #[test]
 fn a_failover_never_rests_on_a_snapshot_restored_from_the_trail() {
     // An earlier run saw a Cluster primary with a replica in sync, then stopped mid-incident.
-    let mut e = engine_seeing(failover_rules(false, Then::Notify), with_replica(true));
+    let mut e = engine_seeing(failover_rules(false, Resort::Notify), with_replica(true));
     let steps = vec![(at(1_000), e.observe(at(1_000), busy(SCRIPT_BUSY)))];
     let history = trail_of(&steps);
-    let mut fresh = Engine::new(failover_rules(false, Then::Notify));
+    let mut fresh = Engine::new(failover_rules(false, Resort::Notify));
     fresh.resume(&history, restarted(1_000, 0));
     fresh.observe(restarted(1_000, 1), busy(SCRIPT_BUSY));
     fresh.observe(
@@ -1464,4 +1488,90 @@ fn a_failover_never_rests_on_a_snapshot_restored_from_the_trail() {
         s.events[0]
     );
     assert!(s.action.is_none());
+}
+
+/// The incident's end waits for what the server tells after it, and the engine, not the
+/// watchdog, tells another client's kill from the script's own end: the server counted more
+/// kills than this incident sent.
+#[test]
+fn the_recovered_record_waits_for_the_server_and_names_another_clients_kill() {
+    let counted = |kills: u64| Snapshot {
+        kill_calls: Some(kills),
+        busy_errors: Some(10),
+        ..snapshot("7.0.15", "run-a")
+    };
+    let mut e = engine_seeing(
+        Rules {
+            kill_after: 60_000,
+            wait: 120_000,
+            ..rules()
+        },
+        counted(3),
+    );
+    assert_eq!(
+        names(&e.observe(at(100), busy(SCRIPT_BUSY))),
+        ["busy_detected"]
+    );
+    let s = e.observe(at(900), pong());
+    assert!(s.events.is_empty(), "{:?}", names(&s));
+    assert_eq!(s.inquiry, Some(Inquiry::AfterRecovery));
+    let told = AfterRecovery {
+        snapshot: Ok(Snapshot {
+            busy_errors: Some(17),
+            ..counted(4)
+        }),
+        slowlog: Ok(Vec::new()),
+    };
+    let s = e.observe(at(902), Observation::AfterRecovery(Ok(Box::new(told))));
+    assert_eq!(names(&s), ["recovered"]);
+    let r = s.events[0].detail.to_value();
+    assert_eq!(r["how"], "killed by another client", "{r}");
+    assert_eq!(r["forensics"]["served_during_incident"]["kill_calls"], 1);
+    assert_eq!(r["forensics"]["served_during_incident"]["busy_replies"], 7);
+    // Its own kill counts as its own: the same growth after busyguard's kill is no one else's.
+    let mut e = engine_seeing(rules(), counted(3));
+    e.observe(at(100), busy(SCRIPT_BUSY));
+    e.observe(
+        at(101),
+        Observation::KillReply(KillReply::Error(
+            "NOTBUSY No scripts in execution right now.".into(),
+        )),
+    );
+    e.observe(at(150), pong());
+    let told = AfterRecovery {
+        snapshot: Ok(counted(4)),
+        slowlog: Ok(Vec::new()),
+    };
+    let s = e.observe(at(151), Observation::AfterRecovery(Ok(Box::new(told))));
+    assert_eq!(s.events[0].detail.to_value()["how"], "ended by itself");
+}
+
+/// A busy FCALL asks FUNCTION STATS with its kill, and the answer names the function in the
+/// `unkillable` record: the engine writes it, no one patches the record afterwards.
+#[test]
+fn a_busy_function_is_named_from_function_stats_in_its_unkillable_record() {
+    let mut e = engine_with(rules());
+    let s = e.observe(at(10), busy(FUNCTION_BUSY));
+    assert_eq!(s.inquiry, Some(Inquiry::RunningFunction));
+    assert_eq!(s.action, Some(Action::Kill(KillCommand::FunctionKill)));
+    let seen = RunningFunction::Seen {
+        name: Some("compact".into()),
+        command: Some(vec!["FCALL".into(), "compact".into(), "0".into()]),
+        duration_ms: Some(250),
+    };
+    assert!(
+        e.observe(at(11), Observation::RunningFunction(seen))
+            .events
+            .is_empty()
+    );
+    let s = e.observe(
+        at(12),
+        Observation::KillReply(KillReply::Unkillable("UNKILLABLE Sorry".into())),
+    );
+    assert_eq!(s.events[0].detail.to_value()["function"], "compact");
+    let s = observed(&mut e, at(500), pong());
+    assert_eq!(
+        s.events[0].detail.to_value()["forensics"]["function"]["name"],
+        "compact"
+    );
 }

@@ -3,8 +3,9 @@
 //! reading a reply and choosing a command's words.
 
 use crate::event::Event;
-use crate::model::kinds::{BusyKind, FailoverVia, Then};
+use crate::model::kinds::{BusyKind, FailoverVia, Resort, Then};
 use crate::model::snapshot::Snapshot;
+use crate::model::told::{AfterRecovery, RunningFunction};
 use crate::policy::{self, HangSignal, Mode, Policy};
 
 /// Milliseconds on the watchdog's monotonic clock.
@@ -63,6 +64,23 @@ pub enum Observation {
     },
     /// What became of a failover the engine asked for.
     Failover(FailoverOutcome),
+    /// What FUNCTION STATS said, asked at the engine's [`Inquiry::RunningFunction`].
+    RunningFunction(RunningFunction),
+    /// What the server said once the incident was over, asked at the engine's
+    /// [`Inquiry::AfterRecovery`], or why nothing could be asked (no reply in time).
+    AfterRecovery(Result<Box<AfterRecovery>, String>),
+}
+
+/// Something the engine wants to hear from the server beside the probe: the watchdog asks,
+/// within its bound, and hands the answer back as an observation, in the same step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inquiry {
+    /// FUNCTION STATS (allowed while busy): which function runs. With a kill in the same step it
+    /// is written just ahead of it, so it reaches the server before the function dies.
+    RunningFunction,
+    /// The counters and the SLOWLOG once the script is gone: the `recovered` record waits for
+    /// them (a short bound: the next script may already hold the server).
+    AfterRecovery,
 }
 
 /// What became of a requested failover.
@@ -144,12 +162,17 @@ pub enum Action {
     Kill(KillCommand),
     Shutdown(ShutdownCommand),
     /// SIGKILL to a local pid, only if its start time still matches.
-    Signal {
-        pid: u32,
-        start_ticks: u64,
-    },
+    Signal(SignalTarget),
     /// Promote a replica (Sentinel, Cluster), and watch for the promotion.
     Failover(FailoverPlan),
+}
+
+/// A local server's process, as the healthy snapshot saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignalTarget {
+    pub pid: u32,
+    /// Its start time (clock ticks since boot): a reused pid is never signalled.
+    pub start_ticks: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,6 +254,9 @@ impl ShutdownCommand {
 pub struct Step {
     pub events: Vec<Event>,
     pub action: Option<Action>,
+    /// What the engine wants to hear before it goes on (asked after the events are recorded,
+    /// ahead of the action).
+    pub inquiry: Option<Inquiry>,
 }
 
 /// The part of a policy the engine decides with.
@@ -245,12 +271,12 @@ pub struct Rules {
     pub then: Then,
     /// `then: ask`: how long an approval is awaited, and what applies without one.
     pub ask_timeout: Millis,
-    pub ask_default: Then,
+    pub ask_default: Resort,
     pub force: bool,
     /// A replica replaying its master's script may be shut down at the end of `wait`.
     pub shutdown_replicated: bool,
     /// `then: failover`: what applies when none is made, and its bound.
-    pub failover_fallback: Then,
+    pub failover_fallback: Resort,
     pub failover_timeout: Millis,
     /// `topology.sentinel.master`: a failover goes through Sentinel under this name.
     pub sentinel_master: Option<String>,

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::kinds::{BusyKind, FailoverVia, Then};
+use crate::model::kinds::{BusyKind, FailoverVia, Resort, Then};
 use crate::model::snapshot::{DataAtRisk, ReplicaLink, Snapshot};
 
 use super::EventKind;
@@ -230,7 +230,7 @@ pub struct FailoverRequested {
     pub replicas: Vec<ReplicaLink>,
     pub timeout_ms: u64,
     /// What applies should the failover not be made.
-    pub fallback: Then,
+    pub fallback: Resort,
     pub reply_seen: String,
 }
 
@@ -256,7 +256,7 @@ pub struct FailoverFailed {
     /// Whether a request was sent (false: none could be).
     pub requested: bool,
     pub reason: String,
-    pub fallback: Then,
+    pub fallback: Resort,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -476,7 +476,7 @@ pub struct ApprovalRequested {
     pub inputs: DecisionInputs,
     pub timeout_ms: u64,
     /// What happens if no one answers: `shutdown` or `notify`.
-    pub default: Then,
+    pub default: Resort,
     /// RFC 3339 time of the default.
     pub deadline: String,
     pub approve: String,

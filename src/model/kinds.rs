@@ -1,7 +1,7 @@
 //! The words every layer shares: what a BUSY reply says is running ([`BusyKind`], with its
 //! parser), what the end of a budget does ([`Then`]) and how a failover is made
 //! ([`FailoverVia`]). Each is defined once, with its table of every variant and its word
-//! ([`words!`]): the policy's validator, the docs and the trail read their words from here, and a
+//! (`words!`): the policy's validator, the docs and the trail read their words from here, and a
 //! new variant is a compiler error wherever it must be handled (no code matches them with `_`).
 
 use serde::{Deserialize, Serialize};
@@ -108,10 +108,6 @@ words! {
 }
 
 impl Then {
-    /// The escalations that end the ladder by themselves: what `failover.fallback` and
-    /// `ask.default` may be.
-    pub const FINAL: &'static [Then] = &[Then::Shutdown, Then::Notify];
-
     /// What it does to the server, in a few words (the policy reference lists them).
     pub const fn doc(self) -> &'static str {
         match self {
@@ -121,6 +117,26 @@ impl Then {
                 "promote a replica through Sentinel or the Cluster, then shut the busy old primary down"
             }
             Then::Ask => "an operator approves within `ask.timeout`, else `ask.default`",
+        }
+    }
+}
+
+words! {
+    /// An escalation that ends the ladder by itself: what `failover.fallback` and `ask.default`
+    /// say when no failover is made or no approval comes.
+    #[derive(Default)]
+    pub enum Resort {
+        Shutdown = "shutdown",
+        #[default]
+        Notify = "notify",
+    }
+}
+
+impl From<Resort> for Then {
+    fn from(r: Resort) -> Then {
+        match r {
+            Resort::Shutdown => Then::Shutdown,
+            Resort::Notify => Then::Notify,
         }
     }
 }

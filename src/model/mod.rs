@@ -8,3 +8,4 @@ pub mod kinds;
 pub mod slowlog;
 pub mod snapshot;
 pub mod text;
+pub mod told;

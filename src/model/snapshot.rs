@@ -93,6 +93,10 @@ pub struct Snapshot {
     /// another client from a script that ended by itself.
     #[serde(skip)]
     pub kill_calls: Option<u64>,
+    /// The server's clock when it answered (`server_time_usec`): times the server logs (its
+    /// SLOWLOG) are compared with its own clock, never with busyguard's.
+    #[serde(skip)]
+    pub server_time_usec: Option<u64>,
     /// What could not be read (INFO or CONFIG refused, renamed or failing): the fields it would
     /// have filled are unknown, and the guards that need them withhold.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -140,6 +144,7 @@ impl Snapshot {
             busy_errors: errorstat(&f, "BUSY"),
             unkillable_errors: errorstat(&f, "UNKILLABLE"),
             errors: Vec::new(),
+            server_time_usec: num("server_time_usec"),
             kill_calls: f.contains_key("total_error_replies").then(|| {
                 ["cmdstat_script|kill", "cmdstat_function|kill"]
                     .iter()

@@ -213,13 +213,16 @@ fn next_step(record: &Record) -> String {
         D::Unkillable(d) if d.replicated => format!(
             "wait until {budget_end}: the master has already run it; the replica catches up by itself"
         ),
-        D::Unkillable(d) | D::ActionFailed(ActionFailed::Kill(d)) if d.then == Then::Shutdown => {
-            format!("SHUTDOWN NOSAVE {budget_end}; {stops}")
-        }
-        D::Unkillable(d) | D::ActionFailed(ActionFailed::Kill(d)) if d.then == Then::Ask => {
-            format!("an operator is asked {budget_end} (`busyguard approve {instance}`)")
-        }
-        D::Unkillable(_) => format!("notify {budget_end}; never shut down"),
+        D::Unkillable(d) | D::ActionFailed(ActionFailed::Kill(d)) => match d.then {
+            Then::Shutdown => format!("SHUTDOWN NOSAVE {budget_end}; {stops}"),
+            Then::Ask => {
+                format!("an operator is asked {budget_end} (`busyguard approve {instance}`)")
+            }
+            Then::Failover => format!(
+                "a replica is promoted {budget_end}, then this server is shut down; {stops}"
+            ),
+            Then::Notify => format!("notify {budget_end}; never shut down"),
+        },
         D::ShutdownSent(_) => "confirm the server refuses connections".into(),
         D::ShutdownConfirmed(_) => "wait for the server to come back".into(),
         D::EscalationWithheld(_) => format!(

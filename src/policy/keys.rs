@@ -5,6 +5,9 @@
 
 use std::time::Duration;
 
+use crate::event::Severity;
+use crate::model::kinds::{Resort, Then};
+
 /// One documented key. `path` uses `.` between levels and `[]` for list items.
 pub struct KeyDoc {
     pub path: &'static str,
@@ -30,9 +33,18 @@ pub enum Default {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Bounds {
     None,
-    Duration { min: Duration, max: Duration },
-    Count { max: u64 },
-    Chars { max: usize },
+    Duration {
+        min: Duration,
+        max: Duration,
+    },
+    Count {
+        max: u64,
+    },
+    Chars {
+        max: usize,
+    },
+    /// One of these words (the validator refuses any other; the docs list them).
+    Words(&'static [&'static str]),
 }
 
 impl KeyDoc {
@@ -58,6 +70,14 @@ impl KeyDoc {
             )),
             Bounds::Count { max } => Some(format!("from 0 to {max}")),
             Bounds::Chars { max } => Some(format!("at most {max} characters")),
+            Bounds::Words(words) => Some(format!(
+                "one of {}",
+                words
+                    .iter()
+                    .map(|w| format!("`{w}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
         }
     }
 }
@@ -246,7 +266,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc {
         path: "mode",
         default: Default::Word("enforce"),
-        bounds: Bounds::None,
+        bounds: Bounds::Words(&["enforce", "dry-run"]),
         doc: "`enforce` acts; `dry-run` decides and records everything with `dry_run: true` and sends nothing.",
     },
     KeyDoc {
@@ -288,13 +308,13 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc {
         path: "on_busy.on_unkillable.then",
         default: Default::Word("notify"),
-        bounds: Bounds::None,
+        bounds: Bounds::Words(Then::NAMES),
         doc: "At the end of the budget: `shutdown` (SHUTDOWN NOSAVE, version-aware), `notify` (never shut down), `failover` (promote a replica through Sentinel or the Cluster, then shut the busy old primary down), or `ask` (an operator approves within `ask.timeout`, else `ask.default`).",
     },
     KeyDoc {
         path: "on_busy.on_unkillable.failover.fallback",
         default: Default::Word("notify"),
-        bounds: Bounds::None,
+        bounds: Bounds::Words(Resort::NAMES),
         doc: "With `then: failover`: what happens when no failover can be made (no replica online within 10 s of lag in the healthy snapshot, neither `topology.sentinel` nor a Cluster, the request refused, no promotion within `failover.timeout`): `shutdown` (under the guards) or `notify`.",
     },
     KeyDoc {
@@ -318,7 +338,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc {
         path: "on_busy.on_unkillable.ask.default",
         default: Default::Word("notify"),
-        bounds: Bounds::None,
+        bounds: Bounds::Words(Resort::NAMES),
         doc: "With `then: ask`: what happens when no one answers within `ask.timeout`: `shutdown` or `notify`.",
     },
     KeyDoc {
@@ -345,7 +365,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc {
         path: "on_hang.signal",
         default: Default::Word("none"),
-        bounds: Bounds::None,
+        bounds: Bounds::Words(&["none", "sigkill"]),
         doc: "`none`, or `sigkill` to kill a hung local redis-server (pid from the healthy snapshot, checked against pid reuse). Needs a local URL.",
     },
     KeyDoc {
@@ -423,7 +443,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc {
         path: "notify[].slack.min_severity",
         default: Default::Word("info"),
-        bounds: Bounds::None,
+        bounds: Bounds::Words(&Severity::NAMES),
         doc: "Only events of this severity or higher: `info`, `warning`, `error`, `critical` (see Notifications).",
     },
     KeyDoc {
@@ -480,19 +500,19 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc {
         path: "notify[].pagerduty.severity_busy",
         default: Default::Word("warning"),
-        bounds: Bounds::None,
+        bounds: Bounds::Words(&Severity::NAMES),
         doc: "PagerDuty severity of the trigger when an incident opens (BUSY, hang, unreachable).",
     },
     KeyDoc {
         path: "notify[].pagerduty.severity_unkillable",
         default: Default::Word("error"),
-        bounds: Bounds::None,
+        bounds: Bounds::Words(&Severity::NAMES),
         doc: "Severity of the new trigger when the script is unkillable.",
     },
     KeyDoc {
         path: "notify[].pagerduty.severity_escalated",
         default: Default::Word("critical"),
-        bounds: Bounds::None,
+        bounds: Bounds::Words(&Severity::NAMES),
         doc: "Severity of the trigger on a shutdown, a withheld escalation or a failed action.",
     },
     KeyDoc {
@@ -510,7 +530,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc {
         path: "notify[].pagerduty.min_severity",
         default: Default::Word("info"),
-        bounds: Bounds::None,
+        bounds: Bounds::Words(&Severity::NAMES),
         doc: "Only events of this severity or higher: `info`, `warning`, `error`, `critical` (see Notifications).",
     },
     KeyDoc {
@@ -585,7 +605,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc {
         path: "notify[].webhook.min_severity",
         default: Default::Word("info"),
-        bounds: Bounds::None,
+        bounds: Bounds::Words(&Severity::NAMES),
         doc: "Only events of this severity or higher: `info`, `warning`, `error`, `critical` (see Notifications).",
     },
     KeyDoc {

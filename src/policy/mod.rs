@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::event::Severity;
-use crate::model::kinds::Then;
+use crate::model::kinds::{Resort, Then};
 
 pub use schema::{parse_policy, parse_policy_with};
 
@@ -164,7 +164,7 @@ pub struct OnUnkillable {
     pub force: bool,
     /// `then: ask`: how long the approval is awaited, and what happens without one.
     pub ask_timeout: Duration,
-    pub ask_default: Then,
+    pub ask_default: Resort,
     /// A replica replaying its master's script (UNKILLABLE "... in the context of
     /// replication") may be shut down at the end of `wait`. Off by default: the script has
     /// already ended on the master, and the replica catches up by itself.
@@ -173,11 +173,24 @@ pub struct OnUnkillable {
     pub failover: FailoverPolicy,
 }
 
+impl OnUnkillable {
+    /// Whether the end of a budget may end in SHUTDOWN NOSAVE without an operator's word: the
+    /// policy's `then`, or the default or fallback it names.
+    pub fn shuts_down_by_itself(&self) -> bool {
+        match self.then {
+            Then::Shutdown => true,
+            Then::Notify => false,
+            Then::Ask => self.ask_default == Resort::Shutdown,
+            Then::Failover => self.failover.fallback == Resort::Shutdown,
+        }
+    }
+}
+
 /// `on_busy.on_unkillable.failover`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FailoverPolicy {
     /// `shutdown` (under the guards) or `notify`.
-    pub fallback: Then,
+    pub fallback: Resort,
     /// The request and the promotion together.
     pub timeout: Duration,
 }

@@ -329,15 +329,13 @@ impl Reader {
     }
 
     /// One of `options`, or the key table's default word.
-    pub(super) fn opt_choice(
-        &mut self,
-        s: &Section,
-        key: &str,
-        options: &[&'static str],
-    ) -> &'static str {
+    pub(super) fn opt_choice(&mut self, s: &Section, key: &str) -> &'static str {
         let doc = Reader::key(s, key);
         let keys::Default::Word(default) = doc.default else {
             panic!("`{}` has no default word", doc.path)
+        };
+        let keys::Bounds::Words(options) = doc.bounds else {
+            panic!("`{}` is not a choice of words", doc.path)
         };
         s.get(key)
             .and_then(|n| self.choice(n, &s.path(key), options))

@@ -12,7 +12,7 @@ use super::yaml::{self, Node, Pos};
 use super::{
     Diagnostic, EarlyWarning, Endpoint, FailoverPolicy, Filter, Guards, HangSignal, Limits, Mode,
     OnBusy, OnHang, OnUnkillable, PagerDutySeverities, Policy, Probe, Receiver, ReceiverKind,
-    RedisTarget, RedisTls, Secret, SentinelTopology, Severity, Sources, Then, Topology,
+    RedisTarget, RedisTls, Resort, Secret, SentinelTopology, Severity, Sources, Then, Topology,
 };
 
 /// Parse one policy file's bytes. On success: the policy, its warnings, and where `instance`
@@ -78,7 +78,7 @@ pub fn parse_policy_with(
     let top = w.section(&root, "");
     let instance = instance(&mut w, &top, root.pos());
     let redis = redis(&mut w, &top, root.pos());
-    let mode = match w.opt_choice(&top, "mode", &["enforce", "dry-run"]) {
+    let mode = match w.opt_choice(&top, "mode") {
         "dry-run" => Mode::DryRun,
         _ => Mode::Enforce,
     };
@@ -371,26 +371,15 @@ fn on_busy(r: &mut Reader, top: &Section) -> OnBusy {
             ),
         );
     }
-    let then = match r.opt_choice(&u, "then", &["shutdown", "notify", "failover", "ask"]) {
-        "shutdown" => Then::Shutdown,
-        "failover" => Then::Failover,
-        "ask" => Then::Ask,
-        _ => Then::Notify,
-    };
+    let then = Then::parse(r.opt_choice(&u, "then")).unwrap_or_default();
     let f = r.optional_section(&u, "failover");
     let failover = FailoverPolicy {
-        fallback: match r.opt_choice(&f, "fallback", &["shutdown", "notify"]) {
-            "shutdown" => Then::Shutdown,
-            _ => Then::Notify,
-        },
+        fallback: Resort::parse(r.opt_choice(&f, "fallback")).unwrap_or_default(),
         timeout: r.opt_duration(&f, "timeout"),
     };
     let ask = r.optional_section(&u, "ask");
     let ask_timeout = r.opt_duration(&ask, "timeout");
-    let ask_default = match r.opt_choice(&ask, "default", &["shutdown", "notify"]) {
-        "shutdown" => Then::Shutdown,
-        _ => Then::Notify,
-    };
+    let ask_default = Resort::parse(r.opt_choice(&ask, "default")).unwrap_or_default();
     OnBusy {
         kill_after,
         on_unkillable: OnUnkillable {
@@ -409,7 +398,7 @@ fn on_hang(r: &mut Reader, top: &Section, redis: Option<&RedisTarget>) -> OnHang
     let s = r.optional_section(top, "on_hang");
     let after = r.opt_duration(&s, "after");
     let signal_after = r.opt_duration(&s, "signal_after");
-    let signal = match r.opt_choice(&s, "signal", &["none", "sigkill"]) {
+    let signal = match r.opt_choice(&s, "signal") {
         "sigkill" => {
             if redis.is_some_and(|t| !t.endpoint.is_local())
                 && let Some(n) = s.get("signal")
@@ -596,7 +585,7 @@ fn webhook(r: &mut Reader, rs: &Section, at: Pos) -> Option<ReceiverKind> {
 }
 
 fn severity(r: &mut Reader, s: &Section, key: &str) -> Severity {
-    let name = r.opt_choice(s, key, &Severity::NAMES);
+    let name = r.opt_choice(s, key);
     Severity::parse(name).unwrap_or(Severity::Info)
 }
 

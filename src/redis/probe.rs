@@ -75,12 +75,12 @@ pub fn classify_error(line: &str) -> Observation {
     }
 }
 
-/// What a healthy server said: its snapshot, and its SLOWLOG (`None` when SLOWLOG GET is
-/// refused), read together.
+/// What a healthy server said: its snapshot and its SLOWLOG, read together.
 #[derive(Clone, Debug)]
 pub struct Healthy {
     pub snapshot: Snapshot,
-    pub slowlog: Option<Vec<SlowEntry>>,
+    /// Its SLOWLOG (newest first), or why it could not be read.
+    pub slowlog: Result<Vec<SlowEntry>, String>,
 }
 
 /// Why a connection could not be opened.
@@ -340,8 +340,8 @@ impl Connection {
         // What scripts took long while the server was healthy (early warnings). A user without
         // `+slowlog|get` goes without them; that is no snapshot error.
         let slowlog = match self.call(&["SLOWLOG", "GET", "128"]).await {
-            Outcome::Reply(v) => Some(slowlog_entries(&v)),
-            Outcome::ErrorReply(e) if refusal(&e) => None,
+            Outcome::Reply(v) => Ok(slowlog_entries(&v)),
+            Outcome::ErrorReply(e) if refusal(&e) => Err(e),
             other => return Err(other),
         };
         let mut snapshot = Snapshot::from_info(&info, &config);

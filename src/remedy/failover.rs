@@ -18,12 +18,39 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep, timeout};
 
-use crate::engine::{FailoverOutcome, FailoverPlan};
+use super::{Context, Gate, Remedy, Runtime};
+use crate::engine::{FailoverOutcome, FailoverPlan, Observation};
 use crate::model::kinds::FailoverVia;
 use crate::policy::{RedisTarget, SentinelTopology};
 use crate::redis::probe::{self, Connection, Outcome};
 use crate::redis::reply::role_in;
 use crate::redis::{ASK_LIMIT, replica_target};
+
+impl Remedy for FailoverPlan {
+    const GATE: Gate = Gate::OnDisk;
+
+    /// The failover bounds itself; the margin is for the last question in flight.
+    fn bound(&self) -> Option<Duration> {
+        Some(Duration::from_millis(self.timeout_ms) + REPLY_MARGIN)
+    }
+
+    async fn perform(&self, ctx: &Context<'_>, _: &impl Runtime) -> (Observation, bool) {
+        let sentinel = ctx.policy.topology.sentinel.as_ref();
+        let outcome = carry_out(self, &ctx.policy.redis, sentinel).await;
+        (Observation::Failover(outcome), false)
+    }
+
+    /// Whether a request was accepted before the bound is not known: said as not.
+    fn unanswered(&self, why: String, _lost: bool) -> Observation {
+        Observation::Failover(FailoverOutcome::Failed {
+            accepted: false,
+            reason: why,
+        })
+    }
+}
+
+/// What the last question of a failover in flight may take beyond `failover.timeout`.
+const REPLY_MARGIN: Duration = Duration::from_millis(500);
 
 /// How often a refused Sentinel request is tried again.
 const RETRY_EVERY: Duration = Duration::from_millis(100);

@@ -2,8 +2,26 @@
 //! and idempotent, so it goes even when its record could not be written, and the trail's flush
 //! starts only once the command is on its way.
 
-use crate::engine::{KillCommand, KillReply};
+use super::{Context, Gate, Remedy, Runtime};
+use crate::engine::{KillCommand, KillReply, Observation};
 use crate::redis::probe::{Connection, Outcome};
+
+impl Remedy for KillCommand {
+    const GATE: Gate = Gate::Anyway;
+
+    async fn perform(&self, ctx: &Context<'_>, runtime: &impl Runtime) -> (Observation, bool) {
+        let reply = kill_then(ctx.conn, *self, || runtime.flush_later()).await;
+        let gone = matches!(reply, KillReply::Lost(_));
+        (Observation::KillReply(reply), gone)
+    }
+
+    fn unanswered(&self, why: String, lost: bool) -> Observation {
+        Observation::KillReply(match lost {
+            true => KillReply::Lost(why),
+            false => KillReply::Error(why),
+        })
+    }
+}
 
 /// Send SCRIPT KILL or FUNCTION KILL; `sent` runs once the command is on its way (the trail's
 /// flush goes then, never ahead of the kill).

@@ -3,10 +3,28 @@
 
 use std::time::{Duration, Instant};
 
-use crate::engine::{LEGACY_SHUTDOWN, ShutdownCommand, ShutdownOutcome};
+use super::{Context, Gate, Remedy, Runtime};
+use crate::engine::{LEGACY_SHUTDOWN, Observation, ShutdownCommand, ShutdownOutcome};
 use crate::model::kinds::BusyKind;
 use crate::policy::Endpoint;
 use crate::redis::probe::{Connection, Outcome};
+
+impl Remedy for ShutdownCommand {
+    const GATE: Gate = Gate::OnDisk;
+
+    async fn perform(&self, ctx: &Context<'_>, _: &impl Runtime) -> (Observation, bool) {
+        let outcome = shutdown(ctx.conn, self, &ctx.policy.redis.endpoint).await;
+        let gone = matches!(
+            outcome,
+            ShutdownOutcome::Confirmed { .. } | ShutdownOutcome::Failed(_)
+        );
+        (Observation::Shutdown(outcome), gone)
+    }
+
+    fn unanswered(&self, why: String, _lost: bool) -> Observation {
+        Observation::Shutdown(ShutdownOutcome::Failed(why))
+    }
+}
 
 /// How long a server may take to stop accepting connections after closing ours on SHUTDOWN.
 const SHUTDOWN_CONFIRM_LIMIT: Duration = Duration::from_secs(10);

@@ -1,6 +1,24 @@
 //! SIGKILL to a hung local server (`on_hang.signal`), only while its pid still names the
 //! process the healthy snapshot saw: the start time read from `/proc` guards against pid reuse.
 
+use super::{Context, Gate, Remedy, Runtime};
+use crate::engine::{Observation, SignalTarget};
+
+impl Remedy for SignalTarget {
+    const GATE: Gate = Gate::OnDisk;
+
+    async fn perform(&self, _: &Context<'_>, _: &impl Runtime) -> (Observation, bool) {
+        (
+            Observation::Signal(sigkill(self.pid, self.start_ticks)),
+            false,
+        )
+    }
+
+    fn unanswered(&self, why: String, _lost: bool) -> Observation {
+        Observation::Signal(Err(why))
+    }
+}
+
 /// Start time (field 22 of /proc/PID/stat, clock ticks since boot) of a local process.
 pub fn process_start_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

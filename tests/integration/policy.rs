@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use busyguard::model::kinds::Then;
+use busyguard::model::kinds::{Resort, Then};
 use busyguard::policy::{
     self, EarlyWarning, Endpoint, FailoverPolicy, Filter, Guards, HangSignal, Limits, Mode, OnBusy,
     OnHang, OnUnkillable, PagerDutySeverities, Probe, Receiver, ReceiverKind, RedisTarget, Secret,
@@ -118,10 +118,10 @@ fn a_file_with_every_key_loads_to_the_expected_policy() {
                 then: Then::Shutdown,
                 force: true,
                 ask_timeout: ms(600_000),
-                ask_default: Then::Shutdown,
+                ask_default: Resort::Shutdown,
                 shutdown_replicated: true,
                 failover: FailoverPolicy {
-                    fallback: Then::Shutdown,
+                    fallback: Resort::Shutdown,
                     timeout: ms(20_000),
                 },
             },

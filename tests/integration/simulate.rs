@@ -71,3 +71,39 @@ fn replaying_a_real_trail_reproduces_its_decisions() {
     assert!(recorded.contains(&"shutdown_sent".to_string()));
     assert!(recorded.contains(&"escalation_withheld".to_string()));
 }
+
+/// A real trail in which another client killed the script (busyguard's kill was not due yet):
+/// `simulate --trail` decides what the daemon decided, "killed by another client" included,
+/// from what the records say the server told (its kill count), not from a rule of its own.
+#[test]
+fn replaying_a_kill_by_another_client_reproduces_it() {
+    use crate::support::{Caller, Daemon, RedisServer, ServerOptions, scripts};
+    let server = RedisServer::start(ServerOptions::default());
+    let policy = server.policy(
+        "other",
+        "on_busy:\n  kill_after: 30s\n  on_unkillable:\n    wait: 1m\n    then: notify\n",
+    );
+    let daemon = Daemon::start(&policy, &[]);
+    server.wait_snapshot();
+    let runaway = Caller::eval(&server, scripts::READ_ONLY_LOOP, &[], &[]);
+    daemon.wait_event("busy_detected", std::time::Duration::from_secs(20));
+    let killed = server.conn().call(&["SCRIPT", "KILL"]).unwrap();
+    assert_eq!(killed.text(), Some("OK"));
+    assert!(runaway.reply().unwrap().killed_by_user());
+    let recovered = daemon.wait_event("recovered", std::time::Duration::from_secs(20));
+    assert_eq!(
+        recovered["detail"]["how"], "killed by another client",
+        "{recovered}"
+    );
+    let file = daemon.dir.path().join("policy.yaml");
+    let (code, out) = support::busyguard(
+        &["simulate", "--trail", daemon.audit.to_str().unwrap()],
+        &[&file],
+    );
+    assert_eq!(code, 0, "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains(" recovered "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("killed by another client"), "{out}");
+}

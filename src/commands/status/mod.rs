@@ -398,10 +398,7 @@ async fn cluster_view(conn: &probe::Connection) -> Value {
 /// it over, under a policy that may shut it down: it is back as the primary, before any
 /// failover (and empty, without persistence).
 fn restarted_too_soon(p: &Policy, s: &Value, snapshot: Option<&Snapshot>) -> Option<String> {
-    let then = &p.on_busy.on_unkillable;
-    let may_shut_down = then.then == Then::Shutdown
-        || then.ask_default == Then::Shutdown && then.then == Then::Ask
-        || then.failover.fallback == Then::Shutdown && then.then == Then::Failover;
+    let may_shut_down = p.on_busy.on_unkillable.shuts_down_by_itself();
     let detection_ms = s["sentinel"]
         .as_array()
         .and_then(|views| views.iter().find_map(|v| v["down_after_ms"].as_u64()))

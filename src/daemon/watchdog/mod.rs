@@ -24,7 +24,6 @@ use crate::engine::early::EarlyWarnings;
 use crate::engine::{At, Engine, Live, Observation, Rules, Steer, Step};
 use crate::event::Event;
 use crate::event::detail::{Carried, WatchdogStarted, WatchdogStopped};
-use crate::model::snapshot::Snapshot;
 use crate::policy::Policy;
 use crate::record::Recorder;
 use crate::redis::probe::{self, ConnectError, Connection, Outcome, classify_error};
@@ -60,15 +59,9 @@ pub struct Watchdog {
     /// Unix ms of the loop's last sign of life, for systemd's WATCHDOG=1.
     heartbeat: Arc<AtomicU64>,
     beat: tokio::time::Interval,
-    /// The last snapshot taken outside an incident, for the forensics' counter deltas.
-    baseline: Option<Snapshot>,
-    /// The running function FUNCTION STATS named during the incident in flight.
-    function_stats: Option<serde_json::Value>,
     /// Slow scripts seen in the SLOWLOG before they ever go BUSY.
     early: EarlyWarnings,
     steer: tokio::sync::mpsc::UnboundedReceiver<ToWatchdog>,
-    /// Kills busyguard sent in the incident in flight (to tell another client's from its own).
-    kills_sent: u64,
     /// What Sentinel says of the primary (`topology.sentinel`), asked off the probe path.
     sentinel: Option<crate::redis::sentinel::Feed>,
     /// During an incident: whether one of this server's replicas took over.
@@ -130,13 +123,10 @@ impl Watchdog {
             policy_updates: controls.policy_updates,
             heartbeat: controls.heartbeat,
             steer: controls.steer,
-            kills_sent: 0,
             sentinel: None,
             replicas: None,
             carried: Carried::default(),
             beat,
-            baseline: None,
-            function_stats: None,
             early: EarlyWarnings::new(policy.early_warning, None),
             policy,
         }
@@ -433,7 +423,7 @@ impl Watchdog {
             }
             next_probe = sent + interval;
             let (snapshot, slowlog) = match healthy {
-                Some(h) => (Some(h.snapshot), h.slowlog),
+                Some(h) => (Some(h.snapshot), h.slowlog.ok()),
                 None => (None, None),
             };
             let snapshot = snapshot.map(|mut s| {
@@ -446,12 +436,6 @@ impl Watchdog {
                 snapshot: snapshot.map(Box::new),
             });
             let lost = matches!(observation, Observation::Unreachable { .. });
-            if let Observation::Pong { snapshot: Some(s) } = &observation
-                && self.engine.incident_id().is_none()
-            {
-                // Counters of a healthy moment: what an incident's deltas are measured from.
-                self.baseline = Some((**s).clone());
-            }
             let step = self.decide(observation);
             let gone = self.act(Some(conn), step).await;
             if lost || gone {

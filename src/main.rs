@@ -97,16 +97,20 @@ fn main() -> ExitCode {
             duration,
             steer,
         } => {
-            let for_ms = Some(duration.as_millis() as u64);
-            steer_daemon("pause", target.instance, for_ms, steer)
+            let for_ms = duration.as_millis() as u64;
+            steer_daemon(control::Command::Pause { for_ms }, target.instance, steer)
         }
-        Command::Resume { target, steer } => steer_daemon("resume", target.instance, None, steer),
-        Command::Hold { instance, steer } => steer_daemon("hold", Some(instance), None, steer),
+        Command::Resume { target, steer } => {
+            steer_daemon(control::Command::Resume, target.instance, steer)
+        }
+        Command::Hold { instance, steer } => {
+            steer_daemon(control::Command::Hold, Some(instance), steer)
+        }
         Command::Release { instance, steer } => {
-            steer_daemon("release", Some(instance), None, steer)
+            steer_daemon(control::Command::Release, Some(instance), steer)
         }
         Command::Approve { instance, steer } => {
-            steer_daemon("approve", Some(instance), None, steer)
+            steer_daemon(control::Command::Approve, Some(instance), steer)
         }
         Command::Ps { json, state_dir } => match ask_daemon(state_dir, &control::Request::ps()) {
             Some(r) if json => {
@@ -225,15 +229,13 @@ fn main() -> ExitCode {
 
 /// Send a steering command to the running daemon; print its answer.
 fn steer_daemon(
-    command: &str,
+    command: control::Command,
     instance: Option<String>,
-    for_ms: Option<u64>,
     args: busyguard::cli::SteerArgs,
 ) -> ExitCode {
     let request = control::Request {
-        command: command.into(),
+        command,
         instance,
-        for_ms,
         reason: args.reason,
     };
     match ask_daemon(args.state_dir, &request) {

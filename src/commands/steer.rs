@@ -10,6 +10,7 @@ use tokio::net::UnixStream;
 use crate::daemon::control::{
     ANSWER_LIMIT, PATH_FILE, RUNTIME_SOCKET, Request, Response, SOCKET_ENV,
 };
+use crate::engine::Live;
 
 /// Send `request` to the daemon whose state dir is `state_dir` (the client side).
 pub async fn send(state_dir: &Path, request: &Request) -> anyhow::Result<Response> {
@@ -48,40 +49,40 @@ pub async fn send(state_dir: &Path, request: &Request) -> anyhow::Result<Respons
 pub fn ps_text(response: &Response) -> String {
     let mut out = String::new();
     for i in &response.instances {
-        out.push_str(&format!("{}  {}\n", i.instance, live_text(&i.live)));
+        let live = i
+            .live
+            .as_ref()
+            .map_or_else(|| "? (its watchdog did not answer)".into(), live_text);
+        out.push_str(&format!("{}  {live}\n", i.instance));
     }
     out
 }
 
 /// One watchdog's state as a person reads it: incident, next step, pause and hold.
-pub fn live_text(l: &serde_json::Value) -> String {
-    let mut line = l["state"].as_str().unwrap_or("?").to_string();
-    if let Some(id) = l["incident"].as_str() {
+pub fn live_text(l: &Live) -> String {
+    let mut line = l.state.name().to_string();
+    if let Some(id) = &l.incident {
         line.push_str(&format!("  incident {id}"));
     }
-    if let Some(ms) = l["since_first_busy_ms"].as_u64() {
+    if let Some(ms) = l.since_first_busy_ms {
         line.push_str(&format!("  busy for {ms} ms"));
     }
-    if let Some(next) = l["next"].as_str() {
+    if let Some(next) = &l.next {
         line.push_str(&format!("  next: {next}"));
-        if let Some(at) = l["deadline_unix_ms"].as_u64() {
+        if let Some(at) = l.deadline_unix_ms {
             line.push_str(&format!(" at {}", crate::model::clock::rfc3339(at)));
         }
     }
-    if let Some(p) = l["pause"].as_object() {
+    if let Some(p) = &l.pause {
         line.push_str(&format!(
             "  PAUSED by {} until {}: {}",
-            p["by"].as_str().unwrap_or("?"),
-            crate::model::clock::rfc3339(p["until_unix_ms"].as_u64().unwrap_or(0)),
-            p["reason"].as_str().unwrap_or("")
+            p.by,
+            crate::model::clock::rfc3339(p.until_unix_ms),
+            p.reason
         ));
     }
-    if let Some(h) = l["hold"].as_object() {
-        line.push_str(&format!(
-            "  HELD by {}: {}",
-            h["by"].as_str().unwrap_or("?"),
-            h["reason"].as_str().unwrap_or("")
-        ));
+    if let Some(h) = &l.hold {
+        line.push_str(&format!("  HELD by {}: {}", h.by, h.reason));
     }
     line
 }

@@ -17,6 +17,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::engine::Live;
+
 /// The file in the state dir that names the socket.
 pub const PATH_FILE: &str = "control.path";
 /// The socket's name.
@@ -33,26 +35,44 @@ const REQUEST_LIMIT: u64 = 64 * 1024;
 /// watchdog's next wake-up, within one probe interval).
 pub const ANSWER_LIMIT: Duration = Duration::from_secs(10);
 
-/// A command to the daemon.
+/// A request to the daemon: one JSON line, `{"command": "pause", "for_ms": ..., "instance":
+/// ..., "reason": ...}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Request {
-    /// `pause`, `resume`, `hold`, `release`, `approve` or `ps`.
-    pub command: String,
+    #[serde(flatten)]
+    pub command: Command,
     /// The instance, or `None` for all.
     pub instance: Option<String>,
-    /// How long a pause lasts.
-    pub for_ms: Option<u64>,
+    /// Why, as the trail records it.
     #[serde(default)]
     pub reason: String,
+}
+
+/// What the request asks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    /// What the watchdogs are doing now (answered by the daemon, recorded nowhere).
+    Ps,
+    /// Every action is decided and recorded as withheld for this long.
+    Pause {
+        for_ms: u64,
+    },
+    /// End a pause early.
+    Resume,
+    /// No escalation for the incident in flight until `release`.
+    Hold,
+    Release,
+    /// The escalation goes at the next BUSY reply, ahead of the budget.
+    Approve,
 }
 
 impl Request {
     /// `ps`: what every watchdog is doing now.
     pub fn ps() -> Request {
         Request {
-            command: "ps".into(),
+            command: Command::Ps,
             instance: None,
-            for_ms: None,
             reason: String::new(),
         }
     }
@@ -65,11 +85,11 @@ pub struct Caller {
     pub user: String,
 }
 
-/// One instance as `ps` shows it.
+/// One instance as `ps` shows it (`None`: its watchdog did not answer).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct InstanceLive {
     pub instance: String,
-    pub live: serde_json::Value,
+    pub live: Option<Live>,
 }
 
 /// The daemon's answer.

@@ -28,12 +28,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::audit::AuditLog;
-use crate::daemon::control::{Caller, InstanceLive, Request, Response};
+use crate::daemon::control::{Caller, Command, InstanceLive, Request, Response};
 use crate::daemon::watchdog::{Controls, SteerRequest, ToWatchdog, Watchdog};
 use crate::engine::History;
 use crate::engine::Steer;
 use crate::event::Event;
 use crate::event::detail::{PolicyLoaded, PolicyRejected, WatchdogStarted, WatchdogStopped};
+use crate::model::kinds::State;
 use crate::policy::{self, Policy};
 use crate::record::Recorder;
 use crate::record::metrics::Metrics;
@@ -253,7 +254,7 @@ impl Daemon {
             Ok(()) => tracing::error!(%instance,
                 "the watchdog task ended on its own: this instance is NOT supervised until busyguard restarts"),
         }
-        self.recorder.metrics.set_state(instance, "fault");
+        self.recorder.metrics.set_state(instance, State::Fault);
         self.recorder.metrics.probe_lost(instance);
     }
 
@@ -462,56 +463,20 @@ impl Daemon {
             },
             None => self.running.keys().collect(),
         };
-        if request.command == "ps" {
-            let mut asked = Vec::new();
-            for name in targets {
-                let (tx, rx) = oneshot::channel();
-                if self.running[name]
-                    .steer
-                    .send(ToWatchdog::Report(tx))
-                    .is_ok()
-                {
-                    asked.push((name.clone(), rx));
-                }
-            }
-            tokio::spawn(async move {
-                let mut instances = Vec::new();
-                for (instance, rx) in asked {
-                    let live = rx.await.ok();
-                    instances.push(InstanceLive {
-                        instance,
-                        live: serde_json::to_value(live).unwrap_or_default(),
-                    });
-                }
-                let _ = reply.send(Response {
-                    ok: true,
-                    message: String::new(),
-                    instances,
-                });
-            });
-            return;
-        }
-        let steer = match (request.command.as_str(), request.for_ms) {
-            ("pause", Some(ms)) => Steer::Pause {
-                until_unix_ms: now_ms().saturating_add(ms),
+        let steer = match request.command {
+            Command::Ps => return self.ps(targets, reply),
+            Command::Pause { for_ms } => Steer::Pause {
+                until_unix_ms: now_ms().saturating_add(for_ms),
                 by: caller.user.clone(),
                 reason: request.reason.clone(),
             },
-            ("pause", None) => {
-                let _ = reply.send(Response::error("pause needs --for DURATION"));
-                return;
-            }
-            ("resume", _) => Steer::Resume,
-            ("hold", _) => Steer::Hold {
+            Command::Resume => Steer::Resume,
+            Command::Hold => Steer::Hold {
                 by: caller.user.clone(),
                 reason: request.reason.clone(),
             },
-            ("release", _) => Steer::Release,
-            ("approve", _) => Steer::Approve,
-            (other, _) => {
-                let _ = reply.send(Response::error(format!("unknown command `{other}`")));
-                return;
-            }
+            Command::Release => Steer::Release,
+            Command::Approve => Steer::Approve,
         };
         let mut answers = Vec::new();
         for name in targets {
@@ -547,6 +512,33 @@ impl Daemon {
                 ok,
                 message: lines.join("\n"),
                 instances: Vec::new(),
+            });
+        });
+    }
+
+    /// `ps`: what each of `targets` is doing now, asked of its watchdog.
+    fn ps(&self, targets: Vec<&String>, reply: oneshot::Sender<Response>) {
+        let mut asked = Vec::new();
+        for name in targets {
+            let (tx, rx) = oneshot::channel();
+            if self.running[name]
+                .steer
+                .send(ToWatchdog::Report(tx))
+                .is_ok()
+            {
+                asked.push((name.clone(), rx));
+            }
+        }
+        tokio::spawn(async move {
+            let mut instances = Vec::new();
+            for (instance, rx) in asked {
+                let live = rx.await.ok();
+                instances.push(InstanceLive { instance, live });
+            }
+            let _ = reply.send(Response {
+                ok: true,
+                message: String::new(),
+                instances,
             });
         });
     }

@@ -8,7 +8,7 @@
 //! within [`MAX_LAG_S`] of lag, least behind first), and whether it is a Cluster node; Sentinel
 //! is known from the policy. A snapshot restored from the trail of an earlier run does not serve:
 //! its replicas' lag may be long out of date, and a failover loses what a replica lacks. Right
-//! before the request the role is asked afresh (see `crate::failover`): Sentinel must still
+//! before the request the role is asked afresh (by the remedy that carries it out): Sentinel must still
 //! serve this server, a Cluster replica must still share its replication ID.
 
 use crate::event::detail as d;

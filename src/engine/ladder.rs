@@ -109,7 +109,8 @@ impl Engine {
                 return;
             };
             if let Some(why) = self.steered(now, false) {
-                self.withhold_for_operator(inc, now, why, "kill", reply, step);
+                let kill = Some(d::WithheldAction::Kill);
+                self.withhold_for_operator(inc, now, why, kill, reply, step);
                 return;
             }
             let dry_run = rules.dry_run;
@@ -147,7 +148,7 @@ impl Engine {
             _ => return,
         };
         if let Some(why) = self.steered(now, true) {
-            self.withhold_for_operator(inc, now, why, "shutdown", reply, step);
+            self.withhold_for_operator(inc, now, why, None, reply, step);
             return;
         }
         match due {
@@ -164,7 +165,7 @@ impl Engine {
         inc: &mut Incident,
         now: Millis,
         why: String,
-        action: &str,
+        action: Option<d::WithheldAction>,
         reply: String,
         step: &mut Step,
     ) {
@@ -176,7 +177,7 @@ impl Engine {
             inputs: self.inputs(Some(inc), now),
             reason: why,
             missing: None,
-            withheld_action: (action != "shutdown").then(|| action.to_string()),
+            withheld_action: action,
             reply_seen: Some(reply),
             silent_ms: None,
             signal: None,

@@ -35,6 +35,7 @@ pub use vocab::*;
 
 use crate::event::detail::{self as d, DecisionInputs, PolicyInputs};
 use crate::event::{Detail, Event};
+use crate::model::kinds::State;
 use crate::model::snapshot::Snapshot;
 use crate::policy::HangSignal;
 use incident::{Cause, Escalation, Held, Incident, Kill};
@@ -164,18 +165,18 @@ impl Engine {
     }
 
     /// The state, as metrics and `status` name it.
-    pub fn state(&self) -> &'static str {
+    pub fn state(&self) -> State {
         match self.incident.as_ref().or(self.resumed.as_ref()) {
-            None if self.fault.is_some() => "fault",
-            None if self.loading => "loading",
-            None => "healthy",
+            None if self.fault.is_some() => State::Fault,
+            None if self.loading => State::Loading,
+            None => State::Healthy,
             Some(i) => match (&i.cause, &i.escalation) {
-                (_, Escalation::ShutdownSent | Escalation::ShutdownConfirmed) => "down",
-                (_, Escalation::Asked { .. }) => "asking",
-                (_, Escalation::FailoverRequested { .. }) => "failing_over",
-                (Cause::Busy(_), _) => "busy",
-                (Cause::Hang, _) => "hang",
-                (Cause::Unreachable, _) => "unreachable",
+                (_, Escalation::ShutdownSent | Escalation::ShutdownConfirmed) => State::Down,
+                (_, Escalation::Asked { .. }) => State::Asking,
+                (_, Escalation::FailoverRequested { .. }) => State::FailingOver,
+                (Cause::Busy(_), _) => State::Busy,
+                (Cause::Hang, _) => State::Hang,
+                (Cause::Unreachable, _) => State::Unreachable,
             },
         }
     }

@@ -4,9 +4,10 @@
 //! next BUSY reply, ahead of the budget, with the usual guards), and what the engine is doing
 //! now, for `busyguard ps`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::event::detail as d;
+use crate::model::kinds::State;
 
 use super::incident::{Escalation, Kill};
 use super::{At, Engine, Millis, Step};
@@ -29,7 +30,7 @@ pub enum Steer {
 }
 
 /// A pause in force.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Pause {
     pub by: String,
     pub reason: String,
@@ -39,16 +40,16 @@ pub struct Pause {
 }
 
 /// A hold on the incident in flight.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Hold {
     pub by: String,
     pub reason: String,
 }
 
 /// What the engine is doing now, for `busyguard ps`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Live {
-    pub state: &'static str,
+    pub state: State,
     pub incident: Option<String>,
     pub since_first_busy_ms: Option<u64>,
     /// The next step and when it is due (wall clock, Unix ms).

@@ -163,7 +163,7 @@ fn a_killable_script_is_killed_at_once_and_confirmed_by_pong() {
     let s = observed(&mut e, at(1003), pong());
     assert_eq!(names(&s), ["killed", "recovered"]);
     assert_eq!(s.events[1].detail.to_value()["how"], "killed");
-    assert_eq!(e.state(), "healthy");
+    assert_eq!(e.state().name(), "healthy");
 }
 
 #[test]
@@ -234,7 +234,7 @@ fn past_the_budget_an_unkillable_script_ends_in_a_version_aware_shutdown() {
         }),
     );
     assert_eq!(names(&s), ["shutdown_confirmed"]);
-    assert_eq!(e.state(), "down");
+    assert_eq!(e.state().name(), "down");
     assert!(
         e.observe(
             at(2_100),
@@ -463,7 +463,7 @@ fn a_cluster_failover_goes_to_the_replica_least_behind_then_ends_the_old_primary
     let record = s.events[0].detail.to_value();
     assert_eq!(record["request"], "CLUSTER FAILOVER FORCE");
     assert_eq!(record["replicas"][0]["behind_bytes"], 10);
-    assert_eq!(e.state(), "failing_over");
+    assert_eq!(e.state().name(), "failing_over");
     assert_eq!(
         e.next_deadline(),
         None,
@@ -621,7 +621,7 @@ fn dry_run_decides_and_records_everything_and_sends_nothing() {
     let s = e.observe(at(2_000), busy(SCRIPT_BUSY));
     assert_eq!(names(&s), ["shutdown_sent"]);
     assert!(s.events[0].dry_run && s.action.is_none());
-    assert_eq!(e.state(), "busy");
+    assert_eq!(e.state().name(), "busy");
     assert_eq!(names(&observed(&mut e, at(9_000), pong())), ["recovered"]);
 }
 
@@ -684,7 +684,7 @@ fn faults_are_reported_once_and_never_acted_on() {
     };
     assert_eq!(names(&e.observe(at(1), fault())), ["probe_fault"]);
     assert!(e.observe(at(2), fault()).events.is_empty());
-    assert_eq!(e.state(), "fault");
+    assert_eq!(e.state().name(), "fault");
 }
 
 #[test]

@@ -114,14 +114,21 @@ pub struct ShutdownConfirmed {
     pub command: Option<String>,
 }
 
+/// An action an operator's pause holds back besides the escalation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WithheldAction {
+    Kill,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EscalationWithheld {
     #[serde(flatten)]
     pub inputs: DecisionInputs,
     pub reason: String,
-    /// The action withheld when it is not the shutdown (`kill`, while paused).
+    /// The action withheld when it is not the escalation itself (`kill`, while paused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub withheld_action: Option<String>,
+    pub withheld_action: Option<WithheldAction>,
     /// The decision input that was unknown, when that is why it was withheld.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing: Option<String>,

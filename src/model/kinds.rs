@@ -142,6 +142,27 @@ impl From<Resort> for Then {
 }
 
 words! {
+    /// What an instance is doing, as `busyguard_state`, `ps` and `status` name it.
+    #[derive(Default)]
+    pub enum State {
+        #[default]
+        Healthy = "healthy",
+        Busy = "busy",
+        /// `then: ask`: an approval is awaited.
+        Asking = "asking",
+        /// `then: failover`: a promotion is awaited.
+        FailingOver = "failing_over",
+        Hang = "hang",
+        /// Shut down by busyguard, awaited back.
+        Down = "down",
+        Unreachable = "unreachable",
+        Loading = "loading",
+        /// A configuration fault (NOAUTH, WRONGPASS, NOPERM): never acted on.
+        Fault = "fault",
+    }
+}
+
+words! {
     /// How a failover is made: through Sentinel, or by the busy node's replica in a Cluster.
     pub enum FailoverVia {
         Sentinel = "sentinel",

@@ -8,30 +8,19 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::event::detail::WithheldAction;
 use crate::event::{Detail, Event, EventKind};
+use crate::model::kinds::State;
 
 /// Upper bounds (seconds) of the probe round-trip histogram.
 const PROBE_BUCKETS: [f64; 12] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
 
-/// The states an instance can be in, as `busyguard_state` names them.
-pub const STATES: [&str; 9] = [
-    "healthy",
-    "busy",
-    "asking",
-    "failing_over",
-    "hang",
-    "down",
-    "unreachable",
-    "loading",
-    "fault",
-];
-
 #[derive(Default)]
 struct Registry {
     up: BTreeMap<String, bool>,
-    state: BTreeMap<String, &'static str>,
+    state: BTreeMap<String, State>,
     last_reply: BTreeMap<String, f64>,
     probe_counts: [u64; PROBE_BUCKETS.len()],
     probe_count: u64,
@@ -112,7 +101,7 @@ impl Metrics {
         self.with(|r| set(&mut r.up, instance, false));
     }
 
-    pub fn set_state(&self, instance: &str, state: &'static str) {
+    pub fn set_state(&self, instance: &str, state: State) {
         self.with(|r| set(&mut r.state, instance, state));
     }
 
@@ -127,7 +116,9 @@ impl Metrics {
             EventKind::ShutdownSent => Some(("shutdown", decided)),
             EventKind::ShutdownConfirmed => Some(("shutdown", "confirmed")),
             EventKind::EscalationWithheld => match &event.detail {
-                Detail::EscalationWithheld(w) if w.withheld_action.as_deref() == Some("kill") => {
+                Detail::EscalationWithheld(w)
+                    if w.withheld_action == Some(WithheldAction::Kill) =>
+                {
                     Some(("kill", "withheld"))
                 }
                 _ => Some(("shutdown", "withheld")),
@@ -270,11 +261,11 @@ impl Metrics {
             "1 for the state the instance is in",
         );
         for (i, state) in &r.state {
-            for s in STATES {
+            for s in State::ALL {
                 let _ = writeln!(
                     out,
                     "busyguard_state{{instance=\"{i}\",state=\"{s}\"}} {}",
-                    u8::from(s == *state)
+                    u8::from(s == state)
                 );
             }
         }

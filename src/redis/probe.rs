@@ -299,6 +299,15 @@ impl Connection {
         }
     }
 
+    /// One CONFIG GET value (`None` when refused or unknown): the one way a setting outside
+    /// the snapshot is read.
+    pub async fn config(&self, name: &'static str) -> Option<String> {
+        match self.call(&["CONFIG", "GET", name]).await {
+            Outcome::Reply(v) => pairs(v).remove(name),
+            Outcome::ErrorReply(_) | Outcome::Lost(_) => None,
+        }
+    }
+
     pub async fn ping(&self) -> Outcome {
         self.call(&["PING"]).await
     }

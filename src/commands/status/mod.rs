@@ -170,7 +170,7 @@ pub async fn status(
                 .find(|i| i.instance == p.instance)
                 .map_or(
                     json!({"error": "not supervised by the running daemon"}),
-                    |i| i.live.clone(),
+                    |i| json!(i.live),
                 ),
             Err(e) => json!({"error": format!("not reached: {e:#}")}),
         };
@@ -379,13 +379,12 @@ async fn cluster_view(conn: &probe::Connection) -> Value {
         Err(_) => return json!({"error": "timed out"}),
     };
     let field = |k: &str| crate::model::snapshot::info_field(&info, k);
-    let timeout = conn.call(&["CONFIG", "GET", "cluster-node-timeout"]);
-    let node_timeout = match tokio::time::timeout(CHECK_TIMEOUT, timeout).await {
-        Ok(Outcome::Reply(v)) => crate::redis::reply::pairs(v)
-            .get("cluster-node-timeout")
-            .and_then(|v| v.parse::<u64>().ok()),
-        _ => None,
-    };
+    let timeout = conn.config("cluster-node-timeout");
+    let node_timeout = tokio::time::timeout(CHECK_TIMEOUT, timeout)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<u64>().ok());
     json!({
         "state": field("cluster_state"),
         "known_nodes": field("cluster_known_nodes").and_then(|v| v.parse::<u64>().ok()),
@@ -514,7 +513,10 @@ fn human(s: &Value, out: &mut impl Write) -> std::io::Result<()> {
     }
     match (s["daemon"]["error"].as_str(), s["daemon"].is_object()) {
         (Some(e), _) => writeln!(out, "  daemon: {e}")?,
-        (None, true) => writeln!(out, "  daemon: {}", steer::live_text(&s["daemon"]))?,
+        (None, true) => match serde_json::from_value::<crate::engine::Live>(s["daemon"].clone()) {
+            Ok(live) => writeln!(out, "  daemon: {}", steer::live_text(&live))?,
+            Err(e) => writeln!(out, "  daemon: an answer busyguard cannot read ({e})")?,
+        },
         (None, false) => {}
     }
     if let Some(user) = text("user") {

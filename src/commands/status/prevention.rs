@@ -29,11 +29,11 @@ pub async fn findings(
     if snap.busy_threshold_ms == Some(DEFAULT_THRESHOLD_MS) && p.on_busy.kill_after.is_zero() {
         out.push("busy-reply-threshold is the default 5000 ms while the policy kills at once: no client is served for the first 5 s of every runaway script, before anyone can act; lower it (CONFIG SET busy-reply-threshold 1000, and in redis.conf) to what your slowest legitimate script needs".into());
     }
-    if config(conn, "maxmemory").await.as_deref() == Some("0") {
+    if conn.config("maxmemory").await.as_deref() == Some("0") {
         out.push("maxmemory is 0 (no limit): a script that writes in a loop can take the host's memory; set maxmemory and an eviction policy (maxmemory-policy)".into());
     }
     let line = EarlyWarnings::new(p.early_warning, None).line_ms(snap.busy_threshold_ms);
-    if let (Some(line), Some(logged)) = (line, config(conn, "slowlog-log-slower-than").await) {
+    if let (Some(line), Some(logged)) = (line, conn.config("slowlog-log-slower-than").await) {
         match logged.parse::<i64>() {
             Ok(us) if us < 0 => out.push("slowlog-log-slower-than is negative: the SLOWLOG is off, so no early warning can be seen; set it to 10000 (10 ms) or less".into()),
             Ok(us) if us as f64 / 1000.0 > line => out.push(format!(
@@ -45,7 +45,7 @@ pub async fn findings(
         }
     }
     if snap.major_version().is_some_and(|m| m < 7)
-        && config(conn, "lua-replicate-commands").await.as_deref() == Some("no")
+        && conn.config("lua-replicate-commands").await.as_deref() == Some("no")
     {
         out.push("lua-replicate-commands is no: replicas replay whole scripts and go busy too (and cannot kill them); set it to yes".into());
     }
@@ -61,18 +61,6 @@ pub async fn findings(
         }
     }
     out
-}
-
-/// One CONFIG GET value (`None` when refused or unknown).
-async fn config(conn: &Connection, name: &'static str) -> Option<String> {
-    match conn.call(&["CONFIG", "GET", name]).await {
-        Outcome::Reply(v) => match crate::redis::reply::to_json(&v) {
-            serde_json::Value::Object(m) => m.get(name)?.as_str().map(str::to_string),
-            serde_json::Value::Array(a) => a.get(1)?.as_str().map(str::to_string),
-            _ => None,
-        },
-        _ => None,
-    }
 }
 
 /// The users that may run scripts, from ACL LIST (when busyguard may read it).

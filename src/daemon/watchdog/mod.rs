@@ -346,7 +346,7 @@ impl Watchdog {
             }
         }
         let stopped = WatchdogStopped::Instance {
-            state: self.engine.state().to_string(),
+            state: self.engine.state().name().to_string(),
             incident_in_flight: self.engine.incident_id().map(str::to_string),
         };
         self.record_own(stopped);

@@ -113,6 +113,26 @@ pub fn withheld(
     if known.demoted {
         return None;
     }
+    // A script boundary is told from the BUSY stream by the threshold (see `continuity`).
+    match known.snapshot.map(|s| s.busy_threshold_ms) {
+        Some(Some(t)) if t > 0 => {}
+        None => {
+            return Some(Withheld::missing(
+                "continuity",
+                "snapshot",
+                "no healthy snapshot yet, so no threshold: whether one script or several gave \
+                 the BUSY replies cannot be told",
+            ));
+        }
+        Some(_) => {
+            return Some(Withheld::missing(
+                "continuity",
+                "busy_threshold_ms",
+                "CONFIG GET did not say it: whether one script or several gave the BUSY replies \
+                 cannot be told without it",
+            ));
+        }
+    }
     let guards = &rules.guards;
     // The opt-in guards want this run's own snapshot. The empty-restart guard also takes one
     // restored from the trail: neither the role nor the replicas nor the persistence can change

@@ -98,6 +98,24 @@ pub(super) struct Incident {
     pub(super) function: Option<RunningFunction>,
     /// Kills this incident sent: more counted by the server means another client's kill.
     pub(super) kills_sent: u64,
+    /// The probe connection its evidence came on (see `continuity`).
+    pub(super) conn: u64,
+    /// The kind its BUSY replies' text named (a script's text never changes; the kill's answer
+    /// may tell more of an unknown one, in `cause`).
+    pub(super) seen_kind: Option<BusyKind>,
+    /// When its last BUSY reply came (or another answer that a script runs: UNKILLABLE, a
+    /// running function).
+    pub(super) last_busy: Millis,
+    /// Why continuity is in doubt since an answer that came late (a kill's queued behind a
+    /// silent phase): the next BUSY reply supersedes the incident.
+    pub(super) doubt: Option<String>,
+    /// When its shutdown was decided, and whether it was lost (it may or may not have landed).
+    pub(super) shutdown_at: Option<Millis>,
+    pub(super) shutdown_lost: bool,
+    /// The incident whose lost shutdown this one may send again (once: a retry is not retried).
+    pub(super) retries: Option<String>,
+    /// Why a BUSY reply was too slow to rest a shutdown on, as last recorded (once per reason).
+    pub(super) slow_reported: bool,
 }
 
 /// The healthy snapshot held, when it was taken, and whether this run took it.

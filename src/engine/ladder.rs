@@ -46,39 +46,20 @@ impl Engine {
             }
         }
         let mut inc = match self.incident.take() {
-            Some(inc) if matches!(inc.cause, Cause::Busy(_)) => inc,
+            Some(inc) if matches!(inc.cause, Cause::Busy(_)) => {
+                match self.broken(&inc, kind, now) {
+                    None => inc,
+                    Some(why) => self.supersede(at, inc, why, kind, &reply, step),
+                }
+            }
             other => {
                 // A hang or unreachable episode that turns out to be BUSY continues as busy.
                 let mut inc = other.unwrap_or_else(|| self.open(at, Cause::Busy(kind)));
-                inc.cause = Cause::Busy(kind);
-                inc.first_busy = Some(now);
-                inc.kill = match kind {
-                    BusyKind::Module => Kill::NoneExists,
-                    _ => Kill::NotYet,
-                };
-                let warning = (self.snapshot().and_then(|s| s.busy_threshold_ms) == Some(0))
-                    .then(|| "busy-reply-threshold is 0 on this server".to_string());
-                let detail = d::BusyDetected {
-                    inputs: self.inputs(Some(&inc), now),
-                    reply: reply.clone(),
-                    busy_kind: kind,
-                    warning,
-                    supersedes: None,
-                };
-                step.events.push(self.event(Some(&inc), false, detail));
-                // A busy FCALL names itself (FUNCTION STATS), ahead of any kill.
-                if kind == BusyKind::Function {
-                    step.inquiry = Some(Inquiry::RunningFunction);
-                }
+                self.busy_detected(&mut inc, now, kind, &reply, None, step);
                 inc
             }
         };
-        // A reply that names a kill after one that named none (a module's yield, then a
-        // script): the kill is owed before any shutdown.
-        if inc.kill == Kill::NoneExists && kill_for(kind).is_some() {
-            inc.cause = Cause::Busy(kind);
-            inc.kill = Kill::NotYet;
-        }
+        inc.last_busy = now;
         // A reply naming the kill tells more than one of unknown form; never the reverse, and
         // never away from a kill: once a reply could have been a script's, the kill is owed.
         if inc.cause == Cause::Busy(BusyKind::Unknown) && kill_for(kind).is_some() {
@@ -86,6 +67,80 @@ impl Engine {
         }
         self.decide(&mut inc, now, kind, reply, step);
         self.incident = Some(inc);
+    }
+
+    /// The incident becomes busy: its first BUSY reply, what the records say of it, and the
+    /// kill it owes.
+    fn busy_detected(
+        &self,
+        inc: &mut Incident,
+        now: Millis,
+        kind: BusyKind,
+        reply: &str,
+        supersedes: Option<String>,
+        step: &mut Step,
+    ) {
+        inc.cause = Cause::Busy(kind);
+        inc.seen_kind = Some(kind);
+        inc.first_busy = Some(now);
+        inc.conn = self.reply.conn;
+        inc.kill = match kind {
+            BusyKind::Module => Kill::NoneExists,
+            _ => Kill::NotYet,
+        };
+        let warning = (self.snapshot().and_then(|s| s.busy_threshold_ms) == Some(0))
+            .then(|| "busy-reply-threshold is 0 on this server".to_string());
+        let detail = d::BusyDetected {
+            inputs: self.inputs(Some(inc), now),
+            reply: reply.to_string(),
+            busy_kind: kind,
+            warning,
+            supersedes,
+        };
+        step.events.push(self.event(Some(inc), false, detail));
+        // A busy FCALL names itself (FUNCTION STATS), ahead of any kill.
+        if kind == BusyKind::Function {
+            step.inquiry = Some(Inquiry::RunningFunction);
+        }
+    }
+
+    /// Continuity is broken (`why`): the incident is closed as superseded, and a new one starts
+    /// from this BUSY reply with its own kill and budget. On the same connection the server's
+    /// own facts carry over (a failover that failed); a lost shutdown that this BUSY on a new
+    /// connection proves had no effect no longer counts for `limits`, and may go once more.
+    fn supersede(
+        &mut self,
+        at: At,
+        old: Incident,
+        why: String,
+        kind: BusyKind,
+        reply: &str,
+        step: &mut Step,
+    ) -> Incident {
+        let now = at.mono;
+        let mut inc = self.open(at, Cause::Busy(kind));
+        let same_connection = old.conn == self.reply.conn;
+        let mut reason = why;
+        if same_connection {
+            inc.failover_failed = old.failover_failed;
+        } else if let (true, Some(sent), None) = (old.shutdown_lost, old.shutdown_at, &old.retries)
+        {
+            if let Some(i) = self.shutdowns.iter().position(|t| *t == sent) {
+                self.shutdowns.remove(i);
+            }
+            inc.retries = Some(old.id.clone());
+            reason.push_str(
+                "; the SHUTDOWN it sent was lost and the server still answers BUSY: it had no \
+                 effect, no longer counts for `limits`, and may go once more",
+            );
+        }
+        let detail = d::IncidentSuperseded {
+            reason,
+            by: Some(inc.id.clone()),
+        };
+        step.events.push(self.event(Some(&old), false, detail));
+        self.busy_detected(&mut inc, now, kind, reply, Some(old.id.clone()), step);
+        inc
     }
 
     /// The next rung for a busy incident that just answered BUSY again.
@@ -149,6 +204,29 @@ impl Engine {
         };
         if let Some(why) = self.steered(now, true) {
             self.withhold_for_operator(inc, now, why, None, reply, step);
+            return;
+        }
+        // What may change the server rests on a fresh reply; a slow one is said once, and the
+        // next BUSY reply decides.
+        let drastic = match &due {
+            Due::Ask | Due::Order(Order::Notify) => false,
+            Due::Failover | Due::Order(_) => true,
+        };
+        if let (true, Some(why)) = (drastic, self.stale()) {
+            if !inc.slow_reported {
+                inc.slow_reported = true;
+                let detail = d::EscalationWithheld {
+                    inputs: self.inputs(Some(inc), now),
+                    reason: why,
+                    missing: None,
+                    withheld_action: None,
+                    reply_seen: Some(reply),
+                    silent_ms: None,
+                    signal: None,
+                };
+                step.events
+                    .push(self.event(Some(inc), self.rules.dry_run, detail));
+            }
             return;
         }
         match due {
@@ -257,6 +335,7 @@ impl Engine {
             Escalation::ShutdownSent
         };
         self.shutdowns.push(now);
+        inc.shutdown_at = Some(now);
         let detail = d::ShutdownSent {
             inputs,
             reply_seen: reply,
@@ -305,6 +384,12 @@ impl Engine {
             return;
         };
         if let Kill::Sent { command, at } = inc.kill {
+            if matches!(
+                reply,
+                KillReply::Ok | KillReply::Unkillable(_) | KillReply::Replicated(_)
+            ) {
+                self.script_answered(&mut inc, now);
+            }
             self.kill_answered(&mut inc, command, at, now, reply, step);
         }
         self.incident = Some(inc);
@@ -409,12 +494,32 @@ impl Engine {
                     }
                     .into()
                 }
-                ShutdownOutcome::Refused(reply) | ShutdownOutcome::Failed(reply) => {
+                ShutdownOutcome::Refused(reply) => {
                     inc.escalation = Escalation::ShutdownFailed;
                     d::ActionFailed::Shutdown {
                         action: d::FailedAction::Shutdown,
                         reply,
-                        note: "not retried: a shutdown is sent at most once".into(),
+                        note:
+                            "refused by the server: not retried (a shutdown is sent at most once)"
+                                .into(),
+                    }
+                    .into()
+                }
+                ShutdownOutcome::Failed(reply) => {
+                    inc.escalation = Escalation::ShutdownFailed;
+                    inc.shutdown_lost = true;
+                    let note = match &inc.retries {
+                        Some(_) => "not sent again: it was itself the one retry of a lost shutdown",
+                        None => {
+                            "it may have landed, so it is not sent again on this evidence; should \
+                             the server still answer BUSY on a new connection, it had no effect and \
+                             may go once more"
+                        }
+                    };
+                    d::ActionFailed::Shutdown {
+                        action: d::FailedAction::Shutdown,
+                        reply,
+                        note: note.into(),
                     }
                     .into()
                 }

@@ -19,6 +19,7 @@
 //! busy transitions), `failover` (`then: failover`), `silence` (hang and unreachable),
 //! [`guards`], [`resume`].
 
+mod continuity;
 pub mod early;
 pub mod failover;
 pub mod guards;
@@ -75,6 +76,11 @@ pub struct Engine {
     /// An incident's `recovered` record, waiting for what the server tells after it
     /// ([`Inquiry::AfterRecovery`]).
     recovering: Option<Recovering>,
+    /// The probe connection in use (its generation), and its fastest round trip so far.
+    conn: u64,
+    rtt_floor: Option<Millis>,
+    /// How the reply being decided came (see `continuity`).
+    reply: continuity::Reply,
 }
 
 impl Engine {
@@ -98,6 +104,9 @@ impl Engine {
             },
             baseline: None,
             recovering: None,
+            conn: 0,
+            rtt_floor: None,
+            reply: continuity::Reply::default(),
         }
     }
 
@@ -147,6 +156,14 @@ impl Engine {
             failover_failed: false,
             function: None,
             kills_sent: 0,
+            conn: 0,
+            seen_kind: None,
+            last_busy: 0,
+            doubt: None,
+            shutdown_at: None,
+            shutdown_lost: false,
+            retries: None,
+            slow_reported: false,
         });
         Some(open.id.clone())
     }
@@ -228,8 +245,55 @@ impl Engine {
         }
     }
 
-    /// Feed one observation made at `at`; returns what to record and do.
+    /// Feed one observation made at `at` on the connection in use, answered at once; returns
+    /// what to record and do.
     pub fn observe(&mut self, at: At, obs: Observation) -> Step {
+        let reply = continuity::Reply {
+            conn: self.conn,
+            waited: 0,
+            sent: None,
+        };
+        self.observe_reply(at, reply, obs)
+    }
+
+    /// Feed one observation answered at `at`, from `source` (its connection, and when its
+    /// command was sent); returns what to record and do.
+    pub fn observe_from(&mut self, at: At, source: Source, obs: Observation) -> Step {
+        let reply = continuity::Reply {
+            conn: source.conn,
+            waited: at.mono.saturating_sub(source.sent),
+            sent: Some(source.sent),
+        };
+        self.observe_reply(at, reply, obs)
+    }
+
+    fn observe_reply(&mut self, at: At, reply: continuity::Reply, obs: Observation) -> Step {
+        if reply.conn != self.conn {
+            self.conn = reply.conn;
+            self.rtt_floor = None;
+        }
+        let waited = reply.waited;
+        self.reply = reply;
+        // Replies the server gives at once, busy or not (a kill's too: allowed while busy).
+        let answered = matches!(
+            obs,
+            Observation::Pong { .. }
+                | Observation::Busy { .. }
+                | Observation::Loading
+                | Observation::Fault { .. }
+                | Observation::KillReply(
+                    KillReply::Ok | KillReply::Unkillable(_) | KillReply::Replicated(_)
+                )
+        );
+        let step = self.decide_observation(at, obs);
+        // The connection's fastest round trip, for telling a queued PING from a slow path.
+        if answered {
+            self.rtt_floor = Some(self.rtt_floor.map_or(waited, |f| f.min(waited)));
+        }
+        step
+    }
+
+    fn decide_observation(&mut self, at: At, obs: Observation) -> Step {
         let mut step = Step::default();
         self.last_at = at;
         if !matches!(obs, Observation::AfterRecovery(_)) {
@@ -273,6 +337,10 @@ impl Engine {
             Observation::Failover(outcome) => self.on_failover(now, outcome, &mut step),
             Observation::RunningFunction(seen) => {
                 if let Some(inc) = self.incident.as_mut() {
+                    // A function that runs now: as good as a BUSY reply for continuity.
+                    if seen.name().is_some() {
+                        inc.last_busy = now;
+                    }
                     inc.function = Some(seen);
                 }
             }
@@ -388,6 +456,14 @@ impl Engine {
             failover_failed: false,
             function: None,
             kills_sent: 0,
+            conn: self.conn,
+            seen_kind: None,
+            last_busy: at.mono,
+            doubt: None,
+            shutdown_at: None,
+            shutdown_lost: false,
+            retries: None,
+            slow_reported: false,
         }
     }
 

@@ -1575,3 +1575,357 @@ fn a_busy_function_is_named_from_function_stats_in_its_unkillable_record() {
         "compact"
     );
 }
+
+/// The answer, come at `t` on connection `conn`, to a command sent `waited` ms before.
+fn on(e: &mut Engine, conn: u64, t: Millis, waited: Millis, obs: Observation) -> Step {
+    e.observe_from(
+        at(t),
+        Source {
+            conn,
+            sent: t - waited,
+        },
+        obs,
+    )
+}
+
+/// A BUSY stretch probed every 40 ms (a quarter of... well under the threshold, 200 ms) on
+/// connection `conn`, from `from` to `to`: the steps' record names, all of them.
+fn busy_through(e: &mut Engine, conn: u64, from: Millis, to: Millis) -> Vec<&'static str> {
+    let mut seen = Vec::new();
+    let mut t = from;
+    while t <= to {
+        seen.extend(names(&on(e, conn, t, 1, busy(SCRIPT_BUSY))));
+        t += 40;
+    }
+    seen
+}
+
+fn unkillable() -> Observation {
+    Observation::KillReply(KillReply::Unkillable("UNKILLABLE Sorry".into()))
+}
+
+/// #25.1: script A writes and ends inside its budget, script B (read-only) follows at once:
+/// the PING queued behind B's silent phase waits about a threshold. That is another script:
+/// the incident is superseded and B gets its kill; A's budget is not B's.
+#[test]
+fn a_script_boundary_hidden_in_a_busy_stretch_gets_a_kill_not_a_shutdown() {
+    let mut e = engine_with(rules());
+    assert_eq!(
+        names(&on(&mut e, 1, 1_000, 200, busy(SCRIPT_BUSY))),
+        ["busy_detected", "kill_sent"]
+    );
+    on(&mut e, 1, 1_001, 1, unkillable());
+    assert!(busy_through(&mut e, 1, 1_040, 1_600).is_empty());
+    // A ended at 1_610, B started; the next PING (sent at 1_640) waits for B's threshold.
+    let s = on(&mut e, 1, 1_810, 170, busy(SCRIPT_BUSY));
+    assert_eq!(
+        names(&s),
+        ["incident_superseded", "busy_detected", "kill_sent"]
+    );
+    assert_eq!(s.action, Some(Action::Kill(KillCommand::ScriptKill)));
+    let reason = s.events[0].detail.to_value()["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("waited 170 ms"), "{reason}");
+    // A's budget (2 s from 1_000) ends: no shutdown. B answers its kill: +OK, and is gone.
+    on(&mut e, 1, 1_812, 1, Observation::KillReply(KillReply::Ok));
+    assert!(
+        busy_through(&mut e, 1, 1_840, 3_100)
+            .iter()
+            .all(|n| *n != "shutdown_sent")
+    );
+}
+
+/// #25.1: a BUSY of another kind (a script's text, then a function's) is another script.
+#[test]
+fn a_busy_reply_of_another_kind_is_another_script() {
+    let mut e = engine_with(rules());
+    on(&mut e, 1, 1_000, 200, busy(SCRIPT_BUSY));
+    on(&mut e, 1, 1_001, 1, unkillable());
+    busy_through(&mut e, 1, 1_040, 1_500);
+    let s = on(&mut e, 1, 1_540, 1, busy(FUNCTION_BUSY));
+    assert_eq!(
+        names(&s),
+        ["incident_superseded", "busy_detected", "kill_sent"]
+    );
+    assert_eq!(s.action, Some(Action::Kill(KillCommand::FunctionKill)));
+}
+
+/// #25.2 and #25.4: a reconnect may reach another server (a VIP moved to the new primary) or
+/// the same one: the verdicts of the old connection do not carry over; the kill goes again.
+#[test]
+fn a_new_connection_owes_a_kill_before_any_shutdown() {
+    let mut e = engine_with(rules());
+    on(&mut e, 1, 1_000, 200, busy(SCRIPT_BUSY));
+    on(&mut e, 1, 1_001, 1, unkillable());
+    busy_through(&mut e, 1, 1_040, 1_900);
+    // The connection is lost; a new one answers BUSY at once, past the old budget.
+    let s = on(&mut e, 2, 3_100, 1, busy(SCRIPT_BUSY));
+    assert_eq!(
+        names(&s),
+        ["incident_superseded", "busy_detected", "kill_sent"]
+    );
+    // Its own UNKILLABLE, and its own budget, before a shutdown.
+    on(&mut e, 2, 3_101, 1, unkillable());
+    assert!(
+        busy_through(&mut e, 2, 3_140, 5_060)
+            .iter()
+            .all(|n| *n != "shutdown_sent")
+    );
+    assert_eq!(busy_through(&mut e, 2, 5_100, 5_100), ["shutdown_sent"]);
+}
+
+/// #25.2: a lost kill is a kill owed: the reconnected probe's BUSY sends it again.
+#[test]
+fn a_lost_kill_is_sent_again_on_the_new_connection() {
+    let mut e = engine_with(rules());
+    on(&mut e, 1, 1_000, 200, busy(SCRIPT_BUSY));
+    on(
+        &mut e,
+        1,
+        1_005,
+        5,
+        Observation::KillReply(KillReply::Lost("reset".into())),
+    );
+    let s = on(&mut e, 2, 1_100, 1, busy(SCRIPT_BUSY));
+    assert_eq!(
+        s.action,
+        Some(Action::Kill(KillCommand::ScriptKill)),
+        "{:?}",
+        names(&s)
+    );
+}
+
+/// #25.2: a shutdown lost on the way (a reset) that the server survived (BUSY on a new
+/// connection) may go once more, not counted for `limits`; the retry is not retried.
+#[test]
+fn a_lost_shutdown_the_server_survived_may_go_once_more() {
+    let mut e = engine_with(rules());
+    on(&mut e, 1, 1_000, 200, busy(SCRIPT_BUSY));
+    on(&mut e, 1, 1_001, 1, unkillable());
+    busy_through(&mut e, 1, 1_040, 2_960);
+    assert_eq!(
+        names(&on(&mut e, 1, 3_000, 1, busy(SCRIPT_BUSY))),
+        ["shutdown_sent"]
+    );
+    let lost = ShutdownOutcome::Failed("connection reset".into());
+    let s = on(&mut e, 1, 3_003, 3, Observation::Shutdown(lost.clone()));
+    assert_eq!(names(&s), ["action_failed"]);
+    let s = on(&mut e, 2, 3_100, 1, busy(SCRIPT_BUSY));
+    assert_eq!(
+        names(&s),
+        ["incident_superseded", "busy_detected", "kill_sent"]
+    );
+    let reason = s.events[0].detail.to_value()["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("may go once more"), "{reason}");
+    on(&mut e, 2, 3_101, 1, unkillable());
+    busy_through(&mut e, 2, 3_140, 5_060);
+    // max_shutdowns is 1 per hour: the lost one no longer counts.
+    assert_eq!(
+        names(&on(&mut e, 2, 5_100, 1, busy(SCRIPT_BUSY))),
+        ["shutdown_sent"]
+    );
+    on(&mut e, 2, 5_103, 3, Observation::Shutdown(lost));
+    // Lost again and survived: this one counts; the next is withheld by `limits`.
+    on(&mut e, 3, 5_200, 1, busy(SCRIPT_BUSY));
+    on(&mut e, 3, 5_201, 1, unkillable());
+    busy_through(&mut e, 3, 5_240, 7_160);
+    let s = on(&mut e, 3, 7_200, 1, busy(SCRIPT_BUSY));
+    assert_eq!(names(&s), ["escalation_withheld"]);
+    assert!(
+        s.events[0].detail.to_value()["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("limits")
+    );
+}
+
+/// #25.1: an operator's approval is for the script it was given for.
+#[test]
+fn an_approval_does_not_carry_over_to_the_next_script() {
+    let mut e = engine_with(Rules {
+        wait: 60_000,
+        ..rules()
+    });
+    on(&mut e, 1, 1_000, 200, busy(SCRIPT_BUSY));
+    on(&mut e, 1, 1_001, 1, unkillable());
+    e.steer(at(1_010), Steer::Approve).unwrap();
+    let s = on(&mut e, 1, 1_040, 1, busy(SCRIPT_BUSY));
+    assert_eq!(
+        names(&s),
+        ["shutdown_sent"],
+        "approved: it goes at the next BUSY reply"
+    );
+    // Had it been held up (say the shutdown was refused), the next script is not approved.
+    let mut e = engine_with(Rules {
+        wait: 60_000,
+        ..rules()
+    });
+    on(&mut e, 1, 1_000, 200, busy(SCRIPT_BUSY));
+    on(&mut e, 1, 1_001, 1, unkillable());
+    busy_through(&mut e, 1, 1_040, 1_160);
+    e.steer(at(1_170), Steer::Approve).unwrap();
+    let s = on(&mut e, 1, 1_380, 170, busy(SCRIPT_BUSY));
+    assert_eq!(
+        names(&s),
+        ["incident_superseded", "busy_detected", "kill_sent"]
+    );
+    on(&mut e, 1, 1_201, 1, unkillable());
+    assert!(
+        busy_through(&mut e, 1, 1_240, 3_000)
+            .iter()
+            .all(|n| *n != "shutdown_sent")
+    );
+}
+
+/// #25.5: a BUSY reply that took long to come back is no evidence the script still runs when
+/// the SHUTDOWN arrives: said once, and the next fresh reply decides.
+#[test]
+fn a_late_reply_is_no_ground_for_a_shutdown() {
+    let mut e = engine_with(rules());
+    // A slow path: every reply takes 120 ms (the fastest round trip: no queueing).
+    on(&mut e, 1, 1_000, 320, busy(SCRIPT_BUSY));
+    on(&mut e, 1, 1_120, 120, unkillable());
+    let mut t = 1_160;
+    while t < 3_000 {
+        on(&mut e, 1, t, 120, busy(SCRIPT_BUSY));
+        t += 40;
+    }
+    let s = on(&mut e, 1, 3_040, 120, busy(SCRIPT_BUSY));
+    assert_eq!(names(&s), ["escalation_withheld"]);
+    assert!(
+        s.events[0].detail.to_value()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("took 120 ms")
+    );
+    assert!(s.action.is_none());
+    assert!(
+        names(&on(&mut e, 1, 3_080, 120, busy(SCRIPT_BUSY))).is_empty(),
+        "said once"
+    );
+    // A fast one comes: the shutdown rests on it.
+    assert_eq!(
+        names(&on(&mut e, 1, 3_100, 10, busy(SCRIPT_BUSY))),
+        ["shutdown_sent"]
+    );
+}
+
+/// One input of a probed timeline for the continuity properties.
+#[derive(Clone, Debug)]
+enum Probed {
+    /// A BUSY reply, probed on cadence and answered at once.
+    Busy,
+    /// A BUSY reply that broke continuity: (kind is a function's, how: 0 queued PING, 1 idle
+    /// probe, 2 a new connection).
+    Break(bool, u8),
+    Kill(u8),
+    ShutdownLost,
+    Pong,
+}
+
+fn any_probed() -> impl Strategy<Value = Vec<Probed>> {
+    proptest::collection::vec(
+        prop_oneof![
+            6 => Just(Probed::Busy),
+            1 => (any::<bool>(), 0u8..3).prop_map(|(f, how)| Probed::Break(f, how)),
+            2 => (0u8..3).prop_map(Probed::Kill),
+            1 => Just(Probed::ShutdownLost),
+            1 => Just(Probed::Pong),
+        ],
+        1..120,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// #25: no shutdown after broken continuity (a queued PING, an idle probe, a new connection,
+    /// another kind) without a new UNKILLABLE on the current connection; a lost kill is always
+    /// sent again before any shutdown.
+    #[test]
+    fn no_shutdown_without_an_unkillable_since_continuity_broke(steps in any_probed()) {
+        let mut e = engine_with(Rules { max_shutdowns: 100, ..rules() });
+        let (mut t, mut conn) = (1_000u64, 1u64);
+        let mut function = false;
+        let mut unkillable_since_break = false;
+        let mut kill_owed = false;
+        let mut kill_sent = false;
+        for input in steps {
+            let step = match input {
+                Probed::Busy => {
+                    t += 40;
+                    let text = if function { FUNCTION_BUSY } else { SCRIPT_BUSY };
+                    on(&mut e, conn, t, 1, busy(text))
+                }
+                Probed::Break(f, how) => {
+                    unkillable_since_break = false;
+                    let waited = match how {
+                        0 => 170,
+                        1 => {
+                            t += 200;
+                            1
+                        }
+                        _ => {
+                            conn += 1;
+                            1
+                        }
+                    };
+                    t += 40;
+                    function = f;
+                    let text = if function { FUNCTION_BUSY } else { SCRIPT_BUSY };
+                    on(&mut e, conn, t, waited, busy(text))
+                }
+                Probed::Kill(k) if kill_sent => {
+                    kill_sent = false;
+                    t += 1;
+                    let reply = match k {
+                        0 => KillReply::Ok,
+                        1 => KillReply::Unkillable("UNKILLABLE Sorry".into()),
+                        _ => KillReply::Lost("reset".into()),
+                    };
+                    let lost = matches!(reply, KillReply::Lost(_));
+                    let unk = matches!(reply, KillReply::Unkillable(_));
+                    let s = on(&mut e, conn, t, 1, Observation::KillReply(reply));
+                    if lost {
+                        kill_owed = true;
+                        unkillable_since_break = false;
+                        conn += 1;
+                    }
+                    if unk {
+                        unkillable_since_break = true;
+                    }
+                    s
+                }
+                Probed::Kill(_) => Step::default(),
+                Probed::ShutdownLost => {
+                    t += 3;
+                    let s = on(&mut e, conn, t, 3, Observation::Shutdown(ShutdownOutcome::Failed("reset".into())));
+                    conn += 1;
+                    unkillable_since_break = false;
+                    s
+                }
+                Probed::Pong => {
+                    t += 40;
+                    unkillable_since_break = false;
+                    observed(&mut e, at(t), pong())
+                }
+            };
+            match &step.action {
+                Some(Action::Kill(_)) => {
+                    kill_sent = true;
+                    kill_owed = false;
+                }
+                Some(Action::Shutdown(_)) => {
+                    prop_assert!(!kill_owed, "a shutdown before the lost kill was sent again");
+                    prop_assert!(unkillable_since_break, "a shutdown without an UNKILLABLE since continuity broke");
+                }
+                _ => {}
+            }
+        }
+    }
+}

@@ -33,6 +33,15 @@ pub fn kill_for(kind: BusyKind) -> Option<KillCommand> {
     }
 }
 
+/// Where an observation comes from: the probe connection it was made on (a generation number:
+/// each reconnect starts the next) and when the command it answers was sent; the answer came at
+/// the observation's [`At`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Source {
+    pub conn: u64,
+    pub sent: Millis,
+}
+
 /// What the probe or a remedy saw.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Observation {

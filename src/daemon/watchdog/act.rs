@@ -60,6 +60,7 @@ impl Watchdog {
             let Some(conn) = conn.filter(|_| !gone) else {
                 return gone;
             };
+            let sent = std::time::Instant::now();
             let observations = match (step.action.take(), step.inquiry) {
                 (Some(action), ahead) => {
                     let ctx = Context {
@@ -78,7 +79,7 @@ impl Watchdog {
             };
             let mut next = Step::default();
             for observation in observations {
-                let s = self.decide(observation);
+                let s = self.decide_reply(sent, observation);
                 next.events.extend(s.events);
                 next.action = s.action.or(next.action);
                 next.inquiry = s.inquiry.or(next.inquiry);

@@ -21,7 +21,7 @@ use tokio::time::sleep_until;
 
 use crate::engine::History;
 use crate::engine::early::EarlyWarnings;
-use crate::engine::{At, Engine, Live, Observation, Rules, Steer, Step};
+use crate::engine::{At, Engine, Live, Observation, Rules, Source, Steer, Step};
 use crate::event::Event;
 use crate::event::detail::{Carried, WatchdogStarted, WatchdogStopped};
 use crate::policy::Policy;
@@ -68,6 +68,8 @@ pub struct Watchdog {
     replicas: Option<crate::redis::replicas::ReplicaWatch>,
     /// What [`Watchdog::resume`] carried over from the trail, for `watchdog_started` to sum up.
     carried: Carried,
+    /// The generation of the probe connection: each session's is the next.
+    conn: u64,
 }
 
 /// What the daemon hands a watchdog to steer it.
@@ -126,6 +128,7 @@ impl Watchdog {
             sentinel: None,
             replicas: None,
             carried: Carried::default(),
+            conn: 0,
             beat,
             early: EarlyWarnings::new(policy.early_warning, None),
             policy,
@@ -354,6 +357,8 @@ impl Watchdog {
 
     /// Probe one connection until it is lost or the watchdog is stopped.
     async fn session(&mut self, conn: &Connection) -> SessionEnd {
+        // A new connection: the engine's evidence starts anew with it.
+        self.conn += 1;
         let interval = self.policy.probe.interval;
         let mut next_probe = Instant::now();
         let mut next_snapshot = Instant::now();
@@ -399,7 +404,7 @@ impl Watchdog {
                     r = &mut probe => break r,
                     _ = sleep_until(silence.unwrap_or(sent + Duration::from_secs(86_400)).into()), if silence.is_some() => {
                         let for_ms = sent.elapsed().as_millis() as u64;
-                        let step = self.decide(Observation::Silent { for_ms });
+                        let step = self.decide_reply(sent, Observation::Silent { for_ms });
                         self.act(Some(conn), step).await;
                     }
                     _ = self.beat.tick() => {
@@ -421,7 +426,13 @@ impl Watchdog {
                     .metrics
                     .probe_replied(&self.policy.instance, sent.elapsed()),
             }
-            next_probe = sent + interval;
+            // During an incident, at least every quarter threshold: a script's end and the next
+            // one's start then always show in the BUSY stream (see the engine's continuity).
+            let every = match self.engine.probe_every() {
+                Some(ms) => interval.min(Duration::from_millis(ms)),
+                None => interval,
+            };
+            next_probe = sent + every;
             let (snapshot, slowlog) = match healthy {
                 Some(h) => (Some(h.snapshot), h.slowlog.ok()),
                 None => (None, None),
@@ -436,7 +447,7 @@ impl Watchdog {
                 snapshot: snapshot.map(Box::new),
             });
             let lost = matches!(observation, Observation::Unreachable { .. });
-            let step = self.decide(observation);
+            let step = self.decide_reply(sent, observation);
             let gone = self.act(Some(conn), step).await;
             if lost || gone {
                 return SessionEnd::Lost;
@@ -531,8 +542,18 @@ impl Watchdog {
 
     /// Give the engine an observation made now; the caller records and acts on the step.
     fn decide(&mut self, observation: Observation) -> Step {
+        self.decide_reply(Instant::now(), observation)
+    }
+
+    /// Give the engine the answer, come now on the connection in use, to a command sent at
+    /// `sent`; the caller records and acts on the step.
+    fn decide_reply(&mut self, sent: Instant, observation: Observation) -> Step {
         let now = self.now();
-        let step = self.engine.observe(now, observation);
+        let source = Source {
+            conn: self.conn,
+            sent: MONO_ORIGIN_MS + sent.saturating_duration_since(self.epoch).as_millis() as u64,
+        };
+        let step = self.engine.observe_from(now, source, observation);
         self.recorder
             .metrics
             .set_state(&self.policy.instance, self.engine.state());

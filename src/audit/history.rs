@@ -26,7 +26,7 @@ use std::time::Duration;
 use super::Record;
 use super::backwards::Backwards;
 use crate::engine::{History, OpenIncident, ResumedShutdown};
-use crate::event::detail::{CarriedPause, SlowlogCursor, WatchdogStarted};
+use crate::event::detail::{CarriedHold, CarriedPause, SlowlogCursor, WatchdogStarted};
 use crate::event::{Detail, EventKind};
 
 /// Read the trail at `path`, and the files rotation moved away beside it, back into the
@@ -103,6 +103,8 @@ struct Scan {
     pause: Option<Option<CarriedPause>>,
     /// The newest SLOWLOG cursor (`None` until one is read).
     cursor: Option<Option<SlowlogCursor>>,
+    /// The newest word on a hold (a hold, its release, or the server healthy again).
+    hold: Option<Option<CarriedHold>>,
     /// Unix ms of the `shutdown_sent` records within the window, newest first.
     shutdowns: Vec<u64>,
 }
@@ -110,7 +112,7 @@ struct Scan {
 impl Scan {
     /// Nothing older can change what this instance carries over.
     fn decided(&self) -> bool {
-        self.incident_done && self.pause.is_some() && self.cursor.is_some()
+        self.incident_done && self.pause.is_some() && self.cursor.is_some() && self.hold.is_some()
     }
 
     fn take(&mut self, record: Record, at: u64, window_ms: u64) {
@@ -120,6 +122,19 @@ impl Scan {
             }) => {
                 self.pause.get_or_insert_with(|| c.pause.clone());
                 self.cursor.get_or_insert_with(|| c.slowlog_cursor.clone());
+                self.hold.get_or_insert_with(|| c.hold.clone());
+            }
+            Detail::OperatorCommand(c) if matches!(c.command.as_str(), "hold" | "release") => {
+                self.hold.get_or_insert_with(|| {
+                    (c.command == "hold").then(|| CarriedHold {
+                        by: c.by_user.clone(),
+                        reason: c.reason.clone(),
+                    })
+                });
+            }
+            // A hold ends with the server healthy again.
+            Detail::Recovered(_) => {
+                self.hold.get_or_insert(None);
             }
             Detail::OperatorCommand(c)
                 if matches!(c.command.as_str(), "pause" | "resume" | "pause_expired") =>
@@ -185,6 +200,7 @@ impl Scan {
             shutdowns,
             slowlog_cursor: self.cursor.flatten(),
             pause: self.pause.flatten(),
+            hold: self.hold.flatten(),
         }
     }
 }

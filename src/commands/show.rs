@@ -282,11 +282,12 @@ pub(crate) fn summary(detail: &Detail) -> String {
             d.seen_by
         ),
         D::FailoverFailed(d) => format!("{}; fallback {}", d.reason, d.fallback.name()),
-        D::TrailFault(_) | D::SlowScript(_) | D::OperatorCommand(_) | D::ApprovalRequested(_) => {
-            detail.explanation().unwrap_or_default()
-        }
-        D::ProbeFault(_)
-        | D::NotifyFailed(_)
+        D::TrailFault(_)
+        | D::SlowScript(_)
+        | D::OperatorCommand(_)
+        | D::ApprovalRequested(_)
+        | D::ProbeFault(_) => detail.explanation().unwrap_or_default(),
+        D::NotifyFailed(_)
         | D::WatchdogStarted(_)
         | D::WatchdogStopped(_)
         | D::PolicyLoaded(_)

@@ -98,7 +98,7 @@ pub fn parse(text: &str) -> Result<Vec<(Millis, Input)>, String> {
                 other => return Err(at(format!("`kill {other}`: ok, unkillable, replicated, notbusy or lost"))),
             })),
             "shutdown" => Input::Observe(Observation::Shutdown(match arg {
-                "confirmed" => ShutdownOutcome::Confirmed { elapsed_ms: 2, command: None },
+                "confirmed" => ShutdownOutcome::Confirmed { elapsed_ms: 2, command: None, how: None },
                 "refused" => ShutdownOutcome::Refused("ERR Errors trying to SHUTDOWN. Check logs.".into()),
                 "failed" => ShutdownOutcome::Failed("the server still accepts connections".into()),
                 other => return Err(at(format!("`shutdown {other}`: confirmed, refused or failed"))),
@@ -404,6 +404,7 @@ pub fn from_trail(path: &Path, instance: &str) -> std::io::Result<Vec<(Millis, I
                 ShutdownOutcome::Confirmed {
                     elapsed_ms: d.confirm_ms,
                     command: d.command.clone(),
+                    how: Some(d.how.clone()),
                 },
             ))),
             Detail::Recovered(d) => {

@@ -9,7 +9,7 @@
 //! budget under way) holds only while continuity holds:
 //! - the same connection (its generation; a reconnect starts the next);
 //! - the same kind of BUSY text (a script's never changes: another means another script);
-//! - no PING that waited half a threshold more than the connection's fastest round trip (queued
+//! - no PING that waited half a threshold more than the connection's recent round trips (queued
 //!   behind a new script's silent phase), and none sent half a threshold or more after the last
 //!   BUSY reply (an action carried out meanwhile: a script's end and the next one's silent phase
 //!   could hide in that time). The watchdog PINGs at least every quarter threshold during an
@@ -89,7 +89,7 @@ impl Engine {
         if queued >= t / 2 {
             return Some(format!(
                 "the PING waited {} ms for its BUSY reply ({queued} ms more than this \
-                 connection's fastest round trip; the threshold is {t} ms): the server was \
+                 connection's recent round trips; the threshold is {t} ms): the server was \
                  silent meanwhile, as behind a new script",
                 reply.waited
             ));
@@ -135,6 +135,11 @@ impl Engine {
                 self.reply.waited
             )
         })
+    }
+
+    /// The busy threshold of this server in ms, when known and not 0.
+    pub fn threshold_ms(&self) -> Option<Millis> {
+        self.threshold()
     }
 
     /// How often the watchdog must PING during an incident so that only a silence can make a

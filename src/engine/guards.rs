@@ -20,6 +20,20 @@ pub struct Known<'a> {
     /// Sentinel has failed this server over during the incident: it is no longer a primary
     /// (with replicas, or whose restart would empty them), and its data lives on in the new one.
     pub demoted: bool,
+    /// The server's last count of unsaved changes, as fresh as the decision needs.
+    pub counted: Counted,
+}
+
+/// The last count of changes not saved yet (INFO persistence, read with each probe under
+/// `guards.max_unsaved_changes`, and with each snapshot), against the incident's start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counted {
+    /// Read within the bound before the script started.
+    Fresh { changes: u64, aof: bool },
+    /// Read longer before the script's first BUSY than the bound: writes may have come since.
+    Stale { age_ms: Millis, bound_ms: Millis },
+    /// Never read (INFO refused or silent on it).
+    Unknown,
 }
 
 /// Why a shutdown is withheld.
@@ -113,33 +127,14 @@ pub fn withheld(
     if known.demoted {
         return None;
     }
-    // A script boundary is told from the BUSY stream by the threshold (see `continuity`).
-    match known.snapshot.map(|s| s.busy_threshold_ms) {
-        Some(Some(t)) if t > 0 => {}
-        None => {
-            return Some(Withheld::missing(
-                "continuity",
-                "snapshot",
-                "no healthy snapshot yet, so no threshold: whether one script or several gave \
-                 the BUSY replies cannot be told",
-            ));
-        }
-        Some(_) => {
-            return Some(Withheld::missing(
-                "continuity",
-                "busy_threshold_ms",
-                "CONFIG GET did not say it: whether one script or several gave the BUSY replies \
-                 cannot be told without it",
-            ));
-        }
-    }
+
     let guards = &rules.guards;
     // The opt-in guards want this run's own snapshot. The empty-restart guard also takes one
     // restored from the trail: neither the role nor the replicas nor the persistence can change
     // while a script holds the server.
     let needs_fresh = guards.max_unsaved_changes.is_some() || guards.keep_primary_with_replicas;
     if !needs_fresh && guards.allow_empty_restart {
-        return None;
+        return continuity(known);
     }
     let snapshot = match (known.snapshot, known.fresh) {
         (None, _) => {
@@ -166,28 +161,32 @@ pub fn withheld(
         }
     };
     if let Some(max) = guards.max_unsaved_changes {
-        match (snapshot.aof_enabled, snapshot.rdb_changes_since_last_save) {
-            (None, _) => {
-                return Some(Withheld::missing(
-                    "guards.max_unsaved_changes",
-                    "aof_enabled",
-                    &unread(),
-                ));
+        const GUARD: &str = "guards.max_unsaved_changes";
+        match known.counted {
+            Counted::Unknown => {
+                let input = match snapshot.aof_enabled {
+                    None => "aof_enabled",
+                    Some(_) => "rdb_changes_since_last_save",
+                };
+                return Some(Withheld::missing(GUARD, input, &unread()));
             }
-            (Some(true), _) => {}
-            (Some(false), None) => {
+            Counted::Stale { age_ms, bound_ms } => {
                 return Some(Withheld::missing(
-                    "guards.max_unsaved_changes",
+                    GUARD,
                     "rdb_changes_since_last_save",
-                    &unread(),
+                    &format!(
+                        "the last count was read {age_ms} ms before the script's first BUSY \
+                         reply, more than the {bound_ms} ms it may be: writes may have come since"
+                    ),
                 ));
             }
-            (Some(false), Some(changes)) if changes > max => {
+            Counted::Fresh { aof: true, .. } => {}
+            Counted::Fresh { changes, .. } if changes > max => {
                 return Some(Withheld::because(format!(
-                    "guards.max_unsaved_changes: RDB-only instance with {changes} unsaved changes (max {max})"
+                    "{GUARD}: RDB-only instance with {changes} unsaved changes (max {max})"
                 )));
             }
-            (Some(false), Some(_)) => {}
+            Counted::Fresh { .. } => {}
         }
     }
     if guards.keep_primary_with_replicas {
@@ -219,7 +218,27 @@ pub fn withheld(
     {
         return Some(w);
     }
-    None
+    continuity(known)
+}
+
+/// A script boundary is told from the BUSY stream by the threshold (see `continuity`): without
+/// it, whether one script or several gave the BUSY replies cannot be told.
+fn continuity(known: Known) -> Option<Withheld> {
+    match known.snapshot.map(|s| s.busy_threshold_ms) {
+        Some(Some(t)) if t > 0 => None,
+        None => Some(Withheld::missing(
+            "continuity",
+            "snapshot",
+            "no healthy snapshot yet, so no threshold: whether one script or several gave the \
+             BUSY replies cannot be told",
+        )),
+        Some(_) => Some(Withheld::missing(
+            "continuity",
+            "busy_threshold_ms",
+            "CONFIG GET did not say it: whether one script or several gave the BUSY replies \
+             cannot be told without it",
+        )),
+    }
 }
 
 /// A primary with replicas and no persistence comes back empty from a restart (Debian's

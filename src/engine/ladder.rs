@@ -309,6 +309,7 @@ impl Engine {
                 snapshot: self.snapshot(),
                 fresh: self.snapshot.as_ref().is_some_and(|h| h.fresh),
                 demoted: inc.demoted.is_some(),
+                counted: self.counted(inc),
             };
             guards::withheld(rules, order, &self.shutdowns, known, now)
         };
@@ -328,7 +329,10 @@ impl Engine {
             return;
         }
         let major = self.snapshot().and_then(Snapshot::major_version);
-        let command = ShutdownCommand::for_version(major, rules.force);
+        let command = ShutdownCommand {
+            run_id: self.snapshot().and_then(|s| s.run_id.clone()),
+            ..ShutdownCommand::for_version(major, rules.force)
+        };
         inc.escalation = if dry_run {
             Escalation::ShutdownDecided
         } else {
@@ -484,12 +488,17 @@ impl Engine {
                 ShutdownOutcome::Confirmed {
                     elapsed_ms,
                     command,
+                    how,
                 } => {
                     inc.escalation = Escalation::ShutdownConfirmed;
                     d::ShutdownConfirmed {
                         confirm_ms: elapsed_ms,
                         since_first_busy_ms,
-                        how: "the connection closed without a reply and the server refused new connections".into(),
+                        how: how.unwrap_or_else(|| {
+                            "the connection closed without a reply and the server refused new \
+                             connections"
+                                .into()
+                        }),
                         command,
                     }
                     .into()

@@ -76,11 +76,15 @@ pub struct Engine {
     /// An incident's `recovered` record, waiting for what the server tells after it
     /// ([`Inquiry::AfterRecovery`]).
     recovering: Option<Recovering>,
-    /// The probe connection in use (its generation), and its fastest round trip so far.
+    /// The probe connection in use (its generation), its fastest recent round trip, and the
+    /// last two it came from.
     conn: u64,
     rtt_floor: Option<Millis>,
+    recent_waits: [Option<Millis>; 2],
     /// How the reply being decided came (see `continuity`).
     reply: continuity::Reply,
+    /// The server's last count of unsaved changes, whether the AOF is on, and when it was read.
+    unsaved: Option<(u64, bool, Millis)>,
 }
 
 impl Engine {
@@ -106,7 +110,9 @@ impl Engine {
             recovering: None,
             conn: 0,
             rtt_floor: None,
+            recent_waits: [None; 2],
             reply: continuity::Reply::default(),
+            unsaved: None,
         }
     }
 
@@ -118,6 +124,16 @@ impl Engine {
     pub fn resume(&mut self, history: &History, now: At) -> Option<String> {
         let to_mono = |unix_ms: u64| now.mono.saturating_sub(now.unix_ms.saturating_sub(unix_ms));
         self.shutdowns = history.shutdowns.iter().map(|t| to_mono(*t)).collect();
+        // A hold lasts until released: across a restart, and onto the incident that supersedes
+        // the one it was given in.
+        self.hold = history
+            .hold
+            .as_ref()
+            .filter(|_| history.open_incident.is_some())
+            .map(|h| steer::Hold {
+                by: h.by.clone(),
+                reason: h.reason.clone(),
+            });
         let open = history.open_incident.as_ref()?;
         if let Some((snapshot, taken)) = &open.snapshot {
             self.snapshot = Some(Held {
@@ -271,6 +287,7 @@ impl Engine {
         if reply.conn != self.conn {
             self.conn = reply.conn;
             self.rtt_floor = None;
+            self.recent_waits = [None; 2];
         }
         let waited = reply.waited;
         self.reply = reply;
@@ -278,6 +295,7 @@ impl Engine {
         let answered = matches!(
             obs,
             Observation::Pong { .. }
+                | Observation::Unsaved { .. }
                 | Observation::Busy { .. }
                 | Observation::Loading
                 | Observation::Fault { .. }
@@ -286,9 +304,11 @@ impl Engine {
                 )
         );
         let step = self.decide_observation(at, obs);
-        // The connection's fastest round trip, for telling a queued PING from a slow path.
+        // The connection's recent round trips, for telling a queued PING from a slow path (a
+        // path that became slow is the floor after two replies).
         if answered {
-            self.rtt_floor = Some(self.rtt_floor.map_or(waited, |f| f.min(waited)));
+            self.recent_waits = [self.recent_waits[1], Some(waited)];
+            self.rtt_floor = self.recent_waits.iter().flatten().copied().min();
         }
         step
     }
@@ -308,9 +328,11 @@ impl Engine {
                 if let Some(s) = snapshot {
                     self.take_snapshot(*s, now, &mut step);
                 }
-                self.fault = None;
-                self.loading = false;
-                self.recover(now, &mut step);
+                self.healthy(now, &mut step);
+            }
+            Observation::Unsaved { changes, aof } => {
+                self.unsaved = Some((changes, aof, now));
+                self.healthy(now, &mut step);
             }
             Observation::Busy { kind, reply } => self.on_busy(at, kind, reply, &mut step),
             Observation::Silent { for_ms } => self.on_silence(at, for_ms, &mut step),
@@ -380,7 +402,7 @@ impl Engine {
             Escalation::ShutdownSent | Escalation::ShutdownConfirmed
         );
         let reason = match obs {
-            Observation::Pong { .. } => None,
+            Observation::Pong { .. } | Observation::Unsaved { .. } => None,
             Observation::Unreachable { .. } if shut_down => None,
             Observation::Busy { .. } => Some(
                 "busyguard restarted while the server answered BUSY, and nothing can prove it is \
@@ -404,6 +426,29 @@ impl Engine {
         }
     }
 
+    /// A healthy answer: faults and loading are over, and so is the incident in flight.
+    fn healthy(&mut self, now: Millis, step: &mut Step) {
+        self.fault = None;
+        self.loading = false;
+        self.recover(now, step);
+    }
+
+    /// The last count of unsaved changes, against the start of `inc`: read no longer before
+    /// its first BUSY than a threshold (the script's silent phase), two probe intervals and a
+    /// margin for the round trips.
+    fn counted(&self, inc: &Incident) -> guards::Counted {
+        let Some((changes, aof, read_at)) = self.unsaved else {
+            return guards::Counted::Unknown;
+        };
+        let first = inc.first_busy.unwrap_or(read_at);
+        let bound_ms = self.threshold().unwrap_or(0) + 2 * self.rules.probe_interval + 100;
+        let age_ms = first.saturating_sub(read_at);
+        match age_ms > bound_ms {
+            true => guards::Counted::Stale { age_ms, bound_ms },
+            false => guards::Counted::Fresh { changes, aof },
+        }
+    }
+
     fn take_snapshot(&mut self, s: Snapshot, now: Millis, step: &mut Step) {
         let zero = s.busy_threshold_ms == Some(0);
         if zero && !self.threshold_zero_reported {
@@ -415,6 +460,27 @@ impl Engine {
                 .push(self.event(self.incident.as_ref(), false, detail));
         }
         self.threshold_zero_reported = zero;
+        // A run id that changed on a server up longer than since the last snapshot: another
+        // server, not a restart.
+        if let Some(held) = self.snapshot.as_ref().filter(|h| h.fresh)
+            && let (Some(before), Some(now_id), Some(up)) =
+                (&held.snapshot.run_id, &s.run_id, s.uptime_seconds)
+            && before != now_id
+            && up * 1000 > now.saturating_sub(held.taken) + 2_000
+        {
+            let detail = d::ProbeFault::Elsewhere {
+                warning: format!(
+                    "another server answers at this address (run id {now_id}, up {up} s) than \
+                     the one before (run id {before}): the address leads to more than one server \
+                     (a VIP, a DNS name, a proxy); `redis.url` must address the server itself, \
+                     or busyguard may act on one it did not watch"
+                ),
+                run_id_before: before.clone(),
+                run_id_now: now_id.clone(),
+            };
+            step.events
+                .push(self.event(self.incident.as_ref(), false, detail));
+        }
         if !s.errors.is_empty() && s.errors != self.snapshot_errors {
             let detail = d::ProbeFault::SnapshotIncomplete {
                 snapshot_errors: s.errors.clone(),
@@ -428,6 +494,9 @@ impl Engine {
         self.snapshot_errors = s.errors.clone();
         if self.incident.is_none() && self.resumed.is_none() {
             self.baseline = Some(s.clone());
+        }
+        if let (Some(aof), Some(changes)) = (s.aof_enabled, s.rdb_changes_since_last_save) {
+            self.unsaved = Some((changes, aof, now));
         }
         self.snapshot = Some(Held {
             snapshot: s,

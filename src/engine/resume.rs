@@ -12,7 +12,7 @@
 //! starts from the kill. The snapshot the old incident rested on is restored with its true age
 //! and marked as coming from the trail, so records show it and guards do not lean on it.
 
-use crate::event::detail::{CarriedPause, SlowlogCursor};
+use crate::event::detail::{CarriedHold, CarriedPause, SlowlogCursor};
 use crate::model::kinds::BusyKind;
 use crate::model::snapshot::Snapshot;
 
@@ -29,6 +29,8 @@ pub struct History {
     pub slowlog_cursor: Option<SlowlogCursor>,
     /// The pause in force when the trail was last written (it may have expired since).
     pub pause: Option<CarriedPause>,
+    /// The hold in force when the trail was last written.
+    pub hold: Option<CarriedHold>,
 }
 
 /// What an earlier run recorded of an incident it left open.

@@ -1,6 +1,7 @@
 //! Operators steering the engine: a pause (probing, detection and records go on; every action is
-//! decided and recorded as withheld, until it expires or is resumed), a hold (during an incident:
-//! no escalation until released; the kill still goes), an approval (the escalation goes at the
+//! decided and recorded as withheld, until it expires or is resumed), a hold (given during an
+//! incident: no escalation until released or the server is healthy again, across a restart of
+//! busyguard and onto an incident that supersedes the held one; the kill still goes), an approval (the escalation goes at the
 //! next BUSY reply, ahead of the budget, with the usual guards), and what the engine is doing
 //! now, for `busyguard ps`.
 

@@ -35,6 +35,7 @@ fn rules() -> Rules {
         max_shutdowns: 1,
         per: 3_600_000,
         guards: Guards::default(),
+        probe_interval: 50,
     }
 }
 
@@ -220,6 +221,7 @@ fn past_the_budget_an_unkillable_script_ends_in_a_version_aware_shutdown() {
             abort_first: true,
             words: vec!["SHUTDOWN", "NOSAVE", "NOW"],
             legacy_fallback: false,
+            run_id: Some("run-a".into()),
         }))
     );
     assert_eq!(
@@ -231,6 +233,7 @@ fn past_the_budget_an_unkillable_script_ends_in_a_version_aware_shutdown() {
         Observation::Shutdown(ShutdownOutcome::Confirmed {
             elapsed_ms: 2,
             command: Some("SHUTDOWN NOSAVE NOW".into()),
+            how: None,
         }),
     );
     assert_eq!(names(&s), ["shutdown_confirmed"]);
@@ -300,6 +303,7 @@ fn limits_withhold_a_second_shutdown_in_the_window() {
         Observation::Shutdown(ShutdownOutcome::Confirmed {
             elapsed_ms: 1,
             command: None,
+            how: None,
         }),
     );
     e.observe(
@@ -785,6 +789,7 @@ fn any_observation() -> impl Strategy<Value = Observation> {
         Just(Observation::Shutdown(ShutdownOutcome::Confirmed {
             elapsed_ms: 1,
             command: None,
+            how: None
         })),
         Just(Observation::Shutdown(ShutdownOutcome::Refused(
             "ERR".into()
@@ -1928,4 +1933,63 @@ proptest! {
             }
         }
     }
+}
+
+/// #25.6: `guards.max_unsaved_changes` decides on a count read with the probe just before the
+/// script; a count as old as the last snapshot is no ground for a shutdown.
+#[test]
+fn the_unsaved_changes_guard_needs_a_count_from_just_before_the_script() {
+    let guarded = || Rules {
+        guards: Guards {
+            max_unsaved_changes: Some(1_000),
+            ..Guards::default()
+        },
+        ..rules()
+    };
+    let ladder = |e: &mut Engine, from: Millis| {
+        on(e, 1, from, 200, busy(SCRIPT_BUSY));
+        on(e, 1, from + 1, 1, unkillable());
+        busy_through(e, 1, from + 40, from + 1_960);
+        on(e, 1, from + 2_000, 1, busy(SCRIPT_BUSY))
+    };
+    // The snapshot's count (10 changes, at 0) is 9 s older than the script: withheld.
+    let mut e = engine_with(guarded());
+    let s = ladder(&mut e, 9_000);
+    assert_eq!(names(&s), ["escalation_withheld"]);
+    let w = s.events[0].detail.to_value();
+    assert_eq!(w["missing"], "rdb_changes_since_last_save", "{w}");
+    // The probe's count, read just before the script: 2000 writes came since the snapshot.
+    let mut e = engine_with(guarded());
+    on(
+        &mut e,
+        1,
+        8_750,
+        1,
+        Observation::Unsaved {
+            changes: 2_000,
+            aof: false,
+        },
+    );
+    let s = ladder(&mut e, 9_000);
+    assert!(
+        s.events[0].detail.to_value()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("2000 unsaved changes"),
+        "{:?}",
+        s.events[0].detail.to_value()
+    );
+    // Under the bound, it goes.
+    let mut e = engine_with(guarded());
+    on(
+        &mut e,
+        1,
+        8_750,
+        1,
+        Observation::Unsaved {
+            changes: 20,
+            aof: false,
+        },
+    );
+    assert_eq!(names(&ladder(&mut e, 9_000)), ["shutdown_sent"]);
 }

@@ -47,6 +47,9 @@ pub struct Source {
 pub enum Observation {
     /// A healthy answer; `snapshot` when one was just taken (always after a reconnect).
     Pong { snapshot: Option<Box<Snapshot>> },
+    /// A healthy answer to INFO persistence (the probe under `guards.max_unsaved_changes`): as
+    /// a PONG, with the changes not saved yet and whether the AOF is on.
+    Unsaved { changes: u64, aof: bool },
     /// A BUSY error reply, with its text.
     Busy { kind: BusyKind, reply: String },
     /// A probe has been outstanding this long with no reply.
@@ -152,11 +155,14 @@ impl KillReply {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ShutdownOutcome {
-    /// The connection closed without a reply and the server then refused connections.
+    /// The connection closed without a reply and the server is gone, as `how` says.
     Confirmed {
         elapsed_ms: Millis,
         /// The form that was sent (the 6.x fallback, or the command decided).
         command: Option<String>,
+        /// How its end was seen (connections refused, no server behind the endpoint, a new
+        /// run answering); `None`: refused, the usual way.
+        how: Option<String>,
     },
     /// An error reply: the shutdown did not happen.
     Refused(String),
@@ -214,6 +220,9 @@ pub struct ShutdownCommand {
     /// 6.x (which knows neither ABORT nor NOW while busy) and exactly `SHUTDOWN NOSAVE` goes
     /// instead. The ABORT is the probe, so only one shutdown is ever sent.
     pub legacy_fallback: bool,
+    /// The server's run id (healthy snapshot): a different run answering after the shutdown is
+    /// a restart (it did stop); the same one answering means it did not.
+    pub run_id: Option<String>,
 }
 
 /// The only SHUTDOWN a busy 6.x server accepts.
@@ -230,6 +239,7 @@ impl ShutdownCommand {
                 abort_first: false,
                 words: LEGACY_SHUTDOWN.to_vec(),
                 legacy_fallback: false,
+                run_id: None,
             };
         }
         let mut words = vec!["SHUTDOWN", "NOSAVE", "NOW"];
@@ -240,6 +250,7 @@ impl ShutdownCommand {
             abort_first: true,
             words,
             legacy_fallback: major.is_none(),
+            run_id: None,
         }
     }
 
@@ -295,6 +306,9 @@ pub struct Rules {
     pub max_shutdowns: u32,
     pub per: Millis,
     pub guards: policy::Guards,
+    /// `probe.interval`: how old the last count of unsaved changes may be at an incident's
+    /// start.
+    pub probe_interval: Millis,
 }
 
 impl Rules {
@@ -321,6 +335,7 @@ impl Rules {
             max_shutdowns: p.limits.max_shutdowns,
             per: ms(p.limits.per),
             guards: p.guards.clone(),
+            probe_interval: ms(p.probe.interval),
         }
     }
 }

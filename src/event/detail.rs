@@ -320,6 +320,14 @@ pub enum ProbeFault {
         reply: String,
         note: String,
     },
+    /// Another server answers at the policy's address than the one before, and it did not
+    /// just restart (it was up all along): the address leads to more than one server (a VIP,
+    /// a DNS name, a proxy), and `redis.url` must address the server itself.
+    Elsewhere {
+        warning: String,
+        run_id_before: String,
+        run_id_now: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -354,6 +362,17 @@ pub struct Carried {
     pub pause: Option<CarriedPause>,
     /// Where early warnings go on in the SLOWLOG: (run id, SLOWLOG id).
     pub slowlog_cursor: Option<SlowlogCursor>,
+    /// The operator's hold still in force (it lasts until released, or until the server is
+    /// healthy again).
+    #[serde(default)]
+    pub hold: Option<CarriedHold>,
+}
+
+/// A hold in force: by whom, why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CarriedHold {
+    pub by: String,
+    pub reason: String,
 }
 
 /// A pause in force: until when, by whom, why.
@@ -599,7 +618,9 @@ impl crate::event::Detail {
             D::ActionFailed(ActionFailed::Shutdown { reply, .. }) => reply.clone(),
             D::ActionFailed(ActionFailed::Signal { error, .. }) => error.clone(),
             D::ProbeFault(ProbeFault::Fault { reply, .. }) => reply.clone(),
-            D::ProbeFault(ProbeFault::ThresholdZero { warning, .. }) => warning.clone(),
+            D::ProbeFault(
+                ProbeFault::ThresholdZero { warning, .. } | ProbeFault::Elsewhere { warning, .. },
+            ) => warning.clone(),
             D::ProbeFault(ProbeFault::SnapshotIncomplete {
                 snapshot_errors, ..
             }) => snapshot_errors.join("; "),

@@ -18,6 +18,14 @@ use crate::policy::{Endpoint, RedisTarget};
 /// most: the watchdog's own probe has no such bound (its PING outstanding is the point).
 pub const ASK_LIMIT: Duration = Duration::from_secs(2);
 
+/// TCP keepalive on every connection: first probe after this much idleness, then every
+/// [`KEEPALIVE_INTERVAL`], [`KEEPALIVE_RETRIES`] times, before the kernel gives up on the peer.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(3);
+pub const KEEPALIVE_RETRIES: u32 = 3;
+/// `TCP_USER_TIMEOUT`: bytes sent and not acknowledged this long end the connection.
+pub const UNACKNOWLEDGED_LIMIT: Duration = Duration::from_secs(10);
+
 /// The primary's target with another address (a replica's `host:port`, as the primary's INFO
 /// names it): the same credentials, TLS settings and renamed commands.
 pub fn replica_target(primary: &RedisTarget, address: &str) -> Option<RedisTarget> {

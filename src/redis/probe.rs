@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use fred::prelude::*;
-use fred::types::config::{Server, ServerConfig, TlsConfig};
+use fred::types::config::{Server, ServerConfig, TcpConfig, TlsConfig};
 use fred::types::{ClusterHash, ConnectHandle, CustomCommand, RespVersion};
 use tokio::sync::watch;
 
@@ -171,6 +171,20 @@ pub async fn connect(
             c.reconnect_on_auth_error = false;
             c.auto_client_setname = false;
             c.disable_cluster_health_check = true;
+            // A peer gone without a word (a partition, a conntrack flush) is noticed by the
+            // kernel: unanswered probes while idle, unacknowledged bytes while a PING waits
+            // (a busy server's kernel still acknowledges them).
+            c.tcp = TcpConfig {
+                nodelay: Some(true),
+                keepalive: Some(
+                    fred::socket2::TcpKeepalive::new()
+                        .with_time(super::KEEPALIVE_IDLE)
+                        .with_interval(super::KEEPALIVE_INTERVAL)
+                        .with_retries(super::KEEPALIVE_RETRIES),
+                ),
+                user_timeout: Some(super::UNACKNOWLEDGED_LIMIT),
+                ..TcpConfig::default()
+            };
         })
         .with_performance_config(|p| {
             p.default_command_timeout = Duration::ZERO;
@@ -308,6 +322,26 @@ impl Connection {
         }
     }
 
+    /// INFO persistence, the probe under `guards.max_unsaved_changes`: answered like a PING
+    /// (BUSY, LOADING), and while healthy it says how many changes are not saved yet and
+    /// whether the AOF is on. `Err` holds any other outcome (a reply without those fields, a
+    /// refusal) for the caller to read.
+    pub async fn unsaved(&self) -> Result<(u64, bool), Outcome> {
+        match self.call(&["INFO", "persistence"]).await {
+            Outcome::Reply(v) => {
+                let info = v.as_string().unwrap_or_default();
+                let field = |k| crate::model::snapshot::info_field(&info, k);
+                let changes = field("rdb_changes_since_last_save").and_then(|n| n.parse().ok());
+                let aof = field("aof_enabled").map(|a| a == "1");
+                match (changes, aof) {
+                    (Some(changes), Some(aof)) => Ok((changes, aof)),
+                    _ => Err(Outcome::Reply(v)),
+                }
+            }
+            other => Err(other),
+        }
+    }
+
     pub async fn ping(&self) -> Outcome {
         self.call(&["PING"]).await
     }
@@ -387,7 +421,7 @@ fn refused(command: &str, reply: &str) -> String {
 
 /// An error reply that refuses a command (rights, a renamed or unknown command) rather than
 /// telling the server's state: BUSY and LOADING are the probe's to read.
-fn refusal(line: &str) -> bool {
+pub fn refusal(line: &str) -> bool {
     !matches!(
         classify_error(line),
         Observation::Busy { .. } | Observation::Loading

@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 use super::{Context, Gate, Remedy, Runtime};
 use crate::engine::{LEGACY_SHUTDOWN, Observation, ShutdownCommand, ShutdownOutcome};
 use crate::model::kinds::BusyKind;
-use crate::policy::Endpoint;
-use crate::redis::probe::{Connection, Outcome};
+use crate::policy::{Endpoint, RedisTarget};
+use crate::redis::probe::{self, ConnectError, Connection, Outcome};
 
 impl Remedy for ShutdownCommand {
     const GATE: Gate = Gate::OnDisk;
 
     async fn perform(&self, ctx: &Context<'_>, _: &impl Runtime) -> (Observation, bool) {
-        let outcome = shutdown(ctx.conn, self, &ctx.policy.redis.endpoint).await;
+        let outcome = shutdown(ctx.conn, self, &ctx.policy.redis).await;
         let gone = matches!(
             outcome,
             ShutdownOutcome::Confirmed { .. } | ShutdownOutcome::Failed(_)
@@ -26,17 +26,19 @@ impl Remedy for ShutdownCommand {
     }
 }
 
-/// How long a server may take to stop accepting connections after closing ours on SHUTDOWN.
+/// How long a server may take to be seen gone after closing ours on SHUTDOWN.
 const SHUTDOWN_CONFIRM_LIMIT: Duration = Duration::from_secs(10);
+/// What one look at the endpoint (a connection and its HELLO, then INFO) may take.
+const LOOK_LIMIT: Duration = Duration::from_millis(500);
 
 /// Send the shutdown (after `SHUTDOWN ABORT` where a plain shutdown may be pending; its BUSY
-/// answer turns an unknown version's shutdown into the 6.x form). Success is
-/// the connection closing with no reply and the server then refusing connections; any reply is
-/// a failure.
+/// answer turns an unknown version's shutdown into the 6.x form). Success is the connection
+/// closing with no reply and the server then seen gone through its endpoint ([`gone`]); any
+/// reply is a failure.
 pub async fn shutdown(
     conn: &Connection,
     command: &ShutdownCommand,
-    endpoint: &Endpoint,
+    target: &RedisTarget,
 ) -> ShutdownOutcome {
     let mut words: &[&'static str] = &command.words;
     if command.abort_first {
@@ -60,23 +62,33 @@ pub async fn shutdown(
     match conn.call(words).await {
         Outcome::ErrorReply(e) => ShutdownOutcome::Refused(e),
         Outcome::Reply(v) => ShutdownOutcome::Failed(format!("unexpected reply {v:?}")),
-        Outcome::Lost(_) => match wait_refused(endpoint, SHUTDOWN_CONFIRM_LIMIT).await {
-            true => ShutdownOutcome::Confirmed {
-                elapsed_ms: sent.elapsed().as_millis() as u64,
-                command: Some(words.join(" ")),
-            },
-            false => ShutdownOutcome::Failed(
-                "the connection closed but the server still accepts connections".into(),
-            ),
-        },
+        Outcome::Lost(_) => {
+            match gone(target, command.run_id.as_deref(), SHUTDOWN_CONFIRM_LIMIT).await {
+                Ok(how) => ShutdownOutcome::Confirmed {
+                    elapsed_ms: sent.elapsed().as_millis() as u64,
+                    command: Some(words.join(" ")),
+                    how,
+                },
+                Err(why) => ShutdownOutcome::Failed(why),
+            }
+        }
     }
 }
 
-/// True once a connection to `endpoint` is refused (or its socket file is gone).
-pub async fn wait_refused(endpoint: &Endpoint, limit: Duration) -> bool {
+/// Whether the server is gone, as seen through its endpoint within `limit`: connections
+/// refused (or its socket file gone), accepted but closed before any answer (a proxy or a load
+/// balancer in front of a stopped server), or answered by another run of the server (its
+/// supervisor restarted it). The same run answering means it did not stop. `Ok(None)` is the
+/// usual way (refused); `Ok(Some(how))` another.
+pub async fn gone(
+    target: &RedisTarget,
+    run_id: Option<&str>,
+    limit: Duration,
+) -> Result<Option<String>, String> {
     let deadline = Instant::now() + limit;
+    let mut last = "the connection closed but the server still accepts connections".to_string();
     loop {
-        let refused = match endpoint {
+        let refused = match &target.endpoint {
             Endpoint::Tcp { host, port, .. } => {
                 tokio::net::TcpStream::connect((host.as_str(), *port))
                     .await
@@ -85,11 +97,59 @@ pub async fn wait_refused(endpoint: &Endpoint, limit: Duration) -> bool {
             Endpoint::Unix { path } => tokio::net::UnixStream::connect(path).await.is_err(),
         };
         if refused {
-            return true;
+            return Ok(None);
+        }
+        // Something accepts: is a server behind it, and which run?
+        match tokio::time::timeout(LOOK_LIMIT, look(target)).await {
+            Ok(Look::NoServer(why)) => {
+                return Ok(Some(format!(
+                    "the endpoint accepts connections but no server answers behind it ({why})"
+                )));
+            }
+            Ok(Look::Run(now)) if run_id.is_some_and(|before| before != now) => {
+                return Ok(Some(format!(
+                    "another run of the server answers (run id {now}): it stopped and was \
+                     restarted"
+                )));
+            }
+            Ok(Look::Run(_)) => last = "the same server still answers".into(),
+            Ok(Look::Busy) => last = "the server still answers BUSY".into(),
+            Ok(Look::Unknown(why)) => last = why,
+            Err(_) => {}
         }
         if Instant::now() >= deadline {
-            return false;
+            return Err(last);
         }
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// What answers at the endpoint.
+enum Look {
+    /// The connection was accepted and closed, or reset, before any answer.
+    NoServer(String),
+    /// A server, and its run id.
+    Run(String),
+    Busy,
+    Unknown(String),
+}
+
+async fn look(target: &RedisTarget) -> Look {
+    let conn = match probe::connect(target, LOOK_LIMIT).await {
+        Ok(conn) => conn,
+        Err(ConnectError::Unreachable(why)) => return Look::NoServer(why),
+        Err(ConnectError::Rejected(why)) => return Look::Unknown(why),
+    };
+    match conn.call(&["INFO", "server"]).await {
+        Outcome::Reply(v) => {
+            let info = v.as_string().unwrap_or_default();
+            match crate::model::snapshot::info_field(&info, "run_id") {
+                Some(id) => Look::Run(id.to_string()),
+                None => Look::Unknown("INFO names no run id".into()),
+            }
+        }
+        Outcome::ErrorReply(e) if BusyKind::from_error(&e).is_some() => Look::Busy,
+        Outcome::ErrorReply(e) => Look::Unknown(e),
+        Outcome::Lost(why) => Look::NoServer(why),
     }
 }

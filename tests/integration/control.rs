@@ -14,20 +14,8 @@ use crate::support::{self, Caller, Daemon, RedisServer, ServerOptions, scripts, 
 
 const LONG: Duration = Duration::from_secs(20);
 
-/// Run `busyguard ARGS --state-dir <the daemon's>`: exit code and stdout (stderr appended).
 fn ctl(daemon: &Daemon, args: &[&str]) -> (i32, String) {
-    let out = Command::new(support::busyguard_bin())
-        .args(args)
-        .arg("--state-dir")
-        .arg(daemon.dir.path())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    support::busyguard_ctl(daemon, args)
 }
 
 #[test]

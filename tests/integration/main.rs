@@ -12,6 +12,8 @@
 //! - [`remediation`]: the ladder end to end: kill, wait, shutdown, limits, dry-run, ACL users.
 //! - [`compat`]: the ladder on every server build (Redis 6.2 to 8.2, Valkey 8.0 to 9.1).
 //! - [`safety`]: what busyguard does when it knows only part of the story.
+//! - [`evidence`]: what a shutdown rests on: one script, one server, one connection, fresh
+//!   replies and counts (a TCP proxy makes the network misbehave).
 //! - [`audit`]: the trail: decision inputs, forensics, resume after a crash, verify, rotation.
 //! - [`state`]: what hosts do to busyguard's state: a second copy, rotation, a full disk, a
 //!   deleted trail, a large history, bad cursors, endless secret files and receivers.
@@ -31,6 +33,7 @@ mod audit;
 mod compat;
 mod control;
 mod early;
+mod evidence;
 mod harness;
 mod notify;
 mod operations;

@@ -245,6 +245,9 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> Value {
                     snap.errors.join("; ")
                 ));
             }
+            if let Some(warning) = another_server_answers(p, snap.run_id.as_deref()).await {
+                warnings.push(warning);
+            }
             s["server"] = json!(snap.server_name);
             s["version"] = json!(snap.version);
             s["role"] = json!(snap.role);
@@ -369,6 +372,31 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> Value {
     }
     s["warnings"] = json!(warnings);
     s
+}
+
+/// Whether a second connection to the policy's address reaches another server than the first
+/// (a VIP, a DNS name with several addresses, a proxy in front of several servers): busyguard
+/// would then act on a server it did not watch. Told when it can be seen.
+async fn another_server_answers(p: &Policy, run_id: Option<&str>) -> Option<String> {
+    let first = run_id?;
+    let second = tokio::time::timeout(CHECK_TIMEOUT, async {
+        let conn = probe::connect(&p.redis, CHECK_TIMEOUT).await.ok()?;
+        match conn.call(&["INFO", "server"]).await {
+            Outcome::Reply(v) => {
+                crate::model::snapshot::info_field(&v.as_string()?, "run_id").map(str::to_string)
+            }
+            Outcome::ErrorReply(_) | Outcome::Lost(_) => None,
+        }
+    })
+    .await
+    .ok()
+    .flatten()?;
+    (second != first).then(|| {
+        format!(
+            "two connections to {} reached two servers (run ids {first} and {second}): `redis.url` must address the server itself, not a VIP, a DNS name or a proxy in front of several (busyguard would act on one it did not watch; its evidence is per connection)",
+            p.redis.endpoint
+        )
+    })
 }
 
 /// CLUSTER INFO's state and size, and the node timeout (the Cluster's failure detection).

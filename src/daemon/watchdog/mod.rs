@@ -37,6 +37,11 @@ const RECONNECT_MAX: Duration = Duration::from_secs(1);
 /// started (an incident resumed from the trail) are still representable.
 const MONO_ORIGIN_MS: u64 = 400 * 24 * 3600 * 1000;
 
+/// What a second opinion on a silent connection (a new connection and its PING) may take.
+const SECOND_OPINION_LIMIT: Duration = Duration::from_secs(2);
+/// The least margin past a threshold before a silent PING gets a second opinion.
+const SECOND_OPINION_MARGIN: Duration = Duration::from_millis(500);
+
 /// The loops show they are alive at least this often (systemd's WatchdogSec must exceed it).
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
@@ -44,6 +49,9 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 enum SessionEnd {
     Lost,
     Stopped,
+    /// The connection went silent while a new one to the same address answered (a second
+    /// opinion): probing goes on over the new one.
+    Replaced(Box<Connection>),
 }
 
 pub struct Watchdog {
@@ -267,6 +275,7 @@ impl Watchdog {
         self.carried = Carried {
             pause,
             slowlog_cursor: cursor,
+            hold: history.hold.clone(),
         };
         self.engine.resume(history, now)
     }
@@ -322,11 +331,17 @@ impl Watchdog {
                 break;
             }
             match attempt {
-                Ok(conn) => {
-                    if let SessionEnd::Stopped = self.session(&conn).await {
-                        break;
+                Ok(mut conn) => loop {
+                    match self.session(&conn).await {
+                        SessionEnd::Stopped => break,
+                        SessionEnd::Lost => break,
+                        SessionEnd::Replaced(other) => {
+                            tracing::warn!(instance = %self.policy.instance,
+                                "the probe connection went silent while a new one to the same address answers (a half-open connection: a partition, a conntrack flush, a balancer): probing goes on over the new one");
+                            conn = *other;
+                        }
                     }
-                }
+                },
                 Err(ConnectError::Unreachable(reason)) => {
                     self.recorder.metrics.probe_lost(&self.policy.instance);
                     let step = self.decide(Observation::Unreachable { reason });
@@ -343,6 +358,9 @@ impl Watchdog {
                     let step = self.decide(observation);
                     self.act(None, step).await;
                 }
+            }
+            if self.stopping() {
+                break;
             }
             if let Wake::Stop = self.wait_until(Instant::now() + retry).await {
                 break;
@@ -379,29 +397,60 @@ impl Watchdog {
                 // Taken at most this often, whether it worked or not: never a hot retry loop.
                 next_snapshot = sent + self.policy.probe.snapshot_every;
             }
+            // Under `guards.max_unsaved_changes` the probe counts the unsaved changes too (INFO
+            // persistence instead of PING, outside an incident): the count a shutdown would
+            // rest on is then at most one probe interval older than the script.
+            let counting = self.policy.guards.max_unsaved_changes.is_some()
+                && self.engine.incident_id().is_none();
             let probe = async {
+                if !with_snapshot && counting {
+                    return match conn.unsaved().await {
+                        Ok(count) => (Outcome::Reply(fred::types::Value::Null), None, Some(count)),
+                        // Refused (no `+info`): that says nothing about a busy script.
+                        Err(Outcome::ErrorReply(e)) if probe::refusal(&e) => {
+                            (conn.ping().await, None, None)
+                        }
+                        Err(outcome) => (outcome, None, None),
+                    };
+                }
                 if !with_snapshot {
-                    return (conn.ping().await, None);
+                    return (conn.ping().await, None, None);
                 }
                 match conn.snapshot().await {
                     // INFO answered: the server is healthy.
                     Ok(h) if h.snapshot.errors.is_empty() => {
-                        (Outcome::Reply(fred::types::Value::Null), Some(h))
+                        (Outcome::Reply(fred::types::Value::Null), Some(h), None)
                     }
                     // Refused in part (no `+info`, a renamed CONFIG): that says nothing about a
                     // busy script (ACL checks come first), so PING decides.
-                    Ok(h) => (conn.ping().await, Some(h)),
-                    Err(outcome) => (outcome, None),
+                    Ok(h) => (conn.ping().await, Some(h), None),
+                    Err(outcome) => (outcome, None, None),
                 }
             };
             tokio::pin!(probe);
-            let (outcome, healthy) = loop {
+            // A PING outstanding past this gets a second opinion on a new connection.
+            let second_at = sent + self.second_opinion_after();
+            let mut second: Option<
+                std::pin::Pin<Box<dyn Future<Output = Option<Connection>> + Send>>,
+            > = None;
+            let mut asked = false;
+            let (outcome, healthy, counted) = loop {
                 let silence = self
                     .engine
                     .silence_deadline()
                     .map(|ms| sent + Duration::from_millis(ms));
                 tokio::select! {
                     r = &mut probe => break r,
+                    _ = sleep_until(second_at.into()), if !asked => {
+                        asked = true;
+                        second = Some(Box::pin(second_opinion(self.policy.redis.clone())));
+                    }
+                    answered = async { second.as_mut().expect("asked").await }, if second.is_some() => {
+                        second = None;
+                        if let Some(other) = answered {
+                            return SessionEnd::Replaced(Box::new(other));
+                        }
+                    }
                     _ = sleep_until(silence.unwrap_or(sent + Duration::from_secs(86_400)).into()), if silence.is_some() => {
                         let for_ms = sent.elapsed().as_millis() as u64;
                         let step = self.decide_reply(sent, Observation::Silent { for_ms });
@@ -443,9 +492,13 @@ impl Watchdog {
                 }
                 s
             });
-            let observation = outcome.observation().unwrap_or(Observation::Pong {
-                snapshot: snapshot.map(Box::new),
-            });
+            let observation = match (outcome.observation(), counted) {
+                (Some(o), _) => o,
+                (None, Some((changes, aof))) => Observation::Unsaved { changes, aof },
+                (None, None) => Observation::Pong {
+                    snapshot: snapshot.map(Box::new),
+                },
+            };
             let lost = matches!(observation, Observation::Unreachable { .. });
             let step = self.decide_reply(sent, observation);
             let gone = self.act(Some(conn), step).await;
@@ -458,6 +511,20 @@ impl Watchdog {
             if self.stopping() {
                 return SessionEnd::Stopped;
             }
+        }
+    }
+
+    /// How long a PING may stay outstanding before a second connection is asked: a threshold
+    /// and a margin during an incident (every BUSY reply comes within a round trip then, and a
+    /// new script's silent phase lasts a threshold), `on_hang.after` otherwise.
+    fn second_opinion_after(&self) -> Duration {
+        let hang = self.policy.on_hang.after;
+        match (self.engine.incident_id(), self.engine.threshold_ms()) {
+            (Some(_), Some(t)) => {
+                let t = Duration::from_millis(t);
+                (t + (t / 2).max(SECOND_OPINION_MARGIN)).min(hang)
+            }
+            _ => hang,
         }
     }
 
@@ -572,6 +639,22 @@ impl Watchdog {
         };
         let _ = self.recorder.record(&event);
     }
+}
+
+/// A new connection to `target`, if it answers a PING (any answer: BUSY, PONG, an error) within
+/// [`SECOND_OPINION_LIMIT`]: then the silent one is half-open, not the server.
+async fn second_opinion(target: crate::policy::RedisTarget) -> Option<Connection> {
+    let asked = async {
+        let conn = probe::connect(&target, SECOND_OPINION_LIMIT).await.ok()?;
+        match conn.ping().await {
+            Outcome::Lost(_) => None,
+            Outcome::Reply(_) | Outcome::ErrorReply(_) => Some(conn),
+        }
+    };
+    tokio::time::timeout(SECOND_OPINION_LIMIT, asked)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// The last view a feed has passed on since it was last asked, if any.

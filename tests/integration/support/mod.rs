@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod fake;
 pub mod http;
 pub mod pki;
+pub mod proxy;
 pub mod resp;
 pub mod sentinel;
 pub mod trail;
@@ -600,6 +601,22 @@ pub const UNKILLABLE_LADDER: [&str; 6] = [
     "shutdown_confirmed",
     "recovered",
 ];
+
+/// Run `busyguard ARGS --state-dir <the daemon's>`: exit code and stdout (stderr appended).
+pub fn busyguard_ctl(daemon: &Daemon, args: &[&str]) -> (i32, String) {
+    let out = Command::new(busyguard_bin())
+        .args(args)
+        .arg("--state-dir")
+        .arg(daemon.dir.path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
 
 /// Run a read-only runaway loop on `server` and assert its caller is told it was killed.
 pub fn run_killable_runaway(server: &RedisServer) {

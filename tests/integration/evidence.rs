@@ -1,0 +1,359 @@
+//! #25: evidence before a shutdown. One BUSY stretch may be two scripts, a reconnect may reach
+//! another server, a reply may be late, a count stale, a connection half-open, a shutdown lost
+//! or made behind a proxy. Each case runs against real redis-server processes, with a small TCP
+//! proxy (`support::proxy`) where the network must misbehave; each asserts the right action and
+//! the absence of the wrong one, with the records that say why.
+
+use std::time::Duration;
+
+use crate::support::proxy::Proxy;
+use crate::support::{self, Caller, Daemon, RedisServer, ServerOptions, scripts, wait_for};
+
+const LONG: Duration = Duration::from_secs(20);
+
+/// A policy for `instance` reaching the server at `url`.
+fn policy_at(url: &str, instance: &str, rest: &str) -> String {
+    format!("instance: {instance}\nredis:\n  url: {url}\nprobe:\n  interval: 50ms\n{rest}")
+}
+
+fn reasons(daemon: &Daemon, event: &str) -> Vec<String> {
+    daemon
+        .records_of(event)
+        .iter()
+        .map(|r| support::reason(r).to_string())
+        .collect()
+}
+
+/// #25.1: script A writes (UNKILLABLE) and ends by itself inside its budget; the same client's
+/// next script B (read-only) follows at once. busyguard's PING queued behind B's silent phase:
+/// another script. B is killed; no SHUTDOWN goes at the end of A's budget.
+#[test]
+fn a_script_boundary_in_one_busy_stretch_gets_the_next_script_its_kill() {
+    let server = RedisServer::start(ServerOptions::default());
+    let daemon = Daemon::start(
+        &server.policy("boundary", &support::ladder("3s", "shutdown")),
+        &[],
+    );
+    server.wait_snapshot();
+    let mut conn = server.conn();
+    // Pipelined: B is in the server's buffer when A ends.
+    let a = [
+        "EVAL",
+        scripts::WRITE_THEN_SPIN_MS,
+        "1",
+        "written-by-a",
+        "1500",
+    ];
+    conn.send(&a).unwrap();
+    conn.send(&["EVAL", scripts::READ_ONLY_LOOP, "0"]).unwrap();
+    let first = conn.read().unwrap();
+    assert_eq!(first.text(), Some("done"), "A ended by itself: {first:?}");
+    let second = conn.read().unwrap();
+    assert!(second.killed_by_user(), "B was killed: {second:?}");
+    let superseded = daemon.wait_event("incident_superseded", LONG);
+    assert!(
+        support::reason(&superseded).contains("waited"),
+        "{superseded}"
+    );
+    daemon.wait_record(LONG, |r| {
+        r["event"] == "recovered" && r["incident"] == superseded["detail"]["by"]
+    });
+    assert!(
+        daemon.records_of("shutdown_sent").is_empty(),
+        "{:?}",
+        daemon.events()
+    );
+    assert_eq!(
+        server.conn().call(&["GET", "written-by-a"]).unwrap().text(),
+        Some("written"),
+        "the server is up with A's writes"
+    );
+}
+
+/// #25.2: the connection is reset instead of the SCRIPT KILL reply: the kill is owed, and goes
+/// again on the new connection; a read-only runaway is killed, never shut down.
+#[test]
+fn a_kill_lost_to_a_reset_is_sent_again() {
+    let server = RedisServer::start(ServerOptions::default());
+    let proxy = Proxy::start(&format!("127.0.0.1:{}", server.port));
+    proxy.reset_on(Some("KILL"));
+    let daemon = Daemon::start(
+        &policy_at(&proxy.url(), "lostkill", &support::ladder("2s", "shutdown")),
+        &[],
+    );
+    server.wait_snapshot();
+    let runaway = Caller::eval(&server, scripts::READ_ONLY_LOOP, &[], &[]);
+    assert!(wait_for(LONG, || proxy.resets() >= 1));
+    proxy.reset_on(None);
+    let reply = runaway.reply().unwrap();
+    assert!(reply.killed_by_user(), "{reply:?}");
+    assert!(
+        daemon.records_of("kill_sent").len() >= 2,
+        "{:?}",
+        daemon.events()
+    );
+    daemon.wait_event("recovered", LONG);
+    assert!(
+        daemon.records_of("shutdown_sent").is_empty(),
+        "{:?}",
+        daemon.events()
+    );
+}
+
+/// #25.2: a SHUTDOWN lost to a reset that the server survived (it still answers BUSY on a new
+/// connection) may go once more: the unkillable script does not run on for ever.
+#[test]
+fn a_shutdown_lost_to_a_reset_goes_once_more() {
+    let mut server = RedisServer::start(ServerOptions::default());
+    let proxy = Proxy::start(&format!("127.0.0.1:{}", server.port));
+    let daemon = Daemon::start(
+        &policy_at(
+            &proxy.url(),
+            "lostshutdown",
+            &support::ladder("1s", "shutdown"),
+        ),
+        &[],
+    );
+    server.wait_snapshot();
+    proxy.reset_on(Some("SHUTDOWN"));
+    let _writer = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
+    daemon.wait_event("action_failed", LONG);
+    assert_eq!(proxy.resets(), 1);
+    proxy.reset_on(None);
+    let superseded = daemon.wait_event("incident_superseded", LONG);
+    assert!(
+        support::reason(&superseded).contains("may go once more"),
+        "{superseded}"
+    );
+    daemon.wait_event("shutdown_confirmed", LONG);
+    assert_eq!(daemon.records_of("shutdown_sent").len(), 2);
+    assert!(server.wait_exit(LONG));
+}
+
+/// #25.3: the probe's connection is left open and silent (a partition, a conntrack flush, a
+/// balancer): an outstanding PING gets a second opinion on a new connection, which answers, and
+/// a runaway that starts afterwards is killed.
+#[test]
+fn a_half_open_probe_connection_is_replaced_and_a_later_runaway_is_killed() {
+    let server = RedisServer::start(ServerOptions::default());
+    let proxy = Proxy::start(&format!("127.0.0.1:{}", server.port));
+    let daemon = Daemon::start(
+        &policy_at(
+            &proxy.url(),
+            "halfopen",
+            &format!("{}on_hang:\n  after: 1s\n", support::ladder("5s", "notify")),
+        ),
+        &[],
+    );
+    server.wait_snapshot();
+    let before = proxy.accepted();
+    proxy.black_hole();
+    assert!(
+        wait_for(LONG, || proxy.accepted() > before),
+        "a second connection was opened"
+    );
+    let runaway = Caller::eval(&server, scripts::READ_ONLY_LOOP, &[], &[]);
+    let reply = runaway.reply().unwrap();
+    assert!(reply.killed_by_user(), "{reply:?}");
+    assert!(daemon.stderr().contains("half-open"), "{}", daemon.stderr());
+}
+
+/// #25.4: the policy's URL leads to whatever is primary now (a VIP moved by Sentinel's
+/// reconfig script): after the move, the new connection reaches the new primary, which is busy
+/// with a read-only script. The old incident's UNKILLABLE does not carry over: it gets its
+/// kill, and it is never shut down.
+#[test]
+fn a_new_server_behind_the_same_address_gets_a_kill_not_the_old_verdict() {
+    let old = RedisServer::start(ServerOptions::default());
+    let new = old.start_replica(ServerOptions::default());
+    let vip = Proxy::start(&format!("127.0.0.1:{}", old.port));
+    let daemon = Daemon::start(
+        &policy_at(
+            &vip.url(),
+            "vip",
+            &format!(
+                "{}{}",
+                support::ladder("2s", "shutdown"),
+                support::ACCEPT_EMPTY_RESTART
+            ),
+        ),
+        &[],
+    );
+    old.wait_snapshot();
+    let _writer = Caller::eval(&old, scripts::WRITING_LOOP, &["k"], &[]);
+    daemon.wait_event("unkillable", LONG);
+    // The failover: the replica is promoted and runs a read-only runaway; the VIP moves and
+    // the connections it held are cut.
+    assert_eq!(
+        new.conn().call(&["REPLICAOF", "NO", "ONE"]).unwrap().text(),
+        Some("OK")
+    );
+    let runaway = Caller::eval(&new, scripts::READ_ONLY_LOOP, &[], &[]);
+    new.wait_busy(LONG);
+    vip.retarget(&format!("127.0.0.1:{}", new.port));
+    vip.black_hole();
+    let reply = runaway.reply().unwrap();
+    assert!(reply.killed_by_user(), "{reply:?}");
+    assert!(
+        reasons(&daemon, "incident_superseded")
+            .iter()
+            .any(|r| r.contains("new connection")),
+        "{:?}",
+        daemon.events()
+    );
+    assert!(
+        daemon.records_of("shutdown_sent").is_empty(),
+        "{:?}",
+        daemon.events()
+    );
+    assert_eq!(new.conn().call(&["PING"]).unwrap().text(), Some("PONG"));
+}
+
+/// #25.5: with 700 ms of latency a BUSY reply says little of the server when it arrives: no
+/// SHUTDOWN rests on it. An unkillable script that ends by itself past its budget is waited
+/// out, and the records say why.
+#[test]
+fn a_late_reply_is_no_ground_for_a_shutdown() {
+    let server = RedisServer::start(ServerOptions {
+        threshold_ms: 500,
+        ..Default::default()
+    });
+    let proxy = Proxy::start(&format!("127.0.0.1:{}", server.port));
+    let daemon = Daemon::start(
+        &policy_at(
+            &proxy.url(),
+            "late",
+            &format!(
+                "{}on_hang:\n  after: 5s\n",
+                support::ladder("1s", "shutdown")
+            ),
+        ),
+        &[],
+    );
+    server.wait_snapshot();
+    proxy.delay(Duration::from_millis(350));
+    let writer = Caller::eval(&server, scripts::WRITE_THEN_SPIN_MS, &["k"], &["4000"]);
+    let withheld = daemon.wait_event("escalation_withheld", LONG);
+    assert!(
+        support::reason(&withheld).contains("to come back"),
+        "{withheld}"
+    );
+    assert_eq!(writer.reply().unwrap().text(), Some("done"));
+    daemon.wait_event("recovered", LONG);
+    assert!(
+        daemon.records_of("shutdown_sent").is_empty(),
+        "{:?}",
+        daemon.events()
+    );
+}
+
+/// #25.6: `guards.max_unsaved_changes` rests on a count read with the probe, just before the
+/// script: 2000 writes acknowledged after the last snapshot are counted, and the shutdown that
+/// would lose them is withheld.
+#[test]
+fn writes_after_the_last_snapshot_are_counted_before_a_shutdown() {
+    let server = RedisServer::start(ServerOptions {
+        extra: vec!["save 3600 1".into()],
+        ..Default::default()
+    });
+    let port = support::free_port();
+    let daemon = Daemon::start(
+        &server.policy(
+            "counted",
+            &format!(
+                "{}guards:\n  max_unsaved_changes: 1000\n",
+                support::ladder("1s", "shutdown")
+            ),
+        ),
+        &["--metrics", &format!("127.0.0.1:{port}")],
+    );
+    server.wait_snapshot();
+    let mut conn = server.conn();
+    for i in 0..2000 {
+        conn.send(&["SET", &format!("k{i}"), "v"]).unwrap();
+    }
+    for _ in 0..2000 {
+        conn.read().unwrap();
+    }
+    // Two probes answer after the writes (the snapshot, 10 s apart, does not): the count a
+    // shutdown would rest on is theirs.
+    let probes = || {
+        support::http_get(port, "/metrics")
+            .lines()
+            .find_map(|l| l.strip_prefix("busyguard_probe_duration_seconds_count "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = probes();
+    assert!(wait_for(LONG, || probes() >= before + 2));
+    let _writer = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
+    let withheld = daemon.wait_event("escalation_withheld", LONG);
+    let reason = support::reason(&withheld);
+    assert!(reason.contains("unsaved changes (max 1000)"), "{withheld}");
+    assert!(daemon.records_of("shutdown_sent").is_empty());
+}
+
+/// #25.7: `busyguard hold` keeps the server up across a restart of busyguard (a package
+/// upgrade, a crash), onto the incident that supersedes the held one, until released.
+#[test]
+fn a_hold_lasts_across_a_restart_until_released() {
+    let server = RedisServer::start(ServerOptions::default());
+    let mut daemon = Daemon::start(
+        &server.policy("held", &support::ladder("1s", "shutdown")),
+        &[],
+    );
+    server.wait_snapshot();
+    let _writer = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
+    daemon.wait_event("unkillable", LONG);
+    assert_eq!(
+        support::busyguard_ctl(&daemon, &["hold", "held", "--reason", "migration"]).0,
+        0
+    );
+    daemon.wait_event("operator_command", LONG);
+    daemon.kill9();
+    daemon.spawn();
+    let superseded = daemon.wait_event("incident_superseded", LONG);
+    // Well past the new incident's budget: held.
+    let new = superseded["detail"]["by"].clone();
+    assert!(!wait_for(Duration::from_secs(3), || !daemon
+        .records_of("shutdown_sent")
+        .is_empty()));
+    let held = daemon
+        .records_of("escalation_withheld")
+        .into_iter()
+        .find(|r| r["incident"] == new)
+        .unwrap_or_else(|| panic!("{:?}", daemon.events()));
+    assert!(support::reason(&held).starts_with("held by"), "{held}");
+    let (_, ps) = support::busyguard_ctl(&daemon, &["ps"]);
+    assert!(ps.contains("HELD by"), "{ps}");
+    assert_eq!(support::busyguard_ctl(&daemon, &["release", "held"]).0, 0);
+    daemon.wait_event("shutdown_sent", LONG);
+}
+
+/// #25.8: a proxy keeps accepting connections after the server exited: busyguard's own
+/// shutdown is confirmed (no server answers behind the endpoint), not an `action_failed`.
+#[test]
+fn a_shutdown_behind_a_proxy_is_confirmed() {
+    let mut server = RedisServer::start(ServerOptions::default());
+    let proxy = Proxy::start(&format!("127.0.0.1:{}", server.port));
+    let daemon = Daemon::start(
+        &policy_at(&proxy.url(), "proxied", &support::ladder("1s", "shutdown")),
+        &[],
+    );
+    server.wait_snapshot();
+    let _writer = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
+    let confirmed = daemon.wait_event("shutdown_confirmed", LONG);
+    assert!(
+        confirmed["detail"]["how"]
+            .as_str()
+            .unwrap()
+            .contains("no server answers behind it"),
+        "{confirmed}"
+    );
+    assert!(server.wait_exit(LONG));
+    assert!(
+        daemon.records_of("action_failed").is_empty(),
+        "{:?}",
+        daemon.events()
+    );
+}

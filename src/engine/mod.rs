@@ -440,6 +440,10 @@ impl Engine {
         let Some((changes, aof, read_at)) = self.unsaved else {
             return guards::Counted::Unknown;
         };
+        // With the AOF on only the script's own writes are lost, however old the count.
+        if aof {
+            return guards::Counted::Fresh { changes, aof };
+        }
         let first = inc.first_busy.unwrap_or(read_at);
         let bound_ms = self.threshold().unwrap_or(0) + 2 * self.rules.probe_interval + 100;
         let age_ms = first.saturating_sub(read_at);
@@ -495,8 +499,10 @@ impl Engine {
         if self.incident.is_none() && self.resumed.is_none() {
             self.baseline = Some(s.clone());
         }
-        if let (Some(aof), Some(changes)) = (s.aof_enabled, s.rdb_changes_since_last_save) {
-            self.unsaved = Some((changes, aof, now));
+        match (s.aof_enabled, s.rdb_changes_since_last_save) {
+            (Some(true), changes) => self.unsaved = Some((changes.unwrap_or(0), true, now)),
+            (Some(false), Some(changes)) => self.unsaved = Some((changes, false, now)),
+            (Some(false), None) | (None, _) => {}
         }
         self.snapshot = Some(Held {
             snapshot: s,

@@ -282,6 +282,7 @@ pub(crate) fn summary(detail: &Detail) -> String {
             d.seen_by
         ),
         D::FailoverFailed(d) => format!("{}; fallback {}", d.reason, d.fallback.name()),
+        D::SplitBrain(d) => format!("{} (after {} took over): {}", d.why, d.new_primary, d.fence),
         D::TrailFault(_)
         | D::SlowScript(_)
         | D::OperatorCommand(_)

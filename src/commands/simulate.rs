@@ -218,11 +218,11 @@ pub fn run(rules: Rules, steps: &[(Millis, Input)]) -> Vec<(Millis, Step)> {
         while let Some(inquiry) = step.inquiry.take() {
             if steps
                 .get(i + 1)
-                .is_some_and(|(_, next)| answers(next, inquiry))
+                .is_some_and(|(_, next)| answers(next, &inquiry))
             {
                 break;
             }
-            let more = engine.observe(at, not_asked(inquiry));
+            let more = engine.observe(at, not_asked(&inquiry));
             step.events.extend(more.events);
             step.action = step.action.or(more.action);
             step.inquiry = more.inquiry;
@@ -233,22 +233,36 @@ pub fn run(rules: Rules, steps: &[(Millis, Input)]) -> Vec<(Millis, Step)> {
 }
 
 /// Whether `input` is the server's answer to `inquiry`.
-fn answers(input: &Input, inquiry: Inquiry) -> bool {
+fn answers(input: &Input, inquiry: &Inquiry) -> bool {
     match (inquiry, input) {
         (Inquiry::RunningFunction, Input::Observe(Observation::RunningFunction(_))) => true,
         (Inquiry::AfterRecovery, Input::Observe(Observation::AfterRecovery(_))) => true,
-        (Inquiry::RunningFunction | Inquiry::AfterRecovery, _) => false,
+        (Inquiry::ReplicaOffsets { .. }, Input::Observe(Observation::ReplicaOffsets(_))) => true,
+        (Inquiry::RunningFunction | Inquiry::AfterRecovery | Inquiry::ReplicaOffsets { .. }, _) => {
+            false
+        }
     }
 }
 
-/// The answer to an inquiry a simulation has no server to ask.
-fn not_asked(inquiry: Inquiry) -> Observation {
+/// The answer to an inquiry a simulation has no server to ask: the replicas, as caught up
+/// as the scenario's snapshot says.
+fn not_asked(inquiry: &Inquiry) -> Observation {
     const WHY: &str = "not asked in a simulation";
     match inquiry {
         Inquiry::RunningFunction => {
             Observation::RunningFunction(RunningFunction::Unknown(WHY.into()))
         }
         Inquiry::AfterRecovery => Observation::AfterRecovery(Err(WHY.into())),
+        Inquiry::ReplicaOffsets {
+            replicas,
+            primary_offset,
+            ..
+        } => Observation::ReplicaOffsets(
+            replicas
+                .iter()
+                .map(|r| (r.clone(), Some(*primary_offset)))
+                .collect(),
+        ),
     }
 }
 
@@ -285,6 +299,7 @@ fn action_text(action: &crate::engine::Action) -> String {
             false => s.text(),
         },
         Action::Signal(target) => format!("SIGKILL to pid {}", target.pid),
+        Action::Fence(plan) => plan.text(),
         Action::Failover(plan) => match plan.via {
             crate::model::kinds::FailoverVia::Sentinel => {
                 format!("SENTINEL FAILOVER {}", plan.target)

@@ -17,7 +17,7 @@ use crate::model::snapshot::{ReplicaLink, Snapshot};
 
 use super::guards::Order;
 use super::incident::{Escalation, Incident};
-use super::{Action, Engine, FailoverOutcome, FailoverPlan, Millis, Step};
+use super::{Action, Engine, FailoverOutcome, FailoverPlan, Inquiry, Millis, Step};
 
 /// A replica whose last acknowledgement is older than this is not in sync (Redis's own
 /// `min-replicas-max-lag` default).
@@ -42,8 +42,23 @@ impl Engine {
             self.escalate(inc, now, reply, Order::FailoverFallback(fallback), step);
             return;
         }
-        let (via, target, replicas) = match self.plan() {
-            Ok(plan) => plan,
+        let planned = self.plan().and_then(|plan| self.lag_told(inc, plan));
+        let (via, target, replicas) = match planned {
+            Ok(Some(plan)) => plan,
+            // The candidates are asked their offsets first; the answer decides.
+            Ok(None) => {
+                let replicas = match self.plan() {
+                    Ok((_, _, replicas)) => replicas.into_iter().map(|r| r.address).collect(),
+                    Err(_) => Vec::new(),
+                };
+                inc.offsets_for = Some(reply);
+                step.inquiry = Some(Inquiry::ReplicaOffsets {
+                    replicas,
+                    primary_offset: self.primary_offset().unwrap_or(0),
+                    within_ms: self.rules.failover_timeout / 2,
+                });
+                return;
+            }
             Err(reason) => {
                 inc.failover_failed = true;
                 let detail = d::FailoverFailed {
@@ -71,6 +86,10 @@ impl Engine {
             run_id: self.snapshot().and_then(|s| s.run_id.clone()),
             replid: self.snapshot().and_then(|s| s.master_replid.clone()),
         };
+        inc.requested_behind = replicas
+            .iter()
+            .filter_map(|r| Some((r.address.clone(), r.behind_bytes?)))
+            .collect();
         let detail = d::FailoverRequested {
             inputs: self.inputs(Some(inc), now),
             via,
@@ -80,6 +99,7 @@ impl Engine {
             timeout_ms: plan.timeout_ms,
             fallback,
             reply_seen: reply,
+            primary_offset: self.primary_offset(),
         };
         step.events.push(self.event(Some(inc), dry_run, detail));
         if dry_run {
@@ -92,11 +112,82 @@ impl Engine {
 
     /// How to fail this server over now (see [`plan`]).
     fn plan(&self) -> Result<Plan, String> {
+        if let (Some(why), Some(_)) = (&self.sentinel_elsewhere, &self.rules.sentinel_master) {
+            return Err(format!("no failover through Sentinel: {why}"));
+        }
         match &self.snapshot {
             None => Err("the replicas are unknown: no healthy snapshot yet (the server has been busy or unreachable since busyguard started)".into()),
             Some(held) if !held.fresh => Err("the replicas' lag is unknown: the only snapshot is restored from the trail of an earlier run of busyguard and may be stale".into()),
             Some(held) => plan(self.rules.sentinel_master.as_deref(), &held.snapshot),
         }
+    }
+
+    /// The primary's last known replication offset (its healthy snapshot's).
+    fn primary_offset(&self) -> Option<u64> {
+        self.snapshot().and_then(|s| s.master_repl_offset)
+    }
+
+    /// `plan` with each candidate's lag as it told it just before the request (`Ok(None)`: it
+    /// must be asked first): measured against the primary's last known offset (a lower bound),
+    /// those behind more than `failover.max_lag` are left out, the order kept (the primary's
+    /// view of who is least behind, not a replica's own word). Dry-run asks nothing and keeps
+    /// the snapshot's figures.
+    fn lag_told(&self, inc: &mut Incident, plan: Plan) -> Result<Option<Plan>, String> {
+        let (via, target, replicas) = plan;
+        if self.rules.dry_run {
+            return Ok(Some((via, target, replicas)));
+        }
+        let Some(primary) = self.primary_offset() else {
+            return Err("the primary's replication offset is unknown (INFO did not say): how much a failover would lose cannot be told".into());
+        };
+        let Some(offsets) = inc.offsets.take() else {
+            return Ok(None);
+        };
+        let max = self.rules.failover_max_lag;
+        let mut behind_all = Vec::new();
+        let fresh: Vec<ReplicaLink> = replicas
+            .into_iter()
+            .filter_map(|mut r| {
+                let told = offsets.iter().find(|(a, _)| *a == r.address)?.1?;
+                let behind = primary.saturating_sub(told);
+                behind_all.push(format!("{} {behind} bytes", r.address));
+                r.behind_bytes = Some(behind);
+                (behind <= max).then_some(r)
+            })
+            .collect();
+        let Some(first) = fresh.first() else {
+            return Err(format!(
+                "no replica within `failover.max_lag` ({max} bytes) of the primary's last known offset {primary} after waiting {} ms for them to catch up: {}",
+                self.rules.failover_timeout / 2,
+                match behind_all.is_empty() {
+                    true => "none answered".to_string(),
+                    false => behind_all.join(", "),
+                }
+            ));
+        };
+        let target = match via {
+            FailoverVia::Cluster => first.address.clone(),
+            FailoverVia::Sentinel => target,
+        };
+        Ok(Some((via, target, fresh)))
+    }
+
+    /// The candidates told their offsets: the failover is decided again with them, on the BUSY
+    /// reply they were asked for.
+    pub(super) fn on_offsets(
+        &mut self,
+        now: Millis,
+        offsets: Vec<(String, Option<u64>)>,
+        step: &mut Step,
+    ) {
+        let Some(mut inc) = self.incident.take() else {
+            return;
+        };
+        if let Some(reply) = inc.offsets_for.take() {
+            inc.offsets = Some(offsets);
+            self.failover(&mut inc, now, reply, step);
+        }
+        self.incident = Some(inc);
     }
 
     /// What became of the failover requested.
@@ -114,6 +205,11 @@ impl Engine {
                     inc.demoted = Some(new_primary.clone());
                     d::FailoverCompleted {
                         via,
+                        may_lose_bytes: inc
+                            .requested_behind
+                            .iter()
+                            .find(|(a, _)| *a == new_primary)
+                            .map(|(_, b)| *b),
                         new_primary,
                         elapsed_ms: now.saturating_sub(at),
                         since_first_busy_ms: inc.first_busy.map(|f| now.saturating_sub(f)),

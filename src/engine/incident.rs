@@ -116,6 +116,14 @@ pub(super) struct Incident {
     pub(super) retries: Option<String>,
     /// Why a BUSY reply was too slow to rest a shutdown on, as last recorded (once per reason).
     pub(super) slow_reported: bool,
+    /// A fence was sent (once per incident): a split brain after its failover.
+    pub(super) fenced: bool,
+    /// The failover candidates' replication offsets, asked just before the request, and the
+    /// BUSY reply the request answers (kept while they are asked).
+    pub(super) offsets: Option<Vec<(String, Option<u64>)>>,
+    pub(super) offsets_for: Option<String>,
+    /// How far behind each replica was when the failover was requested (bytes, a lower bound).
+    pub(super) requested_behind: Vec<(String, u64)>,
 }
 
 /// The healthy snapshot held, when it was taken, and whether this run took it.

@@ -542,6 +542,11 @@ impl Engine {
     /// server tells after it: unless the server restarted (its SLOWLOG and counters began anew)
     /// or was unreachable rather than busy, the record waits for [`Inquiry::AfterRecovery`].
     pub(super) fn recover(&mut self, now: Millis, step: &mut Step) {
+        self.recover_as(now, None, step);
+    }
+
+    /// [`Engine::recover`], saying how it ended when the engine knows better (`how`: a fence).
+    pub(super) fn recover_as(&mut self, now: Millis, how: Option<RecoveredHow>, step: &mut Step) {
         let Some(inc) = self.incident.take() else {
             return;
         };
@@ -561,7 +566,7 @@ impl Engine {
             };
             step.events.push(self.event(Some(&inc), false, detail));
         }
-        let how = match (&inc.kill, &inc.escalation) {
+        let how_seen = match (&inc.kill, &inc.escalation) {
             (Kill::Accepted { .. }, _) => RecoveredHow::Killed,
             (_, Escalation::ShutdownConfirmed | Escalation::ShutdownSent) => {
                 RecoveredHow::RestartedAfterShutdown
@@ -570,6 +575,7 @@ impl Engine {
             _ if restarted == Some(true) => RecoveredHow::RestartedByOther,
             _ => RecoveredHow::EndedByItself,
         };
+        let how = how.unwrap_or(how_seen);
         let duration_ms = now.saturating_sub(inc.opened);
         let detail = d::Recovered {
             how,
@@ -615,7 +621,7 @@ impl Engine {
         if self.recovering.is_none() {
             return;
         }
-        let why = match (&step.action, step.inquiry) {
+        let why = match (&step.action, &step.inquiry) {
             (None, None) => {
                 step.inquiry = Some(Inquiry::AfterRecovery);
                 return;

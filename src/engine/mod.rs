@@ -22,6 +22,7 @@
 mod continuity;
 pub mod early;
 pub mod failover;
+mod fence;
 pub mod guards;
 mod incident;
 mod ladder;
@@ -37,7 +38,7 @@ pub use vocab::*;
 use crate::event::detail::{self as d, DecisionInputs, PolicyInputs};
 use crate::event::{Detail, Event};
 use crate::model::kinds::State;
-use crate::model::snapshot::Snapshot;
+use crate::model::snapshot::{Identity, Snapshot};
 use crate::policy::HangSignal;
 use incident::{Cause, Escalation, Held, Incident, Kill};
 use ladder::Recovering;
@@ -85,6 +86,8 @@ pub struct Engine {
     reply: continuity::Reply,
     /// The server's last count of unsaved changes, whether the AOF is on, and when it was read.
     unsaved: Option<(u64, bool, Millis)>,
+    /// Why the Sentinel group serves another server, once it was seen to.
+    sentinel_elsewhere: Option<String>,
 }
 
 impl Engine {
@@ -113,7 +116,17 @@ impl Engine {
             recent_waits: [None; 2],
             reply: continuity::Reply::default(),
             unsaved: None,
+            sentinel_elsewhere: None,
         }
+    }
+
+    /// Who this server is, from this run's healthy snapshot: its run id and replication ID.
+    pub fn identity(&self) -> Option<Identity> {
+        let held = self.snapshot.as_ref().filter(|h| h.fresh)?;
+        Some(Identity {
+            run_id: held.snapshot.run_id.clone()?,
+            replid: held.snapshot.master_replid.clone()?,
+        })
     }
 
     /// Take what the trail says of this instance (after a restart of the daemon, even a
@@ -180,6 +193,10 @@ impl Engine {
             shutdown_lost: false,
             retries: None,
             slow_reported: false,
+            fenced: false,
+            offsets: None,
+            offsets_for: None,
+            requested_behind: Vec::new(),
         });
         Some(open.id.clone())
     }
@@ -357,6 +374,21 @@ impl Engine {
                 by,
             } => self.on_demoted(primary, run_id, by, &mut step),
             Observation::Failover(outcome) => self.on_failover(now, outcome, &mut step),
+            Observation::Fenced(outcome) => self.on_fenced(now, outcome, &mut step),
+            Observation::ReplicaOffsets(offsets) => self.on_offsets(now, offsets, &mut step),
+            Observation::SentinelServesAnother(why) => {
+                if self.sentinel_elsewhere.as_deref() != Some(why.as_str()) {
+                    let detail = d::ProbeFault::Fault {
+                        reply: why.clone(),
+                        note: "configuration fault: no failover goes through this Sentinel group, \
+                               and nothing it says of a primary is acted on"
+                            .into(),
+                    };
+                    step.events
+                        .push(self.event(self.incident.as_ref(), false, detail));
+                    self.sentinel_elsewhere = Some(why);
+                }
+            }
             Observation::RunningFunction(seen) => {
                 if let Some(inc) = self.incident.as_mut() {
                     // A function that runs now: as good as a BUSY reply for continuity.
@@ -426,10 +458,15 @@ impl Engine {
         }
     }
 
-    /// A healthy answer: faults and loading are over, and so is the incident in flight.
+    /// A healthy answer: faults and loading are over, and so is the incident in flight, but
+    /// for a split brain: a server whose role moved to another answers as a primary (see
+    /// `fence`).
     fn healthy(&mut self, now: Millis, step: &mut Step) {
         self.fault = None;
         self.loading = false;
+        if self.fence(now, step) {
+            return;
+        }
         self.recover(now, step);
     }
 
@@ -539,6 +576,10 @@ impl Engine {
             shutdown_lost: false,
             retries: None,
             slow_reported: false,
+            fenced: false,
+            offsets: None,
+            offsets_for: None,
+            requested_behind: Vec::new(),
         }
     }
 

@@ -28,6 +28,7 @@ fn rules() -> Rules {
         shutdown_replicated: false,
         failover_fallback: Resort::Notify,
         failover_timeout: 10_000,
+        failover_max_lag: 0,
         sentinel_master: None,
         hang_after: 30_000,
         hang_signal: HangSignal::None,
@@ -83,6 +84,17 @@ fn observed(e: &mut Engine, at: At, obs: Observation) -> Step {
             Inquiry::RunningFunction => {
                 Observation::RunningFunction(RunningFunction::Unknown("not asked".into()))
             }
+            // Every candidate caught up.
+            Inquiry::ReplicaOffsets {
+                replicas,
+                primary_offset,
+                ..
+            } => Observation::ReplicaOffsets(
+                replicas
+                    .into_iter()
+                    .map(|r| (r, Some(primary_offset)))
+                    .collect(),
+            ),
         };
         let more = e.observe(at, answer);
         step.events.extend(more.events);
@@ -288,7 +300,7 @@ fn run_to_budget(e: &mut Engine, start: Millis) -> Step {
         at(start + 1),
         Observation::KillReply(KillReply::Unkillable("UNKILLABLE".into())),
     );
-    e.observe(at(start + 2_000), busy(SCRIPT_BUSY))
+    observed(e, at(start + 2_000), busy(SCRIPT_BUSY))
 }
 
 #[test]
@@ -466,7 +478,9 @@ fn a_cluster_failover_goes_to_the_replica_least_behind_then_ends_the_old_primary
     assert_eq!(plan.watch, ["10.0.0.7:6380", "10.0.0.8:6381"]);
     let record = s.events[0].detail.to_value();
     assert_eq!(record["request"], "CLUSTER FAILOVER FORCE");
-    assert_eq!(record["replicas"][0]["behind_bytes"], 10);
+    // Each asked just before the request, and caught up with the primary's last known offset.
+    assert_eq!(record["replicas"][0]["behind_bytes"], 0);
+    assert_eq!(record["primary_offset"], 1_000);
     assert_eq!(e.state().name(), "failing_over");
     assert_eq!(
         e.next_deadline(),
@@ -886,10 +900,12 @@ fn any_run() -> impl Strategy<Value = Vec<(Millis, Observation)>> {
     })
 }
 
+/// The steps of `run`, each with what the engine asked of the server answered within it (as
+/// the watchdog does).
 fn replay(rules: &Rules, run: &[(Millis, Observation)]) -> Vec<Step> {
     let mut e = Engine::new(rules.clone());
     run.iter()
-        .map(|(t, o)| e.observe(at(*t), o.clone()))
+        .map(|(t, o)| observed(&mut e, at(*t), o.clone()))
         .collect()
 }
 
@@ -1992,4 +2008,86 @@ fn the_unsaved_changes_guard_needs_a_count_from_just_before_the_script() {
         },
     );
     assert_eq!(names(&ladder(&mut e, 9_000)), ["shutdown_sent"]);
+}
+
+/// #26.4: just before the request each candidate is asked its offset (given time to catch up);
+/// one still behind the primary's last known offset by more than `failover.max_lag` is not
+/// promoted, and with none left the fallback applies; the lag is in the records.
+#[test]
+fn a_replica_behind_more_than_max_lag_is_not_promoted() {
+    let mut e = engine_seeing(
+        Rules {
+            failover_max_lag: 100,
+            ..failover_rules(true, Resort::Notify)
+        },
+        with_replica(false),
+    );
+    e.observe(at(0), busy(SCRIPT_BUSY));
+    e.observe(at(1), unkillable());
+    let s = e.observe(at(2_000), busy(SCRIPT_BUSY));
+    assert!(s.events.is_empty() && s.action.is_none(), "{:?}", names(&s));
+    let Some(Inquiry::ReplicaOffsets {
+        replicas,
+        primary_offset,
+        within_ms,
+    }) = s.inquiry
+    else {
+        panic!("{s:?}")
+    };
+    assert_eq!(
+        (replicas.as_slice(), primary_offset, within_ms),
+        (["10.0.0.7:6380".to_string()].as_slice(), 1_000, 5_000)
+    );
+    // 2009 bytes of 20000 writes: 17991 behind.
+    let mut e = engine_seeing(
+        Rules {
+            failover_max_lag: 100,
+            ..failover_rules(true, Resort::Notify)
+        },
+        Snapshot {
+            master_repl_offset: Some(20_000),
+            ..with_replica(false)
+        },
+    );
+    e.observe(at(0), busy(SCRIPT_BUSY));
+    e.observe(at(1), unkillable());
+    e.observe(at(2_000), busy(SCRIPT_BUSY));
+    let s = e.observe(
+        at(2_300),
+        Observation::ReplicaOffsets(vec![("10.0.0.7:6380".into(), Some(2_009))]),
+    );
+    assert_eq!(names(&s), ["failover_failed", "escalation_withheld"]);
+    let reason = s.events[0].detail.to_value()["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("10.0.0.7:6380 17991 bytes"), "{reason}");
+    // Within the bound: requested, the lag told; the promotion says what may be lost.
+    let mut e = engine_seeing(
+        Rules {
+            failover_max_lag: 100,
+            ..failover_rules(true, Resort::Notify)
+        },
+        with_replica(false),
+    );
+    e.observe(at(0), busy(SCRIPT_BUSY));
+    e.observe(at(1), unkillable());
+    e.observe(at(2_000), busy(SCRIPT_BUSY));
+    let s = e.observe(
+        at(2_300),
+        Observation::ReplicaOffsets(vec![("10.0.0.7:6380".into(), Some(960))]),
+    );
+    assert_eq!(names(&s), ["failover_requested"]);
+    assert_eq!(
+        s.events[0].detail.to_value()["replicas"][0]["behind_bytes"],
+        40
+    );
+    let s = e.observe(
+        at(2_500),
+        Observation::Failover(FailoverOutcome::Promoted {
+            new_primary: "10.0.0.7:6380".into(),
+            seen_by: "ROLE on the replica".into(),
+        }),
+    );
+    assert_eq!(s.events[0].detail.to_value()["may_lose_bytes"], 40);
 }

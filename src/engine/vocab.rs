@@ -76,8 +76,16 @@ pub enum Observation {
     },
     /// What became of a failover the engine asked for.
     Failover(FailoverOutcome),
+    /// What came of a fence the engine asked for (`REPLICAOF`'s reply, or why none).
+    Fenced(Result<String, String>),
+    /// The Sentinel group of `topology.sentinel` serves another server than this one: a
+    /// configuration fault; nothing it says is acted on (why).
+    SentinelServesAnother(String),
     /// What FUNCTION STATS said, asked at the engine's [`Inquiry::RunningFunction`].
     RunningFunction(RunningFunction),
+    /// The failover candidates' replication offsets (`None`: not reached), asked at the
+    /// engine's [`Inquiry::ReplicaOffsets`].
+    ReplicaOffsets(Vec<(String, Option<u64>)>),
     /// What the server said once the incident was over, asked at the engine's
     /// [`Inquiry::AfterRecovery`], or why nothing could be asked (no reply in time).
     AfterRecovery(Result<Box<AfterRecovery>, String>),
@@ -85,8 +93,15 @@ pub enum Observation {
 
 /// Something the engine wants to hear from the server beside the probe: the watchdog asks,
 /// within its bound, and hands the answer back as an observation, in the same step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Inquiry {
+    /// Each failover candidate's replication offset, asked just before the request, waiting
+    /// up to `within_ms` for them to reach the primary's last known offset.
+    ReplicaOffsets {
+        replicas: Vec<String>,
+        primary_offset: u64,
+        within_ms: Millis,
+    },
     /// FUNCTION STATS (allowed while busy): which function runs. With a kill in the same step it
     /// is written just ahead of it, so it reaches the server before the function dies.
     RunningFunction,
@@ -180,6 +195,31 @@ pub enum Action {
     Signal(SignalTarget),
     /// Promote a replica (Sentinel, Cluster), and watch for the promotion.
     Failover(FailoverPlan),
+    /// Make an old primary that answers as a primary after its failover a replica of the new
+    /// one (`REPLICAOF host port`).
+    Fence(FencePlan),
+}
+
+/// Where a fenced old primary is made to replicate from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FencePlan {
+    pub host: String,
+    pub port: u16,
+}
+
+impl FencePlan {
+    /// The plan for `address` (`host:port`), if it is one.
+    pub fn to(address: &str) -> Option<FencePlan> {
+        let (host, port) = address.rsplit_once(':')?;
+        Some(FencePlan {
+            host: host.trim_matches(['[', ']']).to_string(),
+            port: port.parse().ok()?,
+        })
+    }
+
+    pub fn text(&self) -> String {
+        format!("REPLICAOF {} {}", self.host, self.port)
+    }
 }
 
 /// A local server's process, as the healthy snapshot saw it.
@@ -298,6 +338,8 @@ pub struct Rules {
     /// `then: failover`: what applies when none is made, and its bound.
     pub failover_fallback: Resort,
     pub failover_timeout: Millis,
+    /// `failover.max_lag`: bytes.
+    pub failover_max_lag: u64,
     /// `topology.sentinel.master`: a failover goes through Sentinel under this name.
     pub sentinel_master: Option<String>,
     pub hang_after: Millis,
@@ -328,6 +370,7 @@ impl Rules {
             shutdown_replicated: p.on_busy.on_unkillable.shutdown_replicated,
             failover_fallback: p.on_busy.on_unkillable.failover.fallback,
             failover_timeout: ms(p.on_busy.on_unkillable.failover.timeout),
+            failover_max_lag: p.on_busy.on_unkillable.failover.max_lag,
             sentinel_master: p.topology.sentinel.as_ref().map(|s| s.master.clone()),
             hang_after: ms(p.on_hang.after),
             hang_signal: p.on_hang.signal,

@@ -181,6 +181,10 @@ pub enum RecoveredHow {
     /// SHUTDOWN, a crash, the OOM killer).
     #[serde(rename = "restarted, not by busyguard")]
     RestartedByOther,
+    /// An old primary that answered as a primary after its failover, made a replica of the new
+    /// one (`split_brain`).
+    #[serde(rename = "fenced as a replica")]
+    Fenced,
 }
 
 impl RecoveredHow {
@@ -192,6 +196,7 @@ impl RecoveredHow {
             RecoveredHow::EndedByItself => "ended by itself",
             RecoveredHow::KilledByOther => "killed by another client",
             RecoveredHow::RestartedByOther => "restarted, not by busyguard",
+            RecoveredHow::Fenced => "fenced as a replica",
         }
     }
 }
@@ -219,6 +224,8 @@ pub struct Recovered {
 pub enum FailedAction {
     Shutdown,
     Signal,
+    /// The `REPLICAOF` that fences an old primary.
+    Fence,
 }
 
 /// `failover_requested`: the budget is spent, the last reply was BUSY, and a replica is to be
@@ -239,6 +246,24 @@ pub struct FailoverRequested {
     /// What applies should the failover not be made.
     pub fallback: Resort,
     pub reply_seen: String,
+    /// The primary's last known replication offset (the healthy snapshot's: a lower bound, the
+    /// writes acknowledged since are not in it), against which the replicas' `behind_bytes`
+    /// were measured, each asked just before the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_offset: Option<u64>,
+}
+
+/// `split_brain`: this server answers as a primary after its role moved to `new_primary`; the
+/// fence (`REPLICAOF`) goes next.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SplitBrain {
+    pub new_primary: String,
+    /// The command, as sent.
+    pub fence: String,
+    /// How it came back as a primary.
+    pub why: String,
+    /// This server's role as it last said (`master`; unknown without a fresh snapshot).
+    pub role: Option<String>,
 }
 
 /// `failover_completed`: a replica is the primary now; the busy old primary is shut down at its
@@ -252,6 +277,10 @@ pub struct FailoverCompleted {
     pub since_first_busy_ms: Option<u64>,
     /// How the promotion was seen (the replica's ROLE, Sentinel's answer).
     pub seen_by: String,
+    /// What the promoted replica lacked when the failover was requested: bytes behind the
+    /// primary's last known offset (at least that much acknowledged data may be lost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub may_lose_bytes: Option<u64>,
 }
 
 /// `failover_failed`: no failover could be made (no replica, no topology) or the one asked for
@@ -297,6 +326,10 @@ impl ActionFailed {
     pub fn action(&self) -> &'static str {
         match self {
             ActionFailed::Kill(_) => "kill",
+            ActionFailed::Shutdown {
+                action: FailedAction::Fence,
+                ..
+            } => "fence",
             ActionFailed::Shutdown { .. } => "shutdown",
             ActionFailed::Signal { .. } => "signal",
         }

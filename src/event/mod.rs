@@ -164,6 +164,10 @@ event_kinds! {
     /// No failover could be made, or the one requested was not seen in time: the fallback
     /// (`failover.fallback`) applies.
     FailoverFailed = "failover_failed", Critical, true;
+    /// Two primaries: this server answers as a primary after its role moved to another (the
+    /// script ended while the replica was promoted, or a supervisor restarted it); it is fenced
+    /// (`REPLICAOF` the new primary), recorded and flushed before the command leaves.
+    SplitBrain = "split_brain", Critical, true;
 }
 
 impl EventKind {
@@ -188,6 +192,7 @@ impl EventKind {
                 | EventKind::ShutdownSent
                 | EventKind::SignalSent
                 | EventKind::FailoverRequested
+                | EventKind::SplitBrain
         )
     }
 }

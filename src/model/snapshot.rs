@@ -8,6 +8,14 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+/// Who a server is, as its healthy snapshot says: a run id (new at every start) and a
+/// replication ID (a server that took over from it keeps it as `master_replid2`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub run_id: String,
+    pub replid: String,
+}
+
 /// What SHUTDOWN NOSAVE would lose, by persistence mode.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "persistence", rename_all = "lowercase")]

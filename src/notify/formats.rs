@@ -150,7 +150,9 @@ pub fn title(record: &Record) -> String {
         D::Recovered(d) => format!("recovered ({})", d.how.text()),
         D::ActionFailed(_) => "an action failed".into(),
         D::ProbeFault(_) => "configuration fault".into(),
-        D::IncidentSuperseded(_) => "closed: busyguard restarted and could not resume it".into(),
+        D::IncidentSuperseded(_) => {
+            "closed: what busyguard knew of it may not hold now (another script, another server, or a restart); a new incident follows".into()
+        }
         D::TrailFault(_) => "the audit trail cannot be written (or was replaced)".into(),
         D::SlowScript(_) => "a slow script, before BUSY".into(),
         D::OperatorCommand(d) => format!("{} by {}", d.command, d.by_user),
@@ -162,6 +164,10 @@ pub fn title(record: &Record) -> String {
             d.new_primary
         ),
         D::FailoverFailed(d) => format!("no failover: {}", d.reason),
+        D::SplitBrain(d) => format!(
+            "TWO PRIMARIES: this server answers as a primary after {} took over; fenced with {}",
+            d.new_primary, d.fence
+        ),
         D::WatchdogStarted(_)
         | D::WatchdogStopped(_)
         | D::PolicyLoaded(_)
@@ -377,7 +383,8 @@ fn pagerduty_action(event: EventKind, severity: &PagerDutySeverities) -> Option<
         | K::RoleChanged
         | K::FailoverRequested
         | K::FailoverCompleted
-        | K::FailoverFailed => PagerDutyAction::Trigger(severity.escalated),
+        | K::FailoverFailed
+        | K::SplitBrain => PagerDutyAction::Trigger(severity.escalated),
         K::WatchdogStarted
         | K::WatchdogStopped
         | K::PolicyLoaded

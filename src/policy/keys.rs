@@ -327,6 +327,12 @@ pub const KEYS: &[KeyDoc] = &[
         doc: "With `then: failover`: how long the request and the promotion (a replica answering ROLE `master`, or Sentinel naming another primary) may take before the fallback applies.",
     },
     KeyDoc {
+        path: "on_busy.on_unkillable.failover.max_lag",
+        default: Default::Count(0),
+        bounds: Bounds::None,
+        doc: "With `then: failover`: the most bytes a replica may be behind the primary's last known replication offset (a lower bound: the healthy snapshot's) when it is asked, just before the request, after waiting up to half `failover.timeout` for it to catch up. Behind more, no failover goes: the fallback applies. 0: only a replica that has everything the primary was last seen to have.",
+    },
+    KeyDoc {
         path: "on_busy.on_unkillable.ask.timeout",
         default: Default::Duration(Duration::from_secs(300)),
         bounds: Bounds::Duration {

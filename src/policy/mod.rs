@@ -193,6 +193,8 @@ pub struct FailoverPolicy {
     pub fallback: Resort,
     /// The request and the promotion together.
     pub timeout: Duration,
+    /// The most bytes the promoted replica may be behind (`failover.max_lag`).
+    pub max_lag: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -220,6 +220,19 @@ fn credentials(r: &mut Reader, s: &Section) -> (Option<String>, Option<Secret>) 
 
 /// `topology.sentinel`: the master name Sentinel knows and the sentinels to ask, each reached
 /// with the section's own credentials and TLS.
+/// The addresses an endpoint names (a TCP host resolved; none for a unix socket, which is its
+/// own path). Resolving a name touches no Redis.
+fn resolved(ep: &Endpoint) -> Vec<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    match ep {
+        Endpoint::Tcp { host, port, .. } => (host.trim_matches(['[', ']']), *port)
+            .to_socket_addrs()
+            .map(Iterator::collect)
+            .unwrap_or_default(),
+        Endpoint::Unix { .. } => Vec::new(),
+    }
+}
+
 fn topology(r: &mut Reader, top: &Section) -> Topology {
     let t = r.optional_section(top, "topology");
     let Some(node) = t.get("sentinel") else {
@@ -237,12 +250,29 @@ fn topology(r: &mut Reader, top: &Section) -> Topology {
     let mut endpoints = Vec::new();
     match s.get("urls") {
         Some(Node::Seq { items, .. }) if !items.is_empty() => {
+            // Each sentinel's addresses, names resolved: the same sentinel listed twice (or as
+            // `localhost` and `127.0.0.1`) would count twice toward "more than half".
+            let mut seen: Vec<(usize, Vec<std::net::SocketAddr>)> = Vec::new();
             for item in items {
                 let Some(url) = r.string(item, "topology.sentinel.urls") else {
                     continue;
                 };
                 match parse_url(&url) {
-                    Ok(ep) => endpoints.push(ep),
+                    Ok(ep) => {
+                        let addrs = resolved(&ep);
+                        if let Some((first, _)) =
+                            seen.iter().find(|(_, a)| a.iter().any(|x| addrs.contains(x)))
+                        {
+                            r.error(
+                                item.pos(),
+                                format!(
+                                    "`topology.sentinel.urls`: `{url}` is the same sentinel as urls[{first}] (same address after resolving names): a majority must be of different sentinels"
+                                ),
+                            );
+                        }
+                        seen.push((endpoints.len(), addrs));
+                        endpoints.push(ep);
+                    }
                     Err(msg) => r.error(item.pos(), format!("`topology.sentinel.urls`: {msg}")),
                 }
             }
@@ -376,6 +406,7 @@ fn on_busy(r: &mut Reader, top: &Section) -> OnBusy {
     let failover = FailoverPolicy {
         fallback: Resort::parse(r.opt_choice(&f, "fallback")).unwrap_or_default(),
         timeout: r.opt_duration(&f, "timeout"),
+        max_lag: r.opt_count(&f, "max_lag").unwrap_or(0),
     };
     let ask = r.optional_section(&u, "ask");
     let ask_timeout = r.opt_duration(&ask, "timeout");

@@ -2,10 +2,14 @@
 //! during a busy FCALL, FUNCTION STATS (the only live detail a busy server gives); once the
 //! script is gone, its counters and SLOWLOG, read in one healthy snapshot.
 
-use super::probe::{Connection, Healthy, Outcome};
+use std::time::{Duration, Instant};
+
+use super::ASK_LIMIT;
+use super::probe::{Connection, Healthy, Kept, Lost, Outcome};
 use super::reply::to_json;
 use crate::model::slowlog::cut_args;
 use crate::model::told::{AfterRecovery, RunningFunction};
+use crate::policy::RedisTarget;
 
 /// The running function from a FUNCTION STATS outcome.
 pub fn running_function(outcome: &Outcome) -> RunningFunction {
@@ -33,6 +37,60 @@ pub fn running_function(outcome: &Outcome) -> RunningFunction {
 /// FUNCTION STATS, sent once.
 pub async fn ask_running_function(conn: &Connection) -> RunningFunction {
     running_function(&conn.call(&["FUNCTION", "STATS"]).await)
+}
+
+/// Each replica's replication offset (`None`: not reached), asked until every one has
+/// reached `primary_offset` or `within` has passed (a busy primary still streams what it
+/// wrote before its script): how much a failover to each would lose.
+pub async fn replica_offsets(
+    primary: &RedisTarget,
+    replicas: &[String],
+    primary_offset: u64,
+    within: Duration,
+) -> Vec<(String, Option<u64>)> {
+    let deadline = Instant::now() + within;
+    let mut kept: Vec<(String, Option<Kept>)> = replicas
+        .iter()
+        .map(|a| (a.clone(), super::replica_target(primary, a).map(Kept::new)))
+        .collect();
+    loop {
+        let mut told = Vec::new();
+        for (address, kept) in &mut kept {
+            let offset = match kept {
+                Some(kept) => {
+                    kept.ask(ASK_LIMIT, async |conn| offset_of(conn).await)
+                        .await
+                }
+                None => None,
+            };
+            told.push((address.clone(), offset));
+        }
+        let caught_up = told
+            .iter()
+            .all(|(_, o)| o.is_some_and(|o| o >= primary_offset));
+        if caught_up || Instant::now() >= deadline {
+            return told;
+        }
+        tokio::time::sleep(OFFSETS_EVERY).await;
+    }
+}
+
+/// How often the candidates are asked while they catch up.
+const OFFSETS_EVERY: Duration = Duration::from_millis(20);
+
+/// A replica's own replication offset (`INFO replication`).
+async fn offset_of(conn: &Connection) -> Result<u64, Lost> {
+    match tokio::time::timeout(ASK_LIMIT, conn.call(&["INFO", "replication"])).await {
+        Ok(Outcome::Reply(v)) => {
+            let info = v.as_string().unwrap_or_default();
+            let field = |k| crate::model::snapshot::info_field(&info, k);
+            field("slave_repl_offset")
+                .or_else(|| field("master_repl_offset"))
+                .and_then(|n| n.parse().ok())
+                .ok_or(Lost)
+        }
+        Ok(Outcome::ErrorReply(_) | Outcome::Lost(_)) | Err(_) => Err(Lost),
+    }
 }
 
 /// What the server says once the incident is over: one healthy snapshot (INFO, CONFIG and the

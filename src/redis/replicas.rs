@@ -70,7 +70,7 @@ impl ReplicaWatch {
 
 /// The replica's run id when it is a primary that took over from `replid`; `Err` when the
 /// connection failed (to be opened anew).
-async fn took_over(conn: &Connection, replid: &str) -> Result<Option<String>, Lost> {
+pub async fn took_over(conn: &Connection, replid: &str) -> Result<Option<String>, Lost> {
     let ask = |words: &'static [&'static str]| async move {
         match tokio::time::timeout(ASK_LIMIT, conn.call(words)).await {
             Ok(Outcome::Reply(v)) => Ok(Some(v)),

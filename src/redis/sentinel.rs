@@ -5,8 +5,10 @@
 //! SCRIPT KILL then, and may fail over before busyguard's budget ends.
 //!
 //! `status` shows it. The daemon's watchdog runs a [`Feed`]: a task that asks the sentinels once a
-//! second and passes on the primary a majority of the configured sentinels names, so that a
-//! failover Sentinel made during an incident is known to the engine (`role_changed`).
+//! second and passes on what a majority of the configured sentinels says, once checked: a
+//! failover counts only when the server they name took over from this one (or this run saw
+//! them name this server before), never on a run id alone (a restarted primary is named by its
+//! old one for up to 10 s), and a group that serves another server is said so, never acted on.
 
 use std::time::Duration;
 
@@ -14,8 +16,8 @@ use serde_json::{Value, json};
 
 use super::ASK_LIMIT;
 use super::probe::{self, Outcome};
-use crate::model::snapshot::Snapshot;
-use crate::policy::{Policy, SentinelTopology};
+use crate::model::snapshot::{Identity, Snapshot};
+use crate::policy::{Policy, RedisTarget, SentinelTopology};
 
 /// Each sentinel's view, and the warnings it gives, for `status`.
 pub async fn views(
@@ -112,13 +114,25 @@ pub struct PrimaryView {
     pub run_id: String,
 }
 
+/// What the feed passes on, once checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SentinelWord {
+    /// A majority names another server, which took over from this one (its `master_replid2`
+    /// is this server's replication ID), or this run saw them name this server before: this
+    /// one was failed over.
+    FailedOver(PrimaryView),
+    /// The group serves another server than this one (`topology.sentinel.master` names another
+    /// group): nothing it says of a primary is acted on.
+    OtherGroup(String),
+}
+
 /// How often the feed asks.
 const FEED_EVERY: Duration = Duration::from_secs(1);
 
-/// A task asking the sentinels for the primary, once a second, for one watchdog; it ends when
-/// the feed is dropped.
+/// A task asking the sentinels for the primary, once a second, for one watchdog, and checking
+/// what they say before passing it on; it ends when the feed is dropped.
 pub struct Feed {
-    pub views: tokio::sync::mpsc::Receiver<PrimaryView>,
+    pub words: tokio::sync::mpsc::Receiver<SentinelWord>,
     task: tokio::task::AbortHandle,
 }
 
@@ -129,9 +143,17 @@ impl Drop for Feed {
 }
 
 impl Feed {
-    pub fn start(topology: &SentinelTopology) -> Feed {
-        let (tx, views) = tokio::sync::mpsc::channel(4);
+    /// Ask `topology`'s sentinels; `primary` is the watched server's target (the server a
+    /// majority names is asked with its credentials: Sentinel is trusted by configuration);
+    /// `ours` follows this server's identity.
+    pub fn start(
+        topology: &SentinelTopology,
+        primary: &RedisTarget,
+        ours: tokio::sync::watch::Receiver<Option<Identity>>,
+    ) -> Feed {
+        let (tx, words) = tokio::sync::mpsc::channel(4);
         let asked = topology.clone();
+        let primary = primary.clone();
         let task = tokio::spawn(async move {
             // One connection per sentinel, kept between questions and opened anew once lost.
             let mut open: Vec<probe::Kept> = asked
@@ -140,9 +162,12 @@ impl Feed {
                 .cloned()
                 .map(probe::Kept::new)
                 .collect();
+            let mut check = Check::default();
             loop {
-                if let Some(view) = majority(&asked, &mut open).await
-                    && tx.send(view).await.is_err()
+                let identity = ours.borrow().clone();
+                if let (Some(view), Some(identity)) = (majority(&asked, &mut open).await, identity)
+                    && let Some(word) = check.word(view, &identity, &primary).await
+                    && tx.send(word).await.is_err()
                 {
                     return;
                 }
@@ -150,7 +175,77 @@ impl Feed {
             }
         })
         .abort_handle();
-        Feed { views, task }
+        Feed { words, task }
+    }
+}
+
+/// What the feed has learned of this server from Sentinel.
+#[derive(Default)]
+struct Check {
+    /// The address the sentinels named for this server (by its run id), and whether they did
+    /// in this run.
+    our_address: Option<String>,
+    /// A connection to the server a majority names instead, kept while they do.
+    named: Option<(String, probe::Kept)>,
+    /// The last word passed on (each is passed on once).
+    told: Option<SentinelWord>,
+}
+
+impl Check {
+    /// What `view` means for this server: nothing (it names this server, or this server's own
+    /// address with an old run id: Sentinel refreshes a master's INFO every 10 s, and a
+    /// restarted primary is named by its old run id until then), a failover, or another group.
+    async fn word(
+        &mut self,
+        view: PrimaryView,
+        ours: &Identity,
+        primary: &RedisTarget,
+    ) -> Option<SentinelWord> {
+        if view.run_id == ours.run_id {
+            self.our_address = Some(view.address);
+            self.told = None;
+            return None;
+        }
+        if self.our_address.as_deref() == Some(view.address.as_str()) {
+            return None;
+        }
+        let word = match self.took_over(&view, ours, primary).await {
+            Some(true) => SentinelWord::FailedOver(view.clone()),
+            Some(false) if self.our_address.is_some() => SentinelWord::FailedOver(view.clone()),
+            Some(false) => SentinelWord::OtherGroup(format!(
+                "the sentinels name {} (run id {}) as the primary of their group, a server that \
+                 never took over from this one (run id {}): `topology.sentinel.master` names \
+                 another group, and nothing it says is acted on",
+                view.address, view.run_id, ours.run_id
+            )),
+            // Not reached: nothing is known yet.
+            None => return None,
+        };
+        if self.told.as_ref() == Some(&word) {
+            return None;
+        }
+        self.told = Some(word.clone());
+        Some(word)
+    }
+
+    /// Whether the server at the view's address took over from this one (`None`: not reached).
+    async fn took_over(
+        &mut self,
+        view: &PrimaryView,
+        ours: &Identity,
+        primary: &RedisTarget,
+    ) -> Option<bool> {
+        if self.named.as_ref().is_none_or(|(a, _)| *a != view.address) {
+            let target = super::replica_target(primary, &view.address)?;
+            self.named = Some((view.address.clone(), probe::Kept::new(target)));
+        }
+        let (_, kept) = self.named.as_mut()?;
+        let replid = ours.replid.clone();
+        kept.ask(ASK_LIMIT, async |conn| {
+            super::replicas::took_over(conn, &replid).await
+        })
+        .await
+        .map(|run_id| run_id.is_some())
     }
 }
 

@@ -1,5 +1,5 @@
 //! The commands and signals that change a server, one file each: [`kill`], [`shutdown`],
-//! [`signal`], [`failover`]. Each is sent exactly once, on the probe's own connection (where
+//! [`signal`], [`failover`], [`fence`]. Each is sent exactly once, on the probe's own connection (where
 //! BUSY was just seen) or to the peers the plan names, and never retried: its outcome goes back
 //! to the engine.
 //!
@@ -10,6 +10,7 @@
 //! [`Runtime`]; nothing here decides.
 
 pub mod failover;
+pub mod fence;
 pub mod kill;
 pub mod shutdown;
 pub mod signal;
@@ -88,6 +89,7 @@ pub async fn carry_out(action: &Action, ctx: &Context<'_>, runtime: &impl Runtim
         Action::Shutdown(command) => run(command, ctx, runtime).await,
         Action::Signal(target) => run(target, ctx, runtime).await,
         Action::Failover(plan) => run(plan, ctx, runtime).await,
+        Action::Fence(plan) => run(plan, ctx, runtime).await,
     }
 }
 
@@ -117,11 +119,11 @@ async fn run<R: Remedy>(remedy: &R, ctx: &Context<'_>, runtime: &impl Runtime) -
     let limit = remedy.bound().unwrap_or(ctx.reply_limit);
     // The inquiry is polled first (join polls in order): it is written ahead of the action.
     let ahead = async {
-        match ctx.ahead {
+        match &ctx.ahead {
             Some(Inquiry::RunningFunction) => Some(Observation::RunningFunction(
                 forensics::ask_running_function(ctx.conn).await,
             )),
-            Some(Inquiry::AfterRecovery) | None => None,
+            Some(Inquiry::AfterRecovery | Inquiry::ReplicaOffsets { .. }) | None => None,
         }
     };
     let both = async { tokio::join!(ahead, remedy.perform(ctx, runtime)) };

@@ -31,20 +31,21 @@ fn reasons(daemon: &Daemon, event: &str) -> Vec<String> {
 fn a_script_boundary_in_one_busy_stretch_gets_the_next_script_its_kill() {
     let server = RedisServer::start(ServerOptions::default());
     let daemon = Daemon::start(
-        &server.policy("boundary", &support::ladder("3s", "shutdown")),
+        &server.policy("boundary", &support::ladder("5s", "shutdown")),
         &[],
     );
     server.wait_snapshot();
     let mut conn = server.conn();
-    // Pipelined: B is in the server's buffer when A ends.
     let a = [
         "EVAL",
         scripts::WRITE_THEN_SPIN_MS,
         "1",
         "written-by-a",
-        "1500",
+        "3000",
     ];
     conn.send(&a).unwrap();
+    daemon.wait_event("unkillable", LONG);
+    // Pipelined behind A: B is in the server's buffer when A ends, and runs at once.
     conn.send(&["EVAL", scripts::READ_ONLY_LOOP, "0"]).unwrap();
     let first = conn.read().unwrap();
     assert_eq!(first.text(), Some("done"), "A ended by itself: {first:?}");

@@ -12,6 +12,7 @@
 //! - [`remediation`]: the ladder end to end: kill, wait, shutdown, limits, dry-run, ACL users.
 //! - [`compat`]: the ladder on every server build (Redis 6.2 to 8.2, Valkey 8.0 to 9.1).
 //! - [`safety`]: what busyguard does when it knows only part of the story.
+//! - [`fencing`]: one writable primary: Sentinel's word checked, an old primary fenced.
 //! - [`evidence`]: what a shutdown rests on: one script, one server, one connection, fresh
 //!   replies and counts (a TCP proxy makes the network misbehave).
 //! - [`audit`]: the trail: decision inputs, forensics, resume after a crash, verify, rotation.
@@ -34,6 +35,7 @@ mod compat;
 mod control;
 mod early;
 mod evidence;
+mod fencing;
 mod harness;
 mod notify;
 mod operations;

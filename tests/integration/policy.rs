@@ -123,6 +123,7 @@ fn a_file_with_every_key_loads_to_the_expected_policy() {
                 failover: FailoverPolicy {
                     fallback: Resort::Shutdown,
                     timeout: ms(20_000),
+                    max_lag: 0,
                 },
             },
         },

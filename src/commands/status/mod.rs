@@ -121,6 +121,14 @@ const CHECKS: &[Check] = &[
         for_failover: true,
     },
     Check {
+        right: "replicaof",
+        words: &["REPLICAOF", "NO", "ONE"],
+        queued: true,
+        needed_for: "`then: failover`: fencing an old primary that answers as a primary after its failover (REPLICAOF the new one)",
+        since_major: 0,
+        for_failover: true,
+    },
+    Check {
         right: "cluster|failover",
         words: &["CLUSTER", "FAILOVER", "FORCE"],
         queued: true,

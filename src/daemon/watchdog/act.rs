@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use crate::audit::AuditLog;
 use crate::engine::{Inquiry, Observation, Step};
 use crate::model::told::RunningFunction;
+use crate::policy::RedisTarget;
 use crate::redis::forensics;
 use crate::redis::probe::Connection;
 use crate::remedy::{self, Context, Runtime};
@@ -74,7 +75,7 @@ impl Watchdog {
                     gone = performed.gone;
                     performed.observations
                 }
-                (None, Some(inquiry)) => vec![ask(conn, inquiry).await],
+                (None, Some(inquiry)) => vec![ask(conn, &self.policy.redis, inquiry).await],
                 (None, None) => return gone,
             };
             let mut next = Step::default();
@@ -110,9 +111,23 @@ impl Watchdog {
     }
 }
 
-/// Ask what the engine wants to hear, within its bound.
-async fn ask(conn: &Connection, inquiry: Inquiry) -> Observation {
+/// Ask what the engine wants to hear, within its bound; `primary` is the watched server's
+/// target (its replicas are asked with its credentials).
+async fn ask(conn: &Connection, primary: &RedisTarget, inquiry: Inquiry) -> Observation {
     match inquiry {
+        Inquiry::ReplicaOffsets {
+            replicas,
+            primary_offset,
+            within_ms,
+        } => Observation::ReplicaOffsets(
+            forensics::replica_offsets(
+                primary,
+                &replicas,
+                primary_offset,
+                Duration::from_millis(within_ms),
+            )
+            .await,
+        ),
         Inquiry::RunningFunction => {
             let seen =
                 tokio::time::timeout(FUNCTION_STATS_LIMIT, forensics::ask_running_function(conn))

@@ -24,9 +24,11 @@ use crate::engine::early::EarlyWarnings;
 use crate::engine::{At, Engine, Live, Observation, Rules, Source, Steer, Step};
 use crate::event::Event;
 use crate::event::detail::{Carried, WatchdogStarted, WatchdogStopped};
+use crate::model::snapshot::Identity;
 use crate::policy::Policy;
 use crate::record::Recorder;
 use crate::redis::probe::{self, ConnectError, Connection, Outcome, classify_error};
+use crate::redis::sentinel::SentinelWord;
 use crate::remedy::signal::process_start_ticks;
 
 /// Reconnection attempts are spaced by the probe interval, within these bounds.
@@ -78,6 +80,8 @@ pub struct Watchdog {
     carried: Carried,
     /// The generation of the probe connection: each session's is the next.
     conn: u64,
+    /// Who this server is (its healthy snapshot), for the Sentinel feed to check against.
+    identity: watch::Sender<Option<Identity>>,
 }
 
 /// What the daemon hands a watchdog to steer it.
@@ -137,6 +141,7 @@ impl Watchdog {
             replicas: None,
             carried: Carried::default(),
             conn: 0,
+            identity: watch::Sender::new(None),
             beat,
             early: EarlyWarnings::new(policy.early_warning, None),
             policy,
@@ -200,26 +205,43 @@ impl Watchdog {
     /// this one was failed over.
     async fn role_views(&mut self) {
         let mut seen = Vec::new();
+        self.identity
+            .send_if_modified(|known| match self.engine.identity() {
+                Some(now) if known.as_ref() != Some(&now) => {
+                    *known = Some(now);
+                    true
+                }
+                Some(_) | None => false,
+            });
         if let Some(topology) = &self.policy.topology.sentinel {
-            let feed = self
-                .sentinel
-                .get_or_insert_with(|| crate::redis::sentinel::Feed::start(topology));
-            seen.extend(latest(&mut feed.views).map(|v| (v, "sentinel")));
+            let (primary, ours) = (&self.policy.redis, self.identity.subscribe());
+            let feed = self.sentinel.get_or_insert_with(|| {
+                crate::redis::sentinel::Feed::start(topology, primary, ours)
+            });
+            while let Ok(word) = feed.words.try_recv() {
+                seen.push(match word {
+                    SentinelWord::FailedOver(view) => Observation::Demoted {
+                        primary: view.address,
+                        run_id: view.run_id,
+                        by: "sentinel",
+                    },
+                    SentinelWord::OtherGroup(why) => Observation::SentinelServesAnother(why),
+                });
+            }
         }
         self.watch_replicas();
-        if let Some(watch) = &mut self.replicas {
-            seen.extend(latest(&mut watch.views).map(|v| (v, "replica")));
+        if let Some(watch) = &mut self.replicas
+            && let Some(view) = latest(&mut watch.views)
+        {
+            seen.push(Observation::Demoted {
+                primary: view.address,
+                run_id: view.run_id,
+                by: "replica",
+            });
         }
-        let ours = self.engine.snapshot().and_then(|s| s.run_id.clone());
-        for (view, by) in seen {
-            if ours.as_ref().is_some_and(|ours| *ours != view.run_id) {
-                let step = self.decide(Observation::Demoted {
-                    primary: view.address,
-                    run_id: view.run_id,
-                    by,
-                });
-                self.act(None, step).await;
-            }
+        for observation in seen {
+            let step = self.decide(observation);
+            self.act(None, step).await;
         }
     }
 

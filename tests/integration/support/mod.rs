@@ -520,7 +520,7 @@ pub const BUSYGUARD_RIGHTS: &[&str] = &[
 
 /// What `then: failover` adds to [`BUSYGUARD_RIGHTS`], on every node (`+cluster|info` for
 /// `status` in a Cluster).
-pub const FAILOVER_RIGHTS: &[&str] = &["+role", "+cluster|failover", "+cluster|info"];
+pub const FAILOVER_RIGHTS: &[&str] = &["+role", "+replicaof", "+cluster|failover", "+cluster|info"];
 
 /// Create the ACL user `busyguard` with `password` and the documented rights but `without`.
 pub fn add_busyguard_user(server: &RedisServer, password: &str, without: &[&str]) {

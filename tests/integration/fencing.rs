@@ -1,0 +1,189 @@
+//! #26: one writable primary. Sentinel's word is checked before it is believed (a restarted
+//! primary is named by its old run id for up to 10 s), and an old primary that answers as a
+//! primary after its failover (its script ended in the race, or its supervisor restarted it)
+//! is fenced at once with `REPLICAOF` the new primary. Real redis-sentinel and servers.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::sentinel::Sentinel;
+use crate::support::{self, Caller, Daemon, RedisServer, ServerOptions, scripts, wait_for};
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// The policy of a Sentinel-watched primary, the failover user's rights included.
+fn policy(primary: &RedisServer, sentinel: &Sentinel, wait: &str) -> String {
+    primary.policy(
+        "orders",
+        &format!(
+            "{}topology:\n  sentinel:\n    master: m\n    urls: [{}]\n",
+            support::ladder(wait, "failover"),
+            sentinel.url()
+        ),
+    )
+}
+
+fn role(server: &RedisServer) -> Option<String> {
+    server.info("replication").get("role").cloned()
+}
+
+fn ms(record: &Value) -> u64 {
+    let ts = record["ts"].as_str().unwrap();
+    let t =
+        time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).unwrap();
+    (t.unix_timestamp_nanos() / 1_000_000) as u64
+}
+
+/// #26.1: the primary restarts (a crash, a deploy) just before an incident; every sentinel
+/// still names it by its old run id. That is no failover: no `role_changed`, no shutdown of a
+/// "zombie"; the failover asked for is refused (no majority names this server) and the
+/// fallback (notify) applies.
+#[test]
+fn a_stale_sentinel_view_after_a_restart_is_no_failover() {
+    let mut primary = RedisServer::start(ServerOptions::default());
+    let replica = primary.start_replica(ServerOptions::default());
+    let sentinel = Sentinel::start(&primary, 60_000);
+    assert!(wait_for(LONG, || sentinel.field("num-slaves").as_deref()
+        == Some("1")));
+    let old_run = sentinel.field("runid").unwrap();
+    primary.signal(nix::sys::signal::Signal::SIGKILL);
+    assert!(primary.wait_exit(LONG));
+    primary.spawn().unwrap();
+    let daemon = Daemon::start(&policy(&primary, &sentinel, "500ms"), &[]);
+    primary.wait_snapshot();
+    assert_eq!(
+        sentinel.field("runid").as_deref(),
+        Some(old_run.as_str()),
+        "still stale"
+    );
+    let _writer = Caller::eval(&primary, scripts::WRITING_LOOP, &["k"], &[]);
+    let failed = daemon.wait_event("failover_failed", LONG);
+    assert!(
+        daemon.records_of("role_changed").is_empty(),
+        "{:?}",
+        daemon.events()
+    );
+    assert!(
+        daemon.records_of("shutdown_sent").is_empty(),
+        "{:?}",
+        daemon.events()
+    );
+    assert_eq!(failed["detail"]["fallback"], "notify", "{failed}");
+    assert_eq!(
+        role(&replica).as_deref(),
+        Some("slave"),
+        "the replica stays a replica"
+    );
+}
+
+/// #26.2: the old primary answers as a primary again after its failover, its script ended by
+/// itself (here: its zombie's shutdown is refused, the busyguard user has no `+shutdown`, so the
+/// script ends before anything else can end it; in the field, it ends in the race with the
+/// next BUSY reply): two writable primaries. busyguard fences it at once: a replica of the new
+/// primary, and the trail says so.
+#[test]
+fn an_old_primary_whose_script_ended_after_the_failover_is_fenced() {
+    let primary = RedisServer::start(ServerOptions::default());
+    let replica = primary.start_replica(ServerOptions::default());
+    let sentinel = Sentinel::start(&primary, 60_000);
+    assert!(wait_for(LONG, || sentinel.field("num-slaves").as_deref()
+        == Some("1")));
+    for node in [&primary, &replica] {
+        support::add_busyguard_user(node, "s3cret", &["+shutdown"]);
+        let mut args = vec!["ACL", "SETUSER", "busyguard"];
+        args.extend(support::FAILOVER_RIGHTS);
+        node.conn().call(&args).unwrap();
+    }
+    let secrets = tempfile::tempdir().unwrap();
+    let password = secrets.path().join("password");
+    std::fs::write(&password, "s3cret").unwrap();
+    let policy = policy(&primary, &sentinel, "500ms").replace(
+        "\nprobe:",
+        &format!(
+            "\n  username: busyguard\n  password_file: {}\nprobe:",
+            password.display()
+        ),
+    );
+    let daemon = Daemon::start(&policy, &[]);
+    primary.wait_snapshot();
+    let writer = Caller::eval(&primary, scripts::WRITE_THEN_SPIN_MS, &["k"], &["3000"]);
+    let completed = daemon.wait_event("failover_completed", LONG);
+    assert_eq!(writer.reply().unwrap().text(), Some("done"));
+    let split = daemon.wait_event("split_brain", LONG);
+    assert_eq!(
+        split["detail"]["fence"],
+        format!("REPLICAOF 127.0.0.1 {}", replica.port),
+        "{split}"
+    );
+    let recovered = daemon
+        .wait_record(LONG, |r| {
+            r["event"] == "recovered" && r["incident"] == split["incident"]
+        })
+        .unwrap();
+    assert_eq!(
+        recovered["detail"]["how"], "fenced as a replica",
+        "{recovered}"
+    );
+    assert!(wait_for(LONG, || role(&primary).as_deref() == Some("slave")));
+    assert_eq!(role(&replica).as_deref(), Some("master"));
+    // From the old primary's first healthy reply (the fence's record) to the fence's answer.
+    let fenced_in = ms(&recovered).saturating_sub(ms(&split));
+    println!(
+        "fenced {fenced_in} ms after it answered as a primary (promotion seen {} ms before)",
+        ms(&split).saturating_sub(ms(&completed))
+    );
+}
+
+/// #26.3: after busyguard's failover and shutdown, a supervisor starts the old primary again
+/// from its own redis.conf (no `replicaof`): a writable primary beside the new one. busyguard
+/// fences it as soon as it answers.
+#[test]
+fn an_old_primary_restarted_by_its_supervisor_is_fenced() {
+    let mut primary = RedisServer::start(ServerOptions::default());
+    let replica = primary.start_replica(ServerOptions::default());
+    let sentinel = Sentinel::start(&primary, 60_000);
+    assert!(wait_for(LONG, || sentinel.field("num-slaves").as_deref()
+        == Some("1")));
+    let daemon = Daemon::start(
+        &format!(
+            "{}{}",
+            policy(&primary, &sentinel, "500ms"),
+            support::ACCEPT_EMPTY_RESTART
+        ),
+        &[],
+    );
+    primary.wait_snapshot();
+    let _writer = Caller::eval(&primary, scripts::WRITING_LOOP, &["k"], &[]);
+    daemon.wait_event("shutdown_confirmed", LONG);
+    assert!(primary.wait_exit(LONG));
+    // Debian's Restart=always: the same redis.conf, a primary again.
+    primary.spawn().unwrap();
+    let split = daemon.wait_event("split_brain", LONG);
+    assert!(
+        split["detail"]["why"]
+            .as_str()
+            .unwrap()
+            .contains("came back after its shutdown"),
+        "{split}"
+    );
+    assert!(wait_for(LONG, || role(&primary).as_deref() == Some("slave")));
+    assert_eq!(role(&replica).as_deref(), Some("master"));
+}
+
+/// #26.5: the same sentinel listed twice (or as `localhost` and `127.0.0.1`) would count twice
+/// toward "more than half": `check` refuses it, naming the line.
+#[test]
+fn the_same_sentinel_twice_is_a_policy_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("twice.yaml");
+    std::fs::write(
+        &file,
+        "instance: twice\nredis:\n  url: redis://127.0.0.1:6379\non_busy:\n  on_unkillable:\n    then: failover\ntopology:\n  sentinel:\n    master: m\n    urls:\n      - redis://localhost:26379\n      - redis://127.0.0.1:26379\n",
+    )
+    .unwrap();
+    let (code, out) = support::busyguard(&["check"], &[&file]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("twice.yaml:12:9"), "{out}");
+    assert!(out.contains("the same sentinel as urls[0]"), "{out}");
+}

@@ -177,6 +177,7 @@ fn snapshot(words: &[&str]) -> Result<Option<Snapshot>, String> {
             "pid" => s.process_id = Some(num()? as u32),
             "save" => s.save = Some(v.trim_matches('"').into()),
             "cluster" => s.cluster_enabled = Some(v == "yes"),
+            "offset" => s.master_repl_offset = Some(num()?),
             // An online replica, `HOST:PORT` or `HOST:PORT/LAG_S`, in sync with the offset.
             "replica" => {
                 let (address, lag) = v.split_once('/').unwrap_or((v, "0"));
@@ -188,6 +189,8 @@ fn snapshot(words: &[&str]) -> Result<Option<Snapshot>, String> {
                     s.replicas.len()
                 ));
                 s.connected_replicas = Some(s.replicas.len() as u64);
+                // The primary's offset, unless the scenario names one: the replicas' own.
+                s.master_repl_offset.get_or_insert(0);
             }
             other => return Err(format!("unknown snapshot key `{other}`")),
         }

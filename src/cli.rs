@@ -71,9 +71,12 @@ pub enum Command {
     Pause {
         #[command(flatten)]
         target: Target,
-        /// How long, e.g. `30m`.
+        /// How long, e.g. `30m`: at most a week (a typo must not disable busyguard).
         #[arg(long = "for", value_parser = humantime::parse_duration)]
         duration: std::time::Duration,
+        /// Allow a pause longer than a week (up to a year).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         steer: SteerArgs,
     },

@@ -10,6 +10,7 @@ use busyguard::cli::{AuditCommand, Cli, Command};
 use busyguard::commands::steer;
 use busyguard::daemon::control;
 use busyguard::daemon::{self, Control, RunEnd, RunOptions};
+use busyguard::model::text::for_terminal;
 use std::path::PathBuf;
 
 fn main() -> ExitCode {
@@ -82,12 +83,14 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             };
             busyguard::install_crypto_provider();
-            let mut out = std::io::stdout().lock();
+            let mut out = Vec::new();
             let dir = daemon::state_dir(state_dir);
             let sources = sources.sources();
             let status =
                 busyguard::commands::status::status(&paths, json, &dir, &sources, &mut out);
-            match runtime.block_on(status) {
+            let healthy = runtime.block_on(status);
+            print!("{}", for_terminal(&String::from_utf8_lossy(&out)));
+            match healthy {
                 Ok(true) => ExitCode::SUCCESS,
                 _ => ExitCode::from(1),
             }
@@ -95,10 +98,15 @@ fn main() -> ExitCode {
         Command::Pause {
             target,
             duration,
+            force,
             steer,
         } => {
-            let for_ms = duration.as_millis() as u64;
-            steer_daemon(control::Command::Pause { for_ms }, target.instance, steer)
+            let for_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+            steer_daemon(
+                control::Command::Pause { for_ms, force },
+                target.instance,
+                steer,
+            )
         }
         Command::Resume { target, steer } => {
             steer_daemon(control::Command::Resume, target.instance, steer)
@@ -118,7 +126,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Some(r) => {
-                print!("{}", steer::ps_text(&r));
+                print!("{}", for_terminal(&steer::ps_text(&r)));
                 ExitCode::SUCCESS
             }
             None => ExitCode::from(1),
@@ -133,7 +141,7 @@ fn main() -> ExitCode {
             trail.as_deref(),
         ) {
             Ok(text) => {
-                print!("{text}");
+                print!("{}", for_terminal(&text));
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -240,7 +248,7 @@ fn steer_daemon(
     };
     match ask_daemon(args.state_dir, &request) {
         Some(r) => {
-            println!("{}", r.message);
+            println!("{}", for_terminal(&r.message));
             if r.ok {
                 ExitCode::SUCCESS
             } else {

@@ -221,6 +221,11 @@ fn ms(v: Option<u64>) -> String {
 
 /// The one line that says what a record means.
 pub(crate) fn summary(detail: &Detail) -> String {
+    // Server text (BUSY and kill replies, SLOWLOG arguments) may hold escape sequences.
+    crate::model::text::printable(&summary_raw(detail)).into_owned()
+}
+
+fn summary_raw(detail: &Detail) -> String {
     use Detail as D;
     match detail {
         D::BusyDetected(d) => format!(

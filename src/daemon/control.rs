@@ -29,6 +29,11 @@ pub const GROUP_ENV: &str = "BUSYGUARD_CONTROL_GROUP";
 pub const SOCKET_ENV: &str = "BUSYGUARD_CONTROL_SOCKET";
 /// Where systemd's `RuntimeDirectory=busyguard` puts the socket.
 pub const RUNTIME_SOCKET: &str = "/run/busyguard/control.sock";
+/// The longest pause without `--force`: a typo (`100000years`) must not disable busyguard.
+pub const PAUSE_AT_MOST: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The longest pause with `--force`.
+pub const PAUSE_FORCED_AT_MOST: Duration = Duration::from_secs(366 * 24 * 3600);
+
 /// The most a request may hold.
 const REQUEST_LIMIT: u64 = 64 * 1024;
 /// How long a client waits for the daemon's answer (a steering command applies at the
@@ -54,9 +59,12 @@ pub struct Request {
 pub enum Command {
     /// What the watchdogs are doing now (answered by the daemon, recorded nowhere).
     Ps,
-    /// Every action is decided and recorded as withheld for this long.
+    /// Every action is decided and recorded as withheld for this long: at most
+    /// [`PAUSE_AT_MOST`], or [`PAUSE_FORCED_AT_MOST`] with `force`.
     Pause {
         for_ms: u64,
+        #[serde(default)]
+        force: bool,
     },
     /// End a pause early.
     Resume,
@@ -130,47 +138,96 @@ pub fn listen(state_dir: &Path) -> std::io::Result<UnixListener> {
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
-    // The group that may steer, when the service names one it is a member of.
+    // The group that may steer, when the service names one it is a member of. Failing to give
+    // the socket to it costs the operators their steering, never the supervision.
     if let Ok(name) = std::env::var(GROUP_ENV) {
-        let group = nix::unistd::Group::from_name(&name)
+        let given = nix::unistd::Group::from_name(&name)
             .ok()
             .flatten()
-            .ok_or_else(|| std::io::Error::other(format!("{GROUP_ENV}: no group `{name}`")))?;
-        nix::unistd::chown(&path, None, Some(group.gid)).map_err(std::io::Error::from)?;
+            .ok_or_else(|| format!("no group `{name}`"))
+            .and_then(|g| {
+                nix::unistd::chown(&path, None, Some(g.gid)).map_err(|e| {
+                    format!(
+                        "cannot give the socket to group `{name}` ({e}; under systemd's \
+                         PrivateUsers= a group outside the service's own is not mapped)"
+                    )
+                })
+            });
+        if let Err(why) = given {
+            tracing::error!(socket = %path.display(), "{GROUP_ENV}: {why}: only busyguard's own user and group may steer; supervision goes on");
+        }
     }
     std::fs::write(state_dir.join(PATH_FILE), format!("{}\n", path.display()))?;
     Ok(listener)
 }
 
-/// Accept commands and hand each to the daemon; never returns.
+/// Control connections served at once; more wait in the kernel's backlog.
+const CONNECTIONS_AT_ONCE: usize = 32;
+/// How long a client may take to send its request.
+const REQUEST_TIME: Duration = Duration::from_secs(2);
+/// How long to wait before accepting again when the process is out of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Accept commands and hand each to the daemon; never returns. At most
+/// [`CONNECTIONS_AT_ONCE`] are served at a time, each must send its request within
+/// [`REQUEST_TIME`], and an `accept` that fails (out of file descriptors: many idle clients, a
+/// leaking tool) backs off instead of spinning: the control socket never starves the watchdogs.
 pub async fn serve(listener: UnixListener, daemon: mpsc::Sender<Incoming>) {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_AT_ONCE));
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket: accept failed; waiting before the next");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
         };
         let daemon = daemon.clone();
         tokio::spawn(async move {
             if let Err(e) = answer(stream, daemon).await {
                 tracing::warn!(error = %e, "control connection failed");
             }
+            drop(slot);
         });
     }
 }
 
+/// Who the peer is: its uid, and its user's name; a uid with no name (one systemd's
+/// `PrivateUsers=` did not map shows as 65534) is recorded as unknown, with a warning.
+fn caller(uid: u32) -> Caller {
+    let named = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .filter(|name| name != "nobody");
+    let user = named.unwrap_or_else(|| {
+        tracing::warn!(uid, "control socket: a caller whose uid maps to no user (under PrivateUsers=, operators' uids are not mapped): recorded as unknown");
+        format!("unknown (uid {uid})")
+    });
+    Caller { uid, user }
+}
+
 async fn answer(stream: UnixStream, daemon: mpsc::Sender<Incoming>) -> std::io::Result<()> {
     let cred = stream.peer_cred()?;
-    let caller = Caller {
-        uid: cred.uid(),
-        user: nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(cred.uid()))
-            .ok()
-            .flatten()
-            .map_or_else(|| format!("uid {}", cred.uid()), |u| u.name),
-    };
+    let caller = caller(cred.uid());
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    BufReader::new(tokio::io::AsyncReadExt::take(read, REQUEST_LIMIT))
-        .read_line(&mut line)
-        .await?;
+    let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, REQUEST_LIMIT));
+    match tokio::time::timeout(REQUEST_TIME, reader.read_line(&mut line)).await {
+        Ok(read) => {
+            read?;
+        }
+        Err(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no request in time",
+            ));
+        }
+    }
     let response = match serde_json::from_str::<Request>(&line) {
         Err(e) => Response::error(format!("not a request: {e}")),
         Ok(request) => {

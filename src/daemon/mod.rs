@@ -48,6 +48,9 @@ const HISTORY_AT_LEAST: Duration = Duration::from_secs(24 * 3600);
 /// How long reading the policy files (and their secrets) may take.
 const READ_LIMIT: Duration = Duration::from_secs(10);
 
+/// How long an operator's command waits for its watchdog before it is answered as queued.
+const QUEUED_AFTER: Duration = Duration::from_secs(2);
+
 /// How long stopping watchdogs may take before the daemon goes on anyway.
 const STOP_LIMIT: Duration = Duration::from_secs(5);
 /// How long pending notifications may still be delivered at a stop.
@@ -115,7 +118,24 @@ struct Daemon {
     running: BTreeMap<String, Supervised>,
 }
 
+/// Raise the soft limit on open files to the hard one (systemd's default soft limit is 1024):
+/// each supervised instance holds a few descriptors, and idle control clients must not starve
+/// the probes of theirs.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, soft, hard, "cannot raise the open files limit");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the open files limit"),
+    }
+}
+
 pub async fn run(opts: RunOptions, mut control: mpsc::Receiver<Control>) -> anyhow::Result<RunEnd> {
+    raise_open_files_limit();
     let dir = state_dir(opts.state_dir);
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create state dir {}", dir.display()))?;
@@ -465,11 +485,29 @@ impl Daemon {
         };
         let steer = match request.command {
             Command::Ps => return self.ps(targets, reply),
-            Command::Pause { for_ms } => Steer::Pause {
-                until_unix_ms: now_ms().saturating_add(for_ms),
-                by: caller.user.clone(),
-                reason: request.reason.clone(),
-            },
+            Command::Pause { for_ms, force } => {
+                let most = match force {
+                    true => control::PAUSE_FORCED_AT_MOST,
+                    false => control::PAUSE_AT_MOST,
+                };
+                if for_ms > most.as_millis() as u64 {
+                    let _ = reply.send(Response::error(format!(
+                        "a pause of {} is longer than {}{}: refused",
+                        humantime::format_duration(Duration::from_millis(for_ms)),
+                        humantime::format_duration(most),
+                        match force {
+                            true => "",
+                            false => " (pass --force for up to a year)",
+                        }
+                    )));
+                    return;
+                }
+                Steer::Pause {
+                    until_unix_ms: now_ms().saturating_add(for_ms),
+                    by: caller.user.clone(),
+                    reason: request.reason.clone(),
+                }
+            }
             Command::Resume => Steer::Resume,
             Command::Hold => Steer::Hold {
                 by: caller.user.clone(),
@@ -481,31 +519,37 @@ impl Daemon {
         let mut answers = Vec::new();
         for name in targets {
             let (tx, rx) = oneshot::channel();
+            let name = name.clone();
             let request = SteerRequest {
                 steer: steer.clone(),
                 caller: caller.clone(),
                 reason: request.reason.clone(),
                 reply: tx,
             };
-            if self.running[name]
+            if self.running[&name]
                 .steer
                 .send(ToWatchdog::Steer(request))
                 .is_ok()
             {
-                answers.push(rx);
+                answers.push((name, rx));
             }
         }
         tokio::spawn(async move {
             let mut lines = Vec::new();
             let mut ok = true;
-            for rx in answers {
-                match rx.await {
-                    Ok(Ok(line)) => lines.push(line),
-                    Ok(Err(line)) => {
+            for (name, rx) in answers {
+                // A watchdog carrying out an action (a failover may take its `failover.timeout`)
+                // takes the command when it is done: said, not left to time out.
+                match tokio::time::timeout(QUEUED_AFTER, rx).await {
+                    Ok(Ok(Ok(line))) => lines.push(line),
+                    Ok(Ok(Err(line))) => {
                         ok = false;
                         lines.push(line);
                     }
-                    Err(_) => ok = false,
+                    Ok(Err(_)) => ok = false,
+                    Err(_) => lines.push(format!(
+                        "{name}: queued: its watchdog is carrying out an action and takes the command when that ends (the trail records it then)"
+                    )),
                 }
             }
             let _ = reply.send(Response {
@@ -532,7 +576,10 @@ impl Daemon {
         tokio::spawn(async move {
             let mut instances = Vec::new();
             for (instance, rx) in asked {
-                let live = rx.await.ok();
+                let live = tokio::time::timeout(QUEUED_AFTER, rx)
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
                 instances.push(InstanceLive { instance, live });
             }
             let _ = reply.send(Response {

@@ -14,6 +14,7 @@
 use crate::event::detail as d;
 use crate::model::kinds::FailoverVia;
 use crate::model::snapshot::{ReplicaLink, Snapshot};
+use crate::policy::replicas::TrustedReplica;
 
 use super::guards::Order;
 use super::incident::{Escalation, Incident};
@@ -118,7 +119,7 @@ impl Engine {
         match &self.snapshot {
             None => Err("the replicas are unknown: no healthy snapshot yet (the server has been busy or unreachable since busyguard started)".into()),
             Some(held) if !held.fresh => Err("the replicas' lag is unknown: the only snapshot is restored from the trail of an earlier run of busyguard and may be stale".into()),
-            Some(held) => plan(self.rules.sentinel_master.as_deref(), &held.snapshot),
+            Some(held) => plan(self.rules.sentinel_master.as_deref(), &self.rules.replicas, &held.snapshot),
         }
     }
 
@@ -237,9 +238,13 @@ impl Engine {
 /// A failover's way, where its request goes, and the replicas that may be promoted.
 pub type Plan = (FailoverVia, String, Vec<ReplicaLink>);
 
-/// How a server would be failed over, from its healthy snapshot and the policy's Sentinel
-/// master name (also what `status` shows); or why it cannot be.
-pub fn plan(sentinel_master: Option<&str>, snapshot: &Snapshot) -> Result<Plan, String> {
+/// How a server would be failed over, from its healthy snapshot, the policy's Sentinel master
+/// name and the replicas it lists (also what `status` shows); or why it cannot be.
+pub fn plan(
+    sentinel_master: Option<&str>,
+    listed: &[TrustedReplica],
+    snapshot: &Snapshot,
+) -> Result<Plan, String> {
     match snapshot.role.as_deref() {
         Some("master") => {}
         Some(role) => {
@@ -256,11 +261,29 @@ pub fn plan(sentinel_master: Option<&str>, snapshot: &Snapshot) -> Result<Plan, 
             return Err("no topology to fail over through: no `topology.sentinel` in the policy, and the server is not a Cluster node (INFO cluster_enabled)".into());
         }
     };
-    let replicas = in_sync(snapshot);
-    let Some(first) = replicas.first() else {
+    let in_sync = in_sync(snapshot);
+    if in_sync.is_empty() {
         return Err(format!(
             "no replica online within {MAX_LAG_S} s of lag in the healthy snapshot ({} attached)",
             snapshot.connected_replicas.unwrap_or(0)
+        ));
+    }
+    // Any client allowed REPLCONF can be listed in INFO as a replica: only those the policy
+    // names are asked their offset and promoted.
+    let replicas: Vec<ReplicaLink> = in_sync
+        .iter()
+        .filter(|r| crate::policy::replicas::named(listed, &r.address).is_some())
+        .cloned()
+        .collect();
+    let Some(first) = replicas.first() else {
+        return Err(format!(
+            "{} replica(s) online in sync ({}), none of them listed in `topology.replicas`: busyguard asks and promotes only the replicas the policy names (it sends them its credentials)",
+            in_sync.len(),
+            in_sync
+                .iter()
+                .map(|r| r.address.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     };
     let target = match (via, sentinel_master) {

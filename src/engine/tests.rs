@@ -6,6 +6,7 @@ use super::*;
 use crate::event::{Detail, EventKind};
 use crate::model::kinds::{BusyKind, FailoverVia, Resort, Then};
 use crate::model::told::{AfterRecovery, RunningFunction};
+use crate::policy::replicas::TrustedReplica;
 use crate::policy::{Guards, HangSignal};
 
 const SCRIPT_BUSY: &str =
@@ -30,6 +31,9 @@ fn rules() -> Rules {
         failover_timeout: 10_000,
         failover_max_lag: 0,
         sentinel_master: None,
+        replicas: ["10.0.0.7:6380", "10.0.0.8:6381", "10.0.0.9:6382"]
+            .map(listed)
+            .to_vec(),
         hang_after: 30_000,
         hang_signal: HangSignal::None,
         signal_after: 60_000,
@@ -37,6 +41,18 @@ fn rules() -> Rules {
         per: 3_600_000,
         guards: Guards::default(),
         probe_interval: 50,
+    }
+}
+
+/// A `topology.replicas` entry for an IP address.
+fn listed(address: &str) -> TrustedReplica {
+    let addr: std::net::SocketAddr = address.parse().unwrap();
+    TrustedReplica {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+        resolved: vec![addr],
+        username: None,
+        password: None,
     }
 }
 
@@ -454,6 +470,42 @@ fn failover_rules(sentinel: bool, fallback: Resort) -> Rules {
         sentinel_master: sentinel.then(|| "m".to_string()),
         ..rules()
     }
+}
+
+/// #27: a "replica" INFO lists but the policy does not (any client allowed REPLCONF can be
+/// one) is neither promoted nor watched nor asked, even when it claims to be least behind.
+#[test]
+fn a_replica_the_policy_does_not_list_is_never_promoted_watched_or_asked() {
+    let snap = Snapshot {
+        replicas: vec![
+            "slave0:ip=10.6.6.6,port=6666,state=online,offset=1000,lag=0".into(),
+            "slave1:ip=10.0.0.8,port=6381,state=online,offset=900,lag=1".into(),
+        ],
+        connected_replicas: Some(2),
+        ..with_replica(true)
+    };
+    let mut e = engine_seeing(failover_rules(false, Resort::Notify), snap.clone());
+    let s = run_to_budget(&mut e, 0);
+    let Some(Action::Failover(plan)) = &s.action else {
+        panic!("{s:?}")
+    };
+    assert_eq!(plan.target, "10.0.0.8:6381");
+    assert_eq!(plan.watch, ["10.0.0.8:6381"]);
+    // Listed by nobody: no failover at all, and the reason names the key.
+    let alone = Rules {
+        replicas: vec![listed("10.0.0.7:6380")],
+        ..failover_rules(false, Resort::Notify)
+    };
+    let mut e = engine_seeing(alone, snap);
+    let s = run_to_budget(&mut e, 0);
+    assert!(s.action.is_none(), "{s:?}");
+    assert_eq!(names(&s), ["failover_failed", "escalation_withheld"]);
+    let reason = s.events[0].detail.to_value()["reason"].to_string();
+    assert!(
+        reason.contains("none of them listed in `topology.replicas`"),
+        "{reason}"
+    );
+    assert!(reason.contains("10.6.6.6:6666"), "{reason}");
 }
 
 #[test]

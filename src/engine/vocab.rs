@@ -6,6 +6,7 @@ use crate::event::Event;
 use crate::model::kinds::{BusyKind, FailoverVia, Resort, Then};
 use crate::model::snapshot::Snapshot;
 use crate::model::told::{AfterRecovery, RunningFunction};
+use crate::policy::replicas::TrustedReplica;
 use crate::policy::{self, HangSignal, Mode, Policy};
 
 /// Milliseconds on the watchdog's monotonic clock.
@@ -342,6 +343,8 @@ pub struct Rules {
     pub failover_max_lag: u64,
     /// `topology.sentinel.master`: a failover goes through Sentinel under this name.
     pub sentinel_master: Option<String>,
+    /// `topology.replicas`: the only replicas a failover may promote or ask.
+    pub replicas: Vec<TrustedReplica>,
     pub hang_after: Millis,
     pub hang_signal: HangSignal,
     pub signal_after: Millis,
@@ -372,6 +375,7 @@ impl Rules {
             failover_timeout: ms(p.on_busy.on_unkillable.failover.timeout),
             failover_max_lag: p.on_busy.on_unkillable.failover.max_lag,
             sentinel_master: p.topology.sentinel.as_ref().map(|s| s.master.clone()),
+            replicas: p.topology.replicas.clone(),
             hang_after: ms(p.on_hang.after),
             hang_signal: p.on_hang.signal,
             signal_after: ms(p.on_hang.signal_after),

@@ -45,7 +45,7 @@ pub struct ReplicaLink {
     pub behind_bytes: Option<u64>,
 }
 
-/// Facts read from `INFO all` and `CONFIG GET`. What decision records carry of it is what it
+/// Facts read from INFO and `CONFIG GET`. What decision records carry of it is what it
 /// serializes (the fields marked `skip` stay in memory); a snapshot read back from the trail has
 /// those fields empty.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -112,7 +112,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Build from the text of `INFO all` and CONFIG GET pairs.
+    /// Build from the text of INFO (its sections) and CONFIG GET pairs.
     pub fn from_info(info: &str, config: &HashMap<String, String>) -> Snapshot {
         let f: HashMap<&str, &str> = info
             .lines()

@@ -201,6 +201,36 @@ pub const KEYS: &[KeyDoc] = &[
         doc: "The name `rename-command` gave ACL (ACL WHOAMI and ACL LIST in `status`) in redis.conf; `\"\"` when it is disabled there.",
     },
     KeyDoc {
+        path: "topology.replicas",
+        default: Default::Unset("none: no replica is connected to"),
+        bounds: Bounds::None,
+        doc: "The replicas busyguard may connect to, `[10.0.0.8:6379, redis-b.internal:6379]` (at most 16), reached like `redis.url` (its TLS; its credentials, unless an entry is a mapping with its own). Only these are watched for a takeover, asked their offset and promoted by `then: failover`: a replica the primary's INFO lists is a claim any client allowed REPLCONF can make, and busyguard never sends credentials to an address a server announced. A listed name matches the INFO entry of any address it resolves to.",
+    },
+    KeyDoc {
+        path: "topology.replicas[].address",
+        default: Default::Unset("required in a replica written as a mapping"),
+        bounds: Bounds::None,
+        doc: "`host:port` of a replica with credentials of its own (`{address: 10.0.0.8:6379, username: busyguard, password_file: /run/credentials/busyguard.service/replica-b}`).",
+    },
+    KeyDoc {
+        path: "topology.replicas[].username",
+        default: Default::Unset("`redis.username`, when no password is given here"),
+        bounds: Bounds::None,
+        doc: "ACL user on this replica (needs a password beside it).",
+    },
+    KeyDoc {
+        path: "topology.replicas[].password_file",
+        default: Default::Unset("`redis.password_file`"),
+        bounds: Bounds::None,
+        doc: "File holding this replica's own password (first line): a replica's host then never learns the primary's.",
+    },
+    KeyDoc {
+        path: "topology.replicas[].password_env",
+        default: Default::Unset("`redis.password_env`"),
+        bounds: Bounds::None,
+        doc: "Environment variable holding this replica's own password.",
+    },
+    KeyDoc {
         path: "topology.sentinel.master",
         default: Default::Unset("required with `topology.sentinel`"),
         bounds: Bounds::None,

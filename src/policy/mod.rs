@@ -9,6 +9,7 @@
 pub mod keys;
 pub mod pem;
 mod reader;
+pub mod replicas;
 mod schema;
 mod url;
 pub(crate) mod yaml;
@@ -45,10 +46,13 @@ pub struct Policy {
     pub topology: Topology,
 }
 
-/// `topology`: Sentinel, when it watches this server (a Cluster is detected from INFO).
+/// `topology`: Sentinel, when it watches this server (a Cluster is detected from INFO), and
+/// the replicas busyguard may connect to.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Topology {
     pub sentinel: Option<SentinelTopology>,
+    /// `topology.replicas`: the only replicas watched, asked and promoted.
+    pub replicas: Vec<replicas::TrustedReplica>,
 }
 
 /// `topology.sentinel`.

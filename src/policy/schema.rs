@@ -7,6 +7,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::reader::{Reader, Section};
+use super::replicas::{MAX_REPLICAS, TrustedReplica};
 use super::url::parse_url;
 use super::yaml::{self, Node, Pos};
 use super::{
@@ -218,8 +219,6 @@ fn credentials(r: &mut Reader, s: &Section) -> (Option<String>, Option<Secret>) 
     (username, password.flatten())
 }
 
-/// `topology.sentinel`: the master name Sentinel knows and the sentinels to ask, each reached
-/// with the section's own credentials and TLS.
 /// The addresses an endpoint names (a TCP host resolved; none for a unix socket, which is its
 /// own path). Resolving a name touches no Redis.
 fn resolved(ep: &Endpoint) -> Vec<std::net::SocketAddr> {
@@ -235,9 +234,102 @@ fn resolved(ep: &Endpoint) -> Vec<std::net::SocketAddr> {
 
 fn topology(r: &mut Reader, top: &Section) -> Topology {
     let t = r.optional_section(top, "topology");
-    let Some(node) = t.get("sentinel") else {
-        return Topology::default();
+    Topology {
+        sentinel: t.get("sentinel").and_then(|node| sentinel(r, &t, node)),
+        replicas: replicas(r, &t),
+    }
+}
+
+/// `topology.replicas`: `host:port` each (reached like `redis.url`, with its TLS and
+/// credentials), or `{address, username, password_file}` for a replica with its own password.
+fn replicas(r: &mut Reader, t: &Section) -> Vec<TrustedReplica> {
+    const KEY: &str = "topology.replicas";
+    let items = match t.get("replicas") {
+        None => return Vec::new(),
+        Some(Node::Seq { items, .. }) => items,
+        Some(n) => {
+            r.error(
+                n.pos(),
+                format!("`{KEY}` must be a list of `host:port` addresses (`[10.0.0.8:6379]`)"),
+            );
+            return Vec::new();
+        }
     };
+    if items.len() > MAX_REPLICAS {
+        r.error(
+            t.key_pos("replicas").unwrap_or(items[0].pos()),
+            format!(
+                "`{KEY}` names {} replicas; at most {MAX_REPLICAS} (each is asked once a second during an incident)",
+                items.len()
+            ),
+        );
+    }
+    let mut out: Vec<TrustedReplica> = Vec::new();
+    for item in items.iter().take(MAX_REPLICAS) {
+        let (text, (username, password)) = match item {
+            Node::Map { .. } => {
+                let s = r.section(item, "topology.replicas[]");
+                let address = match s.get("address") {
+                    Some(n) => r.string(n, "topology.replicas[].address"),
+                    None => {
+                        r.error(
+                            item.pos(),
+                            "missing required key `topology.replicas[].address` (`host:port`)"
+                                .into(),
+                        );
+                        None
+                    }
+                };
+                let credentials = credentials(r, &s);
+                let Some(address) = address else { continue };
+                (address, credentials)
+            }
+            _ => match r.string(item, KEY) {
+                Some(text) => (text, (None, None)),
+                None => continue,
+            },
+        };
+        let endpoint = match text.contains("://") {
+            true => Err("a replica is `host:port` (it is reached like `redis.url`, with its TLS and credentials), not a URL".to_string()),
+            false => parse_url(&format!("redis://{text}")),
+        };
+        match endpoint {
+            Ok(ep @ Endpoint::Tcp { .. })
+                if text
+                    .rsplit_once(':')
+                    .is_some_and(|(_, p)| !p.ends_with(']')) =>
+            {
+                let resolved = resolved(&ep);
+                let Endpoint::Tcp { host, port, .. } = ep else {
+                    continue;
+                };
+                let replica = TrustedReplica {
+                    host,
+                    port,
+                    resolved,
+                    username,
+                    password,
+                };
+                if out
+                    .iter()
+                    .any(|o| o.host == replica.host && o.port == replica.port)
+                {
+                    r.error(item.pos(), format!("`{KEY}`: `{text}` is listed twice"));
+                }
+                out.push(replica);
+            }
+            Ok(_) => r.error(
+                item.pos(),
+                format!("`{KEY}`: `{text}` needs a port (`host:port`)"),
+            ),
+            Err(msg) => r.error(item.pos(), format!("`{KEY}`: `{text}`: {msg}")),
+        }
+    }
+    out
+}
+
+/// `topology.sentinel`.
+fn sentinel(r: &mut Reader, t: &Section, node: &Node) -> Option<SentinelTopology> {
     let s = r.section(node, "topology.sentinel");
     let at = t.key_pos("sentinel").unwrap_or(node.pos());
     let master = match s.get("master") {
@@ -297,9 +389,7 @@ fn topology(r: &mut Reader, top: &Section) -> Topology {
             commands: Default::default(),
         })
         .collect();
-    Topology {
-        sentinel: master.map(|master| SentinelTopology { master, sentinels }),
-    }
+    master.map(|master| SentinelTopology { master, sentinels })
 }
 
 /// `redis.commands`: what `rename-command` made of the commands busyguard sends.

@@ -10,6 +10,7 @@ use super::reply::to_json;
 use crate::model::slowlog::cut_args;
 use crate::model::told::{AfterRecovery, RunningFunction};
 use crate::policy::RedisTarget;
+use crate::policy::replicas::TrustedReplica;
 
 /// The running function from a FUNCTION STATS outcome.
 pub fn running_function(outcome: &Outcome) -> RunningFunction {
@@ -44,6 +45,7 @@ pub async fn ask_running_function(conn: &Connection) -> RunningFunction {
 /// wrote before its script): how much a failover to each would lose.
 pub async fn replica_offsets(
     primary: &RedisTarget,
+    listed: &[TrustedReplica],
     replicas: &[String],
     primary_offset: u64,
     within: Duration,
@@ -51,7 +53,12 @@ pub async fn replica_offsets(
     let deadline = Instant::now() + within;
     let mut kept: Vec<(String, Option<Kept>)> = replicas
         .iter()
-        .map(|a| (a.clone(), super::replica_target(primary, a).map(Kept::new)))
+        .map(|a| {
+            (
+                a.clone(),
+                super::listed_target(primary, listed, a).map(Kept::new),
+            )
+        })
         .collect();
     loop {
         let mut told = Vec::new();

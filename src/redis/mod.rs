@@ -4,7 +4,9 @@
 //! replicas ([`replicas`]). Nothing here decides: what is learned goes back to the engine.
 
 pub mod forensics;
+pub mod frames;
 pub mod probe;
+pub mod relay;
 pub mod replicas;
 pub mod reply;
 pub mod sentinel;
@@ -12,6 +14,7 @@ pub mod tls;
 
 use std::time::Duration;
 
+use crate::policy::replicas::TrustedReplica;
 use crate::policy::{Endpoint, RedisTarget};
 
 /// What one connection attempt or one question to a peer (a sentinel, a replica) may take at
@@ -26,18 +29,33 @@ pub const KEEPALIVE_RETRIES: u32 = 3;
 /// `TCP_USER_TIMEOUT`: bytes sent and not acknowledged this long end the connection.
 pub const UNACKNOWLEDGED_LIMIT: Duration = Duration::from_secs(10);
 
-/// The primary's target with another address (a replica's `host:port`, as the primary's INFO
-/// names it): the same credentials, TLS settings and renamed commands.
-pub fn replica_target(primary: &RedisTarget, address: &str) -> Option<RedisTarget> {
-    let (host, port) = address.rsplit_once(':')?;
+/// The primary's target for a replica the policy names (`topology.replicas`): the same
+/// TLS settings and renamed commands, and its own credentials when the policy gives them (else
+/// the server's), at the address the policy wrote. There is
+/// no way to build one for an address a server announced: see [`crate::policy::replicas`].
+pub fn replica_target(primary: &RedisTarget, replica: &TrustedReplica) -> RedisTarget {
     let tls = matches!(primary.endpoint, Endpoint::Tcp { tls: true, .. });
     let mut target = primary.clone();
     target.endpoint = Endpoint::Tcp {
-        host: host.trim_matches(['[', ']']).to_string(),
-        port: port.parse().ok()?,
+        host: replica.host.clone(),
+        port: replica.port,
         tls,
     };
     // The name the primary's certificate holds is not the replica's.
     target.tls.server_name = None;
-    Some(target)
+    if replica.password.is_some() {
+        target.username = replica.username.clone();
+        target.password = replica.password.clone();
+    }
+    target
+}
+
+/// [`replica_target`] of the listed replica the primary's INFO (or Sentinel) names as
+/// `announced`; `None` when the policy does not list it.
+pub fn listed_target(
+    primary: &RedisTarget,
+    listed: &[TrustedReplica],
+    announced: &str,
+) -> Option<RedisTarget> {
+    crate::policy::replicas::named(listed, announced).map(|r| replica_target(primary, r))
 }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use fred::prelude::*;
-use fred::types::config::{Server, ServerConfig, TcpConfig, TlsConfig};
+use fred::types::config::ServerConfig;
 use fred::types::{ClusterHash, ConnectHandle, CustomCommand, RespVersion};
 use tokio::sync::watch;
 
@@ -20,7 +20,7 @@ use crate::engine::Observation;
 use crate::model::kinds::BusyKind;
 use crate::model::slowlog::SlowEntry;
 use crate::model::snapshot::Snapshot;
-use crate::policy::{Endpoint, RedisTarget};
+use crate::policy::RedisTarget;
 
 /// How a command's outcome reads.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,7 +38,7 @@ impl Outcome {
         match result {
             Ok(v) => Outcome::Reply(v),
             Err(e) => match e.kind() {
-                ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Timeout | ErrorKind::Tls => {
+                ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Timeout => {
                     Outcome::Lost(format!("{:?}: {}", e.kind(), e.details()))
                 }
                 // Error replies keep the server's text in `details` (fred's `pretty_error`).
@@ -111,11 +111,21 @@ pub struct Connection {
     /// Turns true when fred's connection task ends. Without a reconnect policy fred then stops
     /// serving commands, and a command sent after that would wait forever: every call races it.
     closed: watch::Receiver<bool>,
+    /// What fred's bytes pass through.
+    relay: super::relay::Relay,
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+impl Connection {
+    /// Why the relay dropped this connection (a reply past its bound, not RESP), if it did:
+    /// a fault of the peer, recorded once, not an outage.
+    pub fn cut(&self) -> Option<String> {
+        self.relay.cut()
     }
 }
 
@@ -130,36 +140,23 @@ fn watch_closed(task: ConnectHandle) -> (tokio::task::AbortHandle, watch::Receiv
     (abort, rx)
 }
 
-/// Open a connection. `setup_timeout` bounds the set-up commands (HELLO): during a script's
-/// silent phase they are answered only once the threshold passes, so it should exceed it.
+/// Open a connection through a [`relay`](super::relay) (which reads every reply with a bound).
+/// `setup_timeout` bounds the set-up commands (HELLO): during a script's silent phase they are
+/// answered only once the threshold passes, so it should exceed it.
 pub async fn connect(
     target: &RedisTarget,
     setup_timeout: Duration,
 ) -> Result<Connection, ConnectError> {
-    let server = match &target.endpoint {
-        Endpoint::Tcp { host, port, .. } => {
-            let mut server = Server::new(host.as_str(), *port);
-            server.tls_server_name = target.tls.server_name.as_deref().map(Into::into);
-            ServerConfig::Centralized { server }
-        }
-        Endpoint::Unix { path } => ServerConfig::Unix { path: path.clone() },
-    };
-    let tls = match &target.endpoint {
-        // A set-up that cannot work (a key that does not match its certificate) is the
-        // policy's fault: said once, not retried as if the server were away.
-        Endpoint::Tcp { tls: true, .. } => Some(TlsConfig::from(
-            crate::redis::tls::connector(&target.tls).map_err(ConnectError::Rejected)?,
-        )),
-        _ => None,
-    };
+    let relay = super::relay::open(target, target.connect_timeout + setup_timeout).await?;
     let config = Config {
-        server,
+        server: ServerConfig::Unix {
+            path: relay.socket.clone(),
+        },
         username: target.username.clone(),
         password: target.password.as_ref().map(|p| p.expose().to_string()),
         version: RespVersion::RESP3,
         database: None,
         fail_fast: true,
-        tls,
         ..Config::default()
     };
     let client = Builder::from_config(config)
@@ -171,20 +168,6 @@ pub async fn connect(
             c.reconnect_on_auth_error = false;
             c.auto_client_setname = false;
             c.disable_cluster_health_check = true;
-            // A peer gone without a word (a partition, a conntrack flush) is noticed by the
-            // kernel: unanswered probes while idle, unacknowledged bytes while a PING waits
-            // (a busy server's kernel still acknowledges them).
-            c.tcp = TcpConfig {
-                nodelay: Some(true),
-                keepalive: Some(
-                    fred::socket2::TcpKeepalive::new()
-                        .with_time(super::KEEPALIVE_IDLE)
-                        .with_interval(super::KEEPALIVE_INTERVAL)
-                        .with_retries(super::KEEPALIVE_RETRIES),
-                ),
-                user_timeout: Some(super::UNACKNOWLEDGED_LIMIT),
-                ..TcpConfig::default()
-            };
         })
         .with_performance_config(|p| {
             p.default_command_timeout = Duration::ZERO;
@@ -204,35 +187,22 @@ pub async fn connect(
                 renamed: target.commands.clone(),
                 task,
                 closed,
+                relay,
             })
         }
         Err(e) if is_unknown_hello(e.details()) => Err(ConnectError::Rejected(format!(
             "{}: this server has no HELLO, so busyguard cannot use it; Redis 6.0 or newer (or Valkey) is needed (busyguard authenticates with HELLO because it is allowed while a script is busy)",
             e.details()
         ))),
-        Err(e) => Err(match (e.kind(), tls_failure(target, e.details())) {
-            (ErrorKind::Auth | ErrorKind::Unknown, _) => {
-                ConnectError::Rejected(e.details().to_string())
-            }
-            // A handshake that fails for a reason of configuration (an unknown CA, a name the
-            // certificate lacks, a client certificate required) is a fault to fix, not an
-            // outage to reconnect through.
-            (_, Some(why)) => ConnectError::Rejected(why),
+        // A set-up reply past the relay's bound: a fault of the peer, not an outage.
+        Err(_) if relay.cut().is_some() => {
+            Err(ConnectError::Rejected(relay.cut().unwrap_or_default()))
+        }
+        Err(e) => Err(match e.kind() {
+            ErrorKind::Auth | ErrorKind::Unknown => ConnectError::Rejected(e.details().to_string()),
             _ => ConnectError::Unreachable(format!("{:?}: {}", e.kind(), e.details())),
         }),
     }
-}
-
-/// A TLS set-up failure of `target` in plain words, if `details` is one.
-fn tls_failure(target: &RedisTarget, details: &str) -> Option<String> {
-    let Endpoint::Tcp {
-        host, tls: true, ..
-    } = &target.endpoint
-    else {
-        return None;
-    };
-    let name = target.tls.server_name.as_deref().unwrap_or(host);
-    crate::redis::tls::explain(details, name)
 }
 
 /// Redis 5 and older answer HELLO `ERR unknown command `HELLO`, ...` (4.x: `'HELLO'`).
@@ -308,8 +278,11 @@ impl Connection {
     async fn send(&self, cmd: CustomCommand, args: Vec<Value>) -> Outcome {
         let mut closed = self.closed.clone();
         tokio::select! {
-            result = self.client.custom::<Value, _>(cmd, args) => Outcome::from_result(result),
-            _ = closed.wait_for(|c| *c) => Outcome::Lost("connection closed".into()),
+            result = self.client.custom::<Value, _>(cmd, args) => match (Outcome::from_result(result), self.cut()) {
+                (Outcome::Lost(_), Some(why)) => Outcome::Lost(why),
+                (outcome, _) => outcome,
+            },
+            _ = closed.wait_for(|c| *c) => Outcome::Lost(self.cut().unwrap_or_else(|| "connection closed".into())),
         }
     }
 
@@ -346,13 +319,20 @@ impl Connection {
         self.call(&["PING"]).await
     }
 
-    /// The healthy snapshot: `INFO all` (every section, 6.2 and 7.x alike), then CONFIG GET of
+    /// The healthy snapshot: INFO of the sections it reads (`INFO all` on 6.2), then CONFIG GET of
     /// what INFO does not say, and the SLOWLOG. A BUSY, LOADING or lost connection is returned
     /// for the probe to classify; anything else refused (NOPERM, a renamed or unknown command)
     /// leaves those facts unknown and is named in the snapshot's `errors`.
     pub async fn snapshot(&self) -> Result<Healthy, Outcome> {
         let mut errors = Vec::new();
-        let info = match self.call(&["INFO", "all"]).await {
+        let asked = match self.call(&INFO_SECTIONS).await {
+            // Redis 6.2's INFO takes one section: all of them then.
+            Outcome::ErrorReply(e) if e.starts_with("ERR syntax error") => {
+                self.call(&["INFO", "all"]).await
+            }
+            other => other,
+        };
+        let info = match asked {
             Outcome::Reply(v) => v.as_string().unwrap_or_default(),
             Outcome::ErrorReply(e) if refusal(&e) => {
                 errors.push(refused("INFO", &e));
@@ -392,6 +372,19 @@ impl Connection {
         Ok(Healthy { snapshot, slowlog })
     }
 }
+
+/// The INFO sections the snapshot reads (7.0 and newer take several at once): no more, so
+/// an answer stays a few KiB (`latencystats` and `keyspace` can be large).
+const INFO_SECTIONS: [&str; 8] = [
+    "INFO",
+    "server",
+    "persistence",
+    "stats",
+    "replication",
+    "cluster",
+    "commandstats",
+    "errorstats",
+];
 
 /// What the snapshot asks CONFIG for.
 const CONFIG_GET: [&str; 7] = [

@@ -3,8 +3,9 @@
 //! over by itself but an operator may, with `CLUSTER FAILOVER TAKEOVER`; a replica promoted by
 //! hand with `REPLICAOF NO ONE`).
 //!
-//! During an incident only, a task asks each replica of the healthy snapshot `ROLE` once a
-//! second on a connection of its own; one that answers `master` is asked `INFO replication`:
+//! During an incident only, a task asks each replica online in the healthy snapshot that the
+//! policy lists (`topology.replicas`: never an address INFO announced) `ROLE` once a second on
+//! a connection of its own; one that answers `master` is asked `INFO replication`:
 //! it took over from this server when its second replication ID is this server's (a replica
 //! keeps its primary's ID as `master_replid2` when promoted). That is passed on as the primary
 //! now serving, and the engine records `role_changed`.
@@ -18,6 +19,7 @@ use super::probe::{self, Connection, Lost, Outcome};
 use super::sentinel::PrimaryView;
 use crate::model::snapshot::info_field as field;
 use crate::policy::RedisTarget;
+use crate::policy::replicas::TrustedReplica;
 
 /// How often the replicas are asked.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
@@ -35,14 +37,19 @@ impl Drop for ReplicaWatch {
 }
 
 impl ReplicaWatch {
-    /// Watch `addresses` (as the primary's INFO names them), reached like `primary`, for one
-    /// that took over from the replication ID `replid`.
-    pub fn start(primary: &RedisTarget, addresses: Vec<String>, replid: String) -> ReplicaWatch {
+    /// Watch those of `addresses` (as the primary's INFO names them) that the policy `listed`,
+    /// reached like `primary`, for one that took over from the replication ID `replid`.
+    pub fn start(
+        primary: &RedisTarget,
+        listed: &[TrustedReplica],
+        addresses: Vec<String>,
+        replid: String,
+    ) -> ReplicaWatch {
         let (tx, views) = mpsc::channel(4);
         let mut replicas: Vec<(String, probe::Kept)> = addresses
             .into_iter()
             .filter_map(|a| {
-                let target = crate::redis::replica_target(primary, &a)?;
+                let target = crate::redis::listed_target(primary, listed, &a)?;
                 Some((a, probe::Kept::new(target)))
             })
             .collect();

@@ -6,8 +6,8 @@
 //!
 //! `status` shows it. The daemon's watchdog runs a [`Feed`]: a task that asks the sentinels once a
 //! second and passes on what a majority of the configured sentinels says, once checked: a
-//! failover counts only when the server they name took over from this one (or this run saw
-//! them name this server before), never on a run id alone (a restarted primary is named by its
+//! failover counts only when the server they name took over from this one (asked only when the
+//! policy lists it in `topology.replicas`) or this run saw them name this server before, never on a run id alone (a restarted primary is named by its
 //! old one for up to 10 s), and a group that serves another server is said so, never acted on.
 
 use std::time::Duration;
@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use super::ASK_LIMIT;
 use super::probe::{self, Outcome};
 use crate::model::snapshot::{Identity, Snapshot};
+use crate::policy::replicas::TrustedReplica;
 use crate::policy::{Policy, RedisTarget, SentinelTopology};
 
 /// Each sentinel's view, and the warnings it gives, for `status`.
@@ -149,11 +150,13 @@ impl Feed {
     pub fn start(
         topology: &SentinelTopology,
         primary: &RedisTarget,
+        listed: &[TrustedReplica],
         ours: tokio::sync::watch::Receiver<Option<Identity>>,
     ) -> Feed {
         let (tx, words) = tokio::sync::mpsc::channel(4);
         let asked = topology.clone();
         let primary = primary.clone();
+        let listed = listed.to_vec();
         let task = tokio::spawn(async move {
             // One connection per sentinel, kept between questions and opened anew once lost.
             let mut open: Vec<probe::Kept> = asked
@@ -166,7 +169,7 @@ impl Feed {
             loop {
                 let identity = ours.borrow().clone();
                 if let (Some(view), Some(identity)) = (majority(&asked, &mut open).await, identity)
-                    && let Some(word) = check.word(view, &identity, &primary).await
+                    && let Some(word) = check.word(view, &identity, &primary, &listed).await
                     && tx.send(word).await.is_err()
                 {
                     return;
@@ -200,6 +203,7 @@ impl Check {
         view: PrimaryView,
         ours: &Identity,
         primary: &RedisTarget,
+        listed: &[TrustedReplica],
     ) -> Option<SentinelWord> {
         if view.run_id == ours.run_id {
             self.our_address = Some(view.address);
@@ -209,17 +213,22 @@ impl Check {
         if self.our_address.as_deref() == Some(view.address.as_str()) {
             return None;
         }
-        let word = match self.took_over(&view, ours, primary).await {
-            Some(true) => SentinelWord::FailedOver(view.clone()),
-            Some(false) if self.our_address.is_some() => SentinelWord::FailedOver(view.clone()),
-            Some(false) => SentinelWord::OtherGroup(format!(
+        let word = match self.took_over(&view, ours, primary, listed).await {
+            Asked::TookOver => SentinelWord::FailedOver(view.clone()),
+            Asked::DidNot | Asked::NotListed if self.our_address.is_some() => {
+                SentinelWord::FailedOver(view.clone())
+            }
+            // Not asked (busyguard sends no credentials to a server the policy does not
+            // list), and not seen named before: nothing is known.
+            Asked::NotListed => return None,
+            Asked::DidNot => SentinelWord::OtherGroup(format!(
                 "the sentinels name {} (run id {}) as the primary of their group, a server that \
                  never took over from this one (run id {}): `topology.sentinel.master` names \
                  another group, and nothing it says is acted on",
                 view.address, view.run_id, ours.run_id
             )),
             // Not reached: nothing is known yet.
-            None => return None,
+            Asked::Unreached => return None,
         };
         if self.told.as_ref() == Some(&word) {
             return None;
@@ -228,25 +237,46 @@ impl Check {
         Some(word)
     }
 
-    /// Whether the server at the view's address took over from this one (`None`: not reached).
+    /// Whether the server at the view's address took over from this one, asked when the
+    /// policy lists it (`topology.replicas`).
     async fn took_over(
         &mut self,
         view: &PrimaryView,
         ours: &Identity,
         primary: &RedisTarget,
-    ) -> Option<bool> {
+        listed: &[TrustedReplica],
+    ) -> Asked {
         if self.named.as_ref().is_none_or(|(a, _)| *a != view.address) {
-            let target = super::replica_target(primary, &view.address)?;
+            let Some(target) = super::listed_target(primary, listed, &view.address) else {
+                self.named = None;
+                return Asked::NotListed;
+            };
             self.named = Some((view.address.clone(), probe::Kept::new(target)));
         }
-        let (_, kept) = self.named.as_mut()?;
+        let Some((_, kept)) = self.named.as_mut() else {
+            return Asked::NotListed;
+        };
         let replid = ours.replid.clone();
-        kept.ask(ASK_LIMIT, async |conn| {
-            super::replicas::took_over(conn, &replid).await
-        })
-        .await
-        .map(|run_id| run_id.is_some())
+        let asked = kept
+            .ask(ASK_LIMIT, async |conn| {
+                super::replicas::took_over(conn, &replid).await
+            })
+            .await;
+        match asked {
+            Some(Some(_)) => Asked::TookOver,
+            Some(None) => Asked::DidNot,
+            None => Asked::Unreached,
+        }
     }
+}
+
+/// What the server Sentinel names said when asked whether it took over from this one.
+enum Asked {
+    TookOver,
+    DidNot,
+    Unreached,
+    /// Not asked: the policy does not list it.
+    NotListed,
 }
 
 /// The primary named by more than half of the configured sentinels, if any is; `open` holds a

@@ -37,15 +37,10 @@ pub fn client_config(tls: &RedisTls) -> Result<ClientConfig, String> {
         _ => Ok(builder.with_no_client_auth()),
     }
     .map(|mut config| {
-        // fred speaks RESP over the stream; no ALPN.
+        // RESP over the stream; no ALPN.
         config.alpn_protocols.clear();
         config
     })
-}
-
-/// The connector fred uses.
-pub fn connector(tls: &RedisTls) -> Result<fred::types::config::TlsConnector, String> {
-    client_config(tls).map(fred::types::config::TlsConnector::from)
 }
 
 /// A TLS failure in one sentence with the policy key that fixes it, when `details` (fred's or

@@ -21,10 +21,11 @@ use tokio::time::{Instant, sleep, timeout};
 use super::{Context, Gate, Remedy, Runtime};
 use crate::engine::{FailoverOutcome, FailoverPlan, Observation};
 use crate::model::kinds::FailoverVia;
+use crate::policy::replicas::TrustedReplica;
 use crate::policy::{RedisTarget, SentinelTopology};
 use crate::redis::probe::{self, Connection, Outcome};
 use crate::redis::reply::role_in;
-use crate::redis::{ASK_LIMIT, replica_target};
+use crate::redis::{ASK_LIMIT, listed_target};
 
 impl Remedy for FailoverPlan {
     const GATE: Gate = Gate::OnDisk;
@@ -36,7 +37,13 @@ impl Remedy for FailoverPlan {
 
     async fn perform(&self, ctx: &Context<'_>, _: &impl Runtime) -> (Observation, bool) {
         let sentinel = ctx.policy.topology.sentinel.as_ref();
-        let outcome = carry_out(self, &ctx.policy.redis, sentinel).await;
+        let outcome = carry_out(
+            self,
+            &ctx.policy.redis,
+            &ctx.policy.topology.replicas,
+            sentinel,
+        )
+        .await;
         (Observation::Failover(outcome), false)
     }
 
@@ -58,17 +65,18 @@ const RETRY_EVERY: Duration = Duration::from_millis(100);
 const WATCH_EVERY: Duration = Duration::from_millis(5);
 
 /// Request the failover and wait for the promotion. `primary` is the busy server's policy
-/// target (the replicas are reached with its credentials and TLS).
+/// target (the replicas it `listed` are reached with its credentials and TLS).
 pub async fn carry_out(
     plan: &FailoverPlan,
     primary: &RedisTarget,
+    listed: &[TrustedReplica],
     sentinel: Option<&SentinelTopology>,
 ) -> FailoverOutcome {
     let deadline = Instant::now() + Duration::from_millis(plan.timeout_ms);
     let requested = match (plan.via, sentinel) {
         (FailoverVia::Sentinel, Some(topology)) => request_sentinel(topology, plan, deadline).await,
         (FailoverVia::Sentinel, None) => Err("no `topology.sentinel` in the policy".into()),
-        (FailoverVia::Cluster, _) => request_cluster(primary, plan, deadline).await,
+        (FailoverVia::Cluster, _) => request_cluster(primary, listed, plan, deadline).await,
     };
     let sentinel_conn = match requested {
         Ok(Requested::Sent(conn)) => conn,
@@ -82,7 +90,7 @@ pub async fn carry_out(
     };
     let run_id = plan.run_id.as_deref();
     let master = sentinel.map(|s| s.master.as_str()).unwrap_or_default();
-    let mut replicas = Watched::new(primary, &plan.watch);
+    let mut replicas = Watched::new(primary, listed, &plan.watch);
     loop {
         if let Some(new_primary) = replicas.promoted(deadline).await {
             return FailoverOutcome::Promoted {
@@ -146,6 +154,9 @@ async fn request_sentinel(
     let master = topology.master.as_str();
     let needed = topology.sentinels.len() / 2 + 1;
     let mut last;
+    // The last refusal a sentinel answered (`-NOGOODSLAVE`): it says more than an attempt cut
+    // short by the deadline.
+    let mut refused: Option<String> = None;
     loop {
         // Each sentinel's view: (its connection, the run id and address it names).
         let mut views: Vec<(Connection, String, String)> = Vec::new();
@@ -207,15 +218,22 @@ async fn request_sentinel(
                     Ok(Outcome::ErrorReply(e)) if e.starts_with("INPROG") => {
                         return Ok(Requested::Sent(Some(conn)));
                     }
-                    Ok(Outcome::ErrorReply(e) | Outcome::Lost(e)) => last = e,
+                    Ok(Outcome::ErrorReply(e)) => {
+                        refused = Some(e.clone());
+                        last = e;
+                    }
+                    Ok(Outcome::Lost(e)) => last = e,
                     Err(_) => last = "no answer in time".into(),
                 }
             }
         }
         if Instant::now() + RETRY_EVERY >= deadline {
-            return Err(format!(
-                "no sentinel accepted the failover in time; last: {last}"
-            ));
+            return Err(match refused {
+                Some(r) if r != last => format!(
+                    "no sentinel accepted the failover in time; last refusal: {r}; last attempt: {last}"
+                ),
+                _ => format!("no sentinel accepted the failover in time; last: {last}"),
+            });
         }
         sleep(RETRY_EVERY).await;
     }
@@ -226,12 +244,13 @@ async fn request_sentinel(
 /// that healthy shard over.
 async fn request_cluster(
     primary: &RedisTarget,
+    listed: &[TrustedReplica],
     plan: &FailoverPlan,
     deadline: Instant,
 ) -> Result<Requested, String> {
     let replica = plan.target.as_str();
-    let target = replica_target(primary, replica)
-        .ok_or_else(|| format!("`{replica}` is not a host:port address"))?;
+    let target = listed_target(primary, listed, replica)
+        .ok_or_else(|| format!("`{replica}` is not one of `topology.replicas`"))?;
     let conn = open(&target, deadline)
         .await
         .map_err(|why| format!("replica {replica}: {why}"))?;
@@ -293,10 +312,15 @@ struct Watched {
 }
 
 impl Watched {
-    fn new(primary: &RedisTarget, addresses: &[String]) -> Watched {
+    fn new(primary: &RedisTarget, listed: &[TrustedReplica], addresses: &[String]) -> Watched {
         let replicas = addresses
             .iter()
-            .filter_map(|a| Some((a.clone(), probe::Kept::new(replica_target(primary, a)?))))
+            .filter_map(|a| {
+                Some((
+                    a.clone(),
+                    probe::Kept::new(listed_target(primary, listed, a)?),
+                ))
+            })
             .collect();
         Watched { replicas }
     }

@@ -13,12 +13,13 @@ use crate::support::{self, Caller, Daemon, RedisServer, ServerOptions, scripts, 
 const LONG: Duration = Duration::from_secs(30);
 
 /// The policy of a Sentinel-watched primary, the failover user's rights included.
-fn policy(primary: &RedisServer, sentinel: &Sentinel, wait: &str) -> String {
+fn policy(primary: &RedisServer, replica: &RedisServer, sentinel: &Sentinel, wait: &str) -> String {
     primary.policy(
         "orders",
         &format!(
-            "{}topology:\n  sentinel:\n    master: m\n    urls: [{}]\n",
+            "{}topology:\n{}  sentinel:\n    master: m\n    urls: [{}]\n",
             support::ladder(wait, "failover"),
+            RedisServer::listed(&[replica]),
             sentinel.url()
         ),
     )
@@ -50,7 +51,7 @@ fn a_stale_sentinel_view_after_a_restart_is_no_failover() {
     primary.signal(nix::sys::signal::Signal::SIGKILL);
     assert!(primary.wait_exit(LONG));
     primary.spawn().unwrap();
-    let daemon = Daemon::start(&policy(&primary, &sentinel, "500ms"), &[]);
+    let daemon = Daemon::start(&policy(&primary, &replica, &sentinel, "500ms"), &[]);
     primary.wait_snapshot();
     assert_eq!(
         sentinel.field("runid").as_deref(),
@@ -98,7 +99,7 @@ fn an_old_primary_whose_script_ended_after_the_failover_is_fenced() {
     let secrets = tempfile::tempdir().unwrap();
     let password = secrets.path().join("password");
     std::fs::write(&password, "s3cret").unwrap();
-    let policy = policy(&primary, &sentinel, "500ms").replace(
+    let policy = policy(&primary, &replica, &sentinel, "500ms").replace(
         "\nprobe:",
         &format!(
             "\n  username: busyguard\n  password_file: {}\nprobe:",
@@ -148,7 +149,7 @@ fn an_old_primary_restarted_by_its_supervisor_is_fenced() {
     let daemon = Daemon::start(
         &format!(
             "{}{}",
-            policy(&primary, &sentinel, "500ms"),
+            policy(&primary, &replica, &sentinel, "500ms"),
             support::ACCEPT_EMPTY_RESTART
         ),
         &[],

@@ -24,6 +24,8 @@
 //! - [`simulate`]: rehearsing a policy: example scenarios, and a real trail replayed.
 //! - [`tls`]: TLS to Redis: a private CA, mutual TLS, server names, failures in plain words.
 //! - [`topology`]: replicas and Sentinel as `status` sees them.
+//! - [`trust`]: no peer is believed or handed more than it should be: announced replicas,
+//!   hostile replies, control clients that hold on, the unit's user namespace.
 //! - [`operations`]: systemd, reload, stop, metrics, `status`.
 //!
 //! Run with `scripts/test` (it installs redis-server when missing), or `cargo test`.
@@ -46,3 +48,4 @@ mod simulate;
 mod state;
 mod tls;
 mod topology;
+mod trust;

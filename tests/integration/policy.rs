@@ -192,6 +192,22 @@ fn a_file_with_every_key_loads_to_the_expected_policy() {
         ],
         runbook_url: Some("https://wiki.example/runbooks/redis-busy".into()),
         topology: policy::Topology {
+            replicas: vec![
+                policy::replicas::TrustedReplica {
+                    host: "10.0.0.8".into(),
+                    port: 6379,
+                    resolved: vec!["10.0.0.8:6379".parse().unwrap()],
+                    username: None,
+                    password: None,
+                },
+                policy::replicas::TrustedReplica {
+                    host: "::1".into(),
+                    port: 6390,
+                    resolved: vec!["[::1]:6390".parse().unwrap()],
+                    username: Some("watcher".into()),
+                    password: Some(Secret::new("r3plica-own")),
+                },
+            ],
             sentinel: Some(policy::SentinelTopology {
                 master: "orders".into(),
                 sentinels: ["10.0.0.5", "10.0.0.6"]
@@ -222,7 +238,13 @@ fn a_file_with_every_key_loads_to_the_expected_policy() {
     assert!(report.warnings[1].message.contains("notify.webhook.url"));
     // Debug output of a policy hides every secret.
     let debug = format!("{p:?}");
-    for secret in ["s3cret-pass", "pd-routing-key", "whsec_", "hooks.slack"] {
+    for secret in [
+        "s3cret-pass",
+        "r3plica-own",
+        "pd-routing-key",
+        "whsec_",
+        "hooks.slack",
+    ] {
         assert!(!debug.contains(secret), "{secret} leaked in {debug}");
     }
 }

@@ -25,16 +25,6 @@ fn verify(files: &[&Path]) -> (i32, String) {
     support::busyguard(&["audit", "verify"], files)
 }
 
-/// The peak resident memory of a process, in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn a_second_daemon_on_the_same_state_dir_refuses_naming_the_first() {
     let server = RedisServer::start(ServerOptions::default());
@@ -322,7 +312,7 @@ fn start_up_memory_and_time_do_not_grow_with_the_trail() {
             daemon.stderr()
         );
         let took = started.elapsed();
-        let rss = peak_rss_kib(daemon.pid());
+        let rss = support::peak_rss_kib(daemon.pid());
         assert!(took < Duration::from_secs(3), "start {start}: {took:?}");
         assert!(
             rss < 48 * 1024,
@@ -418,7 +408,7 @@ fn secret_files_that_never_end_are_refused_and_supervision_goes_on() {
     assert!(reply.unwrap().killed_by_user());
     assert!(took < Duration::from_secs(2), "{took:?}");
     assert!(
-        peak_rss_kib(daemon.pid()) < 64 * 1024,
+        support::peak_rss_kib(daemon.pid()) < 64 * 1024,
         "`/dev/zero` was never read"
     );
     let stopping = Instant::now();
@@ -447,7 +437,7 @@ fn a_receiver_with_an_endless_body_is_delivered_once_and_costs_no_memory() {
         .contains("notification delivered")));
     daemon.wait_event("recovered", LONG);
     assert_eq!(receiver.requests().len(), 1, "a 2xx is a success: no retry");
-    assert!(peak_rss_kib(daemon.pid()) < 64 * 1024);
+    assert!(support::peak_rss_kib(daemon.pid()) < 64 * 1024);
 }
 
 /// A burst of reloads (each reopening the trail and re-reading the policies) while a killable

@@ -11,12 +11,18 @@ use crate::support::{self, Daemon, RedisServer, ServerOptions, wait_for};
 const LONG: Duration = Duration::from_secs(20);
 
 /// A policy for `server` with `on_busy` (a [`support::ladder`], and any `on_unkillable` keys
-/// after it) and the sentinels at `urls` watching it as `m`.
-fn sentinel_policy(server: &RedisServer, urls: &[String], on_busy: &str) -> String {
+/// after it), its `replicas` listed, and the sentinels at `urls` watching it as `m`.
+fn sentinel_policy(
+    server: &RedisServer,
+    replicas: &[&RedisServer],
+    urls: &[String],
+    on_busy: &str,
+) -> String {
     server.policy(
         "orders",
         &format!(
-            "{on_busy}topology:\n  sentinel:\n    master: m\n    urls: [{}]\n",
+            "{on_busy}topology:\n{}  sentinel:\n    master: m\n    urls: [{}]\n",
+            RedisServer::listed(replicas),
             urls.join(", ")
         ),
     )
@@ -32,6 +38,7 @@ fn status_shows_sentinels_view_its_timing_and_when_sentinel_serves_another_prima
     let daemon = Daemon::start(
         &sentinel_policy(
             &primary,
+            &[&replica],
             &[url.clone(), away.clone()],
             &support::ladder("5s", "notify"),
         ),
@@ -89,6 +96,7 @@ fn after_sentinel_fails_a_busy_primary_over_busyguard_ends_the_zombie() {
         == Some("1")));
     let policy = sentinel_policy(
         &primary,
+        &[&replica],
         &[sentinel.url()],
         &support::ladder("500ms", "shutdown"),
     );
@@ -104,7 +112,7 @@ fn after_sentinel_fails_a_busy_primary_over_busyguard_ends_the_zombie() {
 
 /// Run an unkillable script on a replicated primary without persistence: the shutdown past
 /// the budget is withheld by the empty-restart guard. The caller (to keep) and the record.
-fn withheld_as_empty_restart(
+pub fn withheld_as_empty_restart(
     daemon: &Daemon,
     primary: &RedisServer,
 ) -> (crate::support::Caller, serde_json::Value) {
@@ -149,9 +157,10 @@ fn zombie_ended(
 
 /// busyguard on `primary` with `then: failover` through `sentinel`, budget 500 ms, once it has
 /// its healthy snapshot.
-fn failover_daemon(primary: &RedisServer, sentinel: &Sentinel) -> Daemon {
+fn failover_daemon(primary: &RedisServer, replica: &RedisServer, sentinel: &Sentinel) -> Daemon {
     let policy = sentinel_policy(
         primary,
+        &[replica],
         &[sentinel.url()],
         &support::ladder("500ms", "failover"),
     );
@@ -179,7 +188,7 @@ fn then_failover_under_sentinel_promotes_the_replica_and_ends_the_busy_primary()
     let sentinel = Sentinel::start(&primary, 60_000);
     assert!(wait_for(LONG, || sentinel.field("num-slaves").as_deref()
         == Some("1")));
-    let daemon = failover_daemon(&primary, &sentinel);
+    let daemon = failover_daemon(&primary, &replica, &sentinel);
     let _caller =
         crate::support::Caller::eval(&primary, crate::support::scripts::WRITING_LOOP, &["k"], &[]);
 
@@ -266,7 +275,12 @@ pub fn cluster_failover(build: Option<crate::support::ServerBuild>) {
         node.conn().call(&args).unwrap();
     }
     let policy = busy
-        .policy("shard-1", &support::ladder("500ms", "failover"))
+        .policy(
+            "shard-1",
+            &(support::ladder("500ms", "failover")
+                + "topology:\n"
+                + &RedisServer::listed(&[&cluster.replica])),
+        )
         .replace(
             "\nprobe:",
             &format!(
@@ -358,7 +372,7 @@ fn no_failover_is_asked_of_a_sentinel_that_already_serves_another_primary() {
     let mut primary = RedisServer::start(ServerOptions::default());
     let replica = primary.start_replica(ServerOptions::default());
     let sentinel = Sentinel::start(&primary, 60_000);
-    let daemon = failover_daemon(&primary, &sentinel);
+    let daemon = failover_daemon(&primary, &replica, &sentinel);
     // The replica becomes a primary and Sentinel serves it as `m`.
     replica.conn().call(&["REPLICAOF", "NO", "ONE"]).unwrap();
     sentinel.serve(&replica);
@@ -395,7 +409,10 @@ fn a_replica_promoted_by_hand_during_an_incident_lets_busyguard_end_the_zombie()
     let replica = primary.start_replica(ServerOptions::default());
     primary.fill(100);
     assert!(wait_for(LONG, || replica.holds_keys(100)));
-    let policy = primary.policy("orders", &support::ladder("500ms", "shutdown"));
+    let policy = primary.policy(
+        "orders",
+        &(support::ladder("500ms", "shutdown") + "topology:\n" + &RedisServer::listed(&[&replica])),
+    );
     let daemon = Daemon::start(&policy, &[]);
     primary.wait_snapshot();
     let (_caller, withheld) = withheld_as_empty_restart(&daemon, &primary);
@@ -411,13 +428,13 @@ fn a_replica_promoted_by_hand_during_an_incident_lets_busyguard_end_the_zombie()
 fn a_long_failover_keeps_systemds_watchdog_fed_and_ends_in_its_fallback() {
     use std::os::unix::net::UnixDatagram;
     let primary = RedisServer::start(ServerOptions::default());
-    let _replica = primary.start_replica(ServerOptions {
+    let replica = primary.start_replica(ServerOptions {
         extra: vec!["replica-priority 0".into()],
         ..Default::default()
     });
     let sentinel = Sentinel::start(&primary, 60_000);
     let on_busy = support::ladder("500ms", "failover") + "    failover: { timeout: 5s }\n";
-    let policy = sentinel_policy(&primary, &[sentinel.url()], &on_busy);
+    let policy = sentinel_policy(&primary, &[&replica], &[sentinel.url()], &on_busy);
     let state = support::state_dir();
     let socket_path = state.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
@@ -436,6 +453,19 @@ fn a_long_failover_keeps_systemds_watchdog_fed_and_ends_in_its_fallback() {
     let _caller =
         crate::support::Caller::eval(&primary, crate::support::scripts::WRITING_LOOP, &["k"], &[]);
     daemon.wait_event("failover_requested", LONG);
+    // A command sent while the failover runs is answered as queued, and applied after it.
+    let state_dir = daemon.dir.path().to_path_buf();
+    let hold = std::thread::spawn(move || {
+        let out = std::process::Command::new(support::busyguard_bin())
+            .args(["hold", "orders", "--state-dir"])
+            .arg(&state_dir)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    });
     // The largest gap between two WATCHDOG=1 until the failover's outcome is recorded.
     let mut last = std::time::Instant::now();
     let mut widest = Duration::ZERO;
@@ -457,9 +487,22 @@ fn a_long_failover_keeps_systemds_watchdog_fed_and_ends_in_its_fallback() {
     );
     let failed = &daemon.records_of("failover_failed")[0];
     assert!(support::reason(failed).contains("NOGOODSLAVE"), "{failed}");
-    let withheld = daemon.wait_event("escalation_withheld", LONG);
+    let (code, out) = hold.join().unwrap();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("orders: queued"), "{out}");
+    let held = daemon.wait_event("operator_command", LONG);
+    assert_eq!(held["detail"]["command"], "hold", "{held}");
+    // Released, the fallback applies at the next BUSY reply.
+    let (code, out) = support::busyguard_ctl(&daemon, &["release", "orders"]);
+    assert_eq!(code, 0, "{out}");
+    let withheld = daemon
+        .wait_record(LONG, |r| {
+            r["event"] == "escalation_withheld"
+                && support::reason(r).contains("`failover.fallback` is `notify`")
+        })
+        .unwrap_or_else(|| panic!("no fallback: {:?}", daemon.events()));
     assert!(
-        support::reason(&withheld).contains("`failover.fallback` is `notify`"),
+        withheld["seq"].as_u64() > held["seq"].as_u64(),
         "{withheld}"
     );
 }
@@ -474,6 +517,7 @@ fn a_dry_run_failover_is_recorded_and_never_asked_of_sentinel() {
     let sentinel = Sentinel::start(&primary, 60_000);
     let policy = sentinel_policy(
         &primary,
+        &[&replica],
         &[sentinel.url()],
         &support::ladder("300ms", "failover"),
     ) + "mode: dry-run\n";
@@ -510,11 +554,11 @@ fn a_dry_run_failover_is_recorded_and_never_asked_of_sentinel() {
 #[test]
 fn no_failover_is_asked_without_a_majority_of_the_sentinels() {
     let primary = RedisServer::start(ServerOptions::default());
-    let _replica = primary.start_replica(ServerOptions::default());
+    let replica = primary.start_replica(ServerOptions::default());
     let sentinel = Sentinel::start(&primary, 60_000);
     let away = format!("redis://127.0.0.1:{}", support::free_port());
     let on_busy = support::ladder("300ms", "failover") + "    failover: { timeout: 1s }\n";
-    let policy = sentinel_policy(&primary, &[sentinel.url(), away], &on_busy);
+    let policy = sentinel_policy(&primary, &[&replica], &[sentinel.url(), away], &on_busy);
     let daemon = Daemon::start(&policy, &[]);
     primary.wait_snapshot();
     let _caller =

@@ -260,7 +260,18 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> Value {
             s["version"] = json!(snap.version);
             s["role"] = json!(snap.role);
             s["replicas"] = json!(snap.connected_replicas);
-            s["replica_links"] = json!(snap.replica_links());
+            // Whether busyguard may contact each (`topology.replicas`): INFO's list is a claim.
+            s["replica_links"] = snap
+                .replica_links()
+                .into_iter()
+                .map(|r| {
+                    let listed =
+                        crate::policy::replicas::named(&p.topology.replicas, &r.address).is_some();
+                    let mut v = json!(r);
+                    v["listed"] = json!(listed);
+                    v
+                })
+                .collect();
             if snap.cluster_enabled == Some(true) {
                 s["cluster_enabled"] = json!(true);
                 s["cluster"] = cluster_view(&conn).await;
@@ -280,7 +291,11 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> Value {
             }
             if p.on_busy.on_unkillable.then == Then::Failover {
                 let master = p.topology.sentinel.as_ref().map(|t| t.master.as_str());
-                s["failover"] = match crate::engine::failover::plan(master, &snap) {
+                s["failover"] = match crate::engine::failover::plan(
+                    master,
+                    &p.topology.replicas,
+                    &snap,
+                ) {
                     Ok((via, target, replicas)) => {
                         json!({"via": via, "request_to": target, "replicas_in_sync": replicas})
                     }
@@ -589,13 +604,17 @@ fn human(s: &Value, out: &mut impl Write) -> std::io::Result<()> {
         for r in s["replica_links"].as_array().into_iter().flatten() {
             writeln!(
                 out,
-                "  replica {}: {}, last heard {} s ago, {} bytes behind",
+                "  replica {}: {}, last heard {} s ago, {} bytes behind{}",
                 r["address"].as_str().unwrap_or("?"),
                 r["state"].as_str().unwrap_or("?"),
                 r["lag_s"].as_u64().map_or("?".into(), |n| n.to_string()),
                 r["behind_bytes"]
                     .as_u64()
                     .map_or("?".into(), |n| n.to_string()),
+                match r["listed"].as_bool() {
+                    Some(false) => " (not in `topology.replicas`: never contacted)",
+                    _ => "",
+                },
             )?;
         }
         if s["cluster_enabled"] == true {

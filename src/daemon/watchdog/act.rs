@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use crate::audit::AuditLog;
 use crate::engine::{Inquiry, Observation, Step};
 use crate::model::told::RunningFunction;
-use crate::policy::RedisTarget;
+use crate::policy::Policy;
 use crate::redis::forensics;
 use crate::redis::probe::Connection;
 use crate::remedy::{self, Context, Runtime};
@@ -75,7 +75,7 @@ impl Watchdog {
                     gone = performed.gone;
                     performed.observations
                 }
-                (None, Some(inquiry)) => vec![ask(conn, &self.policy.redis, inquiry).await],
+                (None, Some(inquiry)) => vec![ask(conn, &self.policy, inquiry).await],
                 (None, None) => return gone,
             };
             let mut next = Step::default();
@@ -113,7 +113,7 @@ impl Watchdog {
 
 /// Ask what the engine wants to hear, within its bound; `primary` is the watched server's
 /// target (its replicas are asked with its credentials).
-async fn ask(conn: &Connection, primary: &RedisTarget, inquiry: Inquiry) -> Observation {
+async fn ask(conn: &Connection, policy: &Policy, inquiry: Inquiry) -> Observation {
     match inquiry {
         Inquiry::ReplicaOffsets {
             replicas,
@@ -121,7 +121,8 @@ async fn ask(conn: &Connection, primary: &RedisTarget, inquiry: Inquiry) -> Obse
             within_ms,
         } => Observation::ReplicaOffsets(
             forensics::replica_offsets(
-                primary,
+                &policy.redis,
+                &policy.topology.replicas,
                 &replicas,
                 primary_offset,
                 Duration::from_millis(within_ms),

@@ -76,6 +76,12 @@ pub struct Watchdog {
     sentinel: Option<crate::redis::sentinel::Feed>,
     /// During an incident: whether one of this server's replicas took over.
     replicas: Option<crate::redis::replicas::ReplicaWatch>,
+    /// The last reason the relay dropped the probe connection (a reply past its bound): told
+    /// once, until a healthy snapshot comes through again.
+    cut_told: Option<String>,
+    /// No snapshot before this (after a cut: the next one waits `probe.snapshot_every`, while
+    /// PINGs go on, rather than pull another bound's worth at every reconnect).
+    snapshot_after: Option<Instant>,
     /// What [`Watchdog::resume`] carried over from the trail, for `watchdog_started` to sum up.
     carried: Carried,
     /// The generation of the probe connection: each session's is the next.
@@ -139,6 +145,8 @@ impl Watchdog {
             steer: controls.steer,
             sentinel: None,
             replicas: None,
+            cut_told: None,
+            snapshot_after: None,
             carried: Carried::default(),
             conn: 0,
             identity: watch::Sender::new(None),
@@ -215,8 +223,9 @@ impl Watchdog {
             });
         if let Some(topology) = &self.policy.topology.sentinel {
             let (primary, ours) = (&self.policy.redis, self.identity.subscribe());
+            let listed = &self.policy.topology.replicas;
             let feed = self.sentinel.get_or_insert_with(|| {
-                crate::redis::sentinel::Feed::start(topology, primary, ours)
+                crate::redis::sentinel::Feed::start(topology, primary, listed, ours)
             });
             while let Ok(word) = feed.words.try_recv() {
                 seen.push(match word {
@@ -263,10 +272,22 @@ impl Watchdog {
         let (Some("master"), Some(replid)) = (s.role.as_deref(), s.master_replid.clone()) else {
             return;
         };
-        let addresses: Vec<String> = s.replica_links().into_iter().map(|r| r.address).collect();
+        let listed = &self.policy.topology.replicas;
+        let addresses: Vec<String> = s
+            .replica_links()
+            .into_iter()
+            .filter(|r| {
+                r.state == "online" && crate::policy::replicas::named(listed, &r.address).is_some()
+            })
+            .map(|r| r.address)
+            .collect();
         if !addresses.is_empty() {
-            let watch =
-                crate::redis::replicas::ReplicaWatch::start(&self.policy.redis, addresses, replid);
+            let watch = crate::redis::replicas::ReplicaWatch::start(
+                &self.policy.redis,
+                listed,
+                addresses,
+                replid,
+            );
             self.replicas = Some(watch);
         }
     }
@@ -401,7 +422,7 @@ impl Watchdog {
         self.conn += 1;
         let interval = self.policy.probe.interval;
         let mut next_probe = Instant::now();
-        let mut next_snapshot = Instant::now();
+        let mut next_snapshot = self.snapshot_after.unwrap_or_else(Instant::now);
         loop {
             let wake = match self.engine.next_deadline() {
                 Some(ms) => next_probe.min(self.instant(ms)),
@@ -514,6 +535,21 @@ impl Watchdog {
                 }
                 s
             });
+            // The relay dropped the connection (a reply past its bound): the peer's fault,
+            // told once, not an outage; probing goes on over a new connection.
+            if let Some(why) = conn.cut() {
+                if self.cut_told.as_deref() != Some(why.as_str()) {
+                    tracing::warn!(instance = %self.policy.instance, reason = %why, "the probe connection was dropped");
+                    let step = self.decide(Observation::Fault { reply: why.clone() });
+                    self.act(None, step).await;
+                    self.cut_told = Some(why);
+                }
+                self.snapshot_after = Some(Instant::now() + self.policy.probe.snapshot_every);
+                return SessionEnd::Lost;
+            }
+            if snapshot.is_some() {
+                self.cut_told = None;
+            }
             let observation = match (outcome.observation(), counted) {
                 (Some(o), _) => o,
                 (None, Some((changes, aof))) => Observation::Unsaved { changes, aof },

@@ -20,6 +20,10 @@ pub struct Daemon {
     extra: Vec<String>,
     /// Extra environment (NOTIFY_SOCKET, JOURNAL_STREAM ...).
     pub env: Vec<(String, String)>,
+    /// A program the daemon runs under (`unshare --user ...`, which execs it: the same pid).
+    pub wrapper: Vec<String>,
+    /// `RLIMIT_NOFILE` (soft and hard) to start it with.
+    pub open_files: Option<u64>,
 }
 
 impl Daemon {
@@ -48,6 +52,8 @@ impl Daemon {
             policies: policies.to_vec(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
+            wrapper: Vec::new(),
+            open_files: None,
         }
     }
 
@@ -58,7 +64,24 @@ impl Daemon {
             .append(true)
             .open(self.dir.path().join("stderr.log"))
             .unwrap();
-        let mut cmd = Command::new(busyguard_bin());
+        let mut cmd = match self.wrapper.split_first() {
+            None => Command::new(busyguard_bin()),
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(busyguard_bin());
+                cmd
+            }
+        };
+        if let Some(n) = self.open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, n, n)
+                        .map_err(std::io::Error::from)
+                });
+            }
+        }
         cmd.arg("run")
             .arg("--state-dir")
             .arg(&self.state)

@@ -1,6 +1,6 @@
 //! A small fake RESP server for the few cases no real server can be made to show on demand: a
 //! kill that is read and never answered (a partition, a process frozen right after its BUSY
-//! reply), and BUSY texts only modules write. It answers exactly the bytes a test gives it;
+//! reply), BUSY texts only modules write, and a reply without end. It answers exactly the bytes a test gives it;
 //! everything else about busyguard's behaviour is tested against real servers.
 
 use std::io::{BufRead, BufReader, Write};
@@ -15,6 +15,9 @@ pub enum Answer {
     Raw(String),
     /// Read it and never answer.
     Silence,
+    /// Write this header, then bytes without end (a 2 GB bulk string declared and streamed)
+    /// until the reader goes.
+    Endless(String),
 }
 
 impl Answer {
@@ -123,10 +126,15 @@ fn serve(n: usize, stream: TcpStream, script: &Script, seen: &Mutex<Vec<(usize, 
     let mut reader = BufReader::new(stream);
     while let Some(words) = read_command(&mut reader) {
         seen.lock().unwrap().push((n, words.clone()));
-        if let Answer::Raw(bytes) = script(n, &words)
-            && writer.write_all(bytes.as_bytes()).is_err()
-        {
-            return;
+        match script(n, &words) {
+            Answer::Raw(bytes) if writer.write_all(bytes.as_bytes()).is_err() => return,
+            Answer::Endless(head) => {
+                let chunk = vec![b'x'; 64 << 10];
+                let _ = writer.write_all(head.as_bytes());
+                while writer.write_all(&chunk).is_ok() {}
+                return;
+            }
+            Answer::Raw(_) | Answer::Silence => {}
         }
     }
 }

@@ -2,6 +2,7 @@
 //! socket and a free TCP port), runaway scripts run from their own threads, and cleanup on drop
 //! (SIGKILL, and the kernel's parent-death signal should the test process itself die).
 
+pub mod announced;
 pub mod cluster;
 pub mod daemon;
 pub mod fake;
@@ -286,6 +287,16 @@ impl RedisServer {
     }
 
     /// A policy for this server over its unix socket, with `rest` appended (YAML).
+    /// `topology.replicas` naming `replicas` (a line under `topology:`): busyguard connects to
+    /// no replica the policy does not list.
+    pub fn listed(replicas: &[&RedisServer]) -> String {
+        let addresses: Vec<String> = replicas
+            .iter()
+            .map(|r| format!("127.0.0.1:{}", r.port))
+            .collect();
+        format!("  replicas: [{}]\n", addresses.join(", "))
+    }
+
     pub fn policy(&self, instance: &str, rest: &str) -> String {
         format!(
             "instance: {instance}\nredis:\n  url: unix://{}\nprobe:\n  interval: 50ms\n{rest}",
@@ -306,17 +317,25 @@ impl RedisServer {
     }
 
     /// A replica of this server (`options` plus `replicaof`), once its link is up and this
-    /// server counts it.
+    /// server lists it online (a snapshot taken earlier, while it still waits for its first
+    /// sync, would hold no replica in sync).
     pub fn start_replica(&self, mut options: ServerOptions) -> RedisServer {
         options
             .extra
             .push(format!("replicaof 127.0.0.1 {}", self.port));
         let replica = RedisServer::start(options);
-        let field = |s: &RedisServer, k: &str| s.info("replication").get(k).cloned();
+        let online = format!("port={},state=online", replica.port);
         assert!(
             wait_for(Duration::from_secs(20), || {
-                field(&replica, "master_link_status").as_deref() == Some("up")
-                    && field(self, "connected_slaves").as_deref() == Some("1")
+                replica
+                    .info("replication")
+                    .get("master_link_status")
+                    .map(String::as_str)
+                    == Some("up")
+                    && self
+                        .info("replication")
+                        .values()
+                        .any(|v| v.contains(&online))
             }),
             "the replica never came up"
         );
@@ -624,4 +643,14 @@ pub fn run_killable_runaway(server: &RedisServer) {
         .reply()
         .unwrap();
     assert!(reply.killed_by_user(), "{reply:?}");
+}
+
+/// The peak resident memory of a process, in KiB.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
 }

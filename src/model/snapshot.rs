@@ -111,6 +111,28 @@ pub struct Snapshot {
     pub errors: Vec<String>,
 }
 
+impl DataAtRisk {
+    /// What would be lost, in words (`None`: unknown).
+    pub fn loses(&self) -> Option<&str> {
+        match self {
+            DataAtRisk::Aof { loses, .. }
+            | DataAtRisk::Rdb { loses, .. }
+            | DataAtRisk::None { loses, .. } => Some(loses),
+            DataAtRisk::Unknown => None,
+        }
+    }
+
+    /// The persistence mode, as the records name it.
+    pub fn persistence(&self) -> &'static str {
+        match self {
+            DataAtRisk::Aof { .. } => "aof",
+            DataAtRisk::Rdb { .. } => "rdb",
+            DataAtRisk::None { .. } => "none",
+            DataAtRisk::Unknown => "unknown",
+        }
+    }
+}
+
 impl Snapshot {
     /// Build from the text of INFO (its sections) and CONFIG GET pairs.
     pub fn from_info(info: &str, config: &HashMap<String, String>) -> Snapshot {

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::ASK_LIMIT;
 use super::probe::{self, Outcome};
@@ -20,12 +20,78 @@ use crate::model::snapshot::{Identity, Snapshot};
 use crate::policy::replicas::TrustedReplica;
 use crate::policy::{Policy, RedisTarget, SentinelTopology};
 
+/// One sentinel's view of the primary, for `status`.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum SentinelView {
+    Seen {
+        url: String,
+        master: String,
+        address: String,
+        run_id: String,
+        /// Whether its primary is this server, by run id (`None`: this server's is unknown).
+        is_this_server: Option<bool>,
+        flags: String,
+        quorum: Option<u64>,
+        down_after_ms: Option<u64>,
+        failover_timeout_ms: Option<u64>,
+        replicas: Option<u64>,
+        other_sentinels: Option<u64>,
+    },
+    Error {
+        url: String,
+        error: String,
+    },
+}
+
+impl SentinelView {
+    pub fn down_after_ms(&self) -> Option<u64> {
+        match self {
+            SentinelView::Seen { down_after_ms, .. } => *down_after_ms,
+            SentinelView::Error { .. } => None,
+        }
+    }
+}
+
+impl std::fmt::Display for SentinelView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let q = |n: &Option<u64>| n.map_or("null".to_string(), |n| n.to_string());
+        match self {
+            SentinelView::Error { url, error } => write!(f, "sentinel {url}: {error}"),
+            SentinelView::Seen {
+                url,
+                master,
+                address,
+                is_this_server,
+                flags,
+                quorum,
+                down_after_ms,
+                replicas,
+                other_sentinels,
+                ..
+            } => write!(
+                f,
+                "sentinel {url}: `{master}` is {address} ({}; {flags}), quorum {}, down after {} ms, {} replica(s), {} other sentinel(s)",
+                match is_this_server {
+                    Some(true) => "this server",
+                    Some(false) => "NOT this server",
+                    None => "this server's run id unknown",
+                },
+                q(quorum),
+                q(down_after_ms),
+                q(replicas),
+                q(other_sentinels),
+            ),
+        }
+    }
+}
+
 /// Each sentinel's view, and the warnings it gives, for `status`.
 pub async fn views(
     topology: &SentinelTopology,
     policy: &Policy,
     snapshot: Option<&Snapshot>,
-) -> (Value, Vec<String>) {
+) -> (Vec<SentinelView>, Vec<String>) {
     let mut views = Vec::new();
     let mut warnings = Vec::new();
     for target in &topology.sentinels {
@@ -35,13 +101,13 @@ pub async fn views(
             Ok(Ok(fields)) => fields,
             Ok(Err(why)) => {
                 warnings.push(format!("sentinel {url}: {why}"));
-                views.push(json!({"url": url, "error": why}));
+                views.push(SentinelView::Error { url, error: why });
                 continue;
             }
             Err(_) => {
-                let why = "no answer within 3s".to_string();
+                let why = format!("no answer within {}s", ASK_LIMIT.as_secs());
                 warnings.push(format!("sentinel {url}: {why}"));
-                views.push(json!({"url": url, "error": why}));
+                views.push(SentinelView::Error { url, error: why });
                 continue;
             }
         };
@@ -69,21 +135,21 @@ pub async fn views(
                 "sentinel {url} marks a busy primary down after {down} ms, before busyguard's budget ends (threshold {t} ms + wait {budget} ms): it sends its own SCRIPT KILL then and may fail over first"
             ));
         }
-        views.push(json!({
-            "url": url,
-            "master": topology.master,
-            "address": format!("{}:{}", field("ip"), field("port")),
-            "run_id": run_id,
-            "is_this_server": is_this,
-            "flags": field("flags"),
-            "quorum": num("quorum"),
-            "down_after_ms": down_after,
-            "failover_timeout_ms": num("failover-timeout"),
-            "replicas": num("num-slaves"),
-            "other_sentinels": num("num-other-sentinels"),
-        }));
+        views.push(SentinelView::Seen {
+            url,
+            master: topology.master.clone(),
+            address: format!("{}:{}", field("ip"), field("port")),
+            run_id,
+            is_this_server: is_this,
+            flags: field("flags"),
+            quorum: num("quorum"),
+            down_after_ms: down_after,
+            failover_timeout_ms: num("failover-timeout"),
+            replicas: num("num-slaves"),
+            other_sentinels: num("num-other-sentinels"),
+        });
     }
-    (Value::Array(views), warnings)
+    (views, warnings)
 }
 
 /// `SENTINEL MASTER <name>` as field pairs.

@@ -15,13 +15,18 @@
 //! down.
 
 pub(crate) mod prevention;
+pub mod report;
 pub(crate) mod restart;
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use report::{
+    ClusterView, DaemonView, Entry, FailoverView, InstanceStatus, ListedLink, Rejected, Report,
+    ServerFacts, Whoami,
+};
 
 use crate::commands::steer;
 use crate::daemon::control::Request;
@@ -29,6 +34,7 @@ use crate::model::kinds::Then;
 use crate::model::snapshot::Snapshot;
 use crate::policy::{self, Policy};
 use crate::redis::probe::{self, Outcome};
+use crate::redis::sentinel::SentinelView;
 
 /// How long set-up and each check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -162,83 +168,84 @@ pub async fn status(
         .await
         .map_err(anyhow::Error::from)
         .and_then(|r| r);
-    let report = policy::load_with(paths, sources);
-    let mut all_ok = report.rejected.is_empty();
-    let mut instances = Vec::new();
-    for (file, diags) in &report.rejected {
-        instances.push(json!({"file": file.display().to_string(), "reachable": false,
-            "error": "invalid policy", "problems": diags.iter().map(ToString::to_string).collect::<Vec<_>>()}));
+    let loaded = policy::load_with(paths, sources);
+    let mut all_ok = loaded.rejected.is_empty();
+    let mut report = Report {
+        instances: Vec::new(),
+    };
+    for (file, diags) in &loaded.rejected {
+        let problems = diags.iter().map(ToString::to_string).collect();
+        report.instances.push(Entry::Rejected(Rejected::new(
+            file.display().to_string(),
+            problems,
+        )));
     }
-    for p in &report.policies {
+    for p in &loaded.policies {
         let mut s = instance_status(p, trail.filter(|t| t.exists())).await;
-        s["daemon"] = match &daemon {
-            Ok(ps) => ps
-                .instances
-                .iter()
-                .find(|i| i.instance == p.instance)
-                .map_or(
-                    json!({"error": "not supervised by the running daemon"}),
-                    |i| json!(i.live),
-                ),
-            Err(e) => json!({"error": format!("not reached: {e:#}")}),
-        };
-        all_ok &= s["reachable"] == true;
-        instances.push(s);
+        s.daemon = Some(match &daemon {
+            Ok(ps) => match ps.instances.iter().find(|i| i.instance == p.instance) {
+                Some(i) => DaemonView::Live(i.live.clone()),
+                None => DaemonView::Error {
+                    error: "not supervised by the running daemon".into(),
+                },
+            },
+            Err(e) => DaemonView::Error {
+                error: format!("not reached: {e:#}"),
+            },
+        });
+        all_ok &= s.reachable;
+        report.instances.push(Entry::Instance(Box::new(s)));
     }
     if as_json {
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&json!({"instances": instances}))?
-        )?;
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        for s in &instances {
-            human(s, out)?;
+        for entry in &report.instances {
+            write!(out, "{entry}")?;
         }
     }
     Ok(all_ok)
 }
 
-async fn instance_status(p: &Policy, trail: Option<&Path>) -> Value {
-    let mut s = json!({
-        "instance": p.instance,
-        "file": p.source.display().to_string(),
-        "endpoint": p.redis.endpoint.to_string(),
-        "user": p.redis.username.as_deref().unwrap_or("default"),
-    });
+async fn instance_status(p: &Policy, trail: Option<&Path>) -> InstanceStatus {
+    let mut s = InstanceStatus {
+        instance: p.instance.clone(),
+        file: p.source.display().to_string(),
+        endpoint: p.redis.endpoint.to_string(),
+        user: p.redis.username.as_deref().unwrap_or("default").to_string(),
+        ..InstanceStatus::default()
+    };
     let conn =
         match tokio::time::timeout(CHECK_TIMEOUT, probe::connect(&p.redis, CHECK_TIMEOUT)).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
-                s["reachable"] = json!(false);
-                s["error"] = json!(e.to_string());
+                s.error = Some(e.to_string());
                 return s;
             }
             Err(_) => {
-                s["reachable"] = json!(false);
-                s["error"] = json!("no answer (a busy script's silent phase, or a hung server)");
+                s.error = Some("no answer (a busy script's silent phase, or a hung server)".into());
                 return s;
             }
         };
-    s["reachable"] = json!(true);
+    s.reachable = true;
     let mut warnings: Vec<String> = Vec::new();
     // Who the server says this connection is (a password given without a username, or a
     // `nopass` user, shows here); `+acl|whoami` is one of the documented rights.
     let whoami = tokio::time::timeout(CHECK_TIMEOUT, conn.call(&["ACL", "WHOAMI"])).await;
-    s["whoami"] = match whoami.unwrap_or(Outcome::Lost("timed out".into())) {
-        Outcome::Reply(v) => json!(v.as_string().unwrap_or_default()),
-        Outcome::ErrorReply(e) | Outcome::Lost(e) => {
-            json!({"unchecked": format!("ACL WHOAMI: {e}")})
-        }
+    let whoami = match whoami.unwrap_or(Outcome::Lost("timed out".into())) {
+        Outcome::Reply(v) => Whoami::User(v.as_string().unwrap_or_default()),
+        Outcome::ErrorReply(e) | Outcome::Lost(e) => Whoami::Unchecked {
+            unchecked: format!("ACL WHOAMI: {e}"),
+        },
     };
-    if let Some(who) = s["whoami"].as_str()
-        && s["user"] != who
+    if let Whoami::User(who) = &whoami
+        && s.user != *who
     {
         warnings.push(format!(
             "the policy names user `{}` but the server says this connection is `{who}`",
-            s["user"].as_str().unwrap_or("?")
+            s.user
         ));
     }
+    s.whoami = Some(whoami);
     let mut snapshot = None;
     match tokio::time::timeout(CHECK_TIMEOUT, conn.snapshot())
         .await
@@ -246,109 +253,19 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> Value {
     {
         Ok(Ok(snap)) => {
             snapshot = Some(snap.clone());
-            if !snap.errors.is_empty() {
-                s["snapshot_errors"] = json!(snap.errors);
-                warnings.push(format!(
-                    "the healthy snapshot is incomplete ({}): BUSY is still detected, but a shutdown whose guards need the missing facts is withheld",
-                    snap.errors.join("; ")
-                ));
-            }
-            if let Some(warning) = another_server_answers(p, snap.run_id.as_deref()).await {
-                warnings.push(warning);
-            }
-            s["server"] = json!(snap.server_name);
-            s["version"] = json!(snap.version);
-            s["role"] = json!(snap.role);
-            s["replicas"] = json!(snap.connected_replicas);
-            // Whether busyguard may contact each (`topology.replicas`): INFO's list is a claim.
-            s["replica_links"] = snap
-                .replica_links()
-                .into_iter()
-                .map(|r| {
-                    let listed =
-                        crate::policy::replicas::named(&p.topology.replicas, &r.address).is_some();
-                    let mut v = json!(r);
-                    v["listed"] = json!(listed);
-                    v
-                })
-                .collect();
-            if snap.cluster_enabled == Some(true) {
-                s["cluster_enabled"] = json!(true);
-                s["cluster"] = cluster_view(&conn).await;
-                if p.on_busy.on_unkillable.then != Then::Failover {
-                    let down = match (
-                        snap.busy_threshold_ms,
-                        s["cluster"]["node_timeout_ms"].as_u64(),
-                    ) {
-                        (Some(t), Some(n)) => format!(
-                            "; after a shutdown its slots are down for threshold + wait + node-timeout ({} ms) before the Cluster fails them over, if its supervisor does not restart it first",
-                            t + p.on_busy.on_unkillable.wait.as_millis() as u64 + n
-                        ),
-                        _ => String::new(),
-                    };
-                    warnings.push(format!("a Cluster node: the Cluster never fails over a primary busy with a script (it keeps answering the cluster bus), so its slots stay BUSY until the script ends or busyguard acts; `then: failover` promotes its replica (CLUSTER FAILOVER FORCE) at the end of the budget, and `guards.keep_primary_with_replicas` would withhold a shutdown with nobody to end the script{down}"));
-                }
-            }
-            if p.on_busy.on_unkillable.then == Then::Failover {
-                let master = p.topology.sentinel.as_ref().map(|t| t.master.as_str());
-                s["failover"] = match crate::engine::failover::plan(
-                    master,
-                    &p.topology.replicas,
-                    &snap,
-                ) {
-                    Ok((via, target, replicas)) => {
-                        json!({"via": via, "request_to": target, "replicas_in_sync": replicas})
-                    }
-                    Err(why) => {
-                        warnings.push(format!(
-                            "`then: failover` could not fail this server over now: {why}; `failover.fallback` ({}) would apply",
-                            p.on_busy.on_unkillable.failover.fallback.name()
-                        ));
-                        json!({"none": why})
-                    }
-                };
-            }
-            s["busy_threshold_ms"] = json!(snap.busy_threshold_ms);
-            s["shutdown_nosave_loses"] = json!(snap.data_at_risk());
-            s["rdb_changes_since_last_save"] = json!(snap.rdb_changes_since_last_save);
-            if let (Some("master"), Some(n @ 1..), Some(false), Some("")) = (
-                snap.role.as_deref(),
-                snap.connected_replicas,
-                snap.aof_enabled,
-                snap.save.as_deref().map(str::trim),
-            ) {
-                warnings.push(format!(
-                    "a primary with {n} replica(s) and no persistence (appendonly no, save \"\"): restarted by its supervisor (Debian's redis-server.service has Restart=always) it comes back empty and its replicas resync to the empty dataset; {}",
-                    match p.guards.allow_empty_restart {
-                        true => "the policy accepts that (`guards.allow_empty_restart: true`): a shutdown would lose the data on every node",
-                        false => "busyguard withholds its shutdowns (`guards.allow_empty_restart`); turn on persistence or let a failover move the role",
-                    }
-                ));
-            }
-            match snap.busy_threshold_ms {
-                Some(0) => warnings.push("busy-reply-threshold is 0: the server never answers BUSY, so no kill or shutdown can get through a runaway script".into()),
-                Some(t) if t > p.on_busy.on_unkillable.wait.as_millis() as u64 => warnings.push(format!(
-                    "busy-reply-threshold ({t}ms) exceeds the policy's recovery budget `wait` ({}ms): scripts are silent longer than the budget lasts",
-                    p.on_busy.on_unkillable.wait.as_millis()
-                )),
-                Some(t) if t >= p.on_hang.after.as_millis() as u64 => warnings.push(format!(
-                    "busy-reply-threshold ({t}ms) is not below `on_hang.after` ({}ms): every runaway script is first reported as a hang",
-                    p.on_hang.after.as_millis()
-                )),
-                None => warnings.push("CONFIG GET was refused: the threshold and persistence settings are unknown".into()),
-                _ => {}
-            }
+            server_facts(&mut s, p, &conn, &snap, &mut warnings).await;
         }
         Ok(Err(Outcome::ErrorReply(e))) if e.starts_with("BUSY") => {
-            s["busy_now"] = json!(e);
+            s.busy_now = Some(e);
             warnings.push("the server is BUSY right now: rights were not checked".into());
-            s["warnings"] = json!(warnings);
+            s.warnings = Some(warnings);
             return s;
         }
-        Ok(Err(e)) => s["snapshot_error"] = json!(format!("{e:?}")),
-        Err(_) => s["snapshot_error"] = json!("timed out"),
+        Ok(Err(Outcome::ErrorReply(e) | Outcome::Lost(e))) => s.snapshot_error = Some(e),
+        Ok(Err(Outcome::Reply(_))) => {}
+        Err(_) => s.snapshot_error = Some("timed out".into()),
     }
-    let mut rights = serde_json::Map::new();
+    let mut rights = BTreeMap::new();
     // Valkey's own version counts from 7.2 (its first), so any Valkey has FUNCTION.
     let major = snapshot
         .as_ref()
@@ -357,14 +274,14 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> Value {
     for check in CHECKS.iter().filter(|c| failover || !c.for_failover) {
         if let Some(major) = major.filter(|m| *m < check.since_major) {
             let why = format!("not applicable (version {major} has no such command)");
-            rights.insert(check.right.into(), json!(why));
+            rights.insert(check.right.to_string(), why);
             continue;
         }
         let word = check.words[0];
         if conn.disabled(word) {
             let word = word.to_ascii_lowercase();
             let why = format!("disabled in redis.conf (`redis.commands.{word}` is empty)");
-            rights.insert(check.right.into(), json!(why));
+            rights.insert(check.right.to_string(), why);
             continue;
         }
         let verdict = right(&conn, check).await;
@@ -374,12 +291,12 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> Value {
                 check.right, check.needed_for
             ));
         }
-        rights.insert(check.right.into(), json!(verdict));
+        rights.insert(check.right.to_string(), verdict);
     }
-    s["rights"] = Value::Object(rights);
+    s.rights = Some(rights);
     if let Some(topology) = &p.topology.sentinel {
         let (view, said) = crate::redis::sentinel::views(topology, p, snapshot.as_ref()).await;
-        s["sentinel"] = view;
+        s.sentinel = Some(view);
         warnings.extend(said);
     }
     if let Some(warning) = restarted_too_soon(p, &s, snapshot.as_ref()) {
@@ -387,14 +304,116 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> Value {
     }
     if let Some(snap) = &snapshot {
         let found = crate::commands::status::prevention::findings(&conn, p, snap, trail);
-        s["prevention"] = json!(
+        s.prevention = Some(
             tokio::time::timeout(CHECK_TIMEOUT, found)
                 .await
-                .unwrap_or_default()
+                .unwrap_or_default(),
         );
     }
-    s["warnings"] = json!(warnings);
+    s.warnings = Some(warnings);
     s
+}
+
+/// What the healthy snapshot `snap` says, with its warnings: the server, its replicas (and
+/// whether the policy lists each), the Cluster, what a failover would do, what a shutdown would
+/// lose, and the threshold against the policy.
+async fn server_facts(
+    s: &mut InstanceStatus,
+    p: &Policy,
+    conn: &probe::Connection,
+    snap: &Snapshot,
+    warnings: &mut Vec<String>,
+) {
+    if !snap.errors.is_empty() {
+        s.snapshot_errors = snap.errors.clone();
+        warnings.push(format!(
+            "the healthy snapshot is incomplete ({}): BUSY is still detected, but a shutdown whose guards need the missing facts is withheld",
+            snap.errors.join("; ")
+        ));
+    }
+    if let Some(warning) = another_server_answers(p, snap.run_id.as_deref()).await {
+        warnings.push(warning);
+    }
+    s.server_facts = Some(ServerFacts {
+        server: snap.server_name.clone(),
+        version: snap.version.clone(),
+        role: snap.role.clone(),
+        replicas: snap.connected_replicas,
+        // Whether busyguard may contact each (`topology.replicas`): INFO's list is a claim.
+        replica_links: snap
+            .replica_links()
+            .into_iter()
+            .map(|link| ListedLink {
+                listed: crate::policy::replicas::named(&p.topology.replicas, &link.address)
+                    .is_some(),
+                link,
+            })
+            .collect(),
+        busy_threshold_ms: snap.busy_threshold_ms,
+        shutdown_nosave_loses: snap.data_at_risk(),
+        rdb_changes_since_last_save: snap.rdb_changes_since_last_save,
+    });
+    if snap.cluster_enabled == Some(true) {
+        s.cluster_enabled = Some(true);
+        let cluster = cluster_view(conn).await;
+        if p.on_busy.on_unkillable.then != Then::Failover {
+            let down = match (snap.busy_threshold_ms, cluster.node_timeout_ms()) {
+                (Some(t), Some(n)) => format!(
+                    "; after a shutdown its slots are down for threshold + wait + node-timeout ({} ms) before the Cluster fails them over, if its supervisor does not restart it first",
+                    t + p.on_busy.on_unkillable.wait.as_millis() as u64 + n
+                ),
+                _ => String::new(),
+            };
+            warnings.push(format!("a Cluster node: the Cluster never fails over a primary busy with a script (it keeps answering the cluster bus), so its slots stay BUSY until the script ends or busyguard acts; `then: failover` promotes its replica (CLUSTER FAILOVER FORCE) at the end of the budget, and `guards.keep_primary_with_replicas` would withhold a shutdown with nobody to end the script{down}"));
+        }
+        s.cluster = Some(cluster);
+    }
+    if p.on_busy.on_unkillable.then == Then::Failover {
+        let master = p.topology.sentinel.as_ref().map(|t| t.master.as_str());
+        s.failover = Some(
+            match crate::engine::failover::plan(master, &p.topology.replicas, snap) {
+                Ok((via, request_to, replicas_in_sync)) => FailoverView::Plan {
+                    via,
+                    request_to,
+                    replicas_in_sync,
+                },
+                Err(why) => {
+                    warnings.push(format!(
+                        "`then: failover` could not fail this server over now: {why}; `failover.fallback` ({}) would apply",
+                        p.on_busy.on_unkillable.failover.fallback.name()
+                    ));
+                    FailoverView::None { none: why }
+                }
+            },
+        );
+    }
+    if let (Some("master"), Some(n @ 1..), Some(false), Some("")) = (
+        snap.role.as_deref(),
+        snap.connected_replicas,
+        snap.aof_enabled,
+        snap.save.as_deref().map(str::trim),
+    ) {
+        warnings.push(format!(
+            "a primary with {n} replica(s) and no persistence (appendonly no, save \"\"): restarted by its supervisor (Debian's redis-server.service has Restart=always) it comes back empty and its replicas resync to the empty dataset; {}",
+            match p.guards.allow_empty_restart {
+                true => "the policy accepts that (`guards.allow_empty_restart: true`): a shutdown would lose the data on every node",
+                false => "busyguard withholds its shutdowns (`guards.allow_empty_restart`); turn on persistence or let a failover move the role",
+            }
+        ));
+    }
+    match snap.busy_threshold_ms {
+        Some(0) => warnings.push("busy-reply-threshold is 0: the server never answers BUSY, so no kill or shutdown can get through a runaway script".into()),
+        Some(t) if t > p.on_busy.on_unkillable.wait.as_millis() as u64 => warnings.push(format!(
+            "busy-reply-threshold ({t}ms) exceeds the policy's recovery budget `wait` ({}ms): scripts are silent longer than the budget lasts",
+            p.on_busy.on_unkillable.wait.as_millis()
+        )),
+        Some(t) if t >= p.on_hang.after.as_millis() as u64 => warnings.push(format!(
+            "busy-reply-threshold ({t}ms) is not below `on_hang.after` ({}ms): every runaway script is first reported as a hang",
+            p.on_hang.after.as_millis()
+        )),
+        None => warnings.push("CONFIG GET was refused: the threshold and persistence settings are unknown".into()),
+        _ => {}
+    }
 }
 
 /// Whether a second connection to the policy's address reaches another server than the first
@@ -423,39 +442,51 @@ async fn another_server_answers(p: &Policy, run_id: Option<&str>) -> Option<Stri
 }
 
 /// CLUSTER INFO's state and size, and the node timeout (the Cluster's failure detection).
-async fn cluster_view(conn: &probe::Connection) -> Value {
+async fn cluster_view(conn: &probe::Connection) -> ClusterView {
     let info = match tokio::time::timeout(CHECK_TIMEOUT, conn.call(&["CLUSTER", "INFO"])).await {
         Ok(Outcome::Reply(v)) => v.as_string().unwrap_or_default(),
-        Ok(Outcome::ErrorReply(e) | Outcome::Lost(e)) => return json!({"error": e}),
-        Err(_) => return json!({"error": "timed out"}),
+        Ok(Outcome::ErrorReply(e) | Outcome::Lost(e)) => return ClusterView::Error { error: e },
+        Err(_) => {
+            return ClusterView::Error {
+                error: "timed out".into(),
+            };
+        }
     };
     let field = |k: &str| crate::model::snapshot::info_field(&info, k);
+    let number = |k: &str| field(k).and_then(|v| v.parse::<u64>().ok());
     let timeout = conn.config("cluster-node-timeout");
-    let node_timeout = tokio::time::timeout(CHECK_TIMEOUT, timeout)
+    let node_timeout_ms = tokio::time::timeout(CHECK_TIMEOUT, timeout)
         .await
         .ok()
         .flatten()
         .and_then(|v| v.parse::<u64>().ok());
-    json!({
-        "state": field("cluster_state"),
-        "known_nodes": field("cluster_known_nodes").and_then(|v| v.parse::<u64>().ok()),
-        "size": field("cluster_size").and_then(|v| v.parse::<u64>().ok()),
-        "node_timeout_ms": node_timeout,
-    })
+    ClusterView::Info {
+        state: field("cluster_state").map(str::to_string),
+        known_nodes: number("cluster_known_nodes"),
+        size: number("cluster_size"),
+        node_timeout_ms,
+    }
 }
 
 /// A local server whose systemd unit restarts it sooner than Sentinel or the Cluster can fail
 /// it over, under a policy that may shut it down: it is back as the primary, before any
 /// failover (and empty, without persistence).
-fn restarted_too_soon(p: &Policy, s: &Value, snapshot: Option<&Snapshot>) -> Option<String> {
+fn restarted_too_soon(
+    p: &Policy,
+    s: &InstanceStatus,
+    snapshot: Option<&Snapshot>,
+) -> Option<String> {
     let may_shut_down = p.on_busy.on_unkillable.shuts_down_by_itself();
-    let detection_ms = s["sentinel"]
-        .as_array()
-        .and_then(|views| views.iter().find_map(|v| v["down_after_ms"].as_u64()))
+    let detection_ms = s
+        .sentinel
+        .iter()
+        .flatten()
+        .find_map(SentinelView::down_after_ms)
         .map(|ms| (ms, "Sentinel's down-after"))
         .or_else(|| {
-            s["cluster"]["node_timeout_ms"]
-                .as_u64()
+            s.cluster
+                .as_ref()
+                .and_then(ClusterView::node_timeout_ms)
                 .map(|ms| (ms, "the Cluster's node-timeout"))
         });
     let (detect_ms, by) = detection_ms?;
@@ -513,212 +544,4 @@ async fn right(conn: &probe::Connection, check: &Check) -> String {
         // Any other answer, errors included (NOTBUSY, a syntax error), got past the ACL.
         _ => "granted".into(),
     }
-}
-
-/// The keys `human` writes in sentences; any other key of the JSON is written as `key: value`,
-/// so the human form never shows less than `--json`.
-const HUMAN_KEYS: &[&str] = &[
-    "instance",
-    "file",
-    "endpoint",
-    "reachable",
-    "error",
-    "daemon",
-    "user",
-    "whoami",
-    "server",
-    "version",
-    "role",
-    "replicas",
-    "replica_links",
-    "cluster_enabled",
-    "cluster",
-    "failover",
-    "busy_threshold_ms",
-    "shutdown_nosave_loses",
-    "rdb_changes_since_last_save",
-    "snapshot_errors",
-    "snapshot_error",
-    "busy_now",
-    "rights",
-    "sentinel",
-    "prevention",
-    "warnings",
-    "problems",
-];
-
-fn human(s: &Value, out: &mut impl Write) -> std::io::Result<()> {
-    let text = |k: &str| s[k].as_str();
-    let name = text("instance").or(text("file")).unwrap_or("?");
-    let reach = if s["reachable"] == true {
-        "reachable"
-    } else {
-        "UNREACHABLE"
-    };
-    writeln!(out, "{name}  {}  {reach}", text("endpoint").unwrap_or(""))?;
-    if s["instance"].is_string() {
-        writeln!(out, "  policy: {}", text("file").unwrap_or("?"))?;
-    }
-    if let Some(e) = text("error") {
-        writeln!(out, "  error: {e}")?;
-    }
-    match (s["daemon"]["error"].as_str(), s["daemon"].is_object()) {
-        (Some(e), _) => writeln!(out, "  daemon: {e}")?,
-        (None, true) => match serde_json::from_value::<crate::engine::Live>(s["daemon"].clone()) {
-            Ok(live) => writeln!(out, "  daemon: {}", steer::live_text(&live))?,
-            Err(e) => writeln!(out, "  daemon: an answer busyguard cannot read ({e})")?,
-        },
-        (None, false) => {}
-    }
-    if let Some(user) = text("user") {
-        match (&s["whoami"], s["reachable"] == true) {
-            (Value::String(who), _) if who == user => {
-                writeln!(out, "  user: {user} (the server confirms: ACL WHOAMI)")?
-            }
-            (Value::String(who), _) => writeln!(
-                out,
-                "  user: {user} in the policy, but the server says this connection is `{who}`"
-            )?,
-            (Value::Object(o), _) => writeln!(
-                out,
-                "  user: {user} (not confirmed: {})",
-                o.get("unchecked").and_then(Value::as_str).unwrap_or("?")
-            )?,
-            (_, _) => writeln!(out, "  user: {user}")?,
-        }
-    }
-    if s["version"].is_string() || s["role"].is_string() {
-        writeln!(
-            out,
-            "  server: {} {}, role {}, {} replica(s), busy threshold {}",
-            text("server").unwrap_or("redis"),
-            text("version").unwrap_or("(version unknown)"),
-            text("role").unwrap_or("unknown"),
-            s["replicas"]
-                .as_u64()
-                .map_or("unknown".into(), |n| n.to_string()),
-            s["busy_threshold_ms"]
-                .as_u64()
-                .map_or("unknown".into(), |t| format!("{t}ms")),
-        )?;
-        for r in s["replica_links"].as_array().into_iter().flatten() {
-            writeln!(
-                out,
-                "  replica {}: {}, last heard {} s ago, {} bytes behind{}",
-                r["address"].as_str().unwrap_or("?"),
-                r["state"].as_str().unwrap_or("?"),
-                r["lag_s"].as_u64().map_or("?".into(), |n| n.to_string()),
-                r["behind_bytes"]
-                    .as_u64()
-                    .map_or("?".into(), |n| n.to_string()),
-                match r["listed"].as_bool() {
-                    Some(false) => " (not in `topology.replicas`: never contacted)",
-                    _ => "",
-                },
-            )?;
-        }
-        if s["cluster_enabled"] == true {
-            let c = &s["cluster"];
-            match c["error"].as_str() {
-                Some(e) => writeln!(out, "  cluster: enabled; CLUSTER INFO: {e}")?,
-                None => writeln!(
-                    out,
-                    "  cluster: state {}, {} known node(s), node-timeout {} ms",
-                    c["state"].as_str().unwrap_or("?"),
-                    c["known_nodes"],
-                    c["node_timeout_ms"]
-                )?,
-            }
-        }
-        let f = &s["failover"];
-        if let Some(why) = f["none"].as_str() {
-            writeln!(out, "  failover: none possible now: {why}")?;
-        } else if f.is_object() {
-            let replicas: Vec<String> = f["replicas_in_sync"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|r| r["address"].as_str().unwrap_or("?").to_string())
-                .collect();
-            writeln!(
-                out,
-                "  failover: through {} ({}), replicas in sync, least behind first: {}",
-                f["via"].as_str().unwrap_or("?"),
-                f["request_to"].as_str().unwrap_or("?"),
-                replicas.join(", ")
-            )?;
-        }
-        let risk = &s["shutdown_nosave_loses"];
-        writeln!(
-            out,
-            "  SHUTDOWN NOSAVE now: {} ({}; {} unsaved changes)",
-            risk["loses"].as_str().unwrap_or("unknown"),
-            risk["persistence"]
-                .as_str()
-                .unwrap_or("persistence unknown"),
-            s["rdb_changes_since_last_save"]
-                .as_u64()
-                .map_or("unknown".into(), |n| n.to_string()),
-        )?;
-    }
-    for e in s["snapshot_errors"].as_array().into_iter().flatten() {
-        writeln!(
-            out,
-            "  snapshot incomplete: {} (the facts it would give are unknown)",
-            e.as_str().unwrap_or("?")
-        )?;
-    }
-    if let Some(e) = text("snapshot_error") {
-        writeln!(out, "  snapshot failed: {e}")?;
-    }
-    if let Some(busy) = text("busy_now") {
-        writeln!(out, "  busy now: the server answered `{busy}`")?;
-    }
-    for v in s["sentinel"].as_array().into_iter().flatten() {
-        match v["error"].as_str() {
-            Some(e) => writeln!(out, "  sentinel {}: {e}", v["url"].as_str().unwrap_or("?"))?,
-            None => writeln!(
-                out,
-                "  sentinel {}: `{}` is {} ({}; {}), quorum {}, down after {} ms, {} replica(s), {} other sentinel(s)",
-                v["url"].as_str().unwrap_or("?"),
-                v["master"].as_str().unwrap_or("?"),
-                v["address"].as_str().unwrap_or("?"),
-                match v["is_this_server"].as_bool() {
-                    Some(true) => "this server",
-                    Some(false) => "NOT this server",
-                    None => "this server's run id unknown",
-                },
-                v["flags"].as_str().unwrap_or("?"),
-                v["quorum"],
-                v["down_after_ms"],
-                v["replicas"],
-                v["other_sentinels"],
-            )?,
-        }
-    }
-    if let Some(rights) = s["rights"].as_object() {
-        let line: Vec<String> = rights
-            .iter()
-            .map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or("?")))
-            .collect();
-        writeln!(out, "  rights: {}", line.join(", "))?;
-    }
-    for f in s["prevention"].as_array().into_iter().flatten() {
-        writeln!(out, "  prevention: {}", f.as_str().unwrap_or(""))?;
-    }
-    for w in s["warnings"].as_array().into_iter().flatten() {
-        writeln!(out, "  warning: {}", w.as_str().unwrap_or(""))?;
-    }
-    for w in s["problems"].as_array().into_iter().flatten() {
-        writeln!(out, "  problem: {}", w.as_str().unwrap_or(""))?;
-    }
-    for (key, value) in s.as_object().into_iter().flatten() {
-        if !HUMAN_KEYS.contains(&key.as_str()) {
-            let value = value
-                .as_str()
-                .map_or_else(|| value.to_string(), str::to_string);
-            writeln!(out, "  {}: {value}", key.replace('_', " "))?;
-        }
-    }
-    Ok(())
 }

@@ -10,8 +10,9 @@
 //!    one watchdog task per instance (daemon::watchdog):
 //!    redis::probe --Observation--> engine (pure) --Step{events, action}--> remedy
 //!      ^ its own fred                no I/O, no clock;          SCRIPT KILL / FUNCTION KILL
-//!      | connection                  time is an input           SHUTDOWN NOSAVE [NOW]
-//!      | healthy snapshot                                       SIGKILL, failover
+//!      | connection (through         time is an input           SHUTDOWN NOSAVE [NOW]
+//!      | redis::relay)                                          SIGKILL, failover, fence
+//!      | healthy snapshot
 //!    Event (typed detail per kind) --> record --> log line, metrics, audit trail
 //!    audit trail (Record, hash chain) --> notify: one delivery task per receiver, from a cursor
 //! ```
@@ -25,8 +26,9 @@
 //!   way.
 //! - [`remedy`]: carrying out what the engine decided, once: one file per action.
 //! - [`record`]: one call logs, counts and appends an event; the Prometheus metrics.
-//! - [`redis`]: the only code that speaks RESP: the probe's connection, replies, TLS, forensics,
-//!   Sentinel's view, the replicas.
+//! - [`redis`]: the only code that speaks RESP: the probe's connection, the relay every
+//!   connection passes through (TCP, TLS, a bound on each reply), replies, forensics, Sentinel's
+//!   view, the listed replicas.
 //! - [`audit`]: the trail: append and chain, verify, read back (history, follow).
 //! - [`engine`]: the pure state machine that decides, and the early warnings.
 //! - [`policy`]: YAML into a validated [`policy::Policy`], every error with file:line:col.

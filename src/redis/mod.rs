@@ -1,7 +1,10 @@
 //! The only code that speaks RESP and owns fred: the probe's connection and the healthy
-//! snapshot ([`probe`]), reading replies ([`reply`]), TLS to Redis ([`tls`]), what an incident
-//! leaves behind ([`forensics`]), Sentinel's view ([`sentinel`]) and the busy primary's
-//! replicas ([`replicas`]). Nothing here decides: what is learned goes back to the engine.
+//! snapshot ([`probe`]), the relay every connection passes through, which reads each reply with
+//! a bound and does TCP and TLS ([`relay`], with [`frames`] finding where a reply ends, and
+//! [`tls`]), reading replies ([`reply`]), what an incident leaves behind ([`forensics`]),
+//! Sentinel's view ([`sentinel`]), the busy primary's listed replicas ([`replicas`]) and whether
+//! a server took over from this one ([`takeover`]). Nothing here decides: what is learned goes
+//! back to the engine.
 
 pub mod forensics;
 pub mod frames;
@@ -10,12 +13,31 @@ pub mod relay;
 pub mod replicas;
 pub mod reply;
 pub mod sentinel;
+pub mod takeover;
 pub mod tls;
 
 use std::time::Duration;
 
 use crate::policy::replicas::TrustedReplica;
 use crate::policy::{Endpoint, RedisTarget};
+
+/// Why a connection could not be opened.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConnectError {
+    /// Refused, unreachable, timed out, TLS failure.
+    Unreachable(String),
+    /// The server answered set-up with an error (WRONGPASS, NOPERM, ...).
+    Rejected(String),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Unreachable(why) => write!(f, "unreachable: {why}"),
+            ConnectError::Rejected(reply) => write!(f, "rejected: {reply}"),
+        }
+    }
+}
 
 /// What one connection attempt or one question to a peer (a sentinel, a replica) may take at
 /// most: the watchdog's own probe has no such bound (its PING outstanding is the point).

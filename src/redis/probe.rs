@@ -15,6 +15,7 @@ use fred::types::config::ServerConfig;
 use fred::types::{ClusterHash, ConnectHandle, CustomCommand, RespVersion};
 use tokio::sync::watch;
 
+pub use super::ConnectError;
 use super::reply::{pairs, slowlog_entries};
 use crate::engine::Observation;
 use crate::model::kinds::BusyKind;
@@ -81,24 +82,6 @@ pub struct Healthy {
     pub snapshot: Snapshot,
     /// Its SLOWLOG (newest first), or why it could not be read.
     pub slowlog: Result<Vec<SlowEntry>, String>,
-}
-
-/// Why a connection could not be opened.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ConnectError {
-    /// Refused, unreachable, timed out, TLS failure.
-    Unreachable(String),
-    /// The server answered set-up with an error (WRONGPASS, NOPERM, ...).
-    Rejected(String),
-}
-
-impl std::fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConnectError::Unreachable(why) => write!(f, "unreachable: {why}"),
-            ConnectError::Rejected(reply) => write!(f, "rejected: {reply}"),
-        }
-    }
 }
 
 /// One open connection to one server.

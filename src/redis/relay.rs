@@ -18,8 +18,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixListener, UnixStream};
 
+use super::ConnectError;
 use super::frames::{Broken, Frame, Frames, Side};
-use super::probe::ConnectError;
 use crate::policy::{Endpoint, RedisTarget};
 
 /// The most one reply may take: an `INFO` is tens of KiB, a SLOWLOG of 128 entries a few

@@ -15,9 +15,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::ASK_LIMIT;
-use super::probe::{self, Connection, Lost, Outcome};
-use super::sentinel::PrimaryView;
-use crate::model::snapshot::info_field as field;
+use super::probe;
+use super::takeover::{PrimaryView, took_over};
 use crate::policy::RedisTarget;
 use crate::policy::replicas::TrustedReplica;
 
@@ -73,37 +72,4 @@ impl ReplicaWatch {
         .abort_handle();
         ReplicaWatch { views, task }
     }
-}
-
-/// The replica's run id when it is a primary that took over from `replid`; `Err` when the
-/// connection failed (to be opened anew).
-pub async fn took_over(conn: &Connection, replid: &str) -> Result<Option<String>, Lost> {
-    let ask = |words: &'static [&'static str]| async move {
-        match tokio::time::timeout(ASK_LIMIT, conn.call(words)).await {
-            Ok(Outcome::Reply(v)) => Ok(Some(v)),
-            Ok(Outcome::ErrorReply(_)) => Ok(None),
-            Ok(Outcome::Lost(_)) | Err(_) => Err(Lost),
-        }
-    };
-    let role = ask(&["ROLE"]).await?;
-    if role
-        .as_ref()
-        .and_then(crate::redis::reply::role_in)
-        .as_deref()
-        != Some("master")
-    {
-        return Ok(None);
-    }
-    let replication = text(ask(&["INFO", "replication"]).await?);
-    if field(&replication, "master_replid2") != Some(replid) {
-        return Ok(None);
-    }
-    let server = text(ask(&["INFO", "server"]).await?);
-    Ok(Some(
-        field(&server, "run_id").unwrap_or_default().to_string(),
-    ))
-}
-
-fn text(reply: Option<fred::types::Value>) -> String {
-    reply.and_then(|v| v.as_string()).unwrap_or_default()
 }

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::ASK_LIMIT;
 use super::probe::{self, Outcome};
+pub use super::takeover::PrimaryView;
 use crate::model::snapshot::{Identity, Snapshot};
 use crate::policy::replicas::TrustedReplica;
 use crate::policy::{Policy, RedisTarget, SentinelTopology};
@@ -174,13 +175,6 @@ pub async fn ask_on(
     }
 }
 
-/// The primary a majority of the configured sentinels name: its address and run id.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PrimaryView {
-    pub address: String,
-    pub run_id: String,
-}
-
 /// What the feed passes on, once checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SentinelWord {
@@ -325,7 +319,7 @@ impl Check {
         let replid = ours.replid.clone();
         let asked = kept
             .ask(ASK_LIMIT, async |conn| {
-                super::replicas::took_over(conn, &replid).await
+                super::takeover::took_over(conn, &replid).await
             })
             .await;
         match asked {

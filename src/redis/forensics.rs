@@ -104,7 +104,9 @@ async fn offset_of(conn: &Connection) -> Result<u64, Lost> {
 /// SLOWLOG).
 pub async fn after_recovery(conn: &Connection) -> AfterRecovery {
     match conn.snapshot().await {
-        Ok(Healthy { snapshot, slowlog }) => AfterRecovery {
+        Ok(Healthy {
+            snapshot, slowlog, ..
+        }) => AfterRecovery {
             snapshot: Ok(snapshot),
             slowlog,
         },

@@ -82,6 +82,9 @@ pub struct Healthy {
     pub snapshot: Snapshot,
     /// Its SLOWLOG (newest first), or why it could not be read.
     pub slowlog: Result<Vec<SlowEntry>, String>,
+    /// Whether any of its reads was answered: a refusal (NOPERM) comes before the busy check,
+    /// so a snapshot refused whole says nothing of the server's health.
+    pub answered: bool,
 }
 
 /// One open connection to one server.
@@ -350,9 +353,14 @@ impl Connection {
             Outcome::ErrorReply(e) if refusal(&e) => Err(e),
             other => return Err(other),
         };
+        let answered = !info.is_empty() || !config.is_empty() || slowlog.is_ok();
         let mut snapshot = Snapshot::from_info(&info, &config);
         snapshot.errors = errors;
-        Ok(Healthy { snapshot, slowlog })
+        Ok(Healthy {
+            snapshot,
+            slowlog,
+            answered,
+        })
     }
 }
 

@@ -205,12 +205,22 @@ fn steady_load_and_short_scripts_cause_no_action() {
     }
     let status = bench.wait_with_output().unwrap().status;
     assert!(status.success());
-    assert_eq!(
-        daemon.events(),
-        ["policy_loaded", "watchdog_started"],
-        "{}",
+    // Nothing but the start, and, should a snapshot read the SLOWLOG before the end (a slow
+    // machine stretches the benchmark past `snapshot_every`), the early warnings those slow but
+    // legitimate scripts deserve: never a detection, never an action.
+    let events = daemon.events();
+    assert_eq!(events[..2], ["policy_loaded", "watchdog_started"]);
+    assert!(
+        events[2..].iter().all(|e| e == "slow_script"),
+        "{events:?}\n{}",
         daemon.stderr()
     );
+    for warning in daemon.records_of("slow_script") {
+        assert!(
+            warning["detail"]["share_of_threshold"].as_f64() < Some(1.0),
+            "{warning}"
+        );
+    }
     assert_eq!(server.command_calls("script|kill"), 0);
 }
 

@@ -525,9 +525,9 @@ impl Watchdog {
                 None => interval,
             };
             next_probe = sent + every;
-            let (snapshot, slowlog) = match healthy {
-                Some(h) => (Some(h.snapshot), h.slowlog.ok()),
-                None => (None, None),
+            let (snapshot, slowlog, answered) = match healthy {
+                Some(h) => (Some(h.snapshot), h.slowlog.ok(), h.answered),
+                None => (None, None, false),
             };
             let snapshot = snapshot.map(|mut s| {
                 if self.policy.redis.endpoint.is_local() {
@@ -550,13 +550,29 @@ impl Watchdog {
             if snapshot.is_some() {
                 self.cut_told = None;
             }
+            let mut snapshot = snapshot;
             let observation = match (outcome.observation(), counted) {
                 (Some(o), _) => o,
                 (None, Some((changes, aof))) => Observation::Unsaved { changes, aof },
                 (None, None) => Observation::Pong {
-                    snapshot: snapshot.map(Box::new),
+                    snapshot: snapshot.take().map(Box::new),
                 },
             };
+            // A snapshot read in part (INFO refused) is followed by a PING; when that PING meets
+            // a script that just started, what the snapshot read was still answered by a
+            // healthy server: it goes to the engine first, or the incident would start without
+            // it. Never during an incident, nor when every read was refused.
+            if let Some(s) = snapshot.take().filter(|_| answered)
+                && self.engine.incident_id().is_none()
+            {
+                let step = self.decide_reply(
+                    sent,
+                    Observation::Pong {
+                        snapshot: Some(Box::new(s)),
+                    },
+                );
+                self.act(Some(conn), step).await;
+            }
             let lost = matches!(observation, Observation::Unreachable { .. });
             let step = self.decide_reply(sent, observation);
             let gone = self.act(Some(conn), step).await;

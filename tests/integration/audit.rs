@@ -340,6 +340,10 @@ fn no_secret_reaches_the_trail_or_the_logs() {
     let mut daemon = Daemon::start(&policy, &[]);
     server.wait_snapshot();
     support::run_killable_runaway(&server);
+    // The kill confirmed before the next script starts: busyguard's PING after the kill and the
+    // caller's next EVAL race, and a PING queued behind the next script's silent phase makes
+    // that script another incident (superseded), with no `killed` for the first.
+    daemon.wait_event("recovered", LONG);
     let _w = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
     daemon.wait_event("shutdown_confirmed", LONG);
     daemon.stop();

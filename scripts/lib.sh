@@ -129,12 +129,13 @@ ensure_server_builds() {
 
 # promtool (Debian's prometheus package) for the tests of the shipped alert rules.
 ensure_promtool() {
-  command -v promtool >/dev/null 2>&1 && return 0
+  command -v promtool >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1 && return 0
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "installing prometheus (for promtool) with apt-get" >&2
+  echo "installing prometheus and prometheus-alertmanager (for promtool and amtool) with apt-get" >&2
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    prometheus prometheus-alertmanager >/dev/null
 }
 
 # cargo, at least the crate's `rust-version`: else one sentence saying what to install (Debian

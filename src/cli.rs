@@ -43,6 +43,7 @@ pub enum Command {
     },
     /// Validate policy files without touching any Redis.
     Check {
+        /// Policy files, or folders of `*.yaml` and `*.yml`.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         #[command(flatten)]
@@ -54,6 +55,7 @@ pub enum Command {
     },
     /// Connect once to each instance and report what a decision would rest on.
     Status {
+        /// Policy files, or folders of `*.yaml` and `*.yml`, of the instances to ask.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Machine-readable output.
@@ -89,12 +91,14 @@ pub enum Command {
     },
     /// During an incident: no escalation until `release` (the kill still goes unless paused).
     Hold {
+        /// The instance, as its policy names it.
         instance: String,
         #[command(flatten)]
         steer: SteerArgs,
     },
     /// End a hold.
     Release {
+        /// The instance, as its policy names it.
         instance: String,
         #[command(flatten)]
         steer: SteerArgs,
@@ -102,6 +106,7 @@ pub enum Command {
     /// End the wait early: escalate now (the policy's `then`; a shutdown for `then: ask`), with
     /// the usual guards.
     Approve {
+        /// The instance, as its policy names it.
         instance: String,
         #[command(flatten)]
         steer: SteerArgs,
@@ -121,7 +126,8 @@ pub enum Command {
     Simulate {
         /// The policy file.
         policy: PathBuf,
-        /// A scenario file (see examples/scenarios/).
+        /// A scenario file: one observation a line (`TIME pong|busy|silent|...`), the grammar in
+        /// busyguard-simulate(1); examples in /usr/share/doc/busyguard/examples/scenarios/.
         #[arg(required_unless_present = "trail", conflicts_with = "trail")]
         scenario: Option<PathBuf>,
         /// Replay the observations an audit trail implies for the policy's instance instead.
@@ -139,12 +145,14 @@ pub enum Command {
 pub enum AuditCommand {
     /// Check the hash chain of an audit file, or of rotated files given oldest first.
     Verify {
+        /// The audit trail (`<state-dir>/audit.jsonl`), rotated files first, oldest first.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
     /// A readable timeline of the incidents in audit files (rotated ones oldest first, like
     /// `verify`).
     Show {
+        /// The audit trail (`<state-dir>/audit.jsonl`), rotated files first, oldest first.
         #[arg(required = true, num_args = 1..)]
         files: Vec<PathBuf>,
         /// Only this incident (exit 1 when the files hold no such incident).
@@ -159,6 +167,10 @@ pub enum AuditCommand {
         /// One line per incident: when, what, how it ended, how long it lasted.
         #[arg(long, conflicts_with = "json")]
         summary: bool,
+        /// Every record, one line each (slow scripts, operator commands, rejected policies and
+        /// the daemon's own, not only incidents).
+        #[arg(long, conflicts_with_all = ["json", "summary"])]
+        all: bool,
         /// One JSON object per incident (with its records), one per line.
         #[arg(long)]
         json: bool,

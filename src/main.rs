@@ -172,6 +172,7 @@ fn main() -> ExitCode {
                 since,
                 summary,
                 json,
+                all,
                 follow,
             } => {
                 let since = match since
@@ -190,9 +191,10 @@ fn main() -> ExitCode {
                     incident,
                     instance,
                     since_unix_ms: since,
-                    format: match (summary, json) {
-                        (true, _) => busyguard::commands::show::Format::Summary,
-                        (_, true) => busyguard::commands::show::Format::Json,
+                    format: match (summary, json, all) {
+                        (true, _, _) => busyguard::commands::show::Format::Summary,
+                        (_, true, _) => busyguard::commands::show::Format::Json,
+                        (_, _, true) => busyguard::commands::show::Format::All,
                         _ => busyguard::commands::show::Format::Timeline,
                     },
                 };
@@ -208,6 +210,25 @@ fn main() -> ExitCode {
                     false => None,
                 };
                 match busyguard::commands::show::show(&opts, &mut out) {
+                    Ok(shown)
+                        if following.is_none()
+                            && opts
+                                .instance
+                                .as_ref()
+                                .is_some_and(|i| !shown.instances.contains(i)) =>
+                    {
+                        let known: Vec<&str> = shown.instances.iter().map(String::as_str).collect();
+                        eprintln!(
+                            "busyguard: no record of instance `{}` in these files (they name: {})",
+                            opts.instance.as_deref().unwrap_or(""),
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        );
+                        ExitCode::from(1)
+                    }
                     Ok(_) if following.is_some() => {
                         let reader = following.expect("following");
                         match busyguard::commands::show::follow(&opts, reader, &mut out) {
@@ -218,8 +239,8 @@ fn main() -> ExitCode {
                             }
                         }
                     }
-                    Ok(true) => ExitCode::SUCCESS,
-                    Ok(false) => {
+                    Ok(shown) if shown.printed => ExitCode::SUCCESS,
+                    Ok(_) => {
                         if let Some(id) = &opts.incident {
                             eprintln!("busyguard: no incident `{id}` in these files");
                         }

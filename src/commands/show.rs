@@ -1,7 +1,7 @@
 //! `busyguard audit show`: the incidents of a trail as timelines an operator can paste into a
 //! post-mortem (relative times, actions, outcomes, time to recovery), as one line each
-//! (`--summary`) or as JSON (`--json`), filtered by instance, incident or time, and followed
-//! live (`--follow`).
+//! (`--summary`) or as JSON (`--json`), or every record of any kind a line each (`--all`),
+//! filtered by instance, incident or time, and followed live (`--follow`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -38,6 +38,17 @@ pub enum Format {
     Summary,
     /// One JSON object per incident, with its records as the trail holds them.
     Json,
+    /// Every record, one line each: incidents, slow scripts, operator commands, rejected
+    /// policies, the daemon's own.
+    All,
+}
+
+/// What `show` found: whether it printed anything, and the instances the files name (so an
+/// instance asked for and never seen is said to be unknown, not "no incidents").
+#[derive(Debug, Default)]
+pub struct Shown {
+    pub printed: bool,
+    pub instances: std::collections::BTreeSet<String>,
 }
 
 /// `--since`: a duration back from now (`2h`) or an RFC 3339 time.
@@ -62,8 +73,21 @@ impl ShowOptions {
     }
 }
 
-/// Print the incidents of the files; true when there was one to print.
-pub fn show(opts: &ShowOptions, out: &mut impl Write) -> std::io::Result<bool> {
+/// One record as a line of `--all` and `--follow`.
+fn record_line(record: &Record) -> String {
+    format!(
+        "{}  {:<12} {:<28} {:<20} {}",
+        record.ts,
+        record.event.instance.as_deref().unwrap_or("(daemon)"),
+        record.event.incident.as_deref().unwrap_or("-"),
+        record.kind().name(),
+        summary(&record.event.detail)
+    )
+}
+
+/// Print the incidents of the files (or, `--all`, every record).
+pub fn show(opts: &ShowOptions, out: &mut impl Write) -> std::io::Result<Shown> {
+    let mut shown = Shown::default();
     // Incidents in order of first appearance, each with its records.
     let mut incidents: Vec<(String, Vec<Record>)> = Vec::new();
     for path in &opts.files {
@@ -73,6 +97,24 @@ pub fn show(opts: &ShowOptions, out: &mut impl Write) -> std::io::Result<bool> {
             let Ok(record) = Record::parse(&line?) else {
                 continue;
             };
+            if let Some(i) = record
+                .event
+                .instance
+                .as_ref()
+                .filter(|i| !shown.instances.contains(*i))
+            {
+                shown.instances.insert(i.clone());
+            }
+            if opts.format == Format::All {
+                let recent = opts
+                    .since_unix_ms
+                    .is_none_or(|since| record.unix_ms().is_some_and(|t| t >= since));
+                if recent && opts.wants(&record) {
+                    writeln!(out, "{}", record_line(&record))?;
+                    shown.printed = true;
+                }
+                continue;
+            }
             let Some(id) = record.event.incident.clone() else {
                 continue;
             };
@@ -88,12 +130,15 @@ pub fn show(opts: &ShowOptions, out: &mut impl Write) -> std::io::Result<bool> {
     if let Some(since) = opts.since_unix_ms {
         incidents.retain(|(_, records)| records[0].unix_ms().is_some_and(|t| t >= since));
     }
+    if opts.format == Format::All {
+        return Ok(shown);
+    }
     if incidents.is_empty() && opts.format != Format::Json {
         writeln!(out, "no incidents")?;
     }
     for (id, records) in &incidents {
         match opts.format {
-            Format::Timeline => timeline(id, records, out)?,
+            Format::Timeline | Format::All => timeline(id, records, out)?,
             Format::Summary => writeln!(out, "{}", summary_line(id, records))?,
             Format::Json => {
                 let records: Vec<serde_json::Value> = records
@@ -111,7 +156,8 @@ pub fn show(opts: &ShowOptions, out: &mut impl Write) -> std::io::Result<bool> {
             }
         }
     }
-    Ok(!incidents.is_empty())
+    shown.printed = !incidents.is_empty();
+    Ok(shown)
 }
 
 /// Where `--follow` starts: the end of the last file, taken before the history is read (a
@@ -132,19 +178,13 @@ pub fn follow(
 ) -> std::io::Result<()> {
     loop {
         for r in reader.read_new()? {
-            if !opts.wants(&r.record) || r.record.event.incident.is_none() {
+            let any_record = opts.format == Format::All;
+            if !opts.wants(&r.record) || (r.record.event.incident.is_none() && !any_record) {
                 continue;
             }
             match opts.format {
                 Format::Json => writeln!(out, "{}", r.line)?,
-                _ => writeln!(
-                    out,
-                    "{}  {}  {:<19} {}",
-                    r.record.ts,
-                    r.record.event.incident.as_deref().unwrap_or("-"),
-                    r.record.kind().name(),
-                    summary(&r.record.event.detail)
-                )?,
+                _ => writeln!(out, "{}", record_line(&r.record))?,
             }
             out.flush()?;
         }

@@ -56,7 +56,16 @@ fn busy_text(kind: BusyKind) -> &'static str {
 
 /// Read a scenario; errors name the line.
 pub fn parse(text: &str) -> Result<Vec<(Millis, Input)>, String> {
-    let mut steps = Vec::new();
+    Ok(parse_numbered(text)?
+        .into_iter()
+        .map(|(_, t, input)| (t, input))
+        .collect())
+}
+
+/// Read a scenario, each step with its line number. Times must not go back: a line written
+/// out of order would be replayed where the author did not mean it.
+fn parse_numbered(text: &str) -> Result<Vec<(usize, Millis, Input)>, String> {
+    let mut steps: Vec<(usize, Millis, Input)> = Vec::new();
     for (n, raw) in text.lines().enumerate() {
         let line = raw.split('#').next().unwrap_or("").trim();
         if line.is_empty() {
@@ -144,9 +153,49 @@ pub fn parse(text: &str) -> Result<Vec<(Millis, Input)>, String> {
             "approve" => Input::Steer(Steer::Approve),
             other => return Err(at(format!("unknown step `{other}`"))),
         };
-        steps.push((t.as_millis() as Millis, input));
+        let t = t.as_millis() as Millis;
+        if let Some((line, before, _)) = steps.last().filter(|(_, before, _)| *before > t) {
+            return Err(at(format!(
+                "{time} comes before line {line}'s {}: times go forward",
+                crate::model::duration::human_ms(*before)
+            )));
+        }
+        steps.push((n + 1, t, input));
     }
     Ok(steps)
+}
+
+/// The lines that answer an action the policy never sent before them (a `kill` reply with no
+/// kill outstanding, a `shutdown` or `failover` outcome with none asked): the timeline never
+/// reaches them, so they change nothing, and the author should know.
+fn unreached(steps: &[(usize, Millis, Input)], decided: &[(Millis, Step)]) -> Vec<String> {
+    use crate::engine::Action;
+    let mut sent: Option<&'static str> = None;
+    let mut warnings = Vec::new();
+    for ((line, _, input), (_, step)) in steps.iter().zip(decided) {
+        let answers = match input {
+            Input::Observe(Observation::KillReply(_)) => Some("kill"),
+            Input::Observe(Observation::Shutdown(_)) => Some("shutdown"),
+            Input::Observe(Observation::Failover(_)) => Some("failover"),
+            _ => None,
+        };
+        if let Some(kind) = answers {
+            if sent == Some(kind) {
+                sent = None;
+            } else {
+                warnings.push(format!(
+                    "warning: line {line}: a {kind} outcome, but the policy sent no {kind} before it (the timeline never reaches this line; it changed nothing)"
+                ));
+            }
+        }
+        match &step.action {
+            Some(Action::Kill(_)) => sent = Some("kill"),
+            Some(Action::Shutdown(_)) => sent = Some("shutdown"),
+            Some(Action::Failover(_)) => sent = Some("failover"),
+            _ => {}
+        }
+    }
+    warnings
 }
 
 /// `key=value` words as a healthy snapshot (`None` when there are none).
@@ -538,16 +587,26 @@ pub fn simulate_files(
             .join("\n"));
     }
     let policy = report.policies.first().ok_or("no policy loaded")?;
-    let steps = match (scenario, trail) {
+    let rules = Rules::from_policy(policy, false);
+    match (scenario, trail) {
         (Some(file), _) => {
             let text =
                 std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
-            parse(&text).map_err(|e| format!("{}: {e}", file.display()))?
+            let numbered = parse_numbered(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+            let steps: Vec<(Millis, Input)> =
+                numbered.iter().map(|(_, t, i)| (*t, i.clone())).collect();
+            let decided = run(rules, &steps);
+            let mut out = render(&decided);
+            for warning in unreached(&numbered, &decided) {
+                out.push_str(&format!("{}: {warning}\n", file.display()));
+            }
+            Ok(out)
         }
         (None, Some(trail)) => {
-            from_trail(trail, &policy.instance).map_err(|e| format!("{}: {e}", trail.display()))?
+            let steps = from_trail(trail, &policy.instance)
+                .map_err(|e| format!("{}: {e}", trail.display()))?;
+            Ok(render(&run(rules, &steps)))
         }
-        (None, None) => return Err("a scenario or --trail".into()),
-    };
-    Ok(render(&run(Rules::from_policy(policy, false), &steps)))
+        (None, None) => Err("a scenario or --trail".into()),
+    }
 }

@@ -65,7 +65,10 @@ pub fn live_text(l: &Live) -> String {
         line.push_str(&format!("  incident {id}"));
     }
     if let Some(ms) = l.since_first_busy_ms {
-        line.push_str(&format!("  busy for {ms} ms"));
+        line.push_str(&format!(
+            "  busy for {}",
+            crate::model::duration::human_ms(ms)
+        ));
     }
     if let Some(next) = &l.next {
         line.push_str(&format!("  next: {next}"));

@@ -333,6 +333,7 @@ impl Daemon {
                 tracing::info!(instance = %name, "policy removed: stopping its watchdog");
                 let _ = s.stop.send(true);
                 let _ = s.outboxes_stop.send(true);
+                self.recorder.metrics.unregister(&name);
             }
         }
         for p in report.policies {

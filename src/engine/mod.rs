@@ -26,6 +26,7 @@ mod fence;
 pub mod guards;
 mod incident;
 mod ladder;
+mod plan;
 pub mod resume;
 mod silence;
 pub mod steer;
@@ -217,7 +218,9 @@ impl Engine {
     /// The state, as metrics and `status` name it.
     pub fn state(&self) -> State {
         match self.incident.as_ref().or(self.resumed.as_ref()) {
-            None if self.fault.is_some() => State::Fault,
+            // A fault is the newest truth, also within an incident: a server restarted without
+            // busyguard's user after a shutdown is up and refusing, not down.
+            _ if self.fault.is_some() => State::Fault,
             None if self.loading => State::Loading,
             None => State::Healthy,
             Some(i) => match (&i.cause, &i.escalation) {
@@ -351,7 +354,11 @@ impl Engine {
                 self.unsaved = Some((changes, aof, now));
                 self.healthy(now, &mut step);
             }
-            Observation::Busy { kind, reply } => self.on_busy(at, kind, reply, &mut step),
+            Observation::Busy { kind, reply } => {
+                // A BUSY reply comes over a connection that was let in: no fault any more.
+                self.fault = None;
+                self.on_busy(at, kind, reply, &mut step)
+            }
             Observation::Silent { for_ms } => self.on_silence(at, for_ms, &mut step),
             Observation::Loading => self.loading = true,
             Observation::Fault { reply } => {
@@ -365,7 +372,11 @@ impl Engine {
                     self.fault = Some(reply);
                 }
             }
-            Observation::Unreachable { reason } => self.on_unreachable(at, reason, &mut step),
+            Observation::Unreachable { reason } => {
+                // Nothing answers now: what the server refused before is no longer the news.
+                self.fault = None;
+                self.on_unreachable(at, reason, &mut step)
+            }
             Observation::KillReply(reply) => self.on_kill_reply(now, reply, &mut step),
             Observation::Shutdown(outcome) => self.on_shutdown(now, outcome, &mut step),
             Observation::Demoted {

@@ -97,6 +97,7 @@ impl Engine {
                 self.hold.take().ok_or("not held")?;
             }
             Steer::Approve => {
+                self.rules.approvable()?;
                 let inc = self
                     .incident
                     .as_mut()
@@ -163,27 +164,55 @@ impl Engine {
     /// What the engine is doing at `at`.
     pub fn live(&self, at: At) -> Live {
         let inc = self.incident.as_ref();
-        let first = inc.and_then(|i| i.first_busy);
-        let next = inc.and_then(|i| match (&i.kill, &i.escalation) {
-            (Kill::NotYet, _) => Some("kill at the next BUSY reply after `kill_after`"),
-            (Kill::Sent { .. }, _) => Some("read the kill's reply"),
-            (Kill::Accepted { .. }, _) => Some("confirm the kill with a PONG"),
-            (Kill::Gone { .. }, _) => Some("confirm with a PONG that the script is gone"),
-            (_, Escalation::NotYet) => Some("escalate per `then` at the end of the budget"),
-            (_, Escalation::Asked { .. }) => Some("await an approval, else `ask.default`"),
-            (_, Escalation::FailoverRequested { .. }) => {
-                Some("await the promotion, then shut the old primary down")
-            }
-            _ => None,
-        });
+        let state = self.state();
+        // Busy for as long as the server is busy: not while it is down, refusing or gone.
+        let first = inc
+            .filter(|_| matches!(state, State::Busy | State::Asking | State::FailingOver))
+            .and_then(|i| i.first_busy);
+        let next = match state {
+            State::Fault => Some("nothing until the server lets busyguard in (fix the fault `busyguard status` names)".to_string()),
+            State::Down => Some(match inc.map(|i| &i.escalation) {
+                Some(Escalation::ShutdownSent | Escalation::ShutdownConfirmed) => "nothing: shut down by busyguard, waiting for the server to come back (busyguard never restarts it)".to_string(),
+                _ => "nothing: waiting for the server to come back".to_string(),
+            }),
+            State::Unreachable => Some("nothing while no server answers; an incident opens at the first BUSY reply".to_string()),
+            State::Hang => Some("nothing until the server answers (or `on_hang.signal`)".to_string()),
+            _ => inc.and_then(|i| match (&i.kill, &i.escalation) {
+                (Kill::NotYet, _) => Some(match self.rules.kill_after {
+                    0 => "SCRIPT KILL or FUNCTION KILL at the next BUSY reply".to_string(),
+                    ms => format!(
+                        "SCRIPT KILL or FUNCTION KILL at the first BUSY reply {} after the first",
+                        crate::model::duration::human_ms(ms)
+                    ),
+                }),
+                (Kill::Sent { .. }, _) => Some("read the kill's reply".into()),
+                (Kill::Accepted { .. }, _) => Some("confirm the kill with a PONG".into()),
+                (Kill::Gone { .. }, _) => Some("confirm with a PONG that the script is gone".into()),
+                (_, Escalation::NotYet) => Some(format!(
+                    "at the end of the budget: {}",
+                    self.rules.escalation_words()
+                )),
+                (_, Escalation::Asked { .. }) => Some(format!(
+                    "await an approval (`busyguard approve` or `hold`), else {}",
+                    match self.rules.ask_default {
+                        crate::model::kinds::Resort::Shutdown => "SHUTDOWN NOSAVE",
+                        crate::model::kinds::Resort::Notify => "nothing is sent",
+                    }
+                )),
+                (_, Escalation::FailoverRequested { .. }) => {
+                    Some("await the promotion, then SHUTDOWN NOSAVE of the old primary".into())
+                }
+                _ => None,
+            }),
+        };
         let deadline = self
             .next_deadline()
             .map(|ms| at.unix_ms.saturating_add(ms.saturating_sub(at.mono)));
         Live {
-            state: self.state(),
+            state,
             incident: self.incident_id().map(str::to_string),
             since_first_busy_ms: first.map(|f| at.mono.saturating_sub(f)),
-            next: next.map(str::to_string),
+            next,
             deadline_unix_ms: deadline,
             pause: self.pause.clone().filter(|p| at.mono < p.until_mono),
             hold: self.hold.clone(),

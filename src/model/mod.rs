@@ -4,6 +4,7 @@
 //! one place the wall clock is read ([`clock`]).
 
 pub mod clock;
+pub mod duration;
 pub mod kinds;
 pub mod slowlog;
 pub mod snapshot;

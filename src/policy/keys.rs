@@ -88,6 +88,36 @@ pub fn get(path: &str) -> Option<&'static KeyDoc> {
 }
 
 /// Every leaf key a policy file may hold. Sections are the prefixes of these paths.
+/// The policy reference as a Markdown page (docs/policy-reference.md): one row per key with its
+/// default, meaning and bounds, the same table `busyguard-policy(5)` is made from.
+pub fn markdown_reference() -> String {
+    let mut page = String::from(
+        "# Policy reference\n\n\
+         Generated from the validator's key table (`src/policy/keys.rs`) by \
+         `cargo run -q --example gen-docs -- --policy-reference > docs/policy-reference.md`; \
+         the same table makes `busyguard-policy(5)`, and a test fails if this page differs.\n\n\
+         | key | default | meaning |\n|---|---|---|\n",
+    );
+    for key in KEYS {
+        let bounds = key
+            .bounds_text()
+            .map(|b| format!(" Bounds: {b}."))
+            .unwrap_or_default();
+        page.push_str(&format!(
+            "| `{}` | {} | {}{bounds} |\n",
+            key.path,
+            key.default_text(),
+            key.doc.replace('|', "\\|")
+        ));
+    }
+    page.push_str(
+        "\n`notify` is a list; each item names one receiver (`- slack: {...}`, \
+         `- pagerduty: {...}`, `- webhook: {...}`). Secrets come from `*_file` (first line) or \
+         `*_env`; an inline secret is accepted with a warning from `check`.\n",
+    );
+    page
+}
+
 pub const KEYS: &[KeyDoc] = &[
     KeyDoc {
         path: "instance",

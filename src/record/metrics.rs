@@ -1,5 +1,9 @@
 //! Prometheus metrics: a small registry the watchdogs and delivery tasks update, rendered in
 //! the text exposition format at `/metrics` by a minimal HTTP responder (`--metrics ADDR`).
+//!
+//! Every per-Redis series names the policy's instance in the label `redis`: `instance` and `job`
+//! belong to Prometheus (the busyguard host it scraped), so two hosts watching one server never
+//! collide and no `honor_labels` is needed. A series leaves with its policy ([`Metrics::unregister`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,24 +21,70 @@ const PROBE_BUCKETS: [f64; 12] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
 
+/// A histogram's cumulative buckets over `N` upper bounds, its count and its sum.
+#[derive(Clone, Copy)]
+struct Histogram<const N: usize> {
+    buckets: [u64; N],
+    count: u64,
+    sum: f64,
+}
+
+impl<const N: usize> Default for Histogram<N> {
+    fn default() -> Self {
+        Histogram {
+            buckets: [0; N],
+            count: 0,
+            sum: 0.0,
+        }
+    }
+}
+
+impl<const N: usize> Histogram<N> {
+    fn observe(&mut self, bounds: &[f64; N], secs: f64) {
+        for (slot, bound) in self.buckets.iter_mut().zip(bounds) {
+            if secs <= *bound {
+                *slot += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += secs;
+    }
+
+    /// The `_bucket`, `_sum` and `_count` lines of the Redis named `redis`.
+    fn render(&self, out: &mut String, name: &str, bounds: &[f64; N], redis: &str) {
+        let labels = format!("redis=\"{redis}\"");
+        for (bound, n) in bounds.iter().zip(self.buckets) {
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {n}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
 #[derive(Default)]
 struct Registry {
+    /// The instances whose policies are loaded: a watchdog still stopping after a reload removed
+    /// its policy must not bring its series back.
+    registered: std::collections::BTreeSet<String>,
+    /// Whether the server answered the last attempt at all (a reply, an error, a refused AUTH).
     up: BTreeMap<String, bool>,
     state: BTreeMap<String, State>,
     last_reply: BTreeMap<String, f64>,
-    probe_counts: [u64; PROBE_BUCKETS.len()],
-    probe_count: u64,
-    probe_sum: f64,
+    /// When the watchdog's loop last ran: it stops moving only when the task is stuck or gone.
+    heartbeat: BTreeMap<String, f64>,
+    probes: BTreeMap<String, Histogram<{ PROBE_BUCKETS.len() }>>,
     actions: BTreeMap<(String, &'static str, &'static str), u64>,
     incidents: BTreeMap<(String, &'static str), u64>,
     notifications: BTreeMap<(String, &'static str), u64>,
     /// Records the audit trail could not write (a full disk, an I/O error).
     trail_write_failures: u64,
-    /// Per instance: script durations seen in the SLOWLOG (bucket counts, count, sum).
-    script_durations: BTreeMap<String, ([u64; SCRIPT_BUCKETS.len()], u64, f64)>,
+    /// Per instance: script durations seen in the SLOWLOG.
+    script_durations: BTreeMap<String, Histogram<{ SCRIPT_BUCKETS.len() }>>,
     /// Slow-script warnings per (instance, script).
     slow_scripts: BTreeMap<(String, String), u64>,
-    /// Slow scripts at or past [`crate::event::NEAR_THRESHOLD`] of the busy threshold.
+    /// Scripts at or past [`crate::event::NEAR_THRESHOLD`] of the busy threshold that stayed
+    /// below it (one that reached it went BUSY, and is an incident, not an early warning).
     near_threshold: BTreeMap<String, u64>,
     /// Whether an operator's pause is in force.
     paused: BTreeMap<String, bool>,
@@ -79,30 +129,56 @@ impl Metrics {
         f(&mut self.inner.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
+    /// Update the series of `instance`, if its policy is still loaded.
+    fn with_redis(&self, instance: &str, f: impl FnOnce(&mut Registry)) {
+        self.with(|r| {
+            if r.registered.contains(instance) {
+                f(r)
+            }
+        });
+    }
+
     /// A probe got a reply (any reply) after `rtt`.
     pub fn probe_replied(&self, instance: &str, rtt: Duration) {
         let secs = rtt.as_secs_f64();
         let now = crate::model::clock::unix_secs_f64();
-        self.with(|r| {
+        self.with_redis(instance, |r| {
             set(&mut r.up, instance, true);
             set(&mut r.last_reply, instance, now);
-            r.probe_count += 1;
-            r.probe_sum += secs;
-            for (i, bound) in PROBE_BUCKETS.iter().enumerate() {
-                if secs <= *bound {
-                    r.probe_counts[i] += 1;
+            match r.probes.get_mut(instance) {
+                Some(h) => h.observe(&PROBE_BUCKETS, secs),
+                None => {
+                    let mut h = Histogram::default();
+                    h.observe(&PROBE_BUCKETS, secs);
+                    r.probes.insert(instance.to_string(), h);
                 }
             }
         });
     }
 
-    /// The connection is gone or could not be made.
+    /// The connection is gone or could not be made: no answer at all.
     pub fn probe_lost(&self, instance: &str) {
-        self.with(|r| set(&mut r.up, instance, false));
+        self.with_redis(instance, |r| set(&mut r.up, instance, false));
+    }
+
+    /// The server answered the connection's set-up, but refused it (WRONGPASS, NOPERM): it is
+    /// up, and busyguard is blind to it (the state says `fault`).
+    pub fn answered_refusal(&self, instance: &str) {
+        let now = crate::model::clock::unix_secs_f64();
+        self.with_redis(instance, |r| {
+            set(&mut r.up, instance, true);
+            set(&mut r.last_reply, instance, now);
+        });
+    }
+
+    /// The watchdog's loop ran (a probe answered, a connection attempt ended, a beat).
+    pub fn heartbeat(&self, instance: &str) {
+        let now = crate::model::clock::unix_secs_f64();
+        self.with_redis(instance, |r| set(&mut r.heartbeat, instance, now));
     }
 
     pub fn set_state(&self, instance: &str, state: State) {
-        self.with(|r| set(&mut r.state, instance, state));
+        self.with_redis(instance, |r| set(&mut r.state, instance, state));
     }
 
     /// Count what an event says was done, and incidents opened.
@@ -139,12 +215,12 @@ impl Metrics {
             EventKind::Unreachable => Some("unreachable"),
             _ => None,
         };
-        self.with(|r| {
+        self.with_redis(&instance, |r| {
             if let Some((a, o)) = action {
                 *r.actions.entry((instance.clone(), a, o)).or_default() += 1;
             }
             if let Some(cause) = opened {
-                *r.incidents.entry((instance, cause)).or_default() += 1;
+                *r.incidents.entry((instance.clone(), cause)).or_default() += 1;
             }
         });
     }
@@ -163,11 +239,16 @@ impl Metrics {
     /// until a probe is answered.
     pub fn register(&self, instance: &str) {
         self.with(|r| {
+            r.registered.insert(instance.to_string());
             r.near_threshold.entry(instance.to_string()).or_default();
             r.up.entry(instance.to_string()).or_insert(false);
             r.last_reply.entry(instance.to_string()).or_insert(0.0);
             r.paused.entry(instance.to_string()).or_insert(false);
             r.deadline.entry(instance.to_string()).or_insert(0.0);
+            r.heartbeat
+                .entry(instance.to_string())
+                .or_insert_with(crate::model::clock::unix_secs_f64);
+            r.probes.entry(instance.to_string()).or_default();
             for (action, outcome) in ACTION_OUTCOMES {
                 r.actions
                     .entry((instance.to_string(), action, outcome))
@@ -178,6 +259,26 @@ impl Metrics {
                     .entry((instance.to_string(), cause))
                     .or_default();
             }
+        });
+    }
+
+    /// Every series of an instance leaves with its policy (a reload that removed it), so its
+    /// alerts resolve instead of firing on a ghost until the next restart.
+    pub fn unregister(&self, instance: &str) {
+        self.with(|r| {
+            r.registered.remove(instance);
+            r.up.remove(instance);
+            r.state.remove(instance);
+            r.last_reply.remove(instance);
+            r.heartbeat.remove(instance);
+            r.probes.remove(instance);
+            r.actions.retain(|(i, _, _), _| i != instance);
+            r.incidents.retain(|(i, _), _| i != instance);
+            r.script_durations.remove(instance);
+            r.slow_scripts.retain(|(i, _), _| i != instance);
+            r.near_threshold.remove(instance);
+            r.paused.remove(instance);
+            r.deadline.remove(instance);
         });
     }
 
@@ -204,27 +305,23 @@ impl Metrics {
 
     /// When the escalation of the incident in flight is due (Unix seconds; 0 when none is).
     pub fn set_deadline(&self, instance: &str, unix_s: f64) {
-        self.with(|r| set(&mut r.deadline, instance, unix_s));
+        self.with_redis(instance, |r| set(&mut r.deadline, instance, unix_s));
     }
 
     /// Whether an operator's pause is in force on the instance.
     pub fn set_paused(&self, instance: &str, paused: bool) {
-        self.with(|r| set(&mut r.paused, instance, paused));
+        self.with_redis(instance, |r| set(&mut r.paused, instance, paused));
     }
 
     /// A script the SLOWLOG shows, and whether it was slow enough for a warning (`slow`: its
     /// name) or near the threshold.
     pub fn script_seen(&self, instance: &str, duration: Duration, slow: Option<&str>, near: bool) {
         let secs = duration.as_secs_f64();
-        self.with(|r| {
-            let h = r.script_durations.entry(instance.to_string()).or_default();
-            for (i, bound) in SCRIPT_BUCKETS.iter().enumerate() {
-                if secs <= *bound {
-                    h.0[i] += 1;
-                }
-            }
-            h.1 += 1;
-            h.2 += secs;
+        self.with_redis(instance, |r| {
+            r.script_durations
+                .entry(instance.to_string())
+                .or_default()
+                .observe(&SCRIPT_BUCKETS, secs);
             if let Some(script) = slow {
                 *r.slow_scripts
                     .entry((instance.to_string(), script.to_string()))
@@ -249,10 +346,10 @@ impl Metrics {
             &mut out,
             "busyguard_up",
             "gauge",
-            "1 when the last probe of the instance got a reply",
+            "1 when the server answered the last attempt (a reply, an error, a refused login); 0 when nothing answered",
         );
         for (i, up) in &r.up {
-            let _ = writeln!(out, "busyguard_up{{instance=\"{i}\"}} {}", u8::from(*up));
+            let _ = writeln!(out, "busyguard_up{{redis=\"{i}\"}} {}", u8::from(*up));
         }
         head(
             &mut out,
@@ -264,7 +361,7 @@ impl Metrics {
             for s in State::ALL {
                 let _ = writeln!(
                     out,
-                    "busyguard_state{{instance=\"{i}\",state=\"{s}\"}} {}",
+                    "busyguard_state{{redis=\"{i}\",state=\"{s}\"}} {}",
                     u8::from(s == state)
                 );
             }
@@ -275,29 +372,26 @@ impl Metrics {
             "When the instance last answered a probe (any reply, BUSY included)",
             r.last_reply.iter().map(|(i, t)| (i, format!("{t:.3}"))),
         );
+        per_instance(
+            &mut out,
+            ("busyguard_watchdog_heartbeat_timestamp_seconds", "gauge"),
+            "When the instance's watchdog last ran (it stands still only when the task is stuck)",
+            r.heartbeat.iter().map(|(i, t)| (i, format!("{t:.3}"))),
+        );
         head(
             &mut out,
             "busyguard_probe_duration_seconds",
             "histogram",
             "Round trip of probe commands that got a reply",
         );
-        for (bound, count) in PROBE_BUCKETS.iter().zip(r.probe_counts) {
-            let _ = writeln!(
-                out,
-                "busyguard_probe_duration_seconds_bucket{{le=\"{bound}\"}} {count}"
+        for (i, h) in &r.probes {
+            h.render(
+                &mut out,
+                "busyguard_probe_duration_seconds",
+                &PROBE_BUCKETS,
+                i,
             );
         }
-        let _ = writeln!(
-            out,
-            "busyguard_probe_duration_seconds_bucket{{le=\"+Inf\"}} {}",
-            r.probe_count
-        );
-        let _ = writeln!(out, "busyguard_probe_duration_seconds_sum {}", r.probe_sum);
-        let _ = writeln!(
-            out,
-            "busyguard_probe_duration_seconds_count {}",
-            r.probe_count
-        );
         head(
             &mut out,
             "busyguard_actions_total",
@@ -307,7 +401,7 @@ impl Metrics {
         for ((i, a, o), n) in &r.actions {
             let _ = writeln!(
                 out,
-                "busyguard_actions_total{{instance=\"{i}\",action=\"{a}\",outcome=\"{o}\"}} {n}"
+                "busyguard_actions_total{{redis=\"{i}\",action=\"{a}\",outcome=\"{o}\"}} {n}"
             );
         }
         head(
@@ -319,7 +413,7 @@ impl Metrics {
         for ((i, c), n) in &r.incidents {
             let _ = writeln!(
                 out,
-                "busyguard_incidents_total{{instance=\"{i}\",cause=\"{c}\"}} {n}"
+                "busyguard_incidents_total{{redis=\"{i}\",cause=\"{c}\"}} {n}"
             );
         }
         head(
@@ -386,12 +480,16 @@ impl Metrics {
             "busyguard_config_last_reload_success_timestamp_seconds {:.3}",
             r.reload_ok_at
         );
+
         per_instance(
             &mut out,
             ("busyguard_paused", "gauge"),
             "1 while an operator's pause withholds every action on the instance",
             r.paused.iter().map(|(i, p)| (i, u8::from(*p).to_string())),
         );
+        // /proc is read outside the lock: a probe never waits on a scrape's file reads.
+        drop(r);
+        super::process::ProcessFacts::read().render(&mut out);
         out
     }
 }
@@ -406,25 +504,8 @@ fn render_scripts(r: &Registry, out: &mut String) {
         "histogram",
         "Durations of scripts (EVAL, EVALSHA, FCALL) seen in the SLOWLOG",
     );
-    for (i, (buckets, count, sum)) in &r.script_durations {
-        for (bound, n) in SCRIPT_BUCKETS.iter().zip(buckets) {
-            let _ = writeln!(
-                out,
-                "busyguard_script_duration_seconds_bucket{{instance=\"{i}\",le=\"{bound}\"}} {n}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "busyguard_script_duration_seconds_bucket{{instance=\"{i}\",le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(
-            out,
-            "busyguard_script_duration_seconds_sum{{instance=\"{i}\"}} {sum}"
-        );
-        let _ = writeln!(
-            out,
-            "busyguard_script_duration_seconds_count{{instance=\"{i}\"}} {count}"
-        );
+    for (i, h) in &r.script_durations {
+        h.render(out, "busyguard_script_duration_seconds", &SCRIPT_BUCKETS, i);
     }
     head(
         out,
@@ -443,20 +524,20 @@ fn render_scripts(r: &Registry, out: &mut String) {
             let script = label_value(script);
             let _ = writeln!(
                 out,
-                "busyguard_slow_scripts_total{{instance=\"{i}\",script=\"{script}\"}} {n}"
+                "busyguard_slow_scripts_total{{redis=\"{i}\",script=\"{script}\"}} {n}"
             );
         }
         if other > 0 {
             let _ = writeln!(
                 out,
-                "busyguard_slow_scripts_total{{instance=\"{i}\",script=\"other\"}} {other}"
+                "busyguard_slow_scripts_total{{redis=\"{i}\",script=\"other\"}} {other}"
             );
         }
     }
     per_instance(
         out,
         ("busyguard_scripts_near_threshold_total", "counter"),
-        "Scripts that ran 80% or more of the busy threshold without going BUSY",
+        "Scripts that ran 80% or more of the busy threshold but ended below it (without going BUSY)",
         r.near_threshold.iter().map(|(i, n)| (i, n.to_string())),
     );
 }
@@ -470,7 +551,7 @@ fn per_instance<'a>(
 ) {
     head(out, name, kind, help);
     for (i, v) in values {
-        let _ = writeln!(out, "{name}{{instance=\"{i}\"}} {v}");
+        let _ = writeln!(out, "{name}{{redis=\"{i}\"}} {v}");
     }
 }
 

@@ -3,6 +3,7 @@
 //! through it, so what is logged, counted and kept cannot disagree.
 
 pub mod metrics;
+pub mod process;
 
 use std::sync::Arc;
 

@@ -145,6 +145,13 @@ fn approve_shuts_down_before_the_budget_ends() {
     server.wait_snapshot();
     let _writer = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
     daemon.wait_event("unkillable", LONG);
+    // `ps` names the command the end of the budget sends, and the time busy in words.
+    let (_, ps) = ctl(&daemon, &["ps"]);
+    assert!(
+        ps.contains("next: at the end of the budget: SHUTDOWN NOSAVE"),
+        "{ps}"
+    );
+    assert!(ps.contains("busy for ") && !ps.contains(" ms"), "{ps}");
     let asked = Instant::now();
     let (code, out) = ctl(
         &daemon,
@@ -201,7 +208,7 @@ fn then_ask_waits_for_an_answer_and_applies_its_default_without_one() {
     assert!(ps.contains("await an approval"), "{ps}");
     let text = support::http_get(port, "/metrics");
     assert!(
-        text.contains("busyguard_state{instance=\"answered\",state=\"asking\"} 1"),
+        text.contains("busyguard_state{redis=\"answered\",state=\"asking\"} 1"),
         "{text}"
     );
     assert_eq!(
@@ -355,4 +362,82 @@ fn an_operators_own_kill_or_shutdown_is_not_ended_by_itself() {
         "{second}"
     );
     assert_eq!(second["detail"]["restarted"], true);
+}
+
+/// Under `then: notify` nothing is ever sent at the end of the budget: `ps` says so instead of
+/// "escalate", and `approve` answers that it does nothing (it used to answer "applied").
+#[test]
+fn under_then_notify_ps_says_nothing_will_be_sent_and_approve_does_nothing() {
+    let server = RedisServer::start(ServerOptions::default());
+    let daemon = Daemon::start(
+        &server.policy("notified", &support::ladder("30s", "notify")),
+        &[],
+    );
+    server.wait_snapshot();
+    let _writer = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
+    daemon.wait_event("unkillable", LONG);
+    let (_, ps) = ctl(&daemon, &["ps"]);
+    assert!(ps.contains("nothing will be sent (`then: notify`)"), "{ps}");
+    assert!(!ps.contains("escalate"), "{ps}");
+    let (code, out) = ctl(&daemon, &["approve", "notified"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("approve does nothing"), "{out}");
+    assert!(
+        !daemon.events().contains(&"shutdown_sent".to_string()),
+        "{:?}",
+        daemon.events()
+    );
+}
+
+/// After busyguard's own shutdown the server comes back without busyguard's ACL user (it was
+/// never saved): it answers WRONGPASS, so `ps`, the metric and the trail say fault, with the
+/// reply, not "down, busy for N ms" counting on.
+#[test]
+fn a_server_back_after_a_shutdown_without_busyguards_user_is_a_fault_not_down() {
+    let mut server = RedisServer::start(ServerOptions::default());
+    support::add_busyguard_user(&server, "s3cret-for-busyguard", &[]);
+    let secret = server.dir.path().join("busyguard.pass");
+    std::fs::write(&secret, "s3cret-for-busyguard\n").unwrap();
+    let port = support::free_port();
+    let policy = support::acl_policy(&format!("unix://{}", server.socket.display()), &secret)
+        .replace("wait: 5s", "wait: 300ms");
+    let daemon = Daemon::start(&policy, &["--metrics", &format!("127.0.0.1:{port}")]);
+    server.wait_snapshot();
+    let _writer = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
+    daemon.wait_event("shutdown_confirmed", LONG);
+    assert!(server.wait_exit(Duration::from_secs(5)));
+    server.spawn().unwrap();
+    let fault = daemon.wait_event("probe_fault", LONG);
+    assert!(
+        support::reason(&fault).contains("WRONGPASS") || fault.to_string().contains("WRONGPASS"),
+        "{fault}"
+    );
+    assert!(
+        wait_for(LONG, || ctl(&daemon, &["ps"]).1.starts_with("acl  fault")),
+        "{}",
+        ctl(&daemon, &["ps"]).1
+    );
+    let (_, ps) = ctl(&daemon, &["ps"]);
+    assert!(!ps.contains("busy for"), "{ps}");
+    let metrics = support::http_get(port, "/metrics");
+    assert!(
+        metrics.contains("busyguard_state{redis=\"acl\",state=\"fault\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("busyguard_up{redis=\"acl\"} 1"),
+        "{metrics}"
+    );
+    // `audit show --all` names the reply the fault record holds.
+    let (code, shown) = support::busyguard(&["audit", "show", "--all"], &[&daemon.audit]);
+    assert_eq!(code, 0, "{shown}");
+    let line = shown
+        .lines()
+        .find(|l| l.contains("probe_fault"))
+        .unwrap_or_else(|| panic!("{shown}"));
+    assert!(line.contains("WRONGPASS"), "{line}");
+    // An instance the trail never names is said to be unknown, not "no incidents".
+    let (code, out) =
+        support::busyguard(&["audit", "show", "--instance", "nope"], &[&daemon.audit]);
+    assert_eq!(code, 1, "{out}");
 }

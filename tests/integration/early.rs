@@ -124,7 +124,7 @@ fn a_slow_function_is_named_and_counted_in_the_metrics() {
     let metrics = || support::http_get(port, "/metrics");
     // At 0 from the start: an alert's `increase()` sees the first one.
     assert!(
-        metrics().contains("busyguard_scripts_near_threshold_total{instance=\"fn\"} 0"),
+        metrics().contains("busyguard_scripts_near_threshold_total{redis=\"fn\"} 0"),
         "{}",
         metrics()
     );
@@ -139,15 +139,15 @@ fn a_slow_function_is_named_and_counted_in_the_metrics() {
     );
     let text = metrics();
     assert!(
-        text.contains("busyguard_slow_scripts_total{instance=\"fn\",script=\"spin_ms\"} 1"),
+        text.contains("busyguard_slow_scripts_total{redis=\"fn\",script=\"spin_ms\"} 1"),
         "{text}"
     );
     assert!(
-        text.contains("busyguard_scripts_near_threshold_total{instance=\"fn\"} 1"),
+        text.contains("busyguard_scripts_near_threshold_total{redis=\"fn\"} 1"),
         "{text}"
     );
     assert!(
-        text.contains("busyguard_script_duration_seconds_count{instance=\"fn\"}"),
+        text.contains("busyguard_script_duration_seconds_count{redis=\"fn\"}"),
         "{text}"
     );
 }

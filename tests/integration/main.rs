@@ -8,7 +8,9 @@
 //!
 //! A module per theme:
 //! - [`harness`]: the harness itself (BUSY, UNKILLABLE, FUNCTION KILL really happen).
-//! - [`policy`]: `busyguard check`, the policy reference, every key and every error.
+//! - [`policy`]: `busyguard check`, every key and every error.
+//! - [`docs`]: the README and docs/ as a user reads them: links, the generated policy
+//!   reference, the man pages' sections.
 //! - [`remediation`]: the ladder end to end: kill, wait, shutdown, limits, dry-run, ACL users.
 //! - [`compat`]: the ladder on every server build (Redis 6.2 to 8.2, Valkey 8.0 to 9.1).
 //! - [`safety`]: what busyguard does when it knows only part of the story.
@@ -35,6 +37,7 @@ mod support;
 mod audit;
 mod compat;
 mod control;
+mod docs;
 mod early;
 mod evidence;
 mod fencing;

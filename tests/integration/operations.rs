@@ -170,45 +170,52 @@ fn metrics_count_the_actions_during_and_after_an_incident() {
     daemon.wait_event("unkillable", LONG);
     let during = scrape(port);
     assert_eq!(
-        metric(&during, "busyguard_state{instance=\"m\",state=\"busy\"}"),
+        metric(&during, "busyguard_state{redis=\"m\",state=\"busy\"}"),
         Some(1.0),
         "{during}"
     );
-    assert_eq!(metric(&during, "busyguard_up{instance=\"m\"}"), Some(1.0));
+    assert_eq!(metric(&during, "busyguard_up{redis=\"m\"}"), Some(1.0));
     assert_eq!(
         metric(
             &during,
-            "busyguard_actions_total{instance=\"m\",action=\"kill\",outcome=\"sent\"}"
+            "busyguard_actions_total{redis=\"m\",action=\"kill\",outcome=\"sent\"}"
         ),
         Some(1.0)
     );
     assert_eq!(
         metric(
             &during,
-            "busyguard_actions_total{instance=\"m\",action=\"kill\",outcome=\"unkillable\"}"
+            "busyguard_actions_total{redis=\"m\",action=\"kill\",outcome=\"unkillable\"}"
         ),
         Some(1.0)
     );
-    assert!(metric(&during, "busyguard_probe_duration_seconds_count").unwrap() > 0.0);
+    assert!(
+        metric(
+            &during,
+            "busyguard_probe_duration_seconds_count{redis=\"m\"}"
+        )
+        .unwrap()
+            > 0.0
+    );
     assert_eq!(caller.reply().unwrap(), Reply::Bulk(Some("done".into())));
     daemon.wait_event("recovered", LONG);
     let after = scrape(port);
     assert_eq!(
-        metric(&after, "busyguard_state{instance=\"m\",state=\"healthy\"}"),
+        metric(&after, "busyguard_state{redis=\"m\",state=\"healthy\"}"),
         Some(1.0),
         "{after}"
     );
     assert_eq!(
         metric(
             &after,
-            "busyguard_actions_total{instance=\"m\",action=\"shutdown\",outcome=\"withheld\"}"
+            "busyguard_actions_total{redis=\"m\",action=\"shutdown\",outcome=\"withheld\"}"
         ),
         Some(1.0)
     );
     assert_eq!(
         metric(
             &after,
-            "busyguard_incidents_total{instance=\"m\",cause=\"busy\"}"
+            "busyguard_incidents_total{redis=\"m\",cause=\"busy\"}"
         ),
         Some(1.0)
     );
@@ -525,12 +532,7 @@ fn every_alert_rule_fires_in_promtool() {
         String::from_utf8_lossy(&checked.stdout)
     );
     let tested = promtool(&["test", "rules", "tests/fixtures/promtool/alerts.yml"]);
-    assert!(
-        tested.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&tested.stdout),
-        String::from_utf8_lossy(&tested.stderr)
-    );
+    succeeded(&tested);
     // A test for every rule.
     let rules = std::fs::read_to_string("examples/prometheus/alerts.yml").unwrap();
     let tests = std::fs::read_to_string("tests/fixtures/promtool/alerts.yml").unwrap();
@@ -542,11 +544,20 @@ fn every_alert_rule_fires_in_promtool() {
             tests.contains(&format!("alertname: {alert}")),
             "no promtool test for {alert}"
         );
+        // Its runbook page exists, and the rule names it.
+        assert!(
+            Path::new(&format!("docs/runbooks/{alert}.md")).exists(),
+            "no docs/runbooks/{alert}.md"
+        );
+        assert!(
+            rules.contains(&format!("runbooks/{alert}.md")),
+            "{alert} has no runbook_url to its page"
+        );
     }
 }
 
 /// The series alerts rest on exist from the start, at 0; a blind watchdog still exports `up`;
-/// a rejected reload shows.
+/// a rejected reload shows; a policy removed by a reload takes its series with it.
 #[test]
 fn metrics_exist_from_the_start_and_a_rejected_reload_shows() {
     let server = RedisServer::start(ServerOptions::default());
@@ -579,20 +590,21 @@ fn metrics_exist_from_the_start_and_a_rejected_reload_shows() {
     daemon.wait_event("probe_fault", LONG);
     let text = support::http_get(port, "/metrics");
     for series in [
-        "busyguard_actions_total{instance=\"fresh\",action=\"kill\",outcome=\"unkillable\"} 0",
-        "busyguard_actions_total{instance=\"fresh\",action=\"shutdown\",outcome=\"sent\"} 0",
-        "busyguard_incidents_total{instance=\"fresh\",cause=\"busy\"} 0",
+        "busyguard_actions_total{redis=\"fresh\",action=\"kill\",outcome=\"unkillable\"} 0",
+        "busyguard_actions_total{redis=\"fresh\",action=\"shutdown\",outcome=\"sent\"} 0",
+        "busyguard_incidents_total{redis=\"fresh\",cause=\"busy\"} 0",
         "busyguard_notifications_total{receiver=\"fresh.0.webhook\",outcome=\"given_up\"} 0",
-        "busyguard_up{instance=\"blind\"} 0",
-        "busyguard_state{instance=\"blind\",state=\"fault\"} 1",
+        // WRONGPASS is an answer: up, and blind (fault), so only BusyguardBlind fires.
+        "busyguard_up{redis=\"blind\"} 1",
+        "busyguard_state{redis=\"blind\",state=\"fault\"} 1",
         "busyguard_config_last_reload_successful 1",
-        "busyguard_escalation_deadline_timestamp_seconds{instance=\"fresh\"} 0",
+        "busyguard_escalation_deadline_timestamp_seconds{redis=\"fresh\"} 0",
     ] {
         assert!(text.contains(series), "missing `{series}` in\n{text}");
     }
     assert!(text.contains("busyguard_build_info{version=\""), "{text}");
     assert!(
-        text.contains("busyguard_last_reply_timestamp_seconds{instance=\"blind\"}"),
+        text.contains("busyguard_last_reply_timestamp_seconds{redis=\"blind\"}"),
         "{text}"
     );
     // A typo, then SIGHUP: the old policy runs on, and the metric says the reload failed.
@@ -601,6 +613,27 @@ fn metrics_exist_from_the_start_and_a_rejected_reload_shows() {
     daemon.wait_event("policy_rejected", LONG);
     assert!(wait_for(LONG, || support::http_get(port, "/metrics")
         .contains("busyguard_config_last_reload_successful 0")));
+    // The blind policy leaves (its file now names another instance): none of its series stays
+    // behind to fire an alert on a ghost.
+    std::fs::write(&policy, &good).unwrap();
+    let blind = dir.path().join("blind.yaml");
+    let renamed = std::fs::read_to_string(&blind)
+        .unwrap()
+        .replace("instance: blind", "instance: sighted");
+    std::fs::write(&blind, renamed).unwrap();
+    daemon.signal(Signal::SIGHUP);
+    assert!(
+        wait_for(LONG, || !support::http_get(port, "/metrics")
+            .contains("redis=\"blind\"")),
+        "a removed policy's series remain:\n{}",
+        support::http_get(port, "/metrics")
+    );
+    let text = support::http_get(port, "/metrics");
+    assert!(text.contains("busyguard_up{redis=\"fresh\"}"), "{text}");
+    assert!(
+        text.contains("busyguard_config_last_reload_successful 1"),
+        "{text}"
+    );
 }
 
 /// Log levels follow severity (a shutdown is an ERROR, an unkillable script a WARN, so
@@ -653,4 +686,101 @@ fn log_lines_carry_their_severity_in_text_and_json() {
         assert_eq!(parsed["level"], level, "{line}");
         assert_eq!(parsed["fields"]["instance"], "logged", "{line}");
     }
+}
+
+/// Every series an alert rule or the Grafana dashboard names is one the real daemon exports
+/// (its `# TYPE` is in a scrape of a daemon just started), and every dashboard query parses in
+/// promtool (Grafana's `$redis` and `$__rate_interval` stood in for), so neither can silently
+/// watch a name that does not exist. Alertmanager's example passes `amtool check-config`
+/// (scripts/test installs promtool and amtool).
+#[test]
+fn alerts_and_the_dashboard_name_only_series_the_daemon_exports() {
+    let server = RedisServer::start(ServerOptions::default());
+    let port = support::free_port();
+    let receiver = crate::support::http::HttpReceiver::always(200, "");
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.yaml");
+    std::fs::write(&policy, server.policy("p", &receiver.notify_yaml("/m"))).unwrap();
+    let _daemon = Daemon::start_with(
+        tempfile::tempdir().unwrap(),
+        &[policy],
+        &["--metrics", &format!(":{port}")],
+    );
+    server.wait_snapshot();
+    let scrape = support::http_get(port, "/metrics");
+    let families: Vec<&str> = scrape
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let exported = |name: &str| {
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .filter(|f| families.contains(f))
+            .unwrap_or(name);
+        families.contains(&family)
+    };
+    let rules = std::fs::read_to_string("examples/prometheus/alerts.yml").unwrap();
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string("examples/grafana/busyguard.json").unwrap())
+            .unwrap();
+    let queries: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect();
+    assert!(queries.len() >= 10, "{queries:?}");
+    let mut named = 0;
+    for text in std::iter::once(rules.as_str()).chain(queries.iter().map(String::as_str)) {
+        for name in text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("busyguard_") || w.starts_with("process_"))
+        {
+            named += 1;
+            assert!(exported(name), "`{name}` is not exported:\n{scrape}");
+        }
+    }
+    assert!(named > 20, "only {named} names found");
+    // Each query, Grafana's variables replaced, as a recording rule promtool checks.
+    let groups: Vec<String> = queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            let q = q.replace("$redis", ".*").replace("$__rate_interval", "5m");
+            format!("      - record: dashboard:query_{i}\n        expr: '{q}'\n")
+        })
+        .collect();
+    let file = dir.path().join("dashboard-rules.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "groups:\n  - name: dashboard\n    rules:\n{}",
+            groups.concat()
+        ),
+    )
+    .unwrap();
+    let checked = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .expect("promtool: run scripts/test, or apt-get install prometheus");
+    succeeded(&checked);
+    let out = Command::new("amtool")
+        .args(["check-config", "examples/prometheus/alertmanager.yml"])
+        .output()
+        .expect("amtool: run scripts/test, or apt-get install prometheus-alertmanager");
+    succeeded(&out);
+}
+
+/// A tool (promtool, amtool) that must have passed, its output shown when it did not.
+fn succeeded(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

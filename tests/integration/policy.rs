@@ -1,5 +1,5 @@
 //! Policy files: golden error messages for broken files, the full shape of a valid one, the
-//! shipped examples, and the README's reference against the real key table.
+//! shipped examples (the generated reference is checked in [`super::docs`]).
 
 use crate::support;
 use std::path::{Path, PathBuf};
@@ -440,51 +440,6 @@ fn check_binary_exit_codes_follow_the_contract() {
         out.contains("01-typo-key.yaml:5:3: unknown key `kil_after`"),
         "{out}"
     );
-}
-
-/// The README's policy reference lists exactly the keys the validator knows, with their defaults.
-#[test]
-fn readme_policy_reference_matches_the_key_table() {
-    let readme = std::fs::read_to_string("README.md").unwrap();
-    let section = readme
-        .split("## Policy reference")
-        .nth(1)
-        .expect("README has a `## Policy reference` section");
-    let section = section.split("\n## ").next().unwrap();
-    let documented: Vec<(String, String, String)> = section
-        .lines()
-        .filter_map(|l| {
-            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
-            let key = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
-            Some((
-                key.to_string(),
-                cells.get(2)?.to_string(),
-                cells.get(3)?.to_string(),
-            ))
-        })
-        .collect();
-    let real: Vec<(String, String)> = policy::keys::KEYS
-        .iter()
-        .map(|k| (k.path.to_string(), k.default_text()))
-        .collect();
-    for (key, default, doc) in &documented {
-        let Some(entry) = policy::keys::get(key) else {
-            panic!("README documents `{key}`, which does not exist");
-        };
-        assert_eq!(default, &entry.default_text(), "default of `{key}`");
-        if let Some(bounds) = entry.bounds_text() {
-            assert!(
-                doc.contains(&bounds),
-                "README states the bounds of `{key}`: {bounds}"
-            );
-        }
-    }
-    for (key, _) in &real {
-        assert!(
-            documented.iter().any(|(k, _, _)| k == key),
-            "`{key}` is not documented in README"
-        );
-    }
 }
 
 /// #16: a policy written for the service (`${CREDENTIALS_DIRECTORY}/NAME`) is checked from an

@@ -107,3 +107,34 @@ fn replaying_a_kill_by_another_client_reproduces_it() {
         .unwrap_or_else(|| panic!("{out}"));
     assert!(line.contains("killed by another client"), "{out}");
 }
+
+/// A scenario line the policy's timeline never reaches (a kill's answer with no kill sent, a
+/// shutdown outcome under `then: notify`) is named in a warning, and a line written out of
+/// time order is refused with its number; they used to be ignored without a word.
+#[test]
+fn lines_the_timeline_never_reaches_are_warned_of_and_times_must_go_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.yaml");
+    std::fs::write(
+        &policy,
+        "instance: p\nredis:\n  url: unix:///nowhere.sock\non_busy:\n  kill_after: 0s\n  on_unkillable:\n    wait: 1s\n    then: notify\n",
+    )
+    .unwrap();
+    let scenario = dir.path().join("s.txt");
+    std::fs::write(
+        &scenario,
+        "0s pong threshold=200\n500ms kill ok\n1s busy script\n1s kill unkillable\n3s busy script\n3s shutdown confirmed\n",
+    )
+    .unwrap();
+    let (code, out) = support::busyguard(&["simulate"], &[&policy, &scenario]);
+    assert_eq!(code, 0, "{out}");
+    let warnings: Vec<&str> = out.lines().filter(|l| l.contains("warning:")).collect();
+    assert_eq!(warnings.len(), 2, "{out}");
+    assert!(warnings[0].contains("line 2: a kill outcome"), "{out}");
+    assert!(warnings[1].contains("line 6: a shutdown outcome"), "{out}");
+    // The unkillable answer on line 4 answered the kill the BUSY on line 3 sent: no warning.
+    assert!(out.contains("unkillable"), "{out}");
+    std::fs::write(&scenario, "0s pong\n2s busy script\n1s kill ok\n").unwrap();
+    let (code, out) = support::busyguard(&["simulate"], &[&policy, &scenario]);
+    assert_ne!(code, 0, "{out}");
+}

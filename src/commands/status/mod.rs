@@ -212,12 +212,15 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> InstanceStatus {
         file: p.source.display().to_string(),
         endpoint: p.redis.endpoint.to_string(),
         user: p.redis.username.as_deref().unwrap_or("default").to_string(),
+        plan: crate::engine::Rules::from_policy(p, false).plan_words(),
         ..InstanceStatus::default()
     };
     let conn =
         match tokio::time::timeout(CHECK_TIMEOUT, probe::connect(&p.redis, CHECK_TIMEOUT)).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
+                // A server that answers set-up with an error is up, and refusing busyguard.
+                s.refused = matches!(e, crate::redis::ConnectError::Rejected(_));
                 s.error = Some(e.to_string());
                 return s;
             }
@@ -300,6 +303,9 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> InstanceStatus {
         warnings.extend(said);
     }
     if let Some(warning) = restarted_too_soon(p, &s, snapshot.as_ref()) {
+        warnings.push(warning);
+    }
+    if let Some(warning) = nothing_restarts(p, snapshot.as_ref()) {
         warnings.push(warning);
     }
     if let Some(snap) = &snapshot {
@@ -504,6 +510,27 @@ fn restarted_too_soon(
                 supervisor.restart
             )
         })
+}
+
+/// Under a policy that may shut the server down, whether anything brings it back: busyguard
+/// never restarts a server. A local one's systemd unit is read; of a remote one nothing can be
+/// seen, and the operator is told so.
+fn nothing_restarts(p: &Policy, snapshot: Option<&Snapshot>) -> Option<String> {
+    if !p.on_busy.on_unkillable.shuts_down_by_itself() {
+        return None;
+    }
+    if !p.redis.endpoint.is_local() {
+        return Some("the policy may shut this server down and busyguard never restarts one: make sure its supervisor (systemd `Restart=always`, your orchestrator) does; busyguard cannot see a remote host's".into());
+    }
+    let pid = snapshot?.process_id?;
+    match crate::commands::status::restart::Supervisor::of_process(pid) {
+        Some(s) if s.restarts_after_shutdown() => None,
+        Some(s) => Some(format!(
+            "the policy may shut this server down, and nothing restarts it: {} has Restart={} (a SHUTDOWN exits 0, which only `always` and `on-success` restart); busyguard never restarts a server: `systemctl edit {}` and set Restart=always",
+            s.unit, s.restart, s.unit
+        )),
+        None => Some("the policy may shut this server down and busyguard never restarts one: no systemd unit runs it here, so make sure its supervisor does".into()),
+    }
 }
 
 /// `granted`, `missing`, or `unchecked (...)`.

@@ -54,7 +54,12 @@ pub struct InstanceStatus {
     pub file: String,
     pub endpoint: String,
     pub user: String,
+    /// The policy's ladder in words.
+    pub plan: String,
     pub reachable: bool,
+    /// The server answered set-up with an error (WRONGPASS, NOPERM): up, refusing busyguard.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub refused: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -195,12 +200,16 @@ impl fmt::Display for Entry {
 
 impl fmt::Display for InstanceStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let reach = match self.reachable {
-            true => "reachable",
-            false => "UNREACHABLE",
+        let reach = match (self.reachable, self.refused) {
+            (true, _) => "reachable",
+            (false, true) => {
+                "REFUSES busyguard (a configuration fault: the server answers, busyguard cannot supervise it)"
+            }
+            (false, false) => "UNREACHABLE",
         };
         writeln!(f, "{}  {}  {reach}", self.instance, self.endpoint)?;
         writeln!(f, "  policy: {}", self.file)?;
+        writeln!(f, "  plan: {}", self.plan)?;
         if let Some(e) = &self.error {
             writeln!(f, "  error: {e}")?;
         }

@@ -161,6 +161,7 @@ impl Watchdog {
     fn alive(&mut self) {
         self.heartbeat
             .store(crate::model::clock::unix_ms(), Ordering::Relaxed);
+        self.recorder.metrics.heartbeat(&self.policy.instance);
         self.beat.reset();
     }
 
@@ -391,7 +392,10 @@ impl Watchdog {
                     self.act(None, step).await;
                 }
                 Err(ConnectError::Rejected(reply)) => {
-                    self.recorder.metrics.probe_lost(&self.policy.instance);
+                    // It answered: up, and blind (the state says fault), not unreachable.
+                    self.recorder
+                        .metrics
+                        .answered_refusal(&self.policy.instance);
                     // Set-up was refused (WRONGPASS, NOPERM, ...): a configuration fault. Even a
                     // BUSY here could not be acted on, with no connection to act through.
                     let observation = match classify_error(&reply) {
@@ -615,9 +619,10 @@ impl Watchdog {
         for entry in &fresh {
             let ms = entry.duration_us as f64 / 1000.0;
             let slow = line.is_some_and(|l| ms >= l);
+            // Near, and below: a script that reached the threshold went BUSY (an incident).
             let near = threshold
                 .filter(|t| *t > 0)
-                .is_some_and(|t| ms >= t as f64 * crate::event::NEAR_THRESHOLD);
+                .is_some_and(|t| ms >= t as f64 * crate::event::NEAR_THRESHOLD && ms < t as f64);
             let name = entry.script().map(|(_, name)| name);
             self.recorder.metrics.script_seen(
                 &self.policy.instance,

@@ -1,0 +1,78 @@
+//! The policy's ladder in words, written once: `status` prints the whole plan, `ps` and the
+//! control socket the next step of the incident in flight, so what an operator is told will
+//! happen is what the engine does (each `then` and resort named by the command it sends, or by
+//! saying that nothing will be sent).
+
+use crate::model::duration::human_ms;
+use crate::model::kinds::{Resort, Then};
+
+use super::Rules;
+
+impl Rules {
+    /// What the end of the budget does to the server, in words.
+    pub fn escalation_words(&self) -> String {
+        let dry = if self.dry_run {
+            " (dry-run: decided and recorded, never sent)"
+        } else {
+            ""
+        };
+        let resort = |r: Resort| match r {
+            Resort::Shutdown => "SHUTDOWN NOSAVE",
+            Resort::Notify => "nothing is sent (notify)",
+        };
+        match self.then {
+            Then::Notify => {
+                "nothing will be sent (`then: notify`): busyguard notifies and waits for the script to end".into()
+            }
+            Then::Shutdown => format!("SHUTDOWN NOSAVE, within the limits and guards{dry}"),
+            Then::Failover => format!(
+                "a failover to a listed replica, then SHUTDOWN NOSAVE of this server; if none is made within {}, {}{dry}",
+                human_ms(self.failover_timeout),
+                resort(self.failover_fallback)
+            ),
+            Then::Ask => format!(
+                "ask an operator (`busyguard approve` shuts down, `busyguard hold` keeps it up); without an answer within {}, {}{dry}",
+                human_ms(self.ask_timeout),
+                resort(self.ask_default)
+            ),
+        }
+    }
+
+    /// Whether `approve` can change anything: under `then: notify` nothing is ever sent.
+    pub fn approvable(&self) -> Result<(), String> {
+        match self.then {
+            Then::Notify => Err("approve does nothing here: the policy's `then: notify` never sends a shutdown; end the script yourself (`redis-cli SHUTDOWN NOSAVE`) or change `then`".into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The whole ladder, as `status` prints it.
+    pub fn plan_words(&self) -> String {
+        let kill = match self.kill_after {
+            0 => "kill a runaway script at the first BUSY reply (SCRIPT KILL or FUNCTION KILL)"
+                .to_string(),
+            ms => format!(
+                "kill a runaway script {} after the first BUSY reply (SCRIPT KILL or FUNCTION KILL)",
+                human_ms(ms)
+            ),
+        };
+        let limits = match self.then {
+            Then::Notify => String::new(),
+            _ => format!(
+                "; at most {} shutdown(s) per {}",
+                self.max_shutdowns,
+                human_ms(self.per)
+            ),
+        };
+        let dry = if self.dry_run {
+            " (dry-run: decided and recorded, never sent)"
+        } else {
+            ""
+        };
+        format!(
+            "{kill}{dry}; if it is unkillable, at {} after the first BUSY: {}{limits}",
+            human_ms(self.wait),
+            self.escalation_words()
+        )
+    }
+}

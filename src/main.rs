@@ -330,35 +330,27 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` overrides the level. Under systemd (`JOURNAL_STREAM` set)
-/// stderr is the journal: each line then starts with its syslog priority (`<3>` error ...
-/// `<7>` debug), which journald reads, and carries no timestamp or colour of its own.
+/// Logs go to stderr, logfmt or JSON (see `daemon::logs`); `RUST_LOG` overrides the level.
+/// Under systemd (`JOURNAL_STREAM` set) stderr is the journal: each line then starts with its
+/// syslog priority, which journald reads, and carries no timestamp of its own.
 fn init_logging(level: Option<&str>, json: bool) {
+    use busyguard::daemon::logs::{Lines, LogFormat};
     // fred reports every closed connection as a warning; the watchdog reports what matters.
     let filter = match level {
         Some(level) => tracing_subscriber::EnvFilter::new(format!("{level},fred=error")),
         None => tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fred=error")),
     };
-    let builder = tracing_subscriber::fmt()
+    tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false);
-    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    match (json, journald) {
-        (false, true) => builder
-            .with_ansi(false)
-            .event_format(busyguard::daemon::journal::JournalFormat)
-            .init(),
-        (false, false) => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-        (true, true) => builder
-            .json()
-            .event_format(busyguard::daemon::journal::JournalPrefix(
-                tracing_subscriber::fmt::format().json().with_target(false),
-            ))
-            .init(),
-        (true, false) => builder.json().init(),
-    }
+        .event_format(Lines {
+            format: if json {
+                LogFormat::Json
+            } else {
+                LogFormat::Logfmt
+            },
+            journald: std::env::var_os("JOURNAL_STREAM").is_some(),
+        })
+        .init();
 }

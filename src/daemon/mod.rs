@@ -12,7 +12,7 @@
 //! reported the moment it ends, not found at the stop.
 
 pub mod control;
-pub mod journal;
+pub mod logs;
 pub(crate) mod sdnotify;
 pub(crate) mod statedir;
 pub(crate) mod watchdog;
@@ -155,6 +155,7 @@ pub async fn run(opts: RunOptions, mut control: mpsc::Receiver<Control>) -> anyh
         audit: Arc::new(audit),
         metrics: Arc::new(Metrics::default()),
     };
+    let metrics_addr = opts.metrics.as_ref().and_then(|l| l.local_addr().ok());
     let metrics_server = opts.metrics.map(|listener| {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "serving /metrics");
@@ -196,6 +197,7 @@ pub async fn run(opts: RunOptions, mut control: mpsc::Receiver<Control>) -> anyh
         let _ = daemon.recorder.audit.sync();
         return Ok(RunEnd::NoValidPolicy);
     }
+    daemon.start_line(&path, metrics_addr);
     sdnotify::notify("READY=1");
 
     let syncer = {
@@ -276,6 +278,33 @@ impl Daemon {
         }
         self.recorder.metrics.set_state(instance, State::Fault);
         self.recorder.metrics.probe_lost(instance);
+    }
+
+    /// One line that says what is supervised and how, where the trail is, and where to ask.
+    fn start_line(&self, trail: &Path, metrics: Option<std::net::SocketAddr>) {
+        let supervised: Vec<String> = self
+            .running
+            .values()
+            .map(|s| {
+                let rules = crate::engine::Rules::from_policy(&s.policy, self.dry_run);
+                format!(
+                    "{} at {} ({})",
+                    s.policy.instance,
+                    s.policy.redis.endpoint,
+                    rules.short_plan()
+                )
+            })
+            .collect();
+        tracing::info!(
+            "busyguard {} ({}) supervises {} Redis: {}; audit trail {}; metrics {}; control socket {}",
+            env!("CARGO_PKG_VERSION"),
+            crate::COMMIT,
+            supervised.len(),
+            supervised.join(", "),
+            trail.display(),
+            metrics.map_or("off".to_string(), |a| format!("on {a}")),
+            crate::daemon::control::socket_path(&self.dir).display()
+        );
     }
 
     fn reopen_trail(&self, path: &Path) {

@@ -75,4 +75,20 @@ impl Rules {
             self.escalation_words()
         )
     }
+
+    /// The ladder in a few words, for the start line of the log.
+    pub fn short_plan(&self) -> String {
+        let mode = if self.dry_run { "dry-run" } else { "enforce" };
+        let then = match self.then {
+            Then::Notify => "notify only",
+            Then::Shutdown => "SHUTDOWN NOSAVE",
+            Then::Failover => "failover, then SHUTDOWN NOSAVE",
+            Then::Ask => "ask an operator",
+        };
+        format!(
+            "{mode}; kill after {}; if unkillable, {then} at {}",
+            human_ms(self.kill_after),
+            human_ms(self.wait)
+        )
+    }
 }

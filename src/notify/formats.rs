@@ -325,12 +325,20 @@ fn slack(record: &Record, ctx: &Context) -> Value {
 }
 
 /// The highest severity each dedup key was paged at: a later trigger on the same key never goes
-/// lower (an escalation stays escalated until the resolve).
+/// lower (an escalation stays escalated until the resolve). And the keys whose incident ended in
+/// a SHUTDOWN NOSAVE that lost data: their page is never resolved by busyguard (the server being
+/// back is not the end of the trouble); the recovery is told as an update that says what was
+/// lost, and an operator resolves it.
 #[derive(Debug, Default)]
-pub struct Paged(std::collections::HashMap<String, Severity>);
+pub struct Paged {
+    top: std::collections::HashMap<String, Severity>,
+    /// Per key: what the shutdown lost, and the trigger's `source`.
+    lost: std::collections::HashMap<String, (String, Value)>,
+}
 
 impl Paged {
-    /// `body` with its severity raised to the highest already paged for its key.
+    /// `body` with its severity raised to the highest already paged for its key; a resolve
+    /// after a data-losing shutdown becomes that update.
     pub fn raise(&mut self, record: &Record, body: String) -> String {
         let Some(key) = dedup_key(record) else {
             return body;
@@ -339,8 +347,41 @@ impl Paged {
             return body;
         };
         if json["event_action"] == "resolve" {
-            self.0.remove(&key);
-            return body;
+            let top = self.top.remove(&key).unwrap_or(Severity::Critical);
+            let Some((loses, source)) = self.lost.remove(&key) else {
+                return body;
+            };
+            let instance = record.event.instance.as_deref().unwrap_or("-");
+            return json!({
+                "routing_key": json["routing_key"],
+                "event_action": "trigger",
+                "dedup_key": key,
+                "payload": {
+                    "summary": format!(
+                        "busyguard {instance}: the server is back after busyguard's SHUTDOWN NOSAVE, which lost {loses}; busyguard does not resolve this page: resolve it once the loss is accounted for"
+                    ).chars().take(PAGERDUTY_SUMMARY_MAX).collect::<String>(),
+                    "source": source,
+                    "severity": top.name(),
+                    "timestamp": record.ts,
+                    "group": instance,
+                    "class": "recovered",
+                },
+            })
+            .to_string();
+        }
+        if let Detail::ShutdownSent(sent) = &record.event.detail {
+            let risk = sent.inputs.data_at_risk.as_ref();
+            // With AOF only the script's own writes go: the page may resolve with the server.
+            let aof = matches!(risk, Some(crate::model::snapshot::DataAtRisk::Aof { .. }));
+            if !record.event.dry_run && !aof {
+                let loses = risk
+                    .and_then(|d| d.loses())
+                    .unwrap_or("an unknown amount of data (its persistence was not known)");
+                self.lost.insert(
+                    key.clone(),
+                    (loses.to_string(), json["payload"]["source"].clone()),
+                );
+            }
         }
         let Some(level) = json["payload"]["severity"]
             .as_str()
@@ -349,7 +390,7 @@ impl Paged {
             return body;
         };
         let top = *self
-            .0
+            .top
             .entry(key)
             .and_modify(|s| *s = (*s).max(level))
             .or_insert(level);

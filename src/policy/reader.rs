@@ -364,13 +364,13 @@ impl Reader {
         }
     }
 
-    /// A secret given as `<base>_file`, `<base>_env` or (when `inline_ok`) `<base>` itself.
+    /// A secret given as `<base>_file`, `<base>_env` or (as `inline` allows) `<base>` itself.
     /// `None` on an error; `Some(None)` when none of the keys is set.
     pub(super) fn secret(
         &mut self,
         s: &Section,
         base: &str,
-        inline_ok: bool,
+        inline: Inline,
     ) -> Option<Option<Secret>> {
         let names = [
             base.to_string(),
@@ -397,13 +397,17 @@ impl Reader {
         let path = s.path(key);
         let value = self.string(node, &path)?;
         if key == base {
-            if !inline_ok {
-                return None;
+            let warned = match inline {
+                Inline::Refused => return None,
+                Inline::Secret => true,
+                Inline::UrlIfCredentialed => url_carries_credential(&value),
+            };
+            if warned {
+                self.warn(
+                    node.pos(),
+                    format!("`{path}` holds a secret inline; prefer `{path}_file` or `{path}_env`"),
+                );
             }
-            self.warn(
-                node.pos(),
-                format!("`{path}` holds a secret inline; prefer `{path}_file` or `{path}_env`"),
-            );
             return Some(Some(Secret::new(value)));
         }
         if self.sources == super::Sources::Skip {
@@ -446,8 +450,14 @@ impl Reader {
             .ok()
     }
 
-    pub(super) fn required_secret(&mut self, s: &Section, base: &str, at: Pos) -> Option<Secret> {
-        match self.secret(s, base, true) {
+    pub(super) fn required_secret(
+        &mut self,
+        s: &Section,
+        base: &str,
+        at: Pos,
+        inline: Inline,
+    ) -> Option<Secret> {
+        match self.secret(s, base, inline) {
             Some(Some(secret)) => Some(secret),
             Some(None) => {
                 let p = s.path(base);
@@ -580,4 +590,23 @@ mod tests {
         );
         assert_eq!(closest("zzz", &["kill_after"]), None);
     }
+}
+
+/// Whether a secret may be written inline, and when that is worth a warning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Inline {
+    /// Only `_file` or `_env` (a password).
+    Refused,
+    /// Accepted, with a warning (a routing key, a Slack URL: its path is the credential).
+    Secret,
+    /// A receiver's URL: a secret only when it carries a credential (a user and password, a
+    /// query string, a fragment); a plain `http://host/path` is no secret and is not warned of.
+    UrlIfCredentialed,
+}
+
+/// Whether `url` holds anything a reader should not see: userinfo, a query or a fragment.
+fn url_carries_credential(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    authority.contains('@') || rest.contains('?') || rest.contains('#')
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::reader::{Reader, Section};
+use super::reader::{Inline, Reader, Section};
 use super::replicas::{MAX_REPLICAS, TrustedReplica};
 use super::url::parse_url;
 use super::yaml::{self, Node, Pos};
@@ -200,7 +200,7 @@ fn credentials(r: &mut Reader, s: &Section) -> (Option<String>, Option<Secret>) 
     let username = s
         .get("username")
         .and_then(|n| r.string(n, &s.path("username")));
-    let password = r.secret(s, "password", false);
+    let password = r.secret(s, "password", Inline::Refused);
     // Without a password the client never sends AUTH: it would connect as `default` while
     // everything busyguard says names the user.
     if let (Some(user), Some(None)) = (&username, &password)
@@ -640,7 +640,7 @@ fn notify(r: &mut Reader, top: &Section) -> Vec<Receiver> {
         let page_dry_run = key_of(&rs, "page_dry_run") && r.opt_bool(&rs, "page_dry_run");
         let kind = match key.name.as_str() {
             "slack" => r
-                .required_secret(&rs, "url", body.pos())
+                .required_secret(&rs, "url", body.pos(), Inline::Secret)
                 .map(|url| ReceiverKind::Slack { url }),
             "pagerduty" => pagerduty(r, &rs, body.pos()),
             _ => webhook(r, &rs, body.pos()),
@@ -672,7 +672,7 @@ fn pagerduty(r: &mut Reader, rs: &Section, at: Pos) -> Option<ReceiverKind> {
         unkillable: severity(r, rs, "severity_unkillable"),
         escalated: severity(r, rs, "severity_escalated"),
     };
-    let routing_key = r.required_secret(rs, "routing_key", at)?;
+    let routing_key = r.required_secret(rs, "routing_key", at, Inline::Secret)?;
     Some(ReceiverKind::PagerDuty {
         routing_key,
         events_url: events_url?,
@@ -681,8 +681,8 @@ fn pagerduty(r: &mut Reader, rs: &Section, at: Pos) -> Option<ReceiverKind> {
 }
 
 fn webhook(r: &mut Reader, rs: &Section, at: Pos) -> Option<ReceiverKind> {
-    let url = r.required_secret(rs, "url", at);
-    let secret = r.secret(rs, "secret", true);
+    let url = r.required_secret(rs, "url", at, Inline::UrlIfCredentialed);
+    let secret = r.secret(rs, "secret", Inline::Secret);
     if let Some(Some(s)) = &secret
         && !s.is_unread()
         && !s.expose().starts_with("whsec_")

@@ -47,20 +47,38 @@ impl Recorder {
 
 /// One log line per event, at the level its severity calls for: a shutdown, a withheld or failed
 /// action is an ERROR (`journalctl -p err` shows them), an unkillable script, a fault or an
-/// unreachable server a WARN.
+/// unreachable server a WARN. The message is short and human (`unkillable: UNKILLABLE Sorry
+/// ...`); the detail goes along for JSON lines (`daemon::logs` leaves it out of text ones).
 fn log_event(event: &Event) {
     let instance = event.instance.as_deref().unwrap_or("-");
     let incident = event.incident.as_deref().unwrap_or("-");
     let detail = event.detail.to_value();
     let name = event.kind().name();
     let dry_run = event.dry_run;
+    let said = event
+        .detail
+        .explanation()
+        .filter(|e| !e.is_empty())
+        .or_else(|| event.detail.command().map(str::to_string));
+    let message = match said {
+        Some(why) => format!(
+            "{name}: {}",
+            crate::model::text::cut(&why, LOG_MESSAGE_CHARS)
+        ),
+        None => name.to_string(),
+    };
     match event.severity() {
         Severity::Critical => {
-            tracing::error!(%instance, %incident, dry_run, %detail, "{name}")
+            tracing::error!(event = name, %instance, %incident, dry_run, %detail, "{message}")
         }
         Severity::Error | Severity::Warning => {
-            tracing::warn!(%instance, %incident, dry_run, %detail, "{name}")
+            tracing::warn!(event = name, %instance, %incident, dry_run, %detail, "{message}")
         }
-        Severity::Info => tracing::info!(%instance, %incident, dry_run, %detail, "{name}"),
+        Severity::Info => {
+            tracing::info!(event = name, %instance, %incident, dry_run, %detail, "{message}")
+        }
     }
 }
+
+/// How much of an event's explanation a log line's message carries (the trail has all of it).
+const LOG_MESSAGE_CHARS: usize = 200;

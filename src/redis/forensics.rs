@@ -111,8 +111,8 @@ pub async fn after_recovery(conn: &Connection) -> AfterRecovery {
             slowlog,
         },
         Err(e) => AfterRecovery {
-            snapshot: Err(format!("{e:?}")),
-            slowlog: Err(format!("{e:?}")),
+            snapshot: Err(e.to_string()),
+            slowlog: Err(e.to_string()),
         },
     }
 }

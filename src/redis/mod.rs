@@ -39,6 +39,37 @@ impl std::fmt::Display for ConnectError {
     }
 }
 
+/// An I/O error as an operator reads it: what happened and what to look at, never Rust's Debug
+/// text (`Os { code: 111, kind: ConnectionRefused, .. }`).
+pub fn plain_io(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::ConnectionRefused => "connection refused: nothing listens at the address (is the server running?)".into(),
+        K::NotFound => "no such socket or host (is the server running, and is the URL right?)".into(),
+        K::PermissionDenied => "permission denied (may busyguard's user open the socket? Debian's needs the redis group)".into(),
+        K::TimedOut => "timed out".into(),
+        K::ConnectionReset => "connection reset by the peer".into(),
+        K::ConnectionAborted => "connection aborted".into(),
+        K::UnexpectedEof => "the peer closed the connection".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// A client library's error text with any Debug rendering of an I/O error replaced by words:
+/// fred writes an `io::Error` with `{:?}` (`Os { code: 111, kind: ConnectionRefused, message:
+/// "Connection refused" }`).
+pub fn plain_io_text(details: &str) -> String {
+    let Some(start) = details.find("Os {") else {
+        return details.to_string();
+    };
+    let message = details[start..]
+        .split("message: \"")
+        .nth(1)
+        .and_then(|m| m.split('"').next())
+        .unwrap_or("an I/O error");
+    format!("{}{}", &details[..start], message.to_lowercase())
+}
+
 /// What one connection attempt or one question to a peer (a sentinel, a replica) may take at
 /// most: the watchdog's own probe has no such bound (its PING outstanding is the point).
 pub const ASK_LIMIT: Duration = Duration::from_secs(2);
@@ -80,4 +111,19 @@ pub fn listed_target(
     announced: &str,
 ) -> Option<RedisTarget> {
     crate::policy::replicas::named(listed, announced).map(|r| replica_target(primary, r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_read_as_words_not_debug_text() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(plain_io(&refused).starts_with("connection refused"));
+        let fred =
+            r#"IO: Os { code: 111, kind: ConnectionRefused, message: "Connection refused" }"#;
+        assert_eq!(plain_io_text(fred), "IO: connection refused");
+        assert_eq!(plain_io_text("WRONGPASS invalid"), "WRONGPASS invalid");
+    }
 }

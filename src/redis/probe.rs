@@ -34,13 +34,35 @@ pub enum Outcome {
     Lost(String),
 }
 
+/// What went wrong, in words an operator reads (records, notifications, `status`): never
+/// Rust's Debug text.
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Reply(_) => write!(f, "an unexpected reply"),
+            Outcome::ErrorReply(text) => write!(f, "{text}"),
+            Outcome::Lost(why) => write!(f, "no reply: {why}"),
+        }
+    }
+}
+
+/// A client library error with no reply in it (the connection closed, timed out), in words.
+fn lost_words(e: &Error) -> String {
+    let what = match e.kind() {
+        ErrorKind::Timeout => "timed out",
+        ErrorKind::Canceled => "canceled",
+        _ => "the connection failed",
+    };
+    format!("{what}: {}", super::plain_io_text(e.details()))
+}
+
 impl Outcome {
     fn from_result(result: Result<Value, Error>) -> Outcome {
         match result {
             Ok(v) => Outcome::Reply(v),
             Err(e) => match e.kind() {
                 ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Timeout => {
-                    Outcome::Lost(format!("{:?}: {}", e.kind(), e.details()))
+                    Outcome::Lost(lost_words(&e))
                 }
                 // Error replies keep the server's text in `details` (fred's `pretty_error`).
                 _ => Outcome::ErrorReply(e.details().to_string()),
@@ -186,7 +208,7 @@ pub async fn connect(
         }
         Err(e) => Err(match e.kind() {
             ErrorKind::Auth | ErrorKind::Unknown => ConnectError::Rejected(e.details().to_string()),
-            _ => ConnectError::Unreachable(format!("{:?}: {}", e.kind(), e.details())),
+            _ => ConnectError::Unreachable(lost_words(&e)),
         }),
     }
 }

@@ -105,7 +105,7 @@ pub async fn open(target: &RedisTarget, accept_within: Duration) -> Result<Relay
 
 /// The peer's socket, TLS set up when the target asks for it.
 async fn connect(target: &RedisTarget) -> Result<Box<dyn Stream>, ConnectError> {
-    let unreachable = |e: std::io::Error| ConnectError::Unreachable(format!("IO: {e}"));
+    let unreachable = |e: std::io::Error| ConnectError::Unreachable(super::plain_io(&e));
     match &target.endpoint {
         Endpoint::Unix { path } => Ok(Box::new(
             UnixStream::connect(path).await.map_err(unreachable)?,
@@ -130,7 +130,7 @@ async fn connect(target: &RedisTarget) -> Result<Box<dyn Stream>, ConnectError> 
                 // words, not retried as if the server were away.
                 Err(e) => Err(match super::tls::explain(&format!("{e:?} {e}"), name) {
                     Some(why) => ConnectError::Rejected(why),
-                    None => ConnectError::Unreachable(format!("Tls: {e}")),
+                    None => ConnectError::Unreachable(format!("TLS: {}", super::plain_io(&e))),
                 }),
             }
         }

@@ -300,7 +300,9 @@ fn writes_after_the_last_snapshot_are_counted_before_a_shutdown() {
     let probes = || {
         support::http_get(port, "/metrics")
             .lines()
-            .find_map(|l| l.strip_prefix("busyguard_probe_duration_seconds_count "))
+            .find_map(|l| {
+                l.strip_prefix("busyguard_probe_duration_seconds_count{redis=\"counted\"} ")
+            })
             .and_then(|n| n.trim().parse::<u64>().ok())
             .unwrap_or(0)
     };

@@ -223,8 +223,18 @@ fn each_receiver_gets_every_transition_in_its_documented_format() {
             ("trigger", "error"),
             ("trigger", "critical"),
             ("trigger", "critical"),
-            ("resolve", "-"),
+            // The shutdown lost the dataset (no persistence): the server being back is told,
+            // and the page stays open for an operator to resolve.
+            ("trigger", "critical"),
         ]
+    );
+    let back = pd_events.last().unwrap()["payload"]["summary"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        back.contains("lost the whole dataset") && back.contains("resolve it once"),
+        "{back}"
     );
     let first = &pd_events[0];
     assert_eq!(first["routing_key"], "R0UT1NGKEY00000000000000000000AB");

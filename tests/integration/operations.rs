@@ -663,7 +663,7 @@ fn log_lines_carry_their_severity_in_text_and_json() {
         stderr
             .lines()
             .find(|l| {
-                l.contains(&format!("\"message\":\"{event}\""))
+                l.contains(&format!("\"event\":\"{event}\""))
                     && l.contains("\"instance\":\"logged\"")
             })
             .map(str::to_string)
@@ -684,8 +684,64 @@ fn log_lines_carry_their_severity_in_text_and_json() {
             .unwrap_or_else(|| panic!("{event}: {line}"));
         let parsed: Value = serde_json::from_str(json).unwrap();
         assert_eq!(parsed["level"], level, "{line}");
-        assert_eq!(parsed["fields"]["instance"], "logged", "{line}");
+        assert_eq!(parsed["instance"], "logged", "{line}");
+        // The detail is an object a log system can index, not a string holding JSON.
+        assert!(parsed["detail"].is_object(), "{line}");
+        assert!(
+            parsed["message"].as_str().unwrap().starts_with(event),
+            "{line}"
+        );
     }
+}
+
+/// Text logs are logfmt, one event a line with a short message and without the record's
+/// detail; the first line says what is supervised and how.
+#[test]
+fn text_logs_are_logfmt_and_the_start_line_says_what_is_supervised() {
+    let server = RedisServer::start(ServerOptions::default());
+    let daemon = Daemon::start(
+        &server.policy("told", &support::ladder("3s", "shutdown")),
+        &["--log-level", "info"],
+    );
+    server.wait_snapshot();
+    support::run_killable_runaway(&server);
+    daemon.wait_event("recovered", LONG);
+    let stderr = daemon.stderr();
+    let start = stderr
+        .lines()
+        .find(|l| l.contains("supervises"))
+        .unwrap_or_else(|| panic!("no start line in {stderr}"));
+    assert!(
+        start.starts_with("ts=") && start.contains(" level=info msg=\"busyguard "),
+        "{start}"
+    );
+    for words in [
+        "told at unix://",
+        "enforce",
+        "SHUTDOWN NOSAVE",
+        "audit trail",
+    ] {
+        assert!(start.contains(words), "`{words}` not in {start}");
+    }
+    assert!(assert_logfmt(&stderr, "killed").contains(" instance=told"));
+    for line in stderr.lines().filter(|l| l.contains("event=")) {
+        assert!(!line.contains("detail="), "{line}");
+        assert!(line.len() < 600, "{} bytes: {line}", line.len());
+    }
+}
+
+/// The logfmt line of `event`: `ts=... level=... msg=... event=NAME ...`.
+fn assert_logfmt(stderr: &str, event: &str) -> String {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(&format!(" event={event} ")))
+        .unwrap_or_else(|| panic!("no {event} line in {stderr}"))
+        .to_string();
+    assert!(
+        line.starts_with("ts=") && line.contains(" level=") && line.contains(" msg="),
+        "{line}"
+    );
+    line
 }
 
 /// Every series an alert rule or the Grafana dashboard names is one the real daemon exports

@@ -232,10 +232,32 @@ fn a_file_with_every_key_loads_to_the_expected_policy() {
         },
     };
     assert_eq!(p, &expected);
-    // Accepting empty restarts, and an inline webhook URL, are allowed, and warned about.
-    assert_eq!(report.warnings.len(), 2, "{:?}", report.warnings);
+    // Accepting empty restarts is allowed, and warned about; a plain webhook URL
+    // (https://ops.example/hook) is no secret and is not.
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
     assert!(report.warnings[0].message.contains("allow_empty_restart"));
-    assert!(report.warnings[1].message.contains("notify.webhook.url"));
+    // A webhook URL carrying a credential (a password, a token in its query) is warned about.
+    let dir = tempfile::tempdir().unwrap();
+    for (url, warned) in [
+        ("https://ops.example/hook", false),
+        ("http://ops.example:8080/hook/path", false),
+        ("https://user:pw@ops.example/hook", true),
+        ("https://ops.example/hook?token=abc", true),
+    ] {
+        let file = dir.path().join("w.yaml");
+        std::fs::write(
+            &file,
+            format!("instance: w\nredis:\n  url: redis://127.0.0.1:1\nnotify:\n  - webhook: {{ url: \"{url}\" }}\n"),
+        )
+        .unwrap();
+        let report = policy::load(&[file]);
+        assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+        let said = report
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("secret inline"));
+        assert_eq!(said, warned, "{url}: {:?}", report.warnings);
+    }
     // Debug output of a policy hides every secret.
     let debug = format!("{p:?}");
     for secret in [

@@ -305,7 +305,7 @@ fn start_up_memory_and_time_do_not_grow_with_the_trail() {
         let started = Instant::now();
         daemon.spawn();
         // Seen in the daemon's log: reading the 64 MB trail here would measure the test.
-        let line = "watchdog_started instance=big";
+        let line = "event=watchdog_started instance=big";
         assert!(
             wait_for(LONG, || daemon.stderr().matches(line).count() == start),
             "{}",

@@ -82,6 +82,8 @@ fn sections(name: &str) -> String {
                   (mode 0660, group BUSYGUARD_CONTROL_GROUP when set).\n";
     let state_env = ".TP\n\\fBSTATE_DIRECTORY\\fR\nThe default \\-\\-state\\-dir (systemd sets it); \
                      else /var/lib/busyguard.\n";
+    let no_color = ".TP\n\\fBNO_COLOR\\fR\nWhen set (and not empty), no colour: \
+                    state words are coloured only when stdout is a terminal.\n";
     let (exit, signals, files, env, examples, see): (&str, &str, String, String, &str, String) =
         match name {
             "busyguard" => (
@@ -90,7 +92,7 @@ fn sections(name: &str) -> String {
                 ".TP\n/etc/busyguard/policies/\nPolicy files, one per Redis instance \
                  (busyguard\\-policy(5)).\n.TP\n/var/lib/busyguard/audit.jsonl\nThe audit trail.\n"
                     .into(),
-                state_env.into(),
+                format!("{state_env}{no_color}"),
                 "busyguard check /etc/busyguard/policies\n.br\nbusyguard status /etc/busyguard/policies\n.br\nbusyguard ps",
                 "busyguard\\-run(1), busyguard\\-check(1), busyguard\\-status(1), busyguard\\-ps(1), \
                  busyguard\\-simulate(1), busyguard\\-audit(1), busyguard\\-policy(5)"
@@ -132,7 +134,7 @@ fn sections(name: &str) -> String {
                 "0 when every instance answered; 1 otherwise.",
                 "",
                 format!("{socket}.TP\n\\fI<state\\-dir>/audit.jsonl\\fR\nRead for the slowest scripts of the last day.\n"),
-                state_env.into(),
+                format!("{state_env}{no_color}"),
                 "busyguard status /etc/busyguard/policies\n.br\nbusyguard status \\-\\-json cache.yaml | jq .",
                 "busyguard\\-check(1), busyguard\\-ps(1), busyguard\\-policy(5)".into(),
             ),
@@ -167,7 +169,10 @@ fn sections(name: &str) -> String {
                  runs on the state directory.",
                 "",
                 socket.into(),
-                state_env.into(),
+                match name {
+                    "busyguard-ps" => format!("{state_env}{no_color}"),
+                    _ => state_env.into(),
+                },
                 match name {
                     "busyguard-pause" => "busyguard pause cache\\-01 \\-\\-for 30m \\-\\-reason \"failover drill\"",
                     "busyguard-hold" => "busyguard hold cache\\-01 \\-\\-reason \"looking at it\"",

@@ -89,7 +89,10 @@ fn main() -> ExitCode {
             let status =
                 busyguard::commands::status::status(&paths, json, &dir, &sources, &mut out);
             let healthy = runtime.block_on(status);
-            print!("{}", for_terminal(&String::from_utf8_lossy(&out)));
+            let text = String::from_utf8_lossy(&out);
+            let text = for_terminal(&text);
+            let colour = !json && busyguard::commands::colour::wanted();
+            print!("{}", busyguard::commands::colour::paint(&text, colour));
             match healthy {
                 Ok(true) => ExitCode::SUCCESS,
                 _ => ExitCode::from(1),
@@ -126,7 +129,10 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Some(r) => {
-                print!("{}", for_terminal(&steer::ps_text(&r)));
+                let text = steer::ps_text(&r);
+                let text = for_terminal(&text);
+                let colour = busyguard::commands::colour::wanted();
+                print!("{}", busyguard::commands::colour::paint(&text, colour));
                 ExitCode::SUCCESS
             }
             None => ExitCode::from(1),

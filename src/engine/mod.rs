@@ -61,6 +61,9 @@ pub struct Engine {
     /// What the last snapshot could not read, reported once per change.
     snapshot_errors: Vec<String>,
     loading: bool,
+    /// The last word about the server is that nothing answers (refused, reset, timed out): an
+    /// incident in flight is then shown as unreachable, not busy (an operator's own SHUTDOWN).
+    unreachable_now: bool,
     /// `busy-reply-threshold 0` was reported for the current snapshot (once, not every probe).
     threshold_zero_reported: bool,
     /// Incidents opened so far, to keep ids unique even within one millisecond.
@@ -102,6 +105,7 @@ impl Engine {
             fault: None,
             snapshot_errors: Vec::new(),
             loading: false,
+            unreachable_now: false,
             threshold_zero_reported: false,
             opened: 0,
             pause: None,
@@ -227,6 +231,7 @@ impl Engine {
                 (_, Escalation::ShutdownSent | Escalation::ShutdownConfirmed) => State::Down,
                 (_, Escalation::Asked { .. }) => State::Asking,
                 (_, Escalation::FailoverRequested { .. }) => State::FailingOver,
+                (Cause::Busy(_) | Cause::Hang, _) if self.unreachable_now => State::Unreachable,
                 (Cause::Busy(_), _) => State::Busy,
                 (Cause::Hang, _) => State::Hang,
                 (Cause::Unreachable, _) => State::Unreachable,
@@ -343,6 +348,16 @@ impl Engine {
         self.expire_pause(at, &mut step);
         let superseded = self.settle_resumed(&obs);
         let now = at.mono;
+        // What the server is doing now: an answer of any kind means it is there.
+        match &obs {
+            Observation::Unreachable { .. } => self.unreachable_now = true,
+            Observation::Pong { .. }
+            | Observation::Unsaved { .. }
+            | Observation::Busy { .. }
+            | Observation::Loading
+            | Observation::Fault { .. } => self.unreachable_now = false,
+            _ => {}
+        }
         match obs {
             Observation::Pong { snapshot } => {
                 if let Some(s) = snapshot {

@@ -175,7 +175,7 @@ impl Engine {
                 Some(Escalation::ShutdownSent | Escalation::ShutdownConfirmed) => "nothing: shut down by busyguard, waiting for the server to come back (busyguard never restarts it)".to_string(),
                 _ => "nothing: waiting for the server to come back".to_string(),
             }),
-            State::Unreachable => Some("nothing while no server answers; an incident opens at the first BUSY reply".to_string()),
+            State::Unreachable => Some("nothing while no server answers; its first answer says whether the script is over".to_string()),
             State::Hang => Some("nothing until the server answers (or `on_hang.signal`)".to_string()),
             _ => inc.and_then(|i| match (&i.kill, &i.escalation) {
                 (Kill::NotYet, _) => Some(match self.rules.kill_after {

@@ -30,6 +30,14 @@ pub struct Context {
     /// The host busyguard runs on.
     pub host: String,
     pub runbook_url: Option<String>,
+    /// The server (`redis 7.0.15`), as the last record that named it said: a record without a
+    /// snapshot of its own (a shutdown confirmed, a recovery) still names it.
+    pub server: Option<String>,
+}
+
+/// The server a record's snapshot names, if it carries one.
+pub fn server_identity(record: &Record) -> Option<String> {
+    snapshot(record).map(|s| s.identity())
 }
 
 /// The request for `record` (its exact trail line is `line`), or `None` when this kind of
@@ -122,7 +130,7 @@ pub fn slack_escape(text: &str) -> String {
 }
 
 fn ms(v: Option<u64>) -> String {
-    v.map_or("-".into(), |m| format!("{m} ms"))
+    v.map_or("-".into(), crate::model::duration::human_ms)
 }
 
 /// A one-line human title for a record.
@@ -193,8 +201,9 @@ fn next_step(record: &Record) -> String {
     let at = |left: Option<u64>| match (record.unix_ms(), left) {
         (Some(ts), Some(left)) => {
             format!(
-                "at {} (in {left} ms)",
-                crate::model::clock::rfc3339(ts + left)
+                "at {} (in {})",
+                crate::model::clock::rfc3339(ts + left),
+                crate::model::duration::human_ms(left)
             )
         }
         _ => "when the budget ends".into(),
@@ -303,8 +312,8 @@ fn slack(record: &Record, ctx: &Context) -> Value {
         field("Next step", slack_escape(&next_step(record))),
         field("Incident", format!("{incident} · seq {}", record.seq)),
     ];
-    if let Some(s) = snapshot(record) {
-        fields.push(field("Server", slack_escape(&s.identity())));
+    if let Some(server) = server_identity(record).or_else(|| ctx.server.clone()) {
+        fields.push(field("Server", slack_escape(&server)));
     }
     if record.event.detail.data_at_risk().is_some() {
         fields.push(field(

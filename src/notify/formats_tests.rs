@@ -11,6 +11,7 @@ fn ctx() -> Context {
     Context {
         host: "redis-7".into(),
         runbook_url: Some("https://wiki.example/busy".into()),
+        server: None,
     }
 }
 
@@ -85,7 +86,7 @@ fn slack_escapes_user_text_and_has_a_fallback() {
     );
     let fields = body["blocks"][1]["fields"].to_string();
     assert!(fields.contains("BUSY &lt;x&gt; &amp; y"), "{fields}");
-    assert!(fields.contains("12 ms"), "{fields}");
+    assert!(fields.contains("12ms"), "{fields}");
     assert!(
         body["blocks"][2]
             .to_string()

@@ -87,6 +87,7 @@ pub fn spawn_for(
             context: formats::Context {
                 host: host(),
                 runbook_url: policy.runbook_url.clone(),
+                server: None,
             },
             paged: formats::Paged::default(),
             dry_run: dry_run || policy.mode == crate::policy::Mode::DryRun,
@@ -130,6 +131,7 @@ impl Outbox {
             quiet_ms: self.receiver.quiet.as_millis() as u64,
             grace_ms: self.receiver.unreachable_grace.as_millis() as u64,
             pages: matches!(self.receiver.kind, ReceiverKind::PagerDuty { .. }),
+            collapse: matches!(self.receiver.kind, ReceiverKind::Slack { .. }),
         });
         loop {
             let records = match tail.read_new() {
@@ -145,6 +147,10 @@ impl Outbox {
                 }
                 seen = r.seq;
                 if self.wants(&r) {
+                    // The server, as the last record that named it said: every message names it.
+                    if let Some(server) = formats::server_identity(&r.record) {
+                        self.context.server = Some(server);
+                    }
                     for now in quiet.take(r) {
                         self.deliver(&now).await;
                     }

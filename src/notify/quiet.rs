@@ -7,6 +7,11 @@
 //!   failed kill) or the end of the wait lets every held record go, in order.
 //! - An `unreachable` incident is held for `unreachable_grace` (30 s by default): a restart
 //!   shorter than that is not news at all.
+//! - For people reading a chat (`collapse`, Slack): what changed, not every step. An
+//!   `unkillable` within the moment stands for the `busy_detected` and `kill_sent` before it
+//!   (it names the kill and its answer), and a `shutdown_confirmed` for its `shutdown_sent` (held
+//!   for the same moment): an unkillable incident ended by a shutdown is three messages
+//!   (unkillable, shutdown confirmed, recovered), not six.
 //!
 //! Pure: the outbox feeds it records and the time, and delivers what it hands back.
 
@@ -22,6 +27,8 @@ pub struct Rules {
     pub grace_ms: u64,
     /// A receiver that pages (PagerDuty): a quick kill is not told at all, not even its outcome.
     pub pages: bool,
+    /// A receiver people read as a stream (Slack): steps that the next record tells are left out.
+    pub collapse: bool,
 }
 
 /// Records of one incident, held until `until` (Unix ms).
@@ -60,6 +67,22 @@ impl Quiet {
                     held.records.push(r);
                     Vec::new()
                 }
+                // For a chat: the answer to the kill tells the BUSY and the kill.
+                Detail::Unkillable(_) if self.rules.collapse && !held.unreachable => {
+                    self.held.remove(i);
+                    vec![r]
+                }
+                // For a chat: the shutdown confirmed tells that it was sent.
+                Detail::ShutdownConfirmed(_)
+                    if self.rules.collapse
+                        && held
+                            .records
+                            .iter()
+                            .all(|h| matches!(h.record.event.detail, Detail::ShutdownSent(_))) =>
+                {
+                    self.held.remove(i);
+                    vec![r]
+                }
                 // Resolved within the moment: the outcome alone (or nothing, for a pager).
                 Detail::Recovered(rec) if rec.how == RecoveredHow::Killed && !held.unreachable => {
                     self.held.remove(i);
@@ -83,6 +106,7 @@ impl Quiet {
         let (window, unreachable) = match &r.record.event.detail {
             Detail::BusyDetected(_) => (self.rules.quiet_ms, false),
             Detail::Unreachable(_) => (self.rules.grace_ms, true),
+            Detail::ShutdownSent(_) if self.rules.collapse => (self.rules.quiet_ms, false),
             _ => (0, false),
         };
         if window == 0 {
@@ -190,6 +214,7 @@ mod tests {
         quiet_ms: 2_000,
         grace_ms: 30_000,
         pages: false,
+        collapse: false,
     };
 
     #[test]
@@ -225,5 +250,89 @@ mod tests {
         q.take(rec(5, 10_000, "b", busy()));
         let out = q.take(rec(6, 10_001, "b", recovered(RecoveredHow::EndedByItself)));
         assert_eq!(out.iter().map(|r| r.seq).collect::<Vec<_>>(), [5, 6]);
+    }
+
+    fn unkillable() -> Detail {
+        Detail::Unkillable(d::KillAnswer {
+            command: "SCRIPT KILL".into(),
+            reply_ms: 1,
+            budget_left_ms: Some(1000),
+            then: crate::model::kinds::Then::Shutdown,
+            reply: "UNKILLABLE".into(),
+            replicated: false,
+            data_at_risk: None,
+            function: None,
+        })
+    }
+
+    fn shutdown_sent() -> Detail {
+        d::ShutdownSent {
+            inputs: DecisionInputs::default(),
+            reply_seen: "BUSY".into(),
+            command: "SHUTDOWN NOSAVE NOW".into(),
+            abort_first: false,
+            fallback: None,
+        }
+        .into()
+    }
+
+    fn shutdown_confirmed() -> Detail {
+        d::ShutdownConfirmed {
+            confirm_ms: 3,
+            since_first_busy_ms: Some(1003),
+            how: "the connection closed".into(),
+            command: None,
+        }
+        .into()
+    }
+
+    #[test]
+    fn for_a_chat_an_unkillable_shutdown_is_three_messages_not_six() {
+        let mut chat = Quiet::new(Rules {
+            collapse: true,
+            ..RULES
+        });
+        let mut sent = Vec::new();
+        sent.extend(chat.take(rec(1, 0, "a", busy())));
+        sent.extend(chat.take(rec(2, 1, "a", kill_sent())));
+        sent.extend(chat.take(rec(3, 2, "a", unkillable())));
+        sent.extend(chat.take(rec(4, 1000, "a", shutdown_sent())));
+        assert_eq!(chat.oldest_held_seq(), Some(4));
+        sent.extend(chat.take(rec(5, 1003, "a", shutdown_confirmed())));
+        sent.extend(chat.take(rec(
+            6,
+            9000,
+            "a",
+            recovered(RecoveredHow::RestartedAfterShutdown),
+        )));
+        assert_eq!(sent.iter().map(|r| r.seq).collect::<Vec<_>>(), [3, 5, 6]);
+        assert_eq!(chat.oldest_held_seq(), None);
+        // Every record, for a receiver that is not a chat.
+        let mut hook = Quiet::new(RULES);
+        let mut all = Vec::new();
+        for (seq, detail) in [
+            (1, busy()),
+            (2, kill_sent()),
+            (3, unkillable()),
+            (4, shutdown_sent()),
+            (5, shutdown_confirmed()),
+        ] {
+            all.extend(hook.take(rec(seq, seq, "a", detail)));
+        }
+        assert_eq!(
+            all.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+    }
+
+    #[test]
+    fn for_a_chat_a_shutdown_never_confirmed_is_told_when_its_moment_is_over() {
+        let mut chat = Quiet::new(Rules {
+            collapse: true,
+            ..RULES
+        });
+        assert!(chat.take(rec(4, 0, "a", shutdown_sent())).is_empty());
+        let out = chat.due(1_800_000_002_000);
+        assert_eq!(out.iter().map(|r| r.seq).collect::<Vec<_>>(), [4]);
     }
 }

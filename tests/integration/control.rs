@@ -351,6 +351,11 @@ fn an_operators_own_kill_or_shutdown_is_not_ended_by_itself() {
     let mut conn = server.conn();
     conn.send(&["SHUTDOWN", "NOSAVE"]).unwrap();
     assert!(server.wait_exit(Duration::from_secs(5)));
+    // While it is down, `ps` says so: not "busy for N" counting on (it said busy for 97 s).
+    daemon.wait_event("unreachable", LONG);
+    let (_, ps) = ctl(&daemon, &["ps"]);
+    assert!(ps.starts_with("manual  unreachable"), "{ps}");
+    assert!(!ps.contains("busy for"), "{ps}");
     server.spawn().unwrap();
     let second = daemon
         .wait_record(LONG, |r| {
@@ -379,6 +384,29 @@ fn under_then_notify_ps_says_nothing_will_be_sent_and_approve_does_nothing() {
     let (_, ps) = ctl(&daemon, &["ps"]);
     assert!(ps.contains("nothing will be sent (`then: notify`)"), "{ps}");
     assert!(!ps.contains("escalate"), "{ps}");
+    // Colour at a terminal (a pty through script(1)), none in a pipe or under NO_COLOR.
+    assert!(!ps.contains('\x1b'), "{ps:?}");
+    let at_terminal = |no_color: Option<&str>| {
+        let line = format!(
+            "{} ps --state-dir {}",
+            support::busyguard_bin().display(),
+            daemon.dir.path().display()
+        );
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &line, "/dev/null"]);
+        cmd.env_remove("NO_COLOR");
+        if let Some(v) = no_color {
+            cmd.env("NO_COLOR", v);
+        }
+        String::from_utf8_lossy(&cmd.output().expect("script(1)").stdout).into_owned()
+    };
+    let coloured = at_terminal(None);
+    assert!(coloured.contains("\x1b[1;31mbusy\x1b[0m"), "{coloured:?}");
+    let plain = at_terminal(Some("1"));
+    assert!(
+        plain.contains("notified  busy") && !plain.contains('\x1b'),
+        "{plain:?}"
+    );
     let (code, out) = ctl(&daemon, &["approve", "notified"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("approve does nothing"), "{out}");

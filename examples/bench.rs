@@ -95,6 +95,26 @@ fn main() {
         );
         return;
     }
+    // `--fcall T N`: runaway FCALLs at threshold T, without script rules and with one that
+    // names another function: what identifying the function (FUNCTION STATS) costs a kill.
+    if let (Some(t), Some(n)) = (arg("--fcall", 1), arg("--fcall", 2)) {
+        let plain = recovery_of(t, n as usize, "on_busy:\n  kill_after: 0s\n", true);
+        let ruled = recovery_of(
+            t,
+            n as usize,
+            "on_busy:\n  kill_after: 0s\n  scripts:\n    - function: nightly_*\n      kill_after: 1m\n",
+            true,
+        );
+        for (name, s) in [("no rules", plain), ("with a rule", ruled)] {
+            println!(
+                "fcall threshold={t} {name}: n={n} median=+{:.2} p90=+{:.2} p99=+{:.2}",
+                s.median() - t as f64,
+                s.quantile(0.9) - t as f64,
+                s.p99() - t as f64
+            );
+        }
+        return;
+    }
     // `--slow-disk N`: recovery at threshold 200 while another writer stalls the trail's disk
     // with large flushes (no disk flush is on a watchdog's path).
     if let Some(n) = arg("--slow-disk", 1) {
@@ -342,21 +362,34 @@ fn policy_for(server: &RedisServer, name: &str, rest: &str) -> String {
 /// Recovery with busyguard supervising. With `explain`, the slowest incident is broken down
 /// by the trail's own timestamps.
 fn busyguard_recovery(threshold: u64, n: usize) -> Samples {
+    recovery_of(threshold, n, "on_busy:\n  kill_after: 0s\n", false)
+}
+
+/// Recovery of runaway FCALLs, `on_busy` the policy's section: with script rules, the kill
+/// waits for FUNCTION STATS to name the function (the identification's cost).
+fn recovery_of(threshold: u64, n: usize, on_busy: &str, fcall: bool) -> Samples {
     let server = RedisServer::start(ServerOptions {
         threshold_ms: threshold,
         ..Default::default()
     });
-    let daemon = Daemon::start(
-        &policy_for(&server, "bench", "on_busy:\n  kill_after: 0s\n"),
-        &[],
-    );
+    if fcall {
+        server
+            .conn()
+            .call(&["FUNCTION", "LOAD", scripts::SPIN_LIBRARY])
+            .unwrap();
+    }
+    let daemon = Daemon::start(&policy_for(&server, "bench", on_busy), &[]);
     server.wait_snapshot();
     let mut s = Samples::default();
     let mut worst = (0.0, String::new());
     for i in 0..n {
         let started_ms = unix_ms_now();
-        let (reply, took) = Caller::eval(&server, scripts::READ_ONLY_LOOP, &[], &[]).reply_timed();
-        assert!(reply.unwrap().error().unwrap().contains("Script killed"));
+        let caller = match fcall {
+            true => Caller::start(&server, &["FCALL", "spin", "0"]),
+            false => Caller::eval(&server, scripts::READ_ONLY_LOOP, &[], &[]),
+        };
+        let (reply, took) = caller.reply_timed();
+        assert!(reply.unwrap().error().unwrap().contains("killed"));
         s.push(took);
         // The next incident starts once busyguard has seen this one end.
         wait_recovered(&daemon, i + 1);

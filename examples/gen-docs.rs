@@ -208,6 +208,8 @@ One observation a line, in time order; TIME is a duration from the start (\\fB0s
 changes=N run_id=ID cluster=yes offset=N replica=HOST:PORT[/LAG_S]...]\nA healthy reply, with the \
 snapshot's facts (a replica is online at the primary's offset).\n\
 .TP\nTIME \\fBbusy\\fR script|function|module|unknown\nA BUSY reply of that form.\n\
+.TP\nTIME \\fBfunction\\fR NAME\nWhat FUNCTION STATS answers after a \\fBbusy function\\fR: the running \
+function, which script rules (on_busy.scripts) match.\n\
 .TP\nTIME \\fBkill\\fR ok|unkillable|replicated|notbusy|lost\nThe answer to the kill.\n\
 .TP\nTIME \\fBshutdown\\fR confirmed|refused|failed\nThe end of a shutdown.\n\
 .TP\nTIME \\fBfailover\\fR promoted [HOST:PORT]|failed\nThe end of a failover.\n\

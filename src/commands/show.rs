@@ -255,8 +255,9 @@ fn summary_line(id: &str, records: &[Record]) -> String {
     )
 }
 
+/// A duration for people (`850ms`, `10s`, `1m37s`); empty when unknown.
 fn ms(v: Option<u64>) -> String {
-    v.map_or(String::new(), |v| format!("{v}ms"))
+    v.map_or(String::new(), crate::model::duration::human_ms)
 }
 
 /// The one line that says what a record means.
@@ -276,7 +277,10 @@ fn summary_raw(detail: &Detail) -> String {
                 .map_or("unknown".into(), |t| format!("{t}ms")),
             cut(&d.reply, REPLY_CHARS)
         ),
-        D::KillSent(d) => d.command.clone(),
+        D::KillSent(d) => match &d.inputs.policy.script_rule {
+            Some(rule) => format!("{} (script rule `{rule}`)", d.command),
+            None => d.command.clone(),
+        },
         D::Killed(d) => format!(
             "{} took effect, {} after the first BUSY",
             d.command,

@@ -13,8 +13,9 @@
 //! 3s    shutdown confirmed     # confirmed | refused | failed
 //! 4s    pong run_id=b
 //! ```
-//! Also `silent DURATION`, `unreachable`, `loading`, `fault TEXT`, and the operators' `pause
-//! DURATION`, `resume`, `hold`, `release`, `approve`.
+//! Also `silent DURATION`, `unreachable`, `loading`, `fault TEXT`, `function NAME` (what
+//! FUNCTION STATS answers after a `busy function`), and the operators' `pause DURATION`,
+//! `resume`, `hold`, `release`, `approve`.
 
 use std::path::Path;
 
@@ -132,6 +133,14 @@ fn parse_numbered(text: &str) -> Result<Vec<(usize, Millis, Input)>, String> {
                 reason: "connection refused".into(),
             }),
             "loading" => Input::Observe(Observation::Loading),
+            // FUNCTION STATS's answer: the running function's name.
+            "function" if !arg.is_empty() => Input::Observe(Observation::RunningFunction(
+                RunningFunction::Seen {
+                    name: Some(arg.into()),
+                    command: None,
+                    duration_ms: None,
+                },
+            )),
             "fault" => Input::Observe(Observation::Fault {
                 reply: rest.join(" "),
             }),
@@ -287,12 +296,19 @@ pub fn run(rules: Rules, steps: &[(Millis, Input)]) -> Vec<(Millis, Step)> {
 /// Whether `input` is the server's answer to `inquiry`.
 fn answers(input: &Input, inquiry: &Inquiry) -> bool {
     match (inquiry, input) {
-        (Inquiry::RunningFunction, Input::Observe(Observation::RunningFunction(_))) => true,
+        (
+            Inquiry::RunningFunction | Inquiry::Identify,
+            Input::Observe(Observation::RunningFunction(_)),
+        ) => true,
         (Inquiry::AfterRecovery, Input::Observe(Observation::AfterRecovery(_))) => true,
         (Inquiry::ReplicaOffsets { .. }, Input::Observe(Observation::ReplicaOffsets(_))) => true,
-        (Inquiry::RunningFunction | Inquiry::AfterRecovery | Inquiry::ReplicaOffsets { .. }, _) => {
-            false
-        }
+        (
+            Inquiry::RunningFunction
+            | Inquiry::Identify
+            | Inquiry::AfterRecovery
+            | Inquiry::ReplicaOffsets { .. },
+            _,
+        ) => false,
     }
 }
 
@@ -301,7 +317,7 @@ fn answers(input: &Input, inquiry: &Inquiry) -> bool {
 fn not_asked(inquiry: &Inquiry) -> Observation {
     const WHY: &str = "not asked in a simulation";
     match inquiry {
-        Inquiry::RunningFunction => {
+        Inquiry::RunningFunction | Inquiry::Identify => {
             Observation::RunningFunction(RunningFunction::Unknown(WHY.into()))
         }
         Inquiry::AfterRecovery => Observation::AfterRecovery(Err(WHY.into())),

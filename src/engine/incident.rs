@@ -5,7 +5,7 @@ use crate::model::snapshot::Snapshot;
 use crate::model::told::RunningFunction;
 
 use super::{KillCommand, Millis};
-use crate::model::kinds::{BusyKind, FailoverVia};
+use crate::model::kinds::{BusyKind, FailoverVia, Then};
 
 /// Where the kill stands within an incident.
 #[derive(Clone, Debug, PartialEq)]
@@ -67,9 +67,55 @@ pub(super) enum Cause {
     Unreachable,
 }
 
+/// The ladder an incident climbs: the instance's, or a script rule's once the server named the
+/// running function and a rule names it (`on_busy.scripts`).
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Ladder {
+    pub(super) kill_after: Millis,
+    pub(super) never_kill: bool,
+    pub(super) wait: Millis,
+    pub(super) then: Then,
+    /// The rule that applies (its `function` as written), `None` for the instance's ladder.
+    pub(super) rule: Option<String>,
+}
+
+impl Ladder {
+    /// The instance's ladder.
+    pub(super) fn of(rules: &super::Rules) -> Ladder {
+        Ladder {
+            kill_after: rules.kill_after,
+            never_kill: false,
+            wait: rules.wait,
+            then: rules.then,
+            rule: None,
+        }
+    }
+
+    /// The ladder for the function `name`: the first rule naming it, over the instance's.
+    pub(super) fn for_function(rules: &super::Rules, name: &str) -> Ladder {
+        let base = Ladder::of(rules);
+        let Some((_, rule)) = crate::policy::scripts::rule_for(&rules.scripts, name) else {
+            return base;
+        };
+        let ms = |d: std::time::Duration| d.as_millis() as Millis;
+        Ladder {
+            kill_after: rule.kill_after.map_or(base.kill_after, ms),
+            never_kill: rule.never_kill,
+            wait: rule.wait.map_or(base.wait, ms),
+            then: rule.then.unwrap_or(base.then),
+            rule: Some(rule.function.clone()),
+        }
+    }
+}
+
 /// One BUSY, hang or unreachable episode.
 #[derive(Clone, Debug)]
 pub(super) struct Incident {
+    /// The ladder it climbs (a script rule's once the function is known).
+    pub(super) ladder: Ladder,
+    /// The kill waits for the running function's name (FUNCTION STATS, a few ms at most):
+    /// the BUSY reply it will answer.
+    pub(super) identifying: Option<String>,
     pub(super) id: String,
     pub(super) opened: Millis,
     pub(super) cause: Cause,

@@ -98,9 +98,15 @@ impl Engine {
             supersedes,
         };
         step.events.push(self.event(Some(inc), false, detail));
-        // A busy FCALL names itself (FUNCTION STATS), ahead of any kill.
+        // A busy FCALL names itself (FUNCTION STATS), ahead of any kill; when a script rule
+        // could change the ladder, the kill waits for the name (a few ms at most).
         if kind == BusyKind::Function {
-            step.inquiry = Some(Inquiry::RunningFunction);
+            if self.rules.scripts.is_empty() {
+                step.inquiry = Some(Inquiry::RunningFunction);
+            } else {
+                inc.identifying = Some(reply.to_string());
+                step.inquiry = Some(Inquiry::Identify);
+            }
         }
     }
 
@@ -154,7 +160,29 @@ impl Engine {
     ) {
         let rules = &self.rules;
         let first = inc.first_busy.unwrap_or(now);
-        if inc.kill == Kill::NotYet && now >= first + rules.kill_after {
+        // A kill a script rule could change waits for the function's name, a few ms at most
+        // (the watchdog bounds FUNCTION STATS): never applied on a guess, never long.
+        if inc.kill == Kill::NotYet && inc.identifying.is_some() {
+            inc.identifying = Some(reply);
+            return;
+        }
+        if inc.kill == Kill::NotYet && inc.ladder.never_kill {
+            inc.kill = Kill::NoneExists;
+            let detail = d::EscalationWithheld {
+                inputs: self.inputs(Some(inc), now),
+                reason: format!(
+                    "never_kill: the script rule `{}` names this function (a job not to interrupt): only the wait and its `then` apply",
+                    inc.ladder.rule.as_deref().unwrap_or("?")
+                ),
+                withheld_action: Some(d::WithheldAction::Kill),
+                missing: None,
+                reply_seen: Some(reply.clone()),
+                silent_ms: None,
+                signal: None,
+            };
+            step.events.push(self.event(Some(inc), false, detail));
+        }
+        if inc.kill == Kill::NotYet && now >= first + inc.ladder.kill_after {
             let known = match inc.cause {
                 Cause::Busy(k) => k,
                 _ => kind,
@@ -187,9 +215,9 @@ impl Engine {
             return;
         }
         let killed_or_none = matches!(inc.kill, Kill::NoneExists | Kill::Answered { .. });
-        let budget_spent = now >= first + rules.wait || inc.approved;
+        let budget_spent = now >= first + inc.ladder.wait || inc.approved;
         let due = match inc.escalation {
-            Escalation::NotYet if killed_or_none && budget_spent => match rules.then {
+            Escalation::NotYet if killed_or_none && budget_spent => match inc.ladder.then {
                 Then::Ask if inc.approved => Due::Order(Order::Approved),
                 Then::Ask => Due::Ask,
                 Then::Failover => Due::Failover,
@@ -369,7 +397,7 @@ impl Engine {
         };
         if inc.demoted.is_none() && inc.first_busy.is_some() {
             inc.demoted = Some(primary.clone());
-            if inc.escalation == Escalation::Withheld && self.rules.then != Then::Notify {
+            if inc.escalation == Escalation::Withheld && inc.ladder.then != Then::Notify {
                 inc.escalation = Escalation::NotYet;
             }
             let detail = d::RoleChanged {
@@ -413,8 +441,8 @@ impl Engine {
             reply_ms: now.saturating_sub(sent_at),
             budget_left_ms: inc
                 .first_busy
-                .map(|f| (f + self.rules.wait).saturating_sub(now)),
-            then: self.rules.then,
+                .map(|f| (f + inc.ladder.wait).saturating_sub(now)),
+            then: inc.ladder.then,
             reply,
             replicated,
             data_at_risk: self.snapshot().map(Snapshot::data_at_risk),
@@ -729,5 +757,37 @@ impl Recovering {
             r.forensics = forensics.map(serde_json::Value::Object);
         }
         self.event
+    }
+}
+
+impl Engine {
+    /// FUNCTION STATS answered: the function that runs, and the ladder it climbs. A kill that
+    /// waited for the name is decided now, on the BUSY reply it waited with.
+    pub(super) fn on_running_function(
+        &mut self,
+        now: Millis,
+        seen: crate::model::told::RunningFunction,
+        step: &mut Step,
+    ) {
+        let Some(mut inc) = self.incident.take() else {
+            return;
+        };
+        // A function that runs now: as good as a BUSY reply for continuity.
+        if seen.name().is_some() {
+            inc.last_busy = now;
+        }
+        // The first name decides; a later answer never moves an incident to another ladder.
+        if let (None, Some(name)) = (&inc.ladder.rule, seen.name()) {
+            inc.ladder = super::incident::Ladder::for_function(&self.rules, name);
+        }
+        inc.function = Some(seen);
+        if let Some(reply) = inc.identifying.take() {
+            let kind = match inc.cause {
+                Cause::Busy(k) => k,
+                _ => BusyKind::Function,
+            };
+            self.decide(&mut inc, now, kind, reply, step);
+        }
+        self.incident = Some(inc);
     }
 }

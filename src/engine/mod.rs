@@ -173,6 +173,8 @@ impl Engine {
         };
         self.opened += 1;
         self.resumed = Some(Incident {
+            ladder: incident::Ladder::of(&self.rules),
+            identifying: None,
             id: open.id.clone(),
             opened: to_mono(open.opened_unix_ms),
             cause,
@@ -207,8 +209,20 @@ impl Engine {
     }
 
     /// Take new rules (a reload) without losing the incident in flight.
+    /// A reloaded policy takes effect on the incident in flight too: its ladder is the new
+    /// instance's, or the new rule that names its function.
     pub fn set_rules(&mut self, rules: Rules) {
         self.rules = rules;
+        for inc in [self.incident.as_mut(), self.resumed.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            let named = inc.function.as_ref().and_then(|f| f.name());
+            inc.ladder = match named {
+                Some(name) => incident::Ladder::for_function(&self.rules, name),
+                None => incident::Ladder::of(&self.rules),
+            };
+        }
     }
 
     pub fn rules(&self) -> &Rules {
@@ -249,8 +263,8 @@ impl Engine {
 
     /// The end of the recovery budget of the incident in flight.
     pub fn budget_end(&self) -> Option<Millis> {
-        let first = self.incident.as_ref()?.first_busy?;
-        Some(first + self.rules.wait)
+        let inc = self.incident.as_ref()?;
+        Some(inc.first_busy? + inc.ladder.wait)
     }
 
     /// The next instant at which a fresh BUSY reply could lead to an action: the watchdog sends
@@ -262,11 +276,11 @@ impl Engine {
         let waiting = paused || self.hold.is_some();
         match (&i.kill, &i.escalation) {
             (Kill::NotYet, _) if paused => None,
-            (Kill::NotYet, _) => Some(first + self.rules.kill_after),
+            (Kill::NotYet, _) => Some(first + i.ladder.kill_after),
             (Kill::NoneExists | Kill::Answered { .. }, Escalation::NotYet) if waiting => None,
             (Kill::NoneExists | Kill::Answered { .. }, Escalation::NotYet) if i.approved => Some(0),
             (Kill::NoneExists | Kill::Answered { .. }, Escalation::NotYet) => {
-                Some(first + self.rules.wait)
+                Some(first + i.ladder.wait)
             }
             (_, Escalation::Asked { .. }) if waiting => None,
             (_, Escalation::Asked { .. }) if i.approved => Some(0),
@@ -415,15 +429,7 @@ impl Engine {
                     self.sentinel_elsewhere = Some(why);
                 }
             }
-            Observation::RunningFunction(seen) => {
-                if let Some(inc) = self.incident.as_mut() {
-                    // A function that runs now: as good as a BUSY reply for continuity.
-                    if seen.name().is_some() {
-                        inc.last_busy = now;
-                    }
-                    inc.function = Some(seen);
-                }
-            }
+            Observation::RunningFunction(seen) => self.on_running_function(now, seen, &mut step),
             Observation::AfterRecovery(told) => self.recovered_with(told, &mut step),
             Observation::Signal(result) => {
                 if let Err(error) = result {
@@ -577,6 +583,8 @@ impl Engine {
     fn open(&mut self, at: At, cause: Cause) -> Incident {
         self.opened += 1;
         Incident {
+            ladder: incident::Ladder::of(&self.rules),
+            identifying: None,
             id: format!("{}-{}-{}", self.rules.instance, at.unix_ms, self.opened),
             opened: at.mono,
             cause,
@@ -619,15 +627,18 @@ impl Engine {
         let r = &self.rules;
         let first = inc.and_then(|i| i.first_busy);
         let snapshot = self.snapshot();
+        let base = incident::Ladder::of(r);
+        let ladder = inc.map_or(&base, |i| &i.ladder);
         DecisionInputs {
             since_first_busy_ms: first.map(|f| now.saturating_sub(f)),
-            budget_left_ms: first.map(|f| (f + r.wait).saturating_sub(now)),
+            budget_left_ms: first.map(|f| (f + ladder.wait).saturating_sub(now)),
             policy: PolicyInputs {
-                kill_after_ms: r.kill_after,
-                wait_ms: r.wait,
-                then: r.then,
+                kill_after_ms: ladder.kill_after,
+                wait_ms: ladder.wait,
+                then: ladder.then,
                 max_shutdowns: r.max_shutdowns,
                 per_ms: r.per,
+                script_rule: ladder.rule.clone(),
             },
             threshold_ms: snapshot.and_then(|s| s.busy_threshold_ms),
             snapshot_age_ms: self.snapshot.as_ref().map(|h| now.saturating_sub(h.taken)),

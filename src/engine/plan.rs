@@ -11,6 +11,11 @@ use super::Rules;
 impl Rules {
     /// What the end of the budget does to the server, in words.
     pub fn escalation_words(&self) -> String {
+        self.escalation_words_for(self.then)
+    }
+
+    /// What the end of the budget does under `then` (the instance's, or a script rule's).
+    pub fn escalation_words_for(&self, then: Then) -> String {
         let dry = if self.dry_run {
             " (dry-run: decided and recorded, never sent)"
         } else {
@@ -20,7 +25,7 @@ impl Rules {
             Resort::Shutdown => "SHUTDOWN NOSAVE",
             Resort::Notify => "nothing is sent (notify)",
         };
-        match self.then {
+        match then {
             Then::Notify => {
                 "nothing will be sent (`then: notify`): busyguard notifies and waits for the script to end".into()
             }
@@ -39,8 +44,8 @@ impl Rules {
     }
 
     /// Whether `approve` can change anything: under `then: notify` nothing is ever sent.
-    pub fn approvable(&self) -> Result<(), String> {
-        match self.then {
+    pub fn approvable(then: Then) -> Result<(), String> {
+        match then {
             Then::Notify => Err("approve does nothing here: the policy's `then: notify` never sends a shutdown; end the script yourself (`redis-cli SHUTDOWN NOSAVE`) or change `then`".into()),
             _ => Ok(()),
         }
@@ -69,8 +74,37 @@ impl Rules {
         } else {
             ""
         };
+        let rules: Vec<String> = self
+            .scripts
+            .iter()
+            .map(|r| {
+                let kill = match (r.never_kill, r.kill_after) {
+                    (true, _) => "never killed".to_string(),
+                    (false, Some(d)) => format!(
+                        "killed {} after the first BUSY",
+                        human_ms(d.as_millis() as u64)
+                    ),
+                    (false, None) => "killed as above".to_string(),
+                };
+                let wait = r.wait.map_or(self.wait, |d| d.as_millis() as u64);
+                let then = r.then.unwrap_or(self.then);
+                format!(
+                    "function `{}`: {kill}; at {}: {}",
+                    r.function,
+                    human_ms(wait),
+                    self.escalation_words_for(then)
+                )
+            })
+            .collect();
+        let rules = match rules.is_empty() {
+            true => String::new(),
+            false => format!(
+                ". Script rules (when FUNCTION STATS names the function; else the above): {}",
+                rules.join("; ")
+            ),
+        };
         format!(
-            "{kill}{dry}; if it is unkillable, at {} after the first BUSY: {}{limits}",
+            "{kill}{dry}; if it is unkillable, at {} after the first BUSY: {}{limits}{rules}",
             human_ms(self.wait),
             self.escalation_words()
         )

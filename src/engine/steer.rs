@@ -11,7 +11,7 @@ use crate::event::detail as d;
 use crate::model::kinds::State;
 
 use super::incident::{Escalation, Kill};
-use super::{At, Engine, Millis, Step};
+use super::{At, Engine, Millis, Rules, Step};
 
 /// A command from the control socket, with who sent it.
 #[derive(Clone, Debug, PartialEq)]
@@ -97,11 +97,11 @@ impl Engine {
                 self.hold.take().ok_or("not held")?;
             }
             Steer::Approve => {
-                self.rules.approvable()?;
                 let inc = self
                     .incident
                     .as_mut()
                     .ok_or("no incident in flight to approve")?;
+                Rules::approvable(inc.ladder.then)?;
                 if !matches!(
                     inc.escalation,
                     Escalation::NotYet | Escalation::Asked { .. }
@@ -119,7 +119,7 @@ impl Engine {
         let i = self.incident.as_ref()?;
         match (&i.kill, &i.escalation) {
             (Kill::NoneExists | Kill::Answered { .. }, Escalation::NotYet) => {
-                Some(i.first_busy? + self.rules.wait)
+                Some(i.first_busy? + i.ladder.wait)
             }
             (_, Escalation::Asked { since }) => Some(since + self.rules.ask_timeout),
             _ => None,
@@ -178,7 +178,7 @@ impl Engine {
             State::Unreachable => Some("nothing while no server answers; its first answer says whether the script is over".to_string()),
             State::Hang => Some("nothing until the server answers (or `on_hang.signal`)".to_string()),
             _ => inc.and_then(|i| match (&i.kill, &i.escalation) {
-                (Kill::NotYet, _) => Some(match self.rules.kill_after {
+                (Kill::NotYet, _) => Some(match i.ladder.kill_after {
                     0 => "SCRIPT KILL or FUNCTION KILL at the next BUSY reply".to_string(),
                     ms => format!(
                         "SCRIPT KILL or FUNCTION KILL at the first BUSY reply {} after the first",
@@ -190,7 +190,7 @@ impl Engine {
                 (Kill::Gone { .. }, _) => Some("confirm with a PONG that the script is gone".into()),
                 (_, Escalation::NotYet) => Some(format!(
                     "at the end of the budget: {}",
-                    self.rules.escalation_words()
+                    self.rules.escalation_words_for(i.ladder.then)
                 )),
                 (_, Escalation::Asked { .. }) => Some(format!(
                     "await an approval (`busyguard approve` or `hold`), else {}",

@@ -34,6 +34,7 @@ fn rules() -> Rules {
         replicas: ["10.0.0.7:6380", "10.0.0.8:6381", "10.0.0.9:6382"]
             .map(listed)
             .to_vec(),
+        scripts: Vec::new(),
         hang_after: 30_000,
         hang_signal: HangSignal::None,
         signal_after: 60_000,
@@ -97,7 +98,7 @@ fn observed(e: &mut Engine, at: At, obs: Observation) -> Step {
                 snapshot: Ok(e.snapshot().cloned().unwrap_or_default()),
                 slowlog: Ok(Vec::new()),
             }))),
-            Inquiry::RunningFunction => {
+            Inquiry::RunningFunction | Inquiry::Identify => {
                 Observation::RunningFunction(RunningFunction::Unknown("not asked".into()))
             }
             // Every candidate caught up.
@@ -1647,6 +1648,95 @@ fn a_busy_function_is_named_from_function_stats_in_its_unkillable_record() {
         s.events[0].detail.to_value()["forensics"]["function"]["name"],
         "compact"
     );
+}
+
+fn seen(name: &str) -> Observation {
+    Observation::RunningFunction(RunningFunction::Seen {
+        name: Some(name.into()),
+        command: None,
+        duration_ms: None,
+    })
+}
+
+fn with_script_rules() -> Rules {
+    let rule = |function: &str, kill_after: Option<u64>, never_kill: bool| {
+        crate::policy::scripts::ScriptRule {
+            function: function.into(),
+            kill_after: kill_after.map(std::time::Duration::from_millis),
+            never_kill,
+            wait: Some(std::time::Duration::from_millis(10_000)),
+            then: Some(Then::Notify),
+        }
+    };
+    Rules {
+        scripts: vec![
+            rule("nightly_compact", Some(1_000), false),
+            rule("migrate_*", None, true),
+        ],
+        ..rules()
+    }
+}
+
+/// #29: with script rules, the kill of a busy FCALL waits for FUNCTION STATS (never longer:
+/// the watchdog bounds it) and then follows the rule that names the function: a longer
+/// `kill_after`, or `never_kill` (the kill withheld and recorded, the rule's wait and `then`).
+#[test]
+fn a_script_rule_that_names_the_running_function_sets_its_ladder() {
+    let mut e = engine_with(with_script_rules());
+    let s = e.observe(at(10), busy(FUNCTION_BUSY));
+    assert_eq!(s.inquiry, Some(Inquiry::Identify));
+    assert_eq!(s.action, None, "the kill waits for the name");
+    // Named: the rule's kill_after (1 s) applies; no kill yet.
+    let s = e.observe(at(11), seen("nightly_compact"));
+    assert_eq!(s.action, None, "{:?}", s.events);
+    let s = e.observe(at(600), busy(FUNCTION_BUSY));
+    assert_eq!(s.action, None);
+    let s = e.observe(at(1_010), busy(FUNCTION_BUSY));
+    assert_eq!(s.action, Some(Action::Kill(KillCommand::FunctionKill)));
+    let sent = s.events[0].detail.to_value();
+    assert_eq!(sent["policy"]["script_rule"], "nightly_compact");
+    assert_eq!(sent["policy"]["kill_after_ms"], 1_000);
+    // A job never to interrupt: the kill is withheld and said, only the rule's wait applies.
+    let mut e = engine_with(with_script_rules());
+    e.observe(at(10), busy(FUNCTION_BUSY));
+    let s = e.observe(at(11), seen("migrate_users"));
+    assert_eq!(s.action, None);
+    let withheld = s.events[0].detail.to_value();
+    assert_eq!(withheld["withheld_action"], "kill", "{withheld}");
+    assert!(withheld["reason"].as_str().unwrap().contains("never_kill"));
+    let s = e.observe(at(3_000), busy(FUNCTION_BUSY));
+    assert_eq!(
+        s.action, None,
+        "the instance's wait (2 s) no longer applies"
+    );
+    let s = e.observe(at(10_020), busy(FUNCTION_BUSY));
+    assert_eq!(s.action, None, "the rule's then: notify sends nothing");
+    assert!(
+        s.events
+            .iter()
+            .any(|ev| ev.kind().name() == "escalation_withheld")
+    );
+}
+
+/// A rule never applies on a guess: a function no rule names, or FUNCTION STATS unanswered,
+/// gets the instance's ladder, and the kill goes as soon as the answer (or its bound) is in.
+#[test]
+fn an_unnamed_or_unknown_function_gets_the_instances_ladder() {
+    for answer in [
+        seen("other"),
+        Observation::RunningFunction(RunningFunction::Unknown("no reply within 5ms".into())),
+    ] {
+        let mut e = engine_with(with_script_rules());
+        e.observe(at(10), busy(FUNCTION_BUSY));
+        let s = e.observe(at(15), answer);
+        assert_eq!(s.action, Some(Action::Kill(KillCommand::FunctionKill)));
+        assert!(s.events[0].detail.to_value()["policy"]["script_rule"].is_null());
+    }
+    // An EVAL is never named: its kill goes at once, no question asked.
+    let mut e = engine_with(with_script_rules());
+    let s = e.observe(at(10), busy(SCRIPT_BUSY));
+    assert_eq!(s.inquiry, None);
+    assert_eq!(s.action, Some(Action::Kill(KillCommand::ScriptKill)));
 }
 
 /// The answer, come at `t` on connection `conn`, to a command sent `waited` ms before.

@@ -106,6 +106,9 @@ pub enum Inquiry {
     /// FUNCTION STATS (allowed while busy): which function runs. With a kill in the same step it
     /// is written just ahead of it, so it reaches the server before the function dies.
     RunningFunction,
+    /// FUNCTION STATS alone, for a kill that waits for the name (`on_busy.scripts`): the
+    /// watchdog gives it a few milliseconds at most, then the kill goes on the instance's ladder.
+    Identify,
     /// The counters and the SLOWLOG once the script is gone: the `recovered` record waits for
     /// them (a short bound: the next script may already hold the server).
     AfterRecovery,
@@ -345,6 +348,8 @@ pub struct Rules {
     pub sentinel_master: Option<String>,
     /// `topology.replicas`: the only replicas a failover may promote or ask.
     pub replicas: Vec<TrustedReplica>,
+    /// `on_busy.scripts`: ladders of their own for known functions.
+    pub scripts: Vec<crate::policy::scripts::ScriptRule>,
     pub hang_after: Millis,
     pub hang_signal: HangSignal,
     pub signal_after: Millis,
@@ -376,6 +381,7 @@ impl Rules {
             failover_max_lag: p.on_busy.on_unkillable.failover.max_lag,
             sentinel_master: p.topology.sentinel.as_ref().map(|s| s.master.clone()),
             replicas: p.topology.replicas.clone(),
+            scripts: p.on_busy.scripts.clone(),
             hang_after: ms(p.on_hang.after),
             hang_signal: p.on_hang.signal,
             signal_after: ms(p.on_hang.signal_after),

@@ -23,6 +23,10 @@ pub struct PolicyInputs {
     pub then: Then,
     pub max_shutdowns: u32,
     pub per_ms: u64,
+    /// The `on_busy.scripts` rule the incident climbs (its `function`), when one named the
+    /// running function; the ladder above is then the rule's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script_rule: Option<String>,
 }
 
 /// The inputs every decision record carries: time in the incident, the policy, and the healthy

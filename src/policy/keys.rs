@@ -372,6 +372,48 @@ pub const KEYS: &[KeyDoc] = &[
         doc: "At the end of the budget: `shutdown` (SHUTDOWN NOSAVE, version-aware), `notify` (never shut down), `failover` (promote a replica through Sentinel or the Cluster, then shut the busy old primary down), or `ask` (an operator approves within `ask.timeout`, else `ask.default`).",
     },
     KeyDoc {
+        path: "on_busy.scripts",
+        default: Default::Unset("none: every script gets the instance's ladder"),
+        bounds: Bounds::None,
+        doc: "Rules for known functions (FCALL), at most 32, the first that names the running function wins: `- {function: nightly_*, kill_after: 10m, never_kill: true, on_unkillable: {wait: 2h, then: notify}}`. A rule applies only when FUNCTION STATS named the function during the incident (asked at the first BUSY reply, within 5 ms; the kill waits for it only that long); an EVAL, an unknown name or a function no rule names gets the instance's ladder.",
+    },
+    KeyDoc {
+        path: "on_busy.scripts[].function",
+        default: Default::Unset("required"),
+        bounds: Bounds::None,
+        doc: "The function's name, or a glob of it (`*` any run of characters, `?` one): letters, digits, `_`, `*`, `?`.",
+    },
+    KeyDoc {
+        path: "on_busy.scripts[].kill_after",
+        default: Default::Unset("`on_busy.kill_after`"),
+        bounds: Bounds::Duration {
+            min: Duration::ZERO,
+            max: Duration::from_secs(24 * 3600),
+        },
+        doc: "Grace after the first BUSY reply before FUNCTION KILL, for this function.",
+    },
+    KeyDoc {
+        path: "on_busy.scripts[].never_kill",
+        default: Default::Bool(false),
+        bounds: Bounds::None,
+        doc: "A job that must not be interrupted half-way: no FUNCTION KILL (the withheld kill is recorded); only the rule's wait and its `then` apply.",
+    },
+    KeyDoc {
+        path: "on_busy.scripts[].on_unkillable.wait",
+        default: Default::Unset("`on_busy.on_unkillable.wait`"),
+        bounds: Bounds::Duration {
+            min: Duration::from_millis(1),
+            max: Duration::from_secs(7 * 24 * 3600),
+        },
+        doc: "Recovery budget for this function, counted from the first BUSY reply.",
+    },
+    KeyDoc {
+        path: "on_busy.scripts[].on_unkillable.then",
+        default: Default::Unset("`on_busy.on_unkillable.then`"),
+        bounds: Bounds::Words(Then::NAMES),
+        doc: "What the end of this function's budget does: `shutdown`, `notify`, `failover` or `ask` (their settings are the instance's).",
+    },
+    KeyDoc {
         path: "on_busy.on_unkillable.failover.fallback",
         default: Default::Word("notify"),
         bounds: Bounds::Words(Resort::NAMES),

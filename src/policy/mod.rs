@@ -11,6 +11,7 @@ pub mod pem;
 mod reader;
 pub mod replicas;
 mod schema;
+pub mod scripts;
 mod url;
 pub(crate) mod yaml;
 
@@ -158,6 +159,8 @@ pub struct Probe {
 pub struct OnBusy {
     pub kill_after: Duration,
     pub on_unkillable: OnUnkillable,
+    /// `on_busy.scripts`: ladders of their own for known functions.
+    pub scripts: Vec<scripts::ScriptRule>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::reader::{Inline, Reader, Section};
 use super::replicas::{MAX_REPLICAS, TrustedReplica};
+use super::scripts::{MAX_RULES, ScriptRule, valid_pattern};
 use super::url::parse_url;
 use super::yaml::{self, Node, Pos};
 use super::{
@@ -240,32 +241,51 @@ fn topology(r: &mut Reader, top: &Section) -> Topology {
     }
 }
 
+/// The items of the list `key` in `s`, at most `max` of them (more is an error naming the
+/// bound, `what` they are and `why`); not a list is an error saying it must be `shape`.
+fn bounded_list<'n>(
+    r: &mut Reader,
+    s: &Section<'n>,
+    key: &str,
+    shape: &str,
+    (max, what, why): (usize, &str, &str),
+) -> &'n [Node] {
+    let path = s.path(key);
+    match s.get(key) {
+        None => &[],
+        Some(Node::Seq { items, .. }) => {
+            if items.len() > max {
+                r.error(
+                    s.key_pos(key).unwrap_or(items[0].pos()),
+                    format!("`{path}` lists {} {what}; at most {max}{why}", items.len()),
+                );
+            }
+            &items[..items.len().min(max)]
+        }
+        Some(n) => {
+            r.error(n.pos(), format!("`{path}` must be {shape}"));
+            &[]
+        }
+    }
+}
+
 /// `topology.replicas`: `host:port` each (reached like `redis.url`, with its TLS and
 /// credentials), or `{address, username, password_file}` for a replica with its own password.
 fn replicas(r: &mut Reader, t: &Section) -> Vec<TrustedReplica> {
     const KEY: &str = "topology.replicas";
-    let items = match t.get("replicas") {
-        None => return Vec::new(),
-        Some(Node::Seq { items, .. }) => items,
-        Some(n) => {
-            r.error(
-                n.pos(),
-                format!("`{KEY}` must be a list of `host:port` addresses (`[10.0.0.8:6379]`)"),
-            );
-            return Vec::new();
-        }
-    };
-    if items.len() > MAX_REPLICAS {
-        r.error(
-            t.key_pos("replicas").unwrap_or(items[0].pos()),
-            format!(
-                "`{KEY}` names {} replicas; at most {MAX_REPLICAS} (each is asked once a second during an incident)",
-                items.len()
-            ),
-        );
-    }
+    let items = bounded_list(
+        r,
+        t,
+        "replicas",
+        "a list of `host:port` addresses (`[10.0.0.8:6379]`)",
+        (
+            MAX_REPLICAS,
+            "replicas",
+            " (each is asked once a second during an incident)",
+        ),
+    );
     let mut out: Vec<TrustedReplica> = Vec::new();
-    for item in items.iter().take(MAX_REPLICAS) {
+    for item in items {
         let (text, (username, password)) = match item {
             Node::Map { .. } => {
                 let s = r.section(item, "topology.replicas[]");
@@ -501,8 +521,10 @@ fn on_busy(r: &mut Reader, top: &Section) -> OnBusy {
     let ask = r.optional_section(&u, "ask");
     let ask_timeout = r.opt_duration(&ask, "timeout");
     let ask_default = Resort::parse(r.opt_choice(&ask, "default")).unwrap_or_default();
+    let scripts = script_rules(r, &s, kill_after, wait);
     OnBusy {
         kill_after,
+        scripts,
         on_unkillable: OnUnkillable {
             wait,
             then,
@@ -513,6 +535,93 @@ fn on_busy(r: &mut Reader, top: &Section) -> OnBusy {
             failover,
         },
     }
+}
+
+/// `on_busy.scripts`: each rule's function (a name or glob) and what differs from the
+/// instance's ladder; a rule that an earlier one shadows is said (the first listed wins).
+fn script_rules(
+    r: &mut Reader,
+    s: &Section,
+    kill_after: std::time::Duration,
+    wait: std::time::Duration,
+) -> Vec<ScriptRule> {
+    const KEY: &str = "on_busy.scripts";
+    let items = bounded_list(
+        r,
+        s,
+        "scripts",
+        "a list of rules (`- {function: nightly_*, kill_after: 10m}`)",
+        (MAX_RULES, "rules", ""),
+    );
+    let mut rules: Vec<ScriptRule> = Vec::new();
+    for item in items {
+        if !matches!(item, Node::Map { .. }) {
+            r.error(
+                item.pos(),
+                format!("each `{KEY}` item is a mapping with a `function`"),
+            );
+            continue;
+        }
+        let rs = r.section(item, "on_busy.scripts[]");
+        let function = match rs.get("function") {
+            Some(n) => r.string(n, "on_busy.scripts[].function").and_then(|f| {
+                if valid_pattern(&f) {
+                    Some(f)
+                } else {
+                    r.error(n.pos(), format!("`on_busy.scripts[].function` `{f}`: a function name or glob has letters, digits, `_`, `*` and `?` only"));
+                    None
+                }
+            }),
+            None => {
+                r.error(item.pos(), "missing required key `on_busy.scripts[].function`".into());
+                None
+            }
+        };
+        let duration = |r: &mut Reader, sec: &Section, key: &str, table: &str| {
+            sec.get(key)
+                .and_then(|n| r.duration(n, &sec.path(key), table))
+        };
+        let rule_kill_after = duration(r, &rs, "kill_after", "on_busy.scripts[].kill_after");
+        let never_kill = r.opt_bool(&rs, "never_kill");
+        let u = r.optional_section(&rs, "on_unkillable");
+        let rule_wait = duration(r, &u, "wait", "on_busy.scripts[].on_unkillable.wait");
+        let then = u.get("then").and_then(|n| {
+            r.choice(n, "on_busy.scripts[].on_unkillable.then", Then::NAMES)
+                .and_then(Then::parse)
+        });
+        let (k, w) = (
+            rule_kill_after.unwrap_or(kill_after),
+            rule_wait.unwrap_or(wait),
+        );
+        if w < k && !never_kill {
+            r.error(
+                item.pos(),
+                format!(
+                    "the rule's budget ({}) is shorter than its `kill_after` ({}): the budget counts from the first BUSY reply and must leave room for the kill",
+                    humantime::format_duration(w),
+                    humantime::format_duration(k)
+                ),
+            );
+        }
+        let Some(function) = function else { continue };
+        if let Some(earlier) = rules.iter().find(|e| e.matches(&function)) {
+            r.warn(
+                item.pos(),
+                format!(
+                    "`on_busy.scripts`: `{function}` is also named by `{}` listed before it, which wins for the names both match",
+                    earlier.function
+                ),
+            );
+        }
+        rules.push(ScriptRule {
+            function,
+            kill_after: rule_kill_after,
+            never_kill,
+            wait: rule_wait,
+            then,
+        });
+    }
+    rules
 }
 
 fn on_hang(r: &mut Reader, top: &Section, redis: Option<&RedisTarget>) -> OnHang {

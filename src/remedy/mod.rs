@@ -120,9 +120,9 @@ async fn run<R: Remedy>(remedy: &R, ctx: &Context<'_>, runtime: &impl Runtime) -
     // The inquiry is polled first (join polls in order): it is written ahead of the action.
     let ahead = async {
         match &ctx.ahead {
-            Some(Inquiry::RunningFunction) => Some(Observation::RunningFunction(
-                forensics::ask_running_function(ctx.conn).await,
-            )),
+            Some(Inquiry::RunningFunction | Inquiry::Identify) => Some(
+                Observation::RunningFunction(forensics::ask_running_function(ctx.conn).await),
+            ),
             Some(Inquiry::AfterRecovery | Inquiry::ReplicaOffsets { .. }) | None => None,
         }
     };

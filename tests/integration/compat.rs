@@ -99,16 +99,21 @@ pub fn killable_eval(build: Option<ServerBuild>) {
     );
 }
 
+/// A server of `build` with `library` loaded; `None` on a build without functions (6.2).
+fn with_library(build: &Option<ServerBuild>, library: &str) -> Option<RedisServer> {
+    if !ServerBuild::has_functions(build) {
+        return None;
+    }
+    let server = server(build, &[]);
+    server.conn().call(&["FUNCTION", "LOAD", library]).unwrap();
+    Some(server)
+}
+
 /// A runaway FCALL is ended by FUNCTION KILL (7.0+; 6.2 has no functions).
 pub fn function_kill(build: Option<ServerBuild>) {
-    if !ServerBuild::has_functions(&build) {
+    let Some(server) = with_library(&build, scripts::SPIN_LIBRARY) else {
         return;
-    }
-    let server = server(&build, &[]);
-    server
-        .conn()
-        .call(&["FUNCTION", "LOAD", scripts::SPIN_LIBRARY])
-        .unwrap();
+    };
     let daemon = Daemon::start(
         &server.policy("compat", &support::ladder("5s", "shutdown")),
         &[],
@@ -134,6 +139,73 @@ pub fn function_kill(build: Option<ServerBuild>) {
         recovered["detail"]["forensics"]["function"]["name"], "spin",
         "{recovered}"
     );
+}
+
+/// #29: rules per function (`on_busy.scripts`), matched by the name FUNCTION STATS gives at the
+/// first BUSY reply: a runaway of a function no rule names is killed at once; `nightly_*`'s
+/// longer `kill_after` leaves it alone that long, then kills it; a `never_kill` job that wrote
+/// is never sent a kill (the withheld kill is recorded) and its rule's `then` applies.
+pub fn script_rules(build: Option<ServerBuild>) {
+    let Some(server) = with_library(&build, scripts::RULED_LIBRARY) else {
+        return;
+    };
+    let rules = "on_busy:\n  kill_after: 0s\n  on_unkillable:\n    wait: 30s\n    then: notify\n  scripts:\n    - function: nightly_*\n      kill_after: 1500ms\n    - function: migrate_*\n      never_kill: true\n      on_unkillable: { wait: 500ms, then: notify }\n";
+    let daemon = Daemon::start(&server.policy("ruled", rules), &[]);
+    server.wait_snapshot();
+    let kill_of = |n: usize| {
+        assert!(wait_for(LONG, || daemon.records_of("kill_sent").len() >= n));
+        daemon.records_of("kill_sent")[n - 1].clone()
+    };
+    // Another function: killed at once, on the instance's ladder.
+    let reply = Caller::start(&server, &["FCALL", "spin", "0"])
+        .reply()
+        .unwrap();
+    assert!(reply.killed_by_user(), "{reply:?}");
+    let sent = kill_of(1);
+    assert!(sent["detail"]["policy"]["script_rule"].is_null(), "{sent}");
+    assert!(
+        sent["detail"]["since_first_busy_ms"].as_u64().unwrap() < 1_000,
+        "{sent}"
+    );
+    assert!(wait_for(LONG, || daemon.records_of("recovered").len() == 1));
+    // The nightly job: left alone for its rule's 1.5 s, then killed.
+    let reply = Caller::start(&server, &["FCALL", "nightly_compact", "0"])
+        .reply()
+        .unwrap();
+    assert!(reply.killed_by_user(), "{reply:?}");
+    let sent = kill_of(2);
+    assert_eq!(
+        sent["detail"]["policy"]["script_rule"], "nightly_*",
+        "{sent}"
+    );
+    assert_eq!(sent["detail"]["policy"]["kill_after_ms"], 1_500, "{sent}");
+    assert!(
+        sent["detail"]["since_first_busy_ms"].as_u64().unwrap() >= 1_500,
+        "{sent}"
+    );
+    assert!(wait_for(LONG, || daemon.records_of("recovered").len() == 2));
+    // A job never to interrupt, that wrote: no kill, the withheld kill said, then its `then`.
+    let _job = Caller::start(&server, &["FCALL", "migrate_users", "1", "k"]);
+    let withheld = daemon
+        .wait_record(LONG, |r| {
+            r["event"] == "escalation_withheld" && r["detail"]["withheld_action"] == "kill"
+        })
+        .unwrap();
+    assert!(
+        support::reason(&withheld).contains("never_kill"),
+        "{withheld}"
+    );
+    assert_eq!(withheld["detail"]["policy"]["script_rule"], "migrate_*");
+    // Past the rule's 500 ms budget, its `then: notify` is withheld in turn; still no kill.
+    daemon
+        .wait_record(LONG, |r| {
+            r["event"] == "escalation_withheld"
+                && r["detail"]["withheld_action"].is_null()
+                && r["detail"]["policy"]["script_rule"] == "migrate_*"
+        })
+        .unwrap();
+    // Every kill is recorded before it leaves: the two above, none for the job.
+    assert_eq!(daemon.records_of("kill_sent").len(), 2);
 }
 
 /// An unkillable script that ends inside the budget is left alone, its writes kept.
@@ -302,6 +374,10 @@ macro_rules! builds {
             #[test]
             fn with_the_version_unknown_the_shutdown_still_ends_the_server() {
                 unknown_version_shutdown(build())
+            }
+            #[test]
+            fn script_rules_follow_the_function_function_stats_names() {
+                script_rules(build())
             }
             #[test]
             fn dry_run_sends_nothing() {

@@ -126,6 +126,13 @@ fn a_file_with_every_key_loads_to_the_expected_policy() {
                     max_lag: 0,
                 },
             },
+            scripts: vec![busyguard::policy::scripts::ScriptRule {
+                function: "nightly_*".into(),
+                kill_after: Some(ms(600_000)),
+                never_kill: true,
+                wait: Some(ms(7_200_000)),
+                then: Some(Then::Notify),
+            }],
         },
         on_hang: OnHang {
             after: ms(20_000),

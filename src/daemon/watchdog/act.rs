@@ -30,6 +30,9 @@ const REPLY_FLOOR: Duration = Duration::from_millis(500);
 /// What FUNCTION STATS during an incident (allowed while busy) may take at most, when no kill
 /// goes with it.
 const FUNCTION_STATS_LIMIT: Duration = Duration::from_secs(2);
+/// What FUNCTION STATS may take when a kill waits for its answer (`on_busy.scripts`): past it,
+/// the kill goes on the instance's ladder.
+const IDENTIFY_LIMIT: Duration = Duration::from_millis(5);
 /// What the questions after a recovery (INFO, CONFIG, SLOWLOG) may take at most. A client may
 /// start the next script the instant the last one ends; the server then answers nothing until
 /// that script's threshold, and the `recovered` record (its time, its notification, the next
@@ -129,14 +132,18 @@ async fn ask(conn: &Connection, policy: &Policy, inquiry: Inquiry) -> Observatio
             )
             .await,
         ),
-        Inquiry::RunningFunction => {
-            let seen =
-                tokio::time::timeout(FUNCTION_STATS_LIMIT, forensics::ask_running_function(conn))
-                    .await;
+        Inquiry::RunningFunction | Inquiry::Identify => {
+            // A kill waits on the name only this long: a busy server answers FUNCTION STATS
+            // at its next event-loop pass (well under a millisecond on a script's hook).
+            let limit = match inquiry {
+                Inquiry::Identify => IDENTIFY_LIMIT,
+                _ => FUNCTION_STATS_LIMIT,
+            };
+            let seen = tokio::time::timeout(limit, forensics::ask_running_function(conn)).await;
             Observation::RunningFunction(seen.unwrap_or_else(|_| {
                 RunningFunction::Unknown(format!(
-                    "no reply within {} ms",
-                    FUNCTION_STATS_LIMIT.as_millis()
+                    "no reply within {}: the instance's ladder applies",
+                    crate::model::duration::human_ms(limit.as_millis() as u64)
                 ))
             }))
         }

@@ -455,6 +455,12 @@ pub mod scripts {
     /// A library with a function that never ends.
     pub const SPIN_LIBRARY: &str = "#!lua name=busyguard_test\n\
         redis.register_function('spin', function(keys, args) while true do end end)";
+    /// Functions for script rules: two that never end, and one that writes first.
+    pub const RULED_LIBRARY: &str = "#!lua name=busyguard_rules\n\
+        redis.register_function('spin', function(keys, args) while true do end end)\n\
+        redis.register_function('nightly_compact', function(keys, args) while true do end end)\n\
+        redis.register_function('migrate_users', function(keys, args) \
+        redis.call('SET', keys[1], 'x') while true do end end)";
 }
 
 /// A client that runs one command on its own connection and thread, as an application would.

@@ -133,6 +133,8 @@ fn parse_numbered(text: &str) -> Result<Vec<(usize, Millis, Input)>, String> {
                 reason: "connection refused".into(),
             }),
             "loading" => Input::Observe(Observation::Loading),
+            // The server's log naming the EVAL that went BUSY.
+            "eval" if !arg.is_empty() => Input::Observe(Observation::EvalNamed(Ok(arg.into()))),
             // FUNCTION STATS's answer: the running function's name.
             "function" if !arg.is_empty() => Input::Observe(Observation::RunningFunction(
                 RunningFunction::Seen {
@@ -300,11 +302,13 @@ fn answers(input: &Input, inquiry: &Inquiry) -> bool {
             Inquiry::RunningFunction | Inquiry::Identify,
             Input::Observe(Observation::RunningFunction(_)),
         ) => true,
+        (Inquiry::IdentifyEval, Input::Observe(Observation::EvalNamed(_))) => true,
         (Inquiry::AfterRecovery, Input::Observe(Observation::AfterRecovery(_))) => true,
         (Inquiry::ReplicaOffsets { .. }, Input::Observe(Observation::ReplicaOffsets(_))) => true,
         (
             Inquiry::RunningFunction
             | Inquiry::Identify
+            | Inquiry::IdentifyEval
             | Inquiry::AfterRecovery
             | Inquiry::ReplicaOffsets { .. },
             _,
@@ -321,6 +325,7 @@ fn not_asked(inquiry: &Inquiry) -> Observation {
             Observation::RunningFunction(RunningFunction::Unknown(WHY.into()))
         }
         Inquiry::AfterRecovery => Observation::AfterRecovery(Err(WHY.into())),
+        Inquiry::IdentifyEval => Observation::EvalNamed(Err(WHY.into())),
         Inquiry::ReplicaOffsets {
             replicas,
             primary_offset,

@@ -11,6 +11,11 @@
 //! A script that keeps crossing the line is told once an hour at most: the first time, then a
 //! summary (`repeats_since_last`) at its next crossing an hour or more later; every warning
 //! says how often the script was slow in the last hour.
+//!
+//! A storm is told on its own (valkey-io/valkey#2773): one script run again and again just
+//! under the threshold (80% of it or more, never reaching it) holds the server as surely as a
+//! runaway, yet never goes BUSY. When its runs in the last minute held the server half of that
+//! minute or more, a `slow_script` record with `storm` says so, once an hour per script.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -22,6 +27,11 @@ use crate::policy::EarlyWarning;
 const TELL_EVERY_MS: u64 = 3_600_000;
 /// The window of `count_last_hour`.
 const HOUR_MS: u64 = 3_600_000;
+/// The window a storm is measured over, and the share of it its runs must have held.
+const STORM_WINDOW_MS: u64 = 60_000;
+const STORM_HELD_MS: u64 = STORM_WINDOW_MS / 2;
+/// The fewest runs that make a storm (one long run is not one).
+const STORM_RUNS: usize = 3;
 
 /// Which scripts deserve a warning, and which entries were already seen.
 #[derive(Debug)]
@@ -33,6 +43,10 @@ pub struct EarlyWarnings {
     recent: HashMap<String, VecDeque<u64>>,
     /// When each script was last told, and how often it was slow since.
     told: HashMap<String, (u64, u32)>,
+    /// Per script: the (end ms, duration ms) of its runs just under the threshold, within the
+    /// storm window of its newest run, and when a storm of it was last told.
+    near: HashMap<String, VecDeque<(u64, u64)>>,
+    storm_told: HashMap<String, u64>,
 }
 
 impl EarlyWarnings {
@@ -43,6 +57,8 @@ impl EarlyWarnings {
             cursor: cursor.map(|(run, id)| (run, Some(id))),
             recent: HashMap::new(),
             told: HashMap::new(),
+            near: HashMap::new(),
+            storm_told: HashMap::new(),
         }
     }
 
@@ -94,6 +110,7 @@ impl EarlyWarnings {
             let Some((command, script)) = entry.script() else {
                 continue;
             };
+            let storm = self.storm(&script, entry, threshold_ms, now_unix_ms);
             let at = entry.at_unix_s * 1000;
             let recent = self.recent.entry(script.clone()).or_default();
             recent.push_back(at);
@@ -106,12 +123,17 @@ impl EarlyWarnings {
             let count_last_hour = recent.len() as u32;
             let told = self.told.entry(script.clone()).or_insert((0, 0));
             let due = told.0 == 0 || now_unix_ms.saturating_sub(told.0) >= TELL_EVERY_MS;
-            if !due {
+            if !due && storm.is_none() {
                 told.1 += 1;
                 continue;
             }
-            let repeats_since_last = std::mem::take(&mut told.1);
-            told.0 = now_unix_ms.max(1);
+            let repeats_since_last = match due {
+                true => std::mem::take(&mut told.1),
+                false => 0,
+            };
+            if due {
+                told.0 = now_unix_ms.max(1);
+            }
             warnings.push(SlowScript {
                 script,
                 command,
@@ -127,9 +149,51 @@ impl EarlyWarnings {
                 slowlog_id: entry.id,
                 run_id: run_id.map(str::to_string),
                 logged_at_unix: entry.at_unix_s,
+                storm,
             });
         }
         (fresh, warnings)
+    }
+
+    /// Count `entry` toward a storm of `script` (a run at 80% or more of the threshold that
+    /// stayed below it), and say whether one is to be told now. Times are the server's own
+    /// (its SLOWLOG), so the window does not depend on the two clocks agreeing.
+    fn storm(
+        &mut self,
+        script: &str,
+        entry: &SlowEntry,
+        threshold_ms: Option<u64>,
+        now_unix_ms: u64,
+    ) -> Option<crate::event::detail::Storm> {
+        let threshold = threshold_ms.filter(|t| *t > 0)? as f64;
+        let duration_ms = entry.duration_us / 1000;
+        let share = duration_ms as f64 / threshold;
+        if !(crate::event::NEAR_THRESHOLD..1.0).contains(&share) {
+            return None;
+        }
+        let end = entry.at_unix_s * 1000 + duration_ms;
+        let runs = self.near.entry(script.to_string()).or_default();
+        runs.push_back((end, duration_ms));
+        while runs
+            .front()
+            .is_some_and(|(t, _)| end.saturating_sub(*t) > STORM_WINDOW_MS)
+        {
+            runs.pop_front();
+        }
+        let held_ms: u64 = runs.iter().map(|(_, d)| d).sum();
+        if runs.len() < STORM_RUNS || held_ms < STORM_HELD_MS {
+            return None;
+        }
+        let told = self.storm_told.entry(script.to_string()).or_insert(0);
+        if *told != 0 && now_unix_ms.saturating_sub(*told) < TELL_EVERY_MS {
+            return None;
+        }
+        *told = now_unix_ms.max(1);
+        Some(crate::event::detail::Storm {
+            runs: runs.len() as u32,
+            held_ms,
+            window_ms: STORM_WINDOW_MS,
+        })
     }
 }
 
@@ -195,6 +259,36 @@ mod tests {
             .1;
         assert_eq!(later.len(), 1);
         assert_eq!(later[0].repeats_since_last, 2);
+    }
+
+    /// valkey-io/valkey#2773: runs just under the threshold, back to back, hold the server
+    /// without ever going BUSY: told once as a storm, with how long they held it.
+    #[test]
+    fn scripts_back_to_back_just_under_the_threshold_are_a_storm_told_once() {
+        let mut e = EarlyWarnings::new(EarlyWarning::Share(0.5), Some((Some("a".into()), 0)));
+        let t = 1_800_000_000_000;
+        // 180 ms runs (90% of a 200 ms threshold), five a second, over a minute.
+        let runs: Vec<SlowEntry> = (1..=300)
+            .map(|i| SlowEntry {
+                at_unix_s: 1_800_000_000 + i / 5,
+                ..entry(i, 180, "storm")
+            })
+            .collect();
+        let told = e.observe(Some("a"), Some(200), &runs, t).1;
+        let storms: Vec<_> = told.iter().filter_map(|w| w.storm.as_ref()).collect();
+        assert_eq!(storms.len(), 1, "{told:?}");
+        assert!(
+            storms[0].held_ms >= STORM_HELD_MS && storms[0].runs >= 3,
+            "{storms:?}"
+        );
+        // The first run was told as slow; the storm once more; nothing else this hour.
+        assert_eq!(told.len(), 2);
+        // Runs that went BUSY (at the threshold) or far below it are no storm.
+        let mut e = EarlyWarnings::new(EarlyWarning::Share(0.5), Some((Some("a".into()), 0)));
+        let busy: Vec<SlowEntry> = (1..=300).map(|i| entry(i, 200, "busy")).collect();
+        let slow: Vec<SlowEntry> = (301..=600).map(|i| entry(i, 120, "slow")).collect();
+        let told = e.observe(Some("a"), Some(200), &[busy, slow].concat(), t).1;
+        assert!(told.iter().all(|w| w.storm.is_none()), "{told:?}");
     }
 
     #[test]

@@ -91,10 +91,13 @@ impl Ladder {
         }
     }
 
-    /// The ladder for the function `name`: the first rule naming it, over the instance's.
-    pub(super) fn for_function(rules: &super::Rules, name: &str) -> Ladder {
+    /// The ladder for the running script: the first rule naming it, over the instance's.
+    pub(super) fn for_script(
+        rules: &super::Rules,
+        running: crate::policy::scripts::Running,
+    ) -> Ladder {
         let base = Ladder::of(rules);
-        let Some((_, rule)) = crate::policy::scripts::rule_for(&rules.scripts, name) else {
+        let Some((_, rule)) = crate::policy::scripts::rule_for(&rules.scripts, running) else {
             return base;
         };
         let ms = |d: std::time::Duration| d.as_millis() as Millis;
@@ -103,7 +106,7 @@ impl Ladder {
             never_kill: rule.never_kill,
             wait: rule.wait.map_or(base.wait, ms),
             then: rule.then.unwrap_or(base.then),
-            rule: Some(rule.function.clone()),
+            rule: Some(rule.names.label()),
         }
     }
 }
@@ -113,9 +116,12 @@ impl Ladder {
 pub(super) struct Incident {
     /// The ladder it climbs (a script rule's once the function is known).
     pub(super) ladder: Ladder,
-    /// The kill waits for the running function's name (FUNCTION STATS, a few ms at most):
-    /// the BUSY reply it will answer.
+    /// The kill waits for the running script's name (FUNCTION STATS or the server's log, a
+    /// few ms at most): the BUSY reply it will answer.
     pub(super) identifying: Option<String>,
+    /// The running script as it was named, and by what (`function nightly_compact (FUNCTION
+    /// STATS)`), or why it could not be (`unknown: ...`), when script rules asked.
+    pub(super) identity: Option<String>,
     pub(super) id: String,
     pub(super) opened: Millis,
     pub(super) cause: Cause,
@@ -142,6 +148,8 @@ pub(super) struct Incident {
     pub(super) failover_failed: bool,
     /// What FUNCTION STATS said of the running function (FCALL only).
     pub(super) function: Option<RunningFunction>,
+    /// The EVAL's SHA1, as the server's log named it (script rules with `sha`).
+    pub(super) eval_sha: Option<String>,
     /// Kills this incident sent: more counted by the server means another client's kill.
     pub(super) kills_sent: u64,
     /// The probe connection its evidence came on (see `continuity`).
@@ -170,6 +178,21 @@ pub(super) struct Incident {
     pub(super) offsets_for: Option<String>,
     /// How far behind each replica was when the failover was requested (bytes, a lower bound).
     pub(super) requested_behind: Vec<(String, u64)>,
+}
+
+impl Incident {
+    /// The running script, as the server named it during this incident.
+    pub(super) fn running(&self) -> Option<crate::policy::scripts::Running<'_>> {
+        use crate::policy::scripts::Running;
+        match (
+            &self.eval_sha,
+            self.function.as_ref().and_then(|f| f.name()),
+        ) {
+            (Some(sha), _) => Some(Running::Eval(sha)),
+            (None, Some(name)) => Some(Running::Function(name)),
+            (None, None) => None,
+        }
+    }
 }
 
 /// The healthy snapshot held, when it was taken, and whether this run took it.

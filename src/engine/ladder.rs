@@ -9,11 +9,13 @@ use crate::model::snapshot::Snapshot;
 use crate::model::told::{AfterRecovery, delta, offending_entry};
 
 use super::guards::{self, Known, Order, Withheld};
-use super::incident::{Cause, Escalation, Incident, Kill};
+use super::incident::{Cause, Escalation, Incident, Kill, Ladder};
 use super::{
     Action, At, Engine, Inquiry, KillCommand, KillReply, Millis, ShutdownCommand, ShutdownOutcome,
     Step, UNKNOWN_THRESHOLD_MS, kill_for,
 };
+use crate::model::told::RunningFunction;
+use crate::policy::scripts::{Names, Running};
 
 /// What is due at the end of the budget.
 enum Due {
@@ -99,14 +101,24 @@ impl Engine {
         };
         step.events.push(self.event(Some(inc), false, detail));
         // A busy FCALL names itself (FUNCTION STATS), ahead of any kill; when a script rule
-        // could change the ladder, the kill waits for the name (a few ms at most).
-        if kind == BusyKind::Function {
-            if self.rules.scripts.is_empty() {
-                step.inquiry = Some(Inquiry::RunningFunction);
-            } else {
+        // could change the ladder, the kill waits for the name (a few ms at most), and for an
+        // EVAL's from the server's log when a rule names EVALs.
+        let function_rules = self
+            .rules
+            .scripts
+            .iter()
+            .any(|r| matches!(r.names, Names::Function(_)));
+        match kind {
+            BusyKind::Function if function_rules => {
                 inc.identifying = Some(reply.to_string());
                 step.inquiry = Some(Inquiry::Identify);
             }
+            BusyKind::Function => step.inquiry = Some(Inquiry::RunningFunction),
+            BusyKind::Script if self.rules.eval_rules => {
+                inc.identifying = Some(reply.to_string());
+                step.inquiry = Some(Inquiry::IdentifyEval);
+            }
+            _ => {}
         }
     }
 
@@ -766,7 +778,7 @@ impl Engine {
     pub(super) fn on_running_function(
         &mut self,
         now: Millis,
-        seen: crate::model::told::RunningFunction,
+        seen: RunningFunction,
         step: &mut Step,
     ) {
         let Some(mut inc) = self.incident.take() else {
@@ -778,16 +790,57 @@ impl Engine {
         }
         // The first name decides; a later answer never moves an incident to another ladder.
         if let (None, Some(name)) = (&inc.ladder.rule, seen.name()) {
-            inc.ladder = super::incident::Ladder::for_function(&self.rules, name);
+            inc.ladder = Ladder::for_script(&self.rules, Running::Function(name));
+        }
+        if inc.identifying.is_some() {
+            inc.identity = Some(match &seen {
+                RunningFunction::Seen { name: Some(n), .. } => {
+                    format!("function {n} (FUNCTION STATS)")
+                }
+                RunningFunction::Seen { name: None, .. } => {
+                    "unknown: FUNCTION STATS named no running function; the instance's ladder applies".into()
+                }
+                RunningFunction::Unknown(why) => {
+                    format!("unknown: FUNCTION STATS: {why}")
+                }
+            });
         }
         inc.function = Some(seen);
+        self.identified(&mut inc, now, step);
+        self.incident = Some(inc);
+    }
+
+    /// The server's log named the EVAL that went BUSY (or could not): its ladder, then the kill
+    /// that waited for it.
+    pub(super) fn on_eval_named(
+        &mut self,
+        now: Millis,
+        named: Result<String, String>,
+        step: &mut Step,
+    ) {
+        let Some(mut inc) = self.incident.take() else {
+            return;
+        };
+        inc.identity = Some(match &named {
+            Ok(sha) => format!("eval {sha} (the server's log)"),
+            Err(why) => format!("unknown: {why}; the instance's ladder applies"),
+        });
+        if let (None, Ok(sha)) = (&inc.ladder.rule, &named) {
+            inc.ladder = Ladder::for_script(&self.rules, Running::Eval(sha));
+        }
+        inc.eval_sha = named.ok();
+        self.identified(&mut inc, now, step);
+        self.incident = Some(inc);
+    }
+
+    /// The kill that waited for the script's name is decided now, on the BUSY reply it kept.
+    fn identified(&mut self, inc: &mut Incident, now: Millis, step: &mut Step) {
         if let Some(reply) = inc.identifying.take() {
             let kind = match inc.cause {
                 Cause::Busy(k) => k,
-                _ => BusyKind::Function,
+                _ => BusyKind::Unknown,
             };
-            self.decide(&mut inc, now, kind, reply, step);
+            self.decide(inc, now, kind, reply, step);
         }
-        self.incident = Some(inc);
     }
 }

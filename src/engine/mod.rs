@@ -175,6 +175,7 @@ impl Engine {
         self.resumed = Some(Incident {
             ladder: incident::Ladder::of(&self.rules),
             identifying: None,
+            identity: None,
             id: open.id.clone(),
             opened: to_mono(open.opened_unix_ms),
             cause,
@@ -191,6 +192,7 @@ impl Engine {
             demoted: None,
             failover_failed: false,
             function: None,
+            eval_sha: None,
             kills_sent: 0,
             conn: 0,
             seen_kind: None,
@@ -217,9 +219,8 @@ impl Engine {
             .into_iter()
             .flatten()
         {
-            let named = inc.function.as_ref().and_then(|f| f.name());
-            inc.ladder = match named {
-                Some(name) => incident::Ladder::for_function(&self.rules, name),
+            inc.ladder = match inc.running() {
+                Some(running) => incident::Ladder::for_script(&self.rules, running),
                 None => incident::Ladder::of(&self.rules),
             };
         }
@@ -430,6 +431,7 @@ impl Engine {
                 }
             }
             Observation::RunningFunction(seen) => self.on_running_function(now, seen, &mut step),
+            Observation::EvalNamed(named) => self.on_eval_named(now, named, &mut step),
             Observation::AfterRecovery(told) => self.recovered_with(told, &mut step),
             Observation::Signal(result) => {
                 if let Err(error) = result {
@@ -585,6 +587,7 @@ impl Engine {
         Incident {
             ladder: incident::Ladder::of(&self.rules),
             identifying: None,
+            identity: None,
             id: format!("{}-{}-{}", self.rules.instance, at.unix_ms, self.opened),
             opened: at.mono,
             cause,
@@ -601,6 +604,7 @@ impl Engine {
             demoted: None,
             failover_failed: false,
             function: None,
+            eval_sha: None,
             kills_sent: 0,
             conn: self.conn,
             seen_kind: None,
@@ -639,6 +643,7 @@ impl Engine {
                 max_shutdowns: r.max_shutdowns,
                 per_ms: r.per,
                 script_rule: ladder.rule.clone(),
+                script: inc.and_then(|i| i.identity.clone()),
             },
             threshold_ms: snapshot.and_then(|s| s.busy_threshold_ms),
             snapshot_age_ms: self.snapshot.as_ref().map(|h| now.saturating_sub(h.taken)),

@@ -90,7 +90,7 @@ impl Rules {
                 let then = r.then.unwrap_or(self.then);
                 format!(
                     "function `{}`: {kill}; at {}: {}",
-                    r.function,
+                    r.names.label(),
                     human_ms(wait),
                     self.escalation_words_for(then)
                 )

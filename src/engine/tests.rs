@@ -35,6 +35,7 @@ fn rules() -> Rules {
             .map(listed)
             .to_vec(),
         scripts: Vec::new(),
+        eval_rules: false,
         hang_after: 30_000,
         hang_signal: HangSignal::None,
         signal_after: 60_000,
@@ -101,6 +102,7 @@ fn observed(e: &mut Engine, at: At, obs: Observation) -> Step {
             Inquiry::RunningFunction | Inquiry::Identify => {
                 Observation::RunningFunction(RunningFunction::Unknown("not asked".into()))
             }
+            Inquiry::IdentifyEval => Observation::EvalNamed(Err("not asked".into())),
             // Every candidate caught up.
             Inquiry::ReplicaOffsets {
                 replicas,
@@ -1661,7 +1663,7 @@ fn seen(name: &str) -> Observation {
 fn with_script_rules() -> Rules {
     let rule = |function: &str, kill_after: Option<u64>, never_kill: bool| {
         crate::policy::scripts::ScriptRule {
-            function: function.into(),
+            names: crate::policy::scripts::Names::Function(function.into()),
             kill_after: kill_after.map(std::time::Duration::from_millis),
             never_kill,
             wait: Some(std::time::Duration::from_millis(10_000)),
@@ -1724,7 +1726,7 @@ fn a_script_rule_that_names_the_running_function_sets_its_ladder() {
 fn an_unnamed_or_unknown_function_gets_the_instances_ladder() {
     for answer in [
         seen("other"),
-        Observation::RunningFunction(RunningFunction::Unknown("no reply within 5ms".into())),
+        Observation::RunningFunction(RunningFunction::Unknown("no reply within 20ms".into())),
     ] {
         let mut e = engine_with(with_script_rules());
         e.observe(at(10), busy(FUNCTION_BUSY));

@@ -84,6 +84,9 @@ pub enum Observation {
     SentinelServesAnother(String),
     /// What FUNCTION STATS said, asked at the engine's [`Inquiry::RunningFunction`].
     RunningFunction(RunningFunction),
+    /// The SHA1 of the EVAL that went BUSY, as the server's log named it
+    /// ([`Inquiry::IdentifyEval`]), or why it is not known.
+    EvalNamed(Result<String, String>),
     /// The failover candidates' replication offsets (`None`: not reached), asked at the
     /// engine's [`Inquiry::ReplicaOffsets`].
     ReplicaOffsets(Vec<(String, Option<u64>)>),
@@ -109,6 +112,9 @@ pub enum Inquiry {
     /// FUNCTION STATS alone, for a kill that waits for the name (`on_busy.scripts`): the
     /// watchdog gives it a few milliseconds at most, then the kill goes on the instance's ladder.
     Identify,
+    /// The server's log, for the line that names the EVAL that went BUSY (`on_busy.scripts`
+    /// with `sha` rules and `on_busy.server_log`).
+    IdentifyEval,
     /// The counters and the SLOWLOG once the script is gone: the `recovered` record waits for
     /// them (a short bound: the next script may already hold the server).
     AfterRecovery,
@@ -350,6 +356,8 @@ pub struct Rules {
     pub replicas: Vec<TrustedReplica>,
     /// `on_busy.scripts`: ladders of their own for known functions.
     pub scripts: Vec<crate::policy::scripts::ScriptRule>,
+    /// Some rule names an EVAL and the server's log can be read to name one.
+    pub eval_rules: bool,
     pub hang_after: Millis,
     pub hang_signal: HangSignal,
     pub signal_after: Millis,
@@ -382,6 +390,11 @@ impl Rules {
             sentinel_master: p.topology.sentinel.as_ref().map(|s| s.master.clone()),
             replicas: p.topology.replicas.clone(),
             scripts: p.on_busy.scripts.clone(),
+            eval_rules: p.on_busy.server_log.is_some()
+                && p.on_busy
+                    .scripts
+                    .iter()
+                    .any(|r| matches!(r.names, crate::policy::scripts::Names::Eval(_))),
             hang_after: ms(p.on_hang.after),
             hang_signal: p.on_hang.signal,
             signal_after: ms(p.on_hang.signal_after),

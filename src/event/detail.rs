@@ -27,6 +27,10 @@ pub struct PolicyInputs {
     /// running function; the ladder above is then the rule's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script_rule: Option<String>,
+    /// The running script as script rules saw it named (`function nightly_compact (FUNCTION
+    /// STATS)`, `eval <sha1> (the server's log)`), or why it could not be (`unknown: ...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
 }
 
 /// The inputs every decision record carries: time in the incident, the policy, and the healthy
@@ -511,6 +515,18 @@ pub struct SlowScript {
     pub slowlog_id: u64,
     pub run_id: Option<String>,
     pub logged_at_unix: u64,
+    /// Told as a storm: its runs just under the threshold held the server this long within the
+    /// window (valkey-io/valkey#2773: a stall that never goes BUSY).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storm: Option<Storm>,
+}
+
+/// A storm of one script's runs just under the busy threshold.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Storm {
+    pub runs: u32,
+    pub held_ms: u64,
+    pub window_ms: u64,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -639,6 +655,17 @@ impl crate::event::Detail {
                 d.hold,
                 d.deadline,
                 d.default.name()
+            ),
+            D::SlowScript(SlowScript {
+                storm: Some(storm),
+                command,
+                script,
+                ..
+            }) => format!(
+                "storm: {command} `{script}` ran {} times just under the busy threshold, holding the server {} of the last {} without ever going BUSY",
+                storm.runs,
+                crate::model::duration::human_ms(storm.held_ms),
+                crate::model::duration::human_ms(storm.window_ms)
             ),
             D::SlowScript(d) => format!(
                 "{} `{}` ran {} ms ({} of the threshold), {} time(s) in the last hour",

@@ -375,13 +375,25 @@ pub const KEYS: &[KeyDoc] = &[
         path: "on_busy.scripts",
         default: Default::Unset("none: every script gets the instance's ladder"),
         bounds: Bounds::None,
-        doc: "Rules for known functions (FCALL), at most 32, the first that names the running function wins: `- {function: nightly_*, kill_after: 10m, never_kill: true, on_unkillable: {wait: 2h, then: notify}}`. A rule applies only when FUNCTION STATS named the function during the incident (asked at the first BUSY reply, within 5 ms; the kill waits for it only that long); an EVAL, an unknown name or a function no rule names gets the instance's ladder.",
+        doc: "Rules for known scripts, at most 32, the first that names the running script wins: `- {function: nightly_*, kill_after: 10m, never_kill: true, on_unkillable: {wait: 2h, then: notify}}`, or `- {sha: <sha1>, kill_after: 30s}` for an EVAL. A rule applies only when the server named the script during the incident: a function by FUNCTION STATS (asked at the first BUSY reply; the kill waits for it 20 ms at most, normally well under 1 ms), an EVAL by `on_busy.server_log`. An unknown name, or a script no rule names, gets the instance's ladder.",
     },
     KeyDoc {
         path: "on_busy.scripts[].function",
-        default: Default::Unset("required"),
+        default: Default::Unset("required, or `sha`"),
         bounds: Bounds::None,
         doc: "The function's name, or a glob of it (`*` any run of characters, `?` one): letters, digits, `_`, `*`, `?`.",
+    },
+    KeyDoc {
+        path: "on_busy.scripts[].sha",
+        default: Default::Unset("required, or `function`"),
+        bounds: Bounds::None,
+        doc: "An EVAL's SHA1 (40 hex digits, as `SCRIPT LOAD` prints it): named by the server's log only, so it needs `on_busy.server_log`.",
+    },
+    KeyDoc {
+        path: "on_busy.server_log",
+        default: Default::Unset("none: an EVAL is never named"),
+        bounds: Bounds::None,
+        doc: "The server's log file on this host (`logfile` in redis.conf), read at a busy EVAL's first BUSY reply for the line that names it (`Slow script detected ... Script name is: <sha1>`, Redis 7.0.1+ and Valkey; 6.2's `Script SHA1 is`; Valkey's logfmt too). Needed only by `sha` rules; busyguard's user must be able to read it. A path the server announces is never opened.",
     },
     KeyDoc {
         path: "on_busy.scripts[].kill_after",

@@ -159,8 +159,10 @@ pub struct Probe {
 pub struct OnBusy {
     pub kill_after: Duration,
     pub on_unkillable: OnUnkillable,
-    /// `on_busy.scripts`: ladders of their own for known functions.
+    /// `on_busy.scripts`: ladders of their own for known functions and EVALs.
     pub scripts: Vec<scripts::ScriptRule>,
+    /// `on_busy.server_log`: the server's log file on this host, which names a busy EVAL.
+    pub server_log: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::reader::{Inline, Reader, Section};
 use super::replicas::{MAX_REPLICAS, TrustedReplica};
-use super::scripts::{MAX_RULES, ScriptRule, valid_pattern};
+use super::scripts::{MAX_RULES, Names, Running, ScriptRule, valid_pattern, valid_sha};
 use super::url::parse_url;
 use super::yaml::{self, Node, Pos};
 use super::{
@@ -522,9 +522,18 @@ fn on_busy(r: &mut Reader, top: &Section) -> OnBusy {
     let ask_timeout = r.opt_duration(&ask, "timeout");
     let ask_default = Resort::parse(r.opt_choice(&ask, "default")).unwrap_or_default();
     let scripts = script_rules(r, &s, kill_after, wait);
+    let server_log = s
+        .get("server_log")
+        .and_then(|n| r.string(n, "on_busy.server_log"))
+        .map(std::path::PathBuf::from);
+    let evals = scripts.iter().any(|x| matches!(x.names, Names::Eval(_)));
+    if let (true, None, Some(pos)) = (evals, &server_log, s.key_pos("scripts")) {
+        r.warn(pos, "`on_busy.scripts` names EVALs by `sha`, but `on_busy.server_log` is not set: an EVAL is named only by the server's log, so those rules never apply".into());
+    }
     OnBusy {
         kill_after,
         scripts,
+        server_log,
         on_unkillable: OnUnkillable {
             wait,
             then,
@@ -563,17 +572,29 @@ fn script_rules(
             continue;
         }
         let rs = r.section(item, "on_busy.scripts[]");
-        let function = match rs.get("function") {
-            Some(n) => r.string(n, "on_busy.scripts[].function").and_then(|f| {
+        let names = match (rs.get("function"), rs.get("sha")) {
+            (Some(n), None) => r.string(n, "on_busy.scripts[].function").and_then(|f| {
                 if valid_pattern(&f) {
-                    Some(f)
+                    Some(Names::Function(f))
                 } else {
                     r.error(n.pos(), format!("`on_busy.scripts[].function` `{f}`: a function name or glob has letters, digits, `_`, `*` and `?` only"));
                     None
                 }
             }),
-            None => {
-                r.error(item.pos(), "missing required key `on_busy.scripts[].function`".into());
+            (None, Some(n)) => r.string(n, "on_busy.scripts[].sha").and_then(|sha| {
+                if valid_sha(&sha) {
+                    Some(Names::Eval(sha.to_ascii_lowercase()))
+                } else {
+                    r.error(n.pos(), format!("`on_busy.scripts[].sha` `{sha}`: an EVAL's SHA1 is 40 hex digits (`redis-cli SCRIPT LOAD` prints it)"));
+                    None
+                }
+            }),
+            (Some(_), Some(n)) => {
+                r.error(n.pos(), "a rule names a `function` or an EVAL's `sha`, not both".into());
+                None
+            }
+            (None, None) => {
+                r.error(item.pos(), "missing required key `on_busy.scripts[].function` (or `sha`, for an EVAL)".into());
                 None
             }
         };
@@ -603,18 +624,24 @@ fn script_rules(
                 ),
             );
         }
-        let Some(function) = function else { continue };
-        if let Some(earlier) = rules.iter().find(|e| e.matches(&function)) {
+        let Some(names) = names else { continue };
+        // A later rule that an earlier one matches as written is (at least partly) shadowed.
+        let as_running = match &names {
+            Names::Function(f) => Running::Function(f),
+            Names::Eval(sha) => Running::Eval(sha),
+        };
+        if let Some(earlier) = rules.iter().find(|e| e.matches(as_running)) {
             r.warn(
                 item.pos(),
                 format!(
-                    "`on_busy.scripts`: `{function}` is also named by `{}` listed before it, which wins for the names both match",
-                    earlier.function
+                    "`on_busy.scripts`: `{}` is also named by `{}` listed before it, which wins for the names both match",
+                    names.label(),
+                    earlier.names.label()
                 ),
             );
         }
         rules.push(ScriptRule {
-            function,
+            names,
             kill_after: rule_kill_after,
             never_kill,
             wait: rule_wait,

@@ -1,12 +1,13 @@
 //! `on_busy.scripts`: a ladder of its own for a known function. Operators live with two kinds
 //! of long scripts on one server: the runaway (killed at once) and the known long job (a nightly
 //! FCALL they accept holding the server for a while, or that must never be killed half-way).
-//! A rule names the function by its name, exactly or as a glob (`nightly_*`), and says what
-//! differs from the instance's ladder; what it leaves out is the instance's.
+//! A rule names a function by its name, exactly or as a glob (`nightly_*`), or an EVAL by its
+//! SHA1, and says what differs from the instance's ladder; what it leaves out is the instance's.
 //!
-//! A rule applies only when the server named the running function (FUNCTION STATS, allowed
-//! while busy) during this incident: a script whose name is unknown, an EVAL, or a function
-//! no rule names gets the instance's ladder. A rule never applies on a guess.
+//! A rule applies only when the server named the running script during this incident: a
+//! function by FUNCTION STATS (allowed while busy), an EVAL by the line its log gets as the
+//! threshold passes (`redis.log_file`). A script whose name is unknown, or that no rule names,
+//! gets the instance's ladder. A rule never applies on a guess.
 
 use std::time::Duration;
 
@@ -15,11 +16,36 @@ use crate::model::kinds::Then;
 /// How many rules a policy may list.
 pub const MAX_RULES: usize = 32;
 
+/// What a rule names.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Names {
+    /// A function's name, or a glob of it (`*` any run of characters, `?` one).
+    Function(String),
+    /// An EVAL's SHA1 (40 hex digits, lower case).
+    Eval(String),
+}
+
+/// The script the server named as running.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Running<'a> {
+    Function(&'a str),
+    Eval(&'a str),
+}
+
+impl Names {
+    /// As records and `status` name the rule: `nightly_*`, `eval 94b1e6a8...`.
+    pub fn label(&self) -> String {
+        match self {
+            Names::Function(f) => f.clone(),
+            Names::Eval(sha) => format!("eval {sha}"),
+        }
+    }
+}
+
 /// One `on_busy.scripts` entry.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScriptRule {
-    /// The function's name, or a glob of it (`*` any run of characters, `?` one).
-    pub function: String,
+    pub names: Names,
     pub kill_after: Option<Duration>,
     /// A job that must not be interrupted: no kill, only the wait and its escalation.
     pub never_kill: bool,
@@ -28,15 +54,26 @@ pub struct ScriptRule {
 }
 
 impl ScriptRule {
-    /// Whether this rule names the function `name`.
-    pub fn matches(&self, name: &str) -> bool {
-        glob(self.function.as_bytes(), name.as_bytes())
+    /// Whether this rule names the running script.
+    pub fn matches(&self, running: Running) -> bool {
+        match (&self.names, running) {
+            (Names::Function(pattern), Running::Function(name)) => {
+                glob(pattern.as_bytes(), name.as_bytes())
+            }
+            (Names::Eval(sha), Running::Eval(seen)) => sha.eq_ignore_ascii_case(seen),
+            _ => false,
+        }
     }
 }
 
-/// The first rule naming `function`, with its place in the list (the first listed wins).
-pub fn rule_for<'r>(rules: &'r [ScriptRule], function: &str) -> Option<(usize, &'r ScriptRule)> {
-    rules.iter().enumerate().find(|(_, r)| r.matches(function))
+/// The first rule naming `running`, with its place in the list (the first listed wins).
+pub fn rule_for<'r>(rules: &'r [ScriptRule], running: Running) -> Option<(usize, &'r ScriptRule)> {
+    rules.iter().enumerate().find(|(_, r)| r.matches(running))
+}
+
+/// Whether `sha` is an EVAL's SHA1: 40 hex digits.
+pub fn valid_sha(sha: &str) -> bool {
+    sha.len() == 40 && sha.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Whether a function name or glob is well formed: the characters a Redis function name may
@@ -82,7 +119,7 @@ mod tests {
 
     fn rule(function: &str) -> ScriptRule {
         ScriptRule {
-            function: function.into(),
+            names: Names::Function(function.into()),
             kill_after: None,
             never_kill: false,
             wait: None,
@@ -92,17 +129,34 @@ mod tests {
 
     #[test]
     fn globs_match_names_and_the_first_rule_wins() {
-        assert!(rule("nightly_*").matches("nightly_compact"));
-        assert!(rule("nightly_*").matches("nightly_"));
-        assert!(!rule("nightly_*").matches("hourly_compact"));
-        assert!(rule("*compact").matches("nightly_compact"));
-        assert!(rule("job_?").matches("job_1"));
-        assert!(!rule("job_?").matches("job_12"));
-        assert!(rule("exact").matches("exact") && !rule("exact").matches("exactly"));
+        assert!(rule("nightly_*").matches(Running::Function("nightly_compact")));
+        assert!(rule("nightly_*").matches(Running::Function("nightly_")));
+        assert!(!rule("nightly_*").matches(Running::Function("hourly_compact")));
+        assert!(rule("*compact").matches(Running::Function("nightly_compact")));
+        assert!(rule("job_?").matches(Running::Function("job_1")));
+        assert!(!rule("job_?").matches(Running::Function("job_12")));
+        assert!(
+            rule("exact").matches(Running::Function("exact"))
+                && !rule("exact").matches(Running::Function("exactly"))
+        );
         let rules = [rule("nightly_compact"), rule("nightly_*")];
-        assert_eq!(rule_for(&rules, "nightly_compact").map(|(i, _)| i), Some(0));
-        assert_eq!(rule_for(&rules, "nightly_vacuum").map(|(i, _)| i), Some(1));
-        assert!(rule_for(&rules, "other").is_none());
+        assert_eq!(
+            rule_for(&rules, Running::Function("nightly_compact")).map(|(i, _)| i),
+            Some(0)
+        );
+        assert_eq!(
+            rule_for(&rules, Running::Function("nightly_vacuum")).map(|(i, _)| i),
+            Some(1)
+        );
+        assert!(rule_for(&rules, Running::Function("other")).is_none());
         assert!(valid_pattern("nightly_*") && !valid_pattern("a b") && !valid_pattern(""));
+        let sha = "94b1e6a8b4b4f7d6b8f4c3b2a19e8d7c6b5a4f3e";
+        let eval = ScriptRule {
+            names: Names::Eval(sha.into()),
+            ..rule("x")
+        };
+        assert!(eval.matches(Running::Eval(&sha.to_uppercase())));
+        assert!(!eval.matches(Running::Function(sha)) && !rule("*").matches(Running::Eval(sha)));
+        assert!(valid_sha(sha) && !valid_sha("94b1"));
     }
 }

@@ -13,6 +13,7 @@ pub mod relay;
 pub mod replicas;
 pub mod reply;
 pub mod sentinel;
+pub mod serverlog;
 pub mod takeover;
 pub mod tls;
 

@@ -123,7 +123,11 @@ async fn run<R: Remedy>(remedy: &R, ctx: &Context<'_>, runtime: &impl Runtime) -
             Some(Inquiry::RunningFunction | Inquiry::Identify) => Some(
                 Observation::RunningFunction(forensics::ask_running_function(ctx.conn).await),
             ),
-            Some(Inquiry::AfterRecovery | Inquiry::ReplicaOffsets { .. }) | None => None,
+            // The server's log is read alone, never with an action (a kill waits for it).
+            Some(
+                Inquiry::AfterRecovery | Inquiry::ReplicaOffsets { .. } | Inquiry::IdentifyEval,
+            )
+            | None => None,
         }
     };
     let both = async { tokio::join!(ahead, remedy.perform(ctx, runtime)) };

@@ -208,6 +208,101 @@ pub fn script_rules(build: Option<ServerBuild>) {
     assert_eq!(daemon.records_of("kill_sent").len(), 2);
 }
 
+/// #29: an EVAL is named by the server's own log (`on_busy.server_log`): matched by its SHA1,
+/// its rule's longer `kill_after` applies; another EVAL is killed at once; with the log
+/// unreadable the same EVAL falls back to the instance's ladder, and the records say why. On
+/// Valkey 8.1+ the log is logfmt.
+pub fn eval_rules(build: Option<ServerBuild>) {
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("server.log");
+    let logfmt = build.as_ref().is_some_and(|b| {
+        let bin = b.binary.to_string_lossy();
+        bin.contains("valkey-8.1") || bin.contains("valkey-9")
+    });
+    let mut extra = vec![format!("logfile {}", log.display())];
+    if logfmt {
+        extra.push("log-format logfmt".into());
+    }
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let server = server(&build, &extra);
+    let sha = server
+        .conn()
+        .call(&["SCRIPT", "LOAD", scripts::READ_ONLY_LOOP])
+        .unwrap()
+        .text()
+        .unwrap()
+        .to_string();
+    let policy = |server_log: &std::path::Path| {
+        server.policy(
+            "evals",
+            &format!(
+                "on_busy:\n  kill_after: 0s\n  server_log: {}\n  scripts:\n    - sha: {sha}\n      kill_after: 1500ms\n",
+                server_log.display()
+            ),
+        )
+    };
+    let daemon = Daemon::start(&policy(&log), &[]);
+    server.wait_snapshot();
+    // The named EVAL: left alone for its rule's 1.5 s, then killed.
+    let reply = Caller::eval(&server, scripts::READ_ONLY_LOOP, &[], &[])
+        .reply()
+        .unwrap();
+    assert!(reply.killed_by_user(), "{reply:?}");
+    let sent = daemon.wait_event("kill_sent", LONG);
+    assert_eq!(
+        sent["detail"]["policy"]["script_rule"],
+        format!("eval {sha}"),
+        "{sent}"
+    );
+    assert_eq!(
+        sent["detail"]["policy"]["script"],
+        format!("eval {sha} (the server's log)"),
+        "{sent}"
+    );
+    assert!(
+        sent["detail"]["since_first_busy_ms"].as_u64().unwrap() >= 1_500,
+        "{sent}"
+    );
+    assert!(wait_for(LONG, || daemon.records_of("recovered").len() == 1));
+    // Another EVAL: no rule names it, killed at once.
+    let other = "while true do local x = 1 end";
+    assert!(
+        Caller::eval(&server, other, &[], &[])
+            .reply()
+            .unwrap()
+            .killed_by_user()
+    );
+    assert!(wait_for(LONG, || daemon.records_of("kill_sent").len() == 2));
+    let sent = daemon.records_of("kill_sent")[1].clone();
+    assert!(sent["detail"]["policy"]["script_rule"].is_null(), "{sent}");
+    assert!(
+        sent["detail"]["since_first_busy_ms"].as_u64().unwrap() < 1_000,
+        "{sent}"
+    );
+    assert!(wait_for(LONG, || daemon.records_of("recovered").len() == 2));
+    drop(daemon);
+    // The log unreadable: the instance's ladder, and the records say why.
+    let daemon = Daemon::start(&policy(&logs.path().join("missing.log")), &[]);
+    assert!(wait_for(LONG, || server.command_calls("slowlog|get") >= 2));
+    let reply = Caller::eval(&server, scripts::READ_ONLY_LOOP, &[], &[])
+        .reply()
+        .unwrap();
+    assert!(reply.killed_by_user(), "{reply:?}");
+    let sent = daemon.wait_event("kill_sent", LONG);
+    assert!(sent["detail"]["policy"]["script_rule"].is_null(), "{sent}");
+    let said = sent["detail"]["policy"]["script"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        said.starts_with("unknown: the server's log") && said.contains("cannot be read"),
+        "{sent}"
+    );
+    assert!(
+        sent["detail"]["since_first_busy_ms"].as_u64().unwrap() < 1_000,
+        "{sent}"
+    );
+}
+
 /// An unkillable script that ends inside the budget is left alone, its writes kept.
 pub fn unkillable_inside_budget(build: Option<ServerBuild>) {
     let server = server(&build, &[]);
@@ -378,6 +473,10 @@ macro_rules! builds {
             #[test]
             fn script_rules_follow_the_function_function_stats_names() {
                 script_rules(build())
+            }
+            #[test]
+            fn eval_rules_follow_the_sha_the_servers_log_names() {
+                eval_rules(build())
             }
             #[test]
             fn dry_run_sends_nothing() {

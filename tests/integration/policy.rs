@@ -126,13 +126,26 @@ fn a_file_with_every_key_loads_to_the_expected_policy() {
                     max_lag: 0,
                 },
             },
-            scripts: vec![busyguard::policy::scripts::ScriptRule {
-                function: "nightly_*".into(),
-                kill_after: Some(ms(600_000)),
-                never_kill: true,
-                wait: Some(ms(7_200_000)),
-                then: Some(Then::Notify),
-            }],
+            server_log: Some("/var/log/redis/redis-server.log".into()),
+            scripts: vec![
+                busyguard::policy::scripts::ScriptRule {
+                    names: busyguard::policy::scripts::Names::Function("nightly_*".into()),
+                    kill_after: Some(ms(600_000)),
+                    never_kill: true,
+                    wait: Some(ms(7_200_000)),
+                    then: Some(Then::Notify),
+                },
+                busyguard::policy::scripts::ScriptRule {
+                    // Lower case: the server's log writes it so.
+                    names: busyguard::policy::scripts::Names::Eval(
+                        "94b1e6a8b4b4f7d6b8f4c3b2a19e8d7c6b5a4f3e".into(),
+                    ),
+                    kill_after: Some(ms(60_000)),
+                    never_kill: false,
+                    wait: None,
+                    then: None,
+                },
+            ],
         },
         on_hang: OnHang {
             after: ms(20_000),

@@ -71,6 +71,8 @@ pub struct Watchdog {
     beat: tokio::time::Interval,
     /// Slow scripts seen in the SLOWLOG before they ever go BUSY.
     early: EarlyWarnings,
+    /// `on_busy.server_log`: the server's log, which names a busy EVAL for script rules.
+    pub(super) server_log: Option<crate::redis::serverlog::ServerLog>,
     steer: tokio::sync::mpsc::UnboundedReceiver<ToWatchdog>,
     /// What Sentinel says of the primary (`topology.sentinel`), asked off the probe path.
     sentinel: Option<crate::redis::sentinel::Feed>,
@@ -152,6 +154,7 @@ impl Watchdog {
             identity: watch::Sender::new(None),
             beat,
             early: EarlyWarnings::new(policy.early_warning, None),
+            server_log: server_log_of(&policy),
             policy,
         }
     }
@@ -183,6 +186,11 @@ impl Watchdog {
         self.engine
             .set_rules(Rules::from_policy(&new, self.force_dry_run));
         self.early.set_rule(new.early_warning);
+        if new.on_busy.server_log != self.policy.on_busy.server_log
+            || new.on_busy.scripts != self.policy.on_busy.scripts
+        {
+            self.server_log = server_log_of(&new);
+        }
         tracing::info!(instance = %new.instance, policy_hash = %new.content_hash, reconnect, "policy updated");
         self.policy = new;
         reconnect
@@ -577,6 +585,13 @@ impl Watchdog {
                 );
                 self.act(Some(conn), step).await;
             }
+            // Where the server's log ends while it is healthy: the line that names a busy EVAL
+            // is written after it (a metadata read per probe, only with EVAL rules).
+            if let (Some(log), Observation::Pong { .. } | Observation::Unsaved { .. }) =
+                (self.server_log.as_mut(), &observation)
+            {
+                log.mark_healthy();
+            }
             let lost = matches!(observation, Observation::Unreachable { .. });
             let step = self.decide_reply(sent, observation);
             let gone = self.act(Some(conn), step).await;
@@ -745,4 +760,13 @@ fn latest(
         last = Some(view);
     }
     last
+}
+
+/// The server's log to read for a busy EVAL's name: only when a script rule names an EVAL.
+fn server_log_of(policy: &Policy) -> Option<crate::redis::serverlog::ServerLog> {
+    Rules::from_policy(policy, false)
+        .eval_rules
+        .then(|| policy.on_busy.server_log.clone())
+        .flatten()
+        .map(crate::redis::serverlog::ServerLog::new)
 }

@@ -463,6 +463,7 @@ impl Engine {
                 .as_ref()
                 .and_then(|f| f.name())
                 .map(str::to_string),
+            since_first_busy_ms: inc.first_busy.map(|f| now.saturating_sub(f)),
         };
         let unknown = inc.cause == Cause::Busy(BusyKind::Unknown);
         let detail: Detail = match reply {

@@ -89,6 +89,9 @@ pub struct KillAnswer {
     /// The running function, as FUNCTION STATS named it just ahead of the kill (FCALL only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function: Option<String>,
+    /// How long the server had been answering BUSY when the kill was answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_first_busy_ms: Option<u64>,
 }
 
 pub type Unkillable = KillAnswer;
@@ -593,6 +596,7 @@ impl crate::event::Detail {
         use crate::event::Detail as D;
         match self {
             D::Killed(d) => d.since_first_busy_ms,
+            D::Unkillable(d) | D::ActionFailed(ActionFailed::Kill(d)) => d.since_first_busy_ms,
             D::ShutdownConfirmed(d) => d.since_first_busy_ms,
             D::Recovered(d) => d.since_first_busy_ms,
             other => other.inputs().and_then(|i| i.since_first_busy_ms),

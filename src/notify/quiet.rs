@@ -262,6 +262,7 @@ mod tests {
             replicated: false,
             data_at_risk: None,
             function: None,
+            since_first_busy_ms: Some(1),
         })
     }
 

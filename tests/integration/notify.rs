@@ -181,7 +181,15 @@ fn each_receiver_gets_every_transition_in_its_documented_format() {
     let next = unkillable["blocks"][1]["fields"][4]["text"]
         .as_str()
         .unwrap();
-    // The wall-clock time of the shutdown, and what stops it.
+    // How long clients have been answered BUSY, and the wall-clock time of the shutdown and
+    // what stops it.
+    let elapsed = unkillable["blocks"][1]["fields"][3]["text"]
+        .as_str()
+        .unwrap();
+    assert!(
+        elapsed.starts_with("*Elapsed since first BUSY*\n") && !elapsed.ends_with('-'),
+        "{unkillable}"
+    );
     assert!(next.contains("SHUTDOWN NOSAVE at 20"), "{unkillable}");
     assert!(next.contains("busyguard hold fmt"), "{unkillable}");
     let risk = unkillable["blocks"][1]["fields"]

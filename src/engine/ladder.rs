@@ -15,7 +15,7 @@ use super::{
     Step, UNKNOWN_THRESHOLD_MS, kill_for,
 };
 use crate::model::told::RunningFunction;
-use crate::policy::scripts::{Names, Running};
+use crate::policy::scripts::Running;
 
 /// What is due at the end of the budget.
 enum Due {
@@ -103,13 +103,8 @@ impl Engine {
         // A busy FCALL names itself (FUNCTION STATS), ahead of any kill; when a script rule
         // could change the ladder, the kill waits for the name (a few ms at most), and for an
         // EVAL's from the server's log when a rule names EVALs.
-        let function_rules = self
-            .rules
-            .scripts
-            .iter()
-            .any(|r| matches!(r.names, Names::Function(_)));
         match kind {
-            BusyKind::Function if function_rules => {
+            BusyKind::Function if self.rules.function_rules => {
                 inc.identifying = Some(reply.to_string());
                 step.inquiry = Some(Inquiry::Identify);
             }

@@ -21,10 +21,7 @@ impl Rules {
         } else {
             ""
         };
-        let resort = |r: Resort| match r {
-            Resort::Shutdown => "SHUTDOWN NOSAVE",
-            Resort::Notify => "nothing is sent (notify)",
-        };
+        let resort = Rules::resort_words;
         match then {
             Then::Notify => {
                 "nothing will be sent (`then: notify`): busyguard notifies and waits for the script to end".into()
@@ -40,6 +37,14 @@ impl Rules {
                 human_ms(self.ask_timeout),
                 resort(self.ask_default)
             ),
+        }
+    }
+
+    /// What a resort (`ask.default`, `failover.fallback`) sends, in words.
+    pub fn resort_words(resort: Resort) -> &'static str {
+        match resort {
+            Resort::Shutdown => "SHUTDOWN NOSAVE",
+            Resort::Notify => "nothing is sent (notify)",
         }
     }
 

@@ -194,10 +194,7 @@ impl Engine {
                 )),
                 (_, Escalation::Asked { .. }) => Some(format!(
                     "await an approval (`busyguard approve` or `hold`), else {}",
-                    match self.rules.ask_default {
-                        crate::model::kinds::Resort::Shutdown => "SHUTDOWN NOSAVE",
-                        crate::model::kinds::Resort::Notify => "nothing is sent",
-                    }
+                    Rules::resort_words(self.rules.ask_default)
                 )),
                 (_, Escalation::FailoverRequested { .. }) => {
                     Some("await the promotion, then SHUTDOWN NOSAVE of the old primary".into())

@@ -35,6 +35,7 @@ fn rules() -> Rules {
             .map(listed)
             .to_vec(),
         scripts: Vec::new(),
+        function_rules: false,
         eval_rules: false,
         hang_after: 30_000,
         hang_signal: HangSignal::None,
@@ -1675,6 +1676,7 @@ fn with_script_rules() -> Rules {
             rule("nightly_compact", Some(1_000), false),
             rule("migrate_*", None, true),
         ],
+        function_rules: true,
         ..rules()
     }
 }
@@ -2159,16 +2161,21 @@ fn the_unsaved_changes_guard_needs_a_count_from_just_before_the_script() {
 /// promoted, and with none left the fallback applies; the lag is in the records.
 #[test]
 fn a_replica_behind_more_than_max_lag_is_not_promoted() {
-    let mut e = engine_seeing(
-        Rules {
-            failover_max_lag: 100,
-            ..failover_rules(true, Resort::Notify)
-        },
-        with_replica(false),
-    );
-    e.observe(at(0), busy(SCRIPT_BUSY));
-    e.observe(at(1), unkillable());
-    let s = e.observe(at(2_000), busy(SCRIPT_BUSY));
+    // An unkillable script on a primary `seen` as this, at the end of its budget (2 s).
+    let at_the_budget = |seen: Snapshot| {
+        let mut e = engine_seeing(
+            Rules {
+                failover_max_lag: 100,
+                ..failover_rules(true, Resort::Notify)
+            },
+            seen,
+        );
+        e.observe(at(0), busy(SCRIPT_BUSY));
+        e.observe(at(1), unkillable());
+        let s = e.observe(at(2_000), busy(SCRIPT_BUSY));
+        (e, s)
+    };
+    let (_, s) = at_the_budget(with_replica(false));
     assert!(s.events.is_empty() && s.action.is_none(), "{:?}", names(&s));
     let Some(Inquiry::ReplicaOffsets {
         replicas,
@@ -2183,19 +2190,10 @@ fn a_replica_behind_more_than_max_lag_is_not_promoted() {
         (["10.0.0.7:6380".to_string()].as_slice(), 1_000, 5_000)
     );
     // 2009 bytes of 20000 writes: 17991 behind.
-    let mut e = engine_seeing(
-        Rules {
-            failover_max_lag: 100,
-            ..failover_rules(true, Resort::Notify)
-        },
-        Snapshot {
-            master_repl_offset: Some(20_000),
-            ..with_replica(false)
-        },
-    );
-    e.observe(at(0), busy(SCRIPT_BUSY));
-    e.observe(at(1), unkillable());
-    e.observe(at(2_000), busy(SCRIPT_BUSY));
+    let (mut e, _) = at_the_budget(Snapshot {
+        master_repl_offset: Some(20_000),
+        ..with_replica(false)
+    });
     let s = e.observe(
         at(2_300),
         Observation::ReplicaOffsets(vec![("10.0.0.7:6380".into(), Some(2_009))]),
@@ -2207,16 +2205,7 @@ fn a_replica_behind_more_than_max_lag_is_not_promoted() {
         .to_string();
     assert!(reason.contains("10.0.0.7:6380 17991 bytes"), "{reason}");
     // Within the bound: requested, the lag told; the promotion says what may be lost.
-    let mut e = engine_seeing(
-        Rules {
-            failover_max_lag: 100,
-            ..failover_rules(true, Resort::Notify)
-        },
-        with_replica(false),
-    );
-    e.observe(at(0), busy(SCRIPT_BUSY));
-    e.observe(at(1), unkillable());
-    e.observe(at(2_000), busy(SCRIPT_BUSY));
+    let (mut e, _) = at_the_budget(with_replica(false));
     let s = e.observe(
         at(2_300),
         Observation::ReplicaOffsets(vec![("10.0.0.7:6380".into(), Some(960))]),

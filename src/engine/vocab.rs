@@ -356,7 +356,9 @@ pub struct Rules {
     pub replicas: Vec<TrustedReplica>,
     /// `on_busy.scripts`: ladders of their own for known functions.
     pub scripts: Vec<crate::policy::scripts::ScriptRule>,
-    /// Some rule names an EVAL and the server's log can be read to name one.
+    /// A rule names a function: a busy FCALL's kill waits for its name.
+    pub function_rules: bool,
+    /// A rule names an EVAL and the server's log can name one: a busy EVAL's kill waits for it.
     pub eval_rules: bool,
     pub hang_after: Millis,
     pub hang_signal: HangSignal,
@@ -390,11 +392,8 @@ impl Rules {
             sentinel_master: p.topology.sentinel.as_ref().map(|s| s.master.clone()),
             replicas: p.topology.replicas.clone(),
             scripts: p.on_busy.scripts.clone(),
-            eval_rules: p.on_busy.server_log.is_some()
-                && p.on_busy
-                    .scripts
-                    .iter()
-                    .any(|r| matches!(r.names, crate::policy::scripts::Names::Eval(_))),
+            function_rules: p.on_busy.names_functions(),
+            eval_rules: p.on_busy.eval_log().is_some(),
             hang_after: ms(p.on_hang.after),
             hang_signal: p.on_hang.signal,
             signal_after: ms(p.on_hang.signal_after),

@@ -165,6 +165,24 @@ pub struct OnBusy {
     pub server_log: Option<std::path::PathBuf>,
 }
 
+impl OnBusy {
+    /// Whether a rule names a function: a busy FCALL's kill then waits for FUNCTION STATS.
+    pub fn names_functions(&self) -> bool {
+        self.scripts
+            .iter()
+            .any(|r| matches!(r.names, scripts::Names::Function(_)))
+    }
+
+    /// The server's log to read for a busy EVAL's name: only when a rule names an EVAL.
+    pub fn eval_log(&self) -> Option<&std::path::Path> {
+        let names_evals = self
+            .scripts
+            .iter()
+            .any(|r| matches!(r.names, scripts::Names::Eval(_)));
+        self.server_log.as_deref().filter(|_| names_evals)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct OnUnkillable {
     /// Recovery budget counted from the first BUSY reply.

@@ -135,6 +135,15 @@ fn lines_the_timeline_never_reaches_are_warned_of_and_times_must_go_forward() {
     // The unkillable answer on line 4 answered the kill the BUSY on line 3 sent: no warning.
     assert!(out.contains("unkillable"), "{out}");
     std::fs::write(&scenario, "0s pong\n2s busy script\n1s kill ok\n").unwrap();
-    let (code, out) = support::busyguard(&["simulate"], &[&policy, &scenario]);
-    assert_ne!(code, 0, "{out}");
+    let out = std::process::Command::new(support::busyguard_bin())
+        .arg("simulate")
+        .args([&policy, &scenario])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("line 3: 1s comes before line 2's 2s"),
+        "{said}"
+    );
 }

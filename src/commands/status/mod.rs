@@ -302,10 +302,17 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> InstanceStatus {
         s.sentinel = Some(view);
         warnings.extend(said);
     }
-    if let Some(warning) = restarted_too_soon(p, &s, snapshot.as_ref()) {
+    // What restarts a local server a policy may shut down (its systemd unit), asked once for
+    // both warnings: `None` when not asked (remote, no shutdown, pid unknown).
+    let supervisor = (p.on_busy.on_unkillable.shuts_down_by_itself()
+        && p.redis.endpoint.is_local())
+    .then(|| snapshot.as_ref().and_then(|s| s.process_id))
+    .flatten()
+    .map(crate::commands::status::restart::Supervisor::of_process);
+    if let Some(warning) = restarted_too_soon(&s, supervisor.as_ref().and_then(Option::as_ref)) {
         warnings.push(warning);
     }
-    if let Some(warning) = nothing_restarts(p, snapshot.as_ref()) {
+    if let Some(warning) = nothing_restarts(p, supervisor.as_ref().map(Option::as_ref)) {
         warnings.push(warning);
     }
     if let Some(snap) = &snapshot {
@@ -478,11 +485,10 @@ async fn cluster_view(conn: &probe::Connection) -> ClusterView {
 /// it over, under a policy that may shut it down: it is back as the primary, before any
 /// failover (and empty, without persistence).
 fn restarted_too_soon(
-    p: &Policy,
     s: &InstanceStatus,
-    snapshot: Option<&Snapshot>,
+    supervisor: Option<&crate::commands::status::restart::Supervisor>,
 ) -> Option<String> {
-    let may_shut_down = p.on_busy.on_unkillable.shuts_down_by_itself();
+    let supervisor = supervisor?;
     let detection_ms = s
         .sentinel
         .iter()
@@ -496,11 +502,6 @@ fn restarted_too_soon(
                 .map(|ms| (ms, "the Cluster's node-timeout"))
         });
     let (detect_ms, by) = detection_ms?;
-    if !may_shut_down || !p.redis.endpoint.is_local() {
-        return None;
-    }
-    let supervisor =
-        crate::commands::status::restart::Supervisor::of_process(snapshot?.process_id?)?;
     (supervisor.restarts_after_shutdown() && (supervisor.delay.as_millis() as u64) < detect_ms)
         .then(|| {
             format!(
@@ -513,17 +514,19 @@ fn restarted_too_soon(
 }
 
 /// Under a policy that may shut the server down, whether anything brings it back: busyguard
-/// never restarts a server. A local one's systemd unit is read; of a remote one nothing can be
-/// seen, and the operator is told so.
-fn nothing_restarts(p: &Policy, snapshot: Option<&Snapshot>) -> Option<String> {
+/// never restarts a server. `asked`: a local server's systemd unit, as read (`None`: not
+/// asked); of a remote one nothing can be seen, and the operator is told so.
+fn nothing_restarts(
+    p: &Policy,
+    asked: Option<Option<&crate::commands::status::restart::Supervisor>>,
+) -> Option<String> {
     if !p.on_busy.on_unkillable.shuts_down_by_itself() {
         return None;
     }
     if !p.redis.endpoint.is_local() {
         return Some("the policy may shut this server down and busyguard never restarts one: make sure its supervisor (systemd `Restart=always`, your orchestrator) does; busyguard cannot see a remote host's".into());
     }
-    let pid = snapshot?.process_id?;
-    match crate::commands::status::restart::Supervisor::of_process(pid) {
+    match asked? {
         Some(s) if s.restarts_after_shutdown() => None,
         Some(s) => Some(format!(
             "the policy may shut this server down, and nothing restarts it: {} has Restart={} (a SHUTDOWN exits 0, which only `always` and `on-success` restart); busyguard never restarts a server: `systemctl edit {}` and set Restart=always",

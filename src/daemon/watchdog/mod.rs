@@ -764,9 +764,8 @@ fn latest(
 
 /// The server's log to read for a busy EVAL's name: only when a script rule names an EVAL.
 fn server_log_of(policy: &Policy) -> Option<crate::redis::serverlog::ServerLog> {
-    Rules::from_policy(policy, false)
-        .eval_rules
-        .then(|| policy.on_busy.server_log.clone())
-        .flatten()
-        .map(crate::redis::serverlog::ServerLog::new)
+    policy
+        .on_busy
+        .eval_log()
+        .map(|path| crate::redis::serverlog::ServerLog::new(path.to_path_buf()))
 }

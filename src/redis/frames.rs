@@ -31,6 +31,9 @@ pub struct Frame {
 pub enum Broken {
     /// One top-level frame passed the bound (its bytes so far).
     TooLarge(usize),
+    /// Aggregates nested deeper than [`MAX_DEPTH`]: a client's recursive decoder would run out
+    /// of stack on such a reply (10,000 levels fit in 40 KB), so it is cut as an oversized one.
+    TooDeep,
     /// Not RESP (a type byte, a length or an end that cannot be).
     NotResp(String),
 }
@@ -48,6 +51,10 @@ enum Open {
 
 /// How many bytes of a header line are kept: the type byte and a length.
 const HEAD: usize = 24;
+
+/// How deep aggregates may nest in one frame. Redis's own replies nest a few levels (CLUSTER
+/// SLOTS and FUNCTION STATS three or four, COMMAND DOCS six); busyguard asks nothing deeper.
+pub const MAX_DEPTH: usize = 32;
 
 /// The reader of one direction of one connection.
 pub struct Frames {
@@ -148,7 +155,7 @@ impl Frames {
         };
         match kind {
             b'+' | b'-' | b':' | b',' | b'(' | b'#' | b'_' => self.element(ended),
-            b'$' | b'!' | b'=' if streamed => self.open.push(Open::Chunks),
+            b'$' | b'!' | b'=' if streamed => self.nest(Open::Chunks)?,
             b'$' | b'!' | b'=' => match length()? {
                 -1 => self.element(ended),
                 n => self.body_left = n as u64 + 2,
@@ -161,7 +168,7 @@ impl Frames {
                 n => self.body_left = n as u64 + 2,
             },
             b'*' | b'~' | b'>' | b'%' | b'|' if streamed && kind != b'|' => {
-                self.open.push(Open::Streamed)
+                self.nest(Open::Streamed)?
             }
             b'*' | b'~' | b'>' | b'%' | b'|' => {
                 let n = length()?;
@@ -173,10 +180,10 @@ impl Frames {
                     // An empty attribute describes the element that follows: nothing ends.
                     (0, b'|') => {}
                     (0, _) => self.element(ended),
-                    _ => self.open.push(Open::Count {
+                    _ => self.nest(Open::Count {
                         left,
                         attribute: kind == b'|',
-                    }),
+                    })?,
                 }
             }
             b'.' if matches!(self.open.last(), Some(Open::Streamed)) => {
@@ -185,6 +192,15 @@ impl Frames {
             }
             _ => return self.inline_or(ended, "an unknown type byte"),
         }
+        Ok(())
+    }
+
+    /// An aggregate (or a streamed string) begins, within [`MAX_DEPTH`].
+    fn nest(&mut self, open: Open) -> Result<(), Broken> {
+        if self.open.len() >= MAX_DEPTH {
+            return Err(Broken::TooDeep);
+        }
+        self.open.push(open);
         Ok(())
     }
 
@@ -338,6 +354,26 @@ mod tests {
                 .len(),
             3
         );
+    }
+
+    #[test]
+    fn a_reply_nested_past_the_bound_is_cut_and_one_within_it_passes() {
+        // 10,000 levels in 40 KB: well inside the byte bound, cut at the depth bound.
+        let deep = b"*1\r\n".repeat(10_000);
+        assert_eq!(
+            frames(Side::Server, 4 << 20, &[&deep]),
+            Err(Broken::TooDeep)
+        );
+        // Streamed and mapped aggregates count alike.
+        let deep_maps = b"%1\r\n+k\r\n".repeat(MAX_DEPTH + 1);
+        assert_eq!(
+            frames(Side::Server, 4 << 20, &[&deep_maps]),
+            Err(Broken::TooDeep)
+        );
+        // Exactly the bound: one frame.
+        let mut ok = b"*1\r\n".repeat(MAX_DEPTH);
+        ok.extend_from_slice(b":1\r\n");
+        assert_eq!(sizes(Side::Server, &ok), [ok.len()]);
     }
 
     #[test]

@@ -241,6 +241,10 @@ fn said(broken: &Broken) -> String {
             "a reply from the server passed {} MiB (busyguard reads at most that much of one reply): the connection was dropped",
             REPLY_LIMIT >> 20
         ),
+        Broken::TooDeep => format!(
+            "a reply from the server nested more than {} levels deep (Redis's own replies nest a few; a client's decoder would run out of stack): the connection was dropped",
+            super::frames::MAX_DEPTH
+        ),
         Broken::NotResp(what) => {
             format!("the server's reply is not RESP ({what}): the connection was dropped")
         }

@@ -74,6 +74,37 @@ fn a_replica_announced_by_any_client_is_never_contacted_nor_believed() {
     );
 }
 
+/// A fake server that answers the snapshot's INFO with `info` (fred's own `INFO server` at
+/// set-up is answered as usual), and PING with BUSY once the flag it returns is set.
+fn hostile_server(
+    info: crate::support::fake::Answer,
+) -> (
+    crate::support::fake::FakeRedis,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use crate::support::fake::{Answer, FakeRedis};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let busy = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = busy.clone();
+    let fake = FakeRedis::start(move |_, words| {
+        match words.first()?.to_ascii_uppercase().as_str() {
+            "INFO" if words[1..] != ["server"] => Some(info.clone()),
+            "PING" if flag.load(Ordering::SeqCst) => Some(Answer::error(
+                "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+            )),
+            _ => None,
+        }
+    });
+    (fake, busy)
+}
+
+fn hostile_policy(fake: &crate::support::fake::FakeRedis) -> String {
+    format!(
+        "instance: hostile\nredis:\n  url: redis://127.0.0.1:{}\nprobe:\n  interval: 50ms\n  snapshot_every: 1s\n",
+        fake.port
+    )
+}
+
 /// A server (or a proxy on the wrong port) that answers INFO with a bulk string declaring
 /// 2 GB and streams it: before #27 busyguard buffered it whole (718 MiB of RSS in 0.8 s, and
 /// growing, for every instance the daemon supervises). Now the relay reads one reply up to
@@ -81,27 +112,9 @@ fn a_replica_announced_by_any_client_is_never_contacted_nor_believed() {
 /// `probe.snapshot_every` while PINGs go on, and a BUSY is still caught and killed.
 #[test]
 fn a_reply_without_end_is_read_up_to_its_bound_told_once_and_supervision_goes_on() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    use crate::support::fake::{Answer, FakeRedis};
-    let busy = Arc::new(AtomicBool::new(false));
-    let flag = busy.clone();
-    let fake = FakeRedis::start(move |_, words| {
-        match words.first()?.to_ascii_uppercase().as_str() {
-            // The snapshot's INFO (fred's own `INFO server` at set-up is answered as usual).
-            "INFO" if words[1..] != ["server"] => Some(Answer::Endless("$2000000000\r\n".into())),
-            "PING" if flag.load(Ordering::SeqCst) => Some(Answer::error(
-                "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
-            )),
-            _ => None,
-        }
-    });
-    let policy = format!(
-        "instance: hostile\nredis:\n  url: redis://127.0.0.1:{}\nprobe:\n  interval: 50ms\n  snapshot_every: 1s\n",
-        fake.port
-    );
-    let daemon = Daemon::start(&policy, &[]);
+    use crate::support::fake::Answer;
+    let (fake, busy) = hostile_server(Answer::Endless("$2000000000\r\n".into()));
+    let daemon = Daemon::start(&hostile_policy(&fake), &[]);
     let fault = daemon.wait_event("probe_fault", LONG);
     let reply = fault["detail"]["reply"].as_str().unwrap();
     assert!(reply.contains("passed 4 MiB"), "{fault}");
@@ -123,12 +136,53 @@ fn a_reply_without_end_is_read_up_to_its_bound_told_once_and_supervision_goes_on
     let peak = support::peak_rss_kib(daemon.pid());
     assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
     // PINGs went on all along: a BUSY reply is caught and killed.
-    busy.store(true, Ordering::SeqCst);
+    busy.store(true, std::sync::atomic::Ordering::SeqCst);
     daemon.wait_event("kill_sent", LONG);
     println!(
         "hostile reply: peak RSS {} MiB after {} cut snapshots",
         peak / 1024,
         snapshots()
+    );
+}
+
+/// #33.5: a peer answers the snapshot's INFO with an array nested 10,000 deep (40 KB, well
+/// inside the byte bound). Before, the client's recursive decoder overflowed the stack and the
+/// daemon aborted, leaving every instance it supervised unwatched. Now the relay cuts the reply
+/// at its depth bound, the fault is told once, and both the hostile instance's PINGs and another
+/// instance's kill go on.
+#[test]
+fn a_deeply_nested_reply_is_cut_and_every_other_instance_keeps_its_kill() {
+    use crate::support::fake::Answer;
+    let (fake, busy) = hostile_server(Answer::Raw("*1\r\n".repeat(10_000)));
+    let server = RedisServer::start(ServerOptions::default());
+    let dir = support::state_dir();
+    let hostile = dir.path().join("hostile.yaml");
+    std::fs::write(&hostile, hostile_policy(&fake)).unwrap();
+    let honest = dir.path().join("honest.yaml");
+    std::fs::write(&honest, server.policy("honest", "")).unwrap();
+    let daemon = Daemon::start_with(dir, &[hostile, honest], &[]);
+    let fault = daemon.wait_event("probe_fault", LONG);
+    let reply = fault["detail"]["reply"].as_str().unwrap();
+    assert!(reply.contains("nested more than 32 levels"), "{fault}");
+    server.wait_snapshot();
+    support::run_killable_runaway(&server);
+    let killed = daemon.wait_event("killed", LONG);
+    assert_eq!(killed["instance"], "honest", "{killed}");
+    busy.store(true, std::sync::atomic::Ordering::SeqCst);
+    daemon
+        .wait_record(LONG, |r| {
+            r["event"] == "kill_sent" && r["instance"] == "hostile"
+        })
+        .unwrap_or_else(|| panic!("{:?}", daemon.events()));
+    assert_eq!(
+        daemon
+            .records_of("probe_fault")
+            .iter()
+            .filter(|r| r["instance"] == "hostile")
+            .count(),
+        1,
+        "told once: {:?}",
+        daemon.events()
     );
 }
 

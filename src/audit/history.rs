@@ -77,7 +77,10 @@ pub fn history(
             };
             let at = record.unix_ms().unwrap_or(0);
             if record.kind() == EventKind::ShutdownSent && at >= horizon {
-                scan.shutdowns.push(at);
+                match record.event.dry_run {
+                    true => scan.rehearsals.push(at),
+                    false => scan.shutdowns.push(at),
+                }
             }
             scan.take(record, at, window_ms);
         }
@@ -105,8 +108,10 @@ struct Scan {
     cursor: Option<Option<SlowlogCursor>>,
     /// The newest word on a hold (a hold, its release, or the server healthy again).
     hold: Option<Option<CarriedHold>>,
-    /// Unix ms of the `shutdown_sent` records within the window, newest first.
+    /// Unix ms of the enforced `shutdown_sent` records within the window, and of the dry-run
+    /// ones, newest first.
     shutdowns: Vec<u64>,
+    rehearsals: Vec<u64>,
 }
 
 impl Scan {
@@ -193,11 +198,14 @@ impl Scan {
     fn into_history(self) -> History {
         let mut records = self.open;
         records.reverse();
-        let mut shutdowns = self.shutdowns;
-        shutdowns.reverse();
+        let oldest_first = |mut list: Vec<u64>| {
+            list.reverse();
+            list
+        };
         History {
             open_incident: open_incident(&records),
-            shutdowns,
+            shutdowns: oldest_first(self.shutdowns),
+            rehearsals: oldest_first(self.rehearsals),
             slowlog_cursor: self.cursor.flatten(),
             pause: self.pause.flatten(),
             hold: self.hold.flatten(),

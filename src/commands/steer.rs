@@ -87,5 +87,30 @@ pub fn live_text(l: &Live) -> String {
     if let Some(h) = &l.hold {
         line.push_str(&format!("  HELD by {}: {}", h.by, h.reason));
     }
+    if let Some(limits) = l.limits.as_ref().filter(|u| u.used > 0 || u.rehearsed > 0) {
+        line.push_str(&format!("  {}", limits_text(limits)));
+    }
     line
+}
+
+/// How much of `limits` is used, in words: `limits: 1 of 1 shutdown(s) per 1h used (one more
+/// may go at T)`, and the dry-run decisions apart.
+pub fn limits_text(u: &crate::engine::LimitsUsed) -> String {
+    let per = crate::model::duration::human_ms(u.per_ms);
+    let mut text = format!("limits: {} of {} shutdown(s) per {per} used", u.used, u.max);
+    match u.frees_at_unix_ms {
+        Some(at) => text.push_str(&format!(
+            " (spent: the next may go at {})",
+            crate::model::clock::rfc3339(at)
+        )),
+        None if u.used >= u.max => text.push_str(" (spent)"),
+        None => {}
+    }
+    if u.rehearsed > 0 {
+        text.push_str(&format!(
+            "; {} dry-run decision(s) within {per}, not counted",
+            u.rehearsed
+        ));
+    }
+    text
 }

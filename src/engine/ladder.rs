@@ -138,9 +138,7 @@ impl Engine {
             inc.failover_failed = old.failover_failed;
         } else if let (true, Some(sent), None) = (old.shutdown_lost, old.shutdown_at, &old.retries)
         {
-            if let Some(i) = self.shutdowns.iter().position(|t| *t == sent) {
-                self.shutdowns.remove(i);
-            }
+            self.shutdowns.forget(sent);
             inc.retries = Some(old.id.clone());
             reason.push_str(
                 "; the SHUTDOWN it sent was lost and the server still answers BUSY: it had no \
@@ -346,7 +344,7 @@ impl Engine {
                 demoted: inc.demoted.is_some(),
                 counted: self.counted(inc),
             };
-            guards::withheld(rules, order, &self.shutdowns, known, now)
+            guards::withheld(rules, order, self.shutdowns.counted(dry_run), known, now)
         };
         let inputs = self.inputs(Some(inc), now);
         if let Some(w) = withheld {
@@ -373,7 +371,7 @@ impl Engine {
         } else {
             Escalation::ShutdownSent
         };
-        self.shutdowns.push(now);
+        self.shutdowns.decided(dry_run, now);
         inc.shutdown_at = Some(now);
         let detail = d::ShutdownSent {
             inputs,

@@ -26,12 +26,14 @@ mod fence;
 pub mod guards;
 mod incident;
 mod ladder;
+mod limits;
 mod plan;
 pub mod resume;
 mod silence;
 pub mod steer;
 mod vocab;
 
+pub use limits::LimitsUsed;
 pub use resume::{History, OpenIncident, ResumedShutdown};
 pub use steer::{Live, Steer};
 pub use vocab::*;
@@ -53,9 +55,8 @@ pub struct Engine {
     /// An incident left open by an earlier run, until the first observation says what became
     /// of it (see [`resume`]).
     resumed: Option<Incident>,
-    /// When shutdowns were decided, for `limits` (dry-run decisions count too, so a dry run
-    /// shows what enforce would do).
-    shutdowns: Vec<Millis>,
+    /// When shutdowns were decided, for `limits`: enforced ones and dry-run decisions apart.
+    shutdowns: limits::Ledger,
     /// The last configuration fault reported, so it is reported once, not on every probe.
     fault: Option<String>,
     /// What the last snapshot could not read, reported once per change.
@@ -101,7 +102,7 @@ impl Engine {
             snapshot: None,
             incident: None,
             resumed: None,
-            shutdowns: Vec::new(),
+            shutdowns: limits::Ledger::default(),
             fault: None,
             snapshot_errors: Vec::new(),
             loading: false,
@@ -141,7 +142,9 @@ impl Engine {
     /// incident left open.
     pub fn resume(&mut self, history: &History, now: At) -> Option<String> {
         let to_mono = |unix_ms: u64| now.mono.saturating_sub(now.unix_ms.saturating_sub(unix_ms));
-        self.shutdowns = history.shutdowns.iter().map(|t| to_mono(*t)).collect();
+        let mono = |list: &[u64]| list.iter().map(|t| to_mono(*t)).collect();
+        self.shutdowns =
+            limits::Ledger::resumed(mono(&history.shutdowns), mono(&history.rehearsals));
         // A hold lasts until released: across a restart, and onto the incident that supersedes
         // the one it was given in.
         self.hold = history

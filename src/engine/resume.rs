@@ -22,9 +22,11 @@ use crate::model::snapshot::Snapshot;
 pub struct History {
     /// The incident still open when the trail was last written.
     pub open_incident: Option<OpenIncident>,
-    /// Unix ms of every `shutdown_sent` within the window (dry-run decisions too: a dry run
-    /// shows what enforce would do, limits included).
+    /// Unix ms of every enforced `shutdown_sent` within the window.
     pub shutdowns: Vec<u64>,
+    /// Unix ms of every dry-run `shutdown_sent` within the window: a dry run's own limits, never
+    /// enforce's.
+    pub rehearsals: Vec<u64>,
     /// The (run id, SLOWLOG id) where early warnings go on.
     pub slowlog_cursor: Option<SlowlogCursor>,
     /// The pause in force when the trail was last written (it may have expired since).

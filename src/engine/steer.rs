@@ -58,6 +58,9 @@ pub struct Live {
     pub deadline_unix_ms: Option<u64>,
     pub pause: Option<Pause>,
     pub hold: Option<Hold>,
+    /// How much of `limits` is used, and when one more shutdown may go.
+    #[serde(default)]
+    pub limits: Option<super::LimitsUsed>,
 }
 
 impl Engine {
@@ -124,6 +127,14 @@ impl Engine {
             (_, Escalation::Asked { since }) => Some(since + self.rules.ask_timeout),
             _ => None,
         }
+    }
+
+    /// How much of `limits` is used at `at` (dry-run decisions apart under enforce).
+    pub fn limits_used(&self, at: At) -> super::LimitsUsed {
+        let r = &self.rules;
+        let wall = |mono: Millis| at.unix_ms.saturating_add(mono.saturating_sub(at.mono));
+        self.shutdowns
+            .used(r.dry_run, r.max_shutdowns, r.per, at.mono, wall)
     }
 
     /// Whether a pause is in force at `at`.
@@ -213,6 +224,7 @@ impl Engine {
             deadline_unix_ms: deadline,
             pause: self.pause.clone().filter(|p| at.mono < p.until_mono),
             hold: self.hold.clone(),
+            limits: Some(self.limits_used(at)),
         }
     }
 }

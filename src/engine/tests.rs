@@ -2224,3 +2224,52 @@ fn a_replica_behind_more_than_max_lag_is_not_promoted() {
     );
     assert_eq!(s.events[0].detail.to_value()["may_lose_bytes"], 40);
 }
+
+/// #33.6: a rehearsal in dry-run (the README's way in) never spends enforce's limits: neither
+/// in the engine that made it (a reload to `mode: enforce`) nor read back from the trail after
+/// a restart. Under dry-run the rehearsals count against each other, as enforce would.
+#[test]
+fn a_dry_run_rehearsal_spends_nothing_of_enforces_limits() {
+    let dry = Rules {
+        dry_run: true,
+        ..rules()
+    };
+    let unkillable = Observation::KillReply(KillReply::Unkillable("UNKILLABLE".into()));
+    let mut e = engine_with(dry.clone());
+    let mut steps = Vec::new();
+    for (t, obs) in [
+        (1_000, busy(SCRIPT_BUSY)),
+        (1_001, unkillable.clone()),
+        (3_000, busy(SCRIPT_BUSY)),
+    ] {
+        steps.push((at(t), e.observe(at(t), obs)));
+    }
+    assert_eq!(names(&steps[2].1), ["shutdown_sent"]);
+    assert!(steps[2].1.events[0].dry_run);
+    // Under dry-run, a second rehearsal within `per` is withheld, as enforce would be.
+    e.observe(at(3_100), pong());
+    e.observe(at(4_000), busy(SCRIPT_BUSY));
+    e.observe(at(4_001), unkillable.clone());
+    let s = e.observe(at(6_000), busy(SCRIPT_BUSY));
+    assert_eq!(names(&s), ["escalation_withheld"], "{:?}", s.events);
+    // A reload to enforce: the rehearsals do not count.
+    e.set_rules(rules());
+    e.observe(at(6_100), pong());
+    e.observe(at(7_000), busy(SCRIPT_BUSY));
+    e.observe(at(7_001), unkillable.clone());
+    let s = e.observe(at(9_000), busy(SCRIPT_BUSY));
+    assert!(
+        matches!(s.action, Some(Action::Shutdown(_))),
+        "{:?}",
+        s.events
+    );
+    // Read back from the trail: a rehearsal, not a shutdown.
+    let history = trail_of(&steps);
+    assert!(history.shutdowns.is_empty(), "{history:?}");
+    assert_eq!(history.rehearsals, vec![at(3_000).unix_ms]);
+    let mut fresh = Engine::new(rules());
+    fresh.resume(&history, restarted(3_500, 0));
+    let live = fresh.live(restarted(3_500, 0));
+    let limits = live.limits.unwrap();
+    assert_eq!((limits.used, limits.rehearsed), (0, 1));
+}

@@ -1,4 +1,5 @@
-//! Durations written for people: `850ms`, `12.3s`, `1m37s`, `2h05m`, `3d04h`. Records and JSON
+//! Durations written for people: `850ms`, `12.3s`, `1m37s`, `2h05m`, `3d04h`, and `1h` rather
+//! than `1h00m` when the smaller unit is nought. Records and JSON
 //! keep exact milliseconds; this is only for what an operator reads (`ps`, `status`, `show`,
 //! notifications, errors).
 
@@ -17,9 +18,17 @@ pub fn human_ms(ms: u64) -> String {
                 t => format!("{}.{t}s", tenths / 10),
             }
         }
-        M..H => format!("{}m{:02}s", ms / M, ms % M / S),
-        H..D => format!("{}h{:02}m", ms / H, ms % H / M),
-        _ => format!("{}d{:02}h", ms / D, ms % D / H),
+        M..H => two(ms / M, "m", ms % M / S, "s"),
+        H..D => two(ms / H, "h", ms % H / M, "m"),
+        _ => two(ms / D, "d", ms % D / H, "h"),
+    }
+}
+
+/// `1h05m`, or `1h` when the smaller unit is nought.
+fn two(large: u64, large_unit: &str, small: u64, small_unit: &str) -> String {
+    match small {
+        0 => format!("{large}{large_unit}"),
+        _ => format!("{large}{large_unit}{small:02}{small_unit}"),
     }
 }
 
@@ -36,5 +45,7 @@ mod tests {
         assert_eq!(human_ms(97_376), "1m37s");
         assert_eq!(human_ms(3_600_000 + 5 * 60_000 + 7_000), "1h05m");
         assert_eq!(human_ms(3 * 86_400_000 + 4 * 3_600_000), "3d04h");
+        assert_eq!(human_ms(3_600_000), "1h");
+        assert_eq!(human_ms(60_000), "1m");
     }
 }

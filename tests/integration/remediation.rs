@@ -435,3 +435,73 @@ fn sigterm_stops_the_daemon_cleanly() {
         records.len()
     );
 }
+
+/// #33.6: the README's way in (a dry-run rehearsal of an unkillable script, then `mode:
+/// enforce` and a reload, then a restart for good measure): the rehearsal's decision never
+/// spends the limit (`max_shutdowns: 1`), so the first real unkillable script is shut down.
+#[test]
+fn after_a_dry_run_rehearsal_the_first_enforced_shutdown_goes() {
+    let mut server = RedisServer::start(ServerOptions::default());
+    let dir = support::state_dir();
+    let file = dir.path().join("policy.yaml");
+    let ladder = format!(
+        "{}limits:\n  max_shutdowns: 1\n  per: 1h\n",
+        support::ladder("500ms", "shutdown")
+    );
+    std::fs::write(
+        &file,
+        server.policy("rehearsed", &format!("mode: dry-run\n{ladder}")),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start_with(dir, std::slice::from_ref(&file), &[]);
+    server.wait_snapshot();
+    let rehearsal = Caller::eval(&server, scripts::WRITE_THEN_SPIN_MS, &["k"], &["1500"]);
+    let decided = daemon.wait_event("shutdown_sent", LONG);
+    assert_eq!(decided["dry_run"], true, "{decided}");
+    assert_eq!(rehearsal.reply().unwrap().text(), Some("done"));
+    daemon.wait_event("recovered", LONG);
+    let (_, ps) = support::busyguard_ctl(&daemon, &["ps"]);
+    assert!(
+        ps.contains("limits: 1 of 1 shutdown(s) per 1h used"),
+        "{ps}"
+    );
+    // Enforce, as the README says: edit, reload, and (an upgrade) a restart.
+    std::fs::write(&file, server.policy("rehearsed", &ladder)).unwrap();
+    daemon.signal(Signal::SIGHUP);
+    daemon.wait_event("policy_loaded", LONG);
+    daemon.stop();
+    daemon.spawn();
+    daemon
+        .wait_record(LONG, |r| {
+            r["event"] == "watchdog_started" && r["seq"].as_u64() > decided["seq"].as_u64()
+        })
+        .unwrap();
+    let (_, ps) = support::busyguard_ctl(&daemon, &["ps"]);
+    assert!(
+        ps.contains(
+            "limits: 0 of 1 shutdown(s) per 1h used; 1 dry-run decision(s) within 1h, not counted"
+        ),
+        "{ps}"
+    );
+    let _writer = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
+    let sent = daemon
+        .wait_record(LONG, |r| {
+            r["event"] == "shutdown_sent" && r["dry_run"] == false
+        })
+        .unwrap_or_else(|| panic!("{:?}", daemon.events()));
+    assert!(
+        sent["detail"]["command"]
+            .as_str()
+            .unwrap()
+            .starts_with("SHUTDOWN NOSAVE")
+    );
+    assert!(server.wait_exit(LONG));
+    assert!(
+        daemon
+            .records_of("escalation_withheld")
+            .iter()
+            .all(|r| !support::reason(r).starts_with("limits")),
+        "{:?}",
+        daemon.events()
+    );
+}

@@ -184,7 +184,7 @@ pub async fn status(
         let mut s = instance_status(p, trail.filter(|t| t.exists())).await;
         s.daemon = Some(match &daemon {
             Ok(ps) => match ps.instances.iter().find(|i| i.instance == p.instance) {
-                Some(i) => DaemonView::Live(i.live.clone()),
+                Some(i) => DaemonView::Live(i.live.clone().map(Box::new)),
                 None => DaemonView::Error {
                     error: "not supervised by the running daemon".into(),
                 },

@@ -97,7 +97,7 @@ pub struct InstanceStatus {
 #[serde(untagged)]
 pub enum DaemonView {
     /// Its `ps` line (`null`: it did not answer in time).
-    Live(Option<Live>),
+    Live(Option<Box<Live>>),
     Error {
         error: String,
     },

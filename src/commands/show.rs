@@ -331,7 +331,15 @@ fn summary_raw(detail: &Detail) -> String {
             d.seen_by
         ),
         D::FailoverFailed(d) => format!("{}; fallback {}", d.reason, d.fallback.name()),
-        D::SplitBrain(d) => format!("{} (after {} took over): {}", d.why, d.new_primary, d.fence),
+        D::SplitBrain(d) => format!(
+            "{} (after {} took over): {}",
+            d.why,
+            d.new_primary,
+            d.fence
+                .clone()
+                .or_else(|| d.not_fenced.as_ref().map(|w| format!("not fenced: {w}")))
+                .unwrap_or_default()
+        ),
         D::TrailFault(_)
         | D::SlowScript(_)
         | D::OperatorCommand(_)

@@ -29,6 +29,7 @@ use crate::event::detail::ActionFailed;
 use crate::model::kinds::BusyKind;
 use crate::model::slowlog::SlowEntry;
 use crate::model::snapshot::Snapshot;
+use crate::model::takeover::Successor;
 use crate::model::told::{AfterRecovery, RunningFunction};
 
 /// Where simulated time starts on the wall clock (only names incidents).
@@ -115,8 +116,12 @@ fn parse_numbered(text: &str) -> Result<Vec<(usize, Millis, Input)>, String> {
             })),
             "failover" => Input::Observe(Observation::Failover(match arg {
                 "promoted" => FailoverOutcome::Promoted {
-                    new_primary: rest.get(1).copied().unwrap_or("replica:6379").into(),
-                    seen_by: "ROLE on the replica".into(),
+                    successor: Successor {
+                        address: rest.get(1).copied().unwrap_or("replica:6379").into(),
+                        run_id: "the-promoted-replica".into(),
+                        replid2: "this-servers-replication-id".into(),
+                    },
+                    seen_by: "ROLE and INFO on the replica".into(),
                 },
                 "failed" => FailoverOutcome::Failed {
                     accepted: true,
@@ -460,7 +465,11 @@ pub fn from_trail(path: &Path, instance: &str) -> std::io::Result<Vec<(Millis, I
             Detail::FailoverRequested(d) if !same_step => push(busy(&d.reply_seen)),
             Detail::FailoverCompleted(d) => push(Input::Observe(Observation::Failover(
                 FailoverOutcome::Promoted {
-                    new_primary: d.new_primary.clone(),
+                    successor: Successor {
+                        address: d.new_primary.clone(),
+                        run_id: d.new_primary_run_id.clone().unwrap_or_default(),
+                        replid2: d.new_primary_replid2.clone().unwrap_or_default(),
+                    },
                     seen_by: d.seen_by.clone(),
                 },
             ))),

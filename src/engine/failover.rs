@@ -84,8 +84,7 @@ impl Engine {
             target: target.clone(),
             watch: replicas.iter().map(|r| r.address.clone()).collect(),
             timeout_ms: self.rules.failover_timeout,
-            run_id: self.snapshot().and_then(|s| s.run_id.clone()),
-            replid: self.snapshot().and_then(|s| s.master_replid.clone()),
+            lineage: self.lineage.clone(),
         };
         inc.requested_behind = replicas
             .iter()
@@ -199,24 +198,24 @@ impl Engine {
         if let Escalation::FailoverRequested { via, at } = inc.escalation {
             inc.escalation = Escalation::NotYet;
             let detail: crate::event::Detail = match outcome {
-                FailoverOutcome::Promoted {
-                    new_primary,
-                    seen_by,
-                } => {
-                    inc.demoted = Some(new_primary.clone());
-                    d::FailoverCompleted {
+                FailoverOutcome::Promoted { successor, seen_by } => {
+                    let new_primary = successor.address.clone();
+                    let detail = d::FailoverCompleted {
                         via,
                         may_lose_bytes: inc
                             .requested_behind
                             .iter()
                             .find(|(a, _)| *a == new_primary)
                             .map(|(_, b)| *b),
+                        new_primary_run_id: Some(successor.run_id.clone()),
+                        new_primary_replid2: Some(successor.replid2.clone()),
                         new_primary,
                         elapsed_ms: now.saturating_sub(at),
                         since_first_busy_ms: inc.first_busy.map(|f| now.saturating_sub(f)),
                         seen_by,
-                    }
-                    .into()
+                    };
+                    inc.demoted = Some(successor);
+                    detail.into()
                 }
                 FailoverOutcome::Failed { accepted, reason } => {
                     inc.failover_failed = true;

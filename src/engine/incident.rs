@@ -140,9 +140,10 @@ pub(super) struct Incident {
     pub(super) approved: bool,
     /// The pause or hold last reported as withholding an action here (reported once each).
     pub(super) steer_reported: Option<String>,
-    /// Sentinel failed this server over during the incident (the new primary's address): the
-    /// role-based guards no longer hold it back.
-    pub(super) demoted: Option<String>,
+    /// This server was failed over during the incident, to a successor busyguard verified: the
+    /// role-based guards no longer hold back its zombie's shutdown, and it is fenced should it
+    /// answer as a primary again (as the policy allows).
+    pub(super) demoted: Option<crate::model::takeover::Successor>,
     /// `then: failover`: none could be made, or the one requested was not seen: the fallback
     /// applies at the next BUSY reply.
     pub(super) failover_failed: bool,

@@ -6,6 +6,7 @@ use crate::event::Detail;
 use crate::event::detail::{self as d, RecoveredHow};
 use crate::model::kinds::{BusyKind, Then};
 use crate::model::snapshot::Snapshot;
+use crate::model::takeover::Successor;
 use crate::model::told::{AfterRecovery, delta, offending_entry};
 
 use super::guards::{self, Known, Order, Withheld};
@@ -386,31 +387,35 @@ impl Engine {
         }
     }
 
-    /// Another server serves as the primary (Sentinel says so, or a replica took over):
-    /// recorded once per incident;
-    /// a shutdown withheld for this server's role is decided again at the next BUSY reply (the
-    /// evidence an action needs).
-    pub(super) fn on_demoted(
-        &mut self,
-        primary: String,
-        run_id: String,
-        by: &'static str,
-        step: &mut Step,
-    ) {
+    /// Another server took over from this one, as busyguard verified (told by Sentinel or seen
+    /// on a listed replica): recorded once per incident; a shutdown withheld for this server's
+    /// role is decided again at the next BUSY reply (the evidence an action needs). Under
+    /// `then: notify` nothing changes but the record: nothing is ever sent.
+    pub(super) fn on_demoted(&mut self, successor: Successor, by: &'static str, step: &mut Step) {
         let Some(mut inc) = self.incident.take() else {
             return;
         };
         if inc.demoted.is_none() && inc.first_busy.is_some() {
-            inc.demoted = Some(primary.clone());
-            if inc.escalation == Escalation::Withheld && inc.ladder.then != Then::Notify {
+            let notify = inc.ladder.then == Then::Notify;
+            if inc.escalation == Escalation::Withheld && !notify {
                 inc.escalation = Escalation::NotYet;
             }
+            let note = match notify {
+                true => {
+                    "this server was failed over; under `then: notify` busyguard sends it nothing: end its script (SHUTDOWN NOSAVE) and make it a replica of the new primary (REPLICAOF) by hand"
+                }
+                false => {
+                    "this server was failed over: the guards that protect a primary and its replicas no longer hold back its shutdown; limits and `then` still apply"
+                }
+            };
             let detail = d::RoleChanged {
                 by: by.into(),
-                primary,
-                primary_run_id: run_id,
-                note: "this server was failed over: the guards that protect a primary and its replicas no longer hold back its shutdown; limits and `then` still apply".into(),
+                primary: successor.address.clone(),
+                primary_run_id: successor.run_id.clone(),
+                primary_replid2: Some(successor.replid2.clone()),
+                note: note.into(),
             };
+            inc.demoted = Some(successor);
             step.events.push(self.event(Some(&inc), false, detail));
         }
         self.incident = Some(inc);

@@ -41,7 +41,8 @@ pub use vocab::*;
 use crate::event::detail::{self as d, DecisionInputs, PolicyInputs};
 use crate::event::{Detail, Event};
 use crate::model::kinds::State;
-use crate::model::snapshot::{Identity, Snapshot};
+use crate::model::snapshot::Snapshot;
+use crate::model::takeover::Lineage;
 use crate::policy::HangSignal;
 use incident::{Cause, Escalation, Held, Incident, Kill};
 use ladder::Recovering;
@@ -91,8 +92,12 @@ pub struct Engine {
     reply: continuity::Reply,
     /// The server's last count of unsaved changes, whether the AOF is on, and when it was read.
     unsaved: Option<(u64, bool, Millis)>,
-    /// Why the Sentinel group serves another server, once it was seen to.
+    /// Why what the Sentinel group says is not believed, since it was seen to name a server
+    /// busyguard cannot verify took over from this one.
     sentinel_elsewhere: Option<String>,
+    /// Who this server has been in this run (and in the snapshot restored from the trail): what
+    /// a successor must continue.
+    lineage: Lineage,
 }
 
 impl Engine {
@@ -123,16 +128,14 @@ impl Engine {
             reply: continuity::Reply::default(),
             unsaved: None,
             sentinel_elsewhere: None,
+            lineage: Lineage::default(),
         }
     }
 
-    /// Who this server is, from this run's healthy snapshot: its run id and replication ID.
-    pub fn identity(&self) -> Option<Identity> {
-        let held = self.snapshot.as_ref().filter(|h| h.fresh)?;
-        Some(Identity {
-            run_id: held.snapshot.run_id.clone()?,
-            replid: held.snapshot.master_replid.clone()?,
-        })
+    /// Who this server has been: the run ids and replication IDs of its healthy snapshots in
+    /// this run, and of the one restored from the trail (a successor must continue one of them).
+    pub fn lineage(&self) -> &Lineage {
+        &self.lineage
     }
 
     /// Take what the trail says of this instance (after a restart of the daemon, even a
@@ -157,6 +160,7 @@ impl Engine {
             });
         let open = history.open_incident.as_ref()?;
         if let Some((snapshot, taken)) = &open.snapshot {
+            self.lineage.saw_snapshot(snapshot);
             self.snapshot = Some(Held {
                 snapshot: snapshot.clone(),
                 taken: to_mono(*taken),
@@ -412,20 +416,17 @@ impl Engine {
             }
             Observation::KillReply(reply) => self.on_kill_reply(now, reply, &mut step),
             Observation::Shutdown(outcome) => self.on_shutdown(now, outcome, &mut step),
-            Observation::Demoted {
-                primary,
-                run_id,
-                by,
-            } => self.on_demoted(primary, run_id, by, &mut step),
+            Observation::Demoted { successor, by } => self.on_demoted(successor, by, &mut step),
             Observation::Failover(outcome) => self.on_failover(now, outcome, &mut step),
             Observation::Fenced(outcome) => self.on_fenced(now, outcome, &mut step),
             Observation::ReplicaOffsets(offsets) => self.on_offsets(now, offsets, &mut step),
-            Observation::SentinelServesAnother(why) => {
+            Observation::SentinelNamesThis => self.sentinel_elsewhere = None,
+            Observation::SentinelUnbelieved(why) => {
                 if self.sentinel_elsewhere.as_deref() != Some(why.as_str()) {
                     let detail = d::ProbeFault::Fault {
                         reply: why.clone(),
-                        note: "configuration fault: no failover goes through this Sentinel group, \
-                               and nothing it says of a primary is acted on"
+                        note: "no failover goes through this Sentinel group, and nothing it says \
+                               of a primary is acted on, until it names this server again"
                             .into(),
                     };
                     step.events
@@ -578,6 +579,7 @@ impl Engine {
             (Some(false), Some(changes)) => self.unsaved = Some((changes, false, now)),
             (Some(false), None) | (None, _) => {}
         }
+        self.lineage.saw_snapshot(&s);
         self.snapshot = Some(Held {
             snapshot: s,
             taken: now,

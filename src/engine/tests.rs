@@ -44,6 +44,17 @@ fn rules() -> Rules {
         per: 3_600_000,
         guards: Guards::default(),
         probe_interval: 50,
+        fence: false,
+    }
+}
+
+/// A successor busyguard verified: at `address`, under `run_id`, continuing the replication ID
+/// of the snapshots these tests give (`replid-a`).
+fn successor(address: &str, run_id: &str) -> crate::model::takeover::Successor {
+    crate::model::takeover::Successor {
+        address: address.into(),
+        run_id: run_id.into(),
+        replid2: "replid-a".into(),
     }
 }
 
@@ -447,8 +458,7 @@ fn a_replicated_primary_without_persistence_is_not_shut_down_unless_allowed() {
 fn a_primary_sentinel_failed_over_is_shut_down_at_the_next_busy_reply() {
     let mut e = engine_seeing(rules(), replicated_without_persistence());
     let demoted = || Observation::Demoted {
-        primary: "10.0.0.6:6379".into(),
-        run_id: "run-new".into(),
+        successor: successor("10.0.0.6:6379", "run-new"),
         by: "sentinel",
     };
     // Outside an incident it says nothing.
@@ -546,7 +556,7 @@ fn a_cluster_failover_goes_to_the_replica_least_behind_then_ends_the_old_primary
     let s = e.observe(
         at(2_050),
         Observation::Failover(FailoverOutcome::Promoted {
-            new_primary: "10.0.0.7:6380".into(),
+            successor: successor("10.0.0.7:6380", "run-new"),
             seen_by: "ROLE on the replica".into(),
         }),
     );
@@ -822,15 +832,14 @@ fn any_observation() -> impl Strategy<Value = Observation> {
         }),
         (0u64..100_000).prop_map(|for_ms| Observation::Silent { for_ms }),
         Just(Observation::Demoted {
-            primary: "10.0.0.6:6379".into(),
-            run_id: "run-new".into(),
+            successor: successor("10.0.0.6:6379", "run-new"),
             by: "replica",
         }),
         any::<bool>().prop_map(|cluster| Observation::Pong {
             snapshot: Some(Box::new(with_replica(cluster)))
         }),
         Just(Observation::Failover(FailoverOutcome::Promoted {
-            new_primary: "10.0.0.7:6380".into(),
+            successor: successor("10.0.0.7:6380", "run-new"),
             seen_by: "ROLE on the replica".into(),
         })),
         Just(Observation::Failover(FailoverOutcome::Failed {
@@ -2218,7 +2227,7 @@ fn a_replica_behind_more_than_max_lag_is_not_promoted() {
     let s = e.observe(
         at(2_500),
         Observation::Failover(FailoverOutcome::Promoted {
-            new_primary: "10.0.0.7:6380".into(),
+            successor: successor("10.0.0.7:6380", "run-new"),
             seen_by: "ROLE on the replica".into(),
         }),
     );
@@ -2272,4 +2281,104 @@ fn a_dry_run_rehearsal_spends_nothing_of_enforces_limits() {
     let live = fresh.live(restarted(3_500, 0));
     let limits = live.limits.unwrap();
     assert_eq!((limits.used, limits.rehearsed), (0, 1));
+}
+
+/// #33.2: a failed-over primary whose script ends answers as a primary beside its successor: a
+/// split brain, always recorded. The fence (`REPLICAOF`, which replaces the dataset) goes only
+/// under `then: failover`, or under `shutdown`/`ask` with `topology.fence`; under `then: notify`
+/// nothing is ever sent. Never toward the server answering here when it is the successor
+/// itself (an address that leads elsewhere now).
+#[test]
+fn a_split_brain_is_fenced_only_as_far_as_the_policy_allows() {
+    let snap = Snapshot {
+        master_replid: Some("replid-a".into()),
+        ..snapshot("7.0.15", "run-a")
+    };
+    for (then, fence, fenced) in [
+        (Then::Failover, false, true),
+        (Then::Shutdown, false, false),
+        (Then::Shutdown, true, true),
+        (Then::Ask, true, true),
+        (Then::Notify, true, false),
+        (Then::Notify, false, false),
+    ] {
+        let mut e = engine_seeing(
+            Rules {
+                then,
+                fence,
+                ..rules()
+            },
+            snap.clone(),
+        );
+        e.observe(at(1_000), busy(SCRIPT_BUSY));
+        e.observe(
+            at(1_001),
+            Observation::KillReply(KillReply::Unkillable("UNKILLABLE".into())),
+        );
+        let s = e.observe(
+            at(1_100),
+            Observation::Demoted {
+                successor: successor("10.0.0.7:6380", "run-new"),
+                by: "sentinel",
+            },
+        );
+        assert_eq!(names(&s), ["role_changed"]);
+        let note = s.events[0].detail.to_value()["note"].to_string();
+        assert_eq!(
+            note.contains("sends it nothing"),
+            then == Then::Notify,
+            "{note}"
+        );
+        let s = observed(&mut e, at(1_200), pong());
+        let case = format!("then {then:?}, fence {fence}: {:?}", s.events);
+        assert_eq!(names(&s)[0], "split_brain", "{case}");
+        let split = s.events[0].detail.to_value();
+        match fenced {
+            true => {
+                assert_eq!(split["fence"], "REPLICAOF 10.0.0.7 6380", "{case}");
+                let Some(Action::Fence(plan)) = &s.action else {
+                    panic!("{case}")
+                };
+                assert_eq!(plan.successor.run_id, "run-new");
+                assert!(plan.lineage.is_this_server("run-a"));
+            }
+            false => {
+                assert!(split["fence"].is_null(), "{case}");
+                assert!(split["not_fenced"].is_string(), "{case}");
+                assert!(s.action.is_none(), "{case}");
+                assert_eq!(names(&s)[1], "recovered", "{case}");
+                assert_eq!(
+                    s.events[1].detail.to_value()["how"],
+                    "still a primary, not fenced"
+                );
+            }
+        }
+    }
+    // The server answering now is the successor itself: no split brain, no fence.
+    let mut e = engine_seeing(failover_rules(true, Resort::Notify), snap.clone());
+    e.observe(at(1_000), busy(SCRIPT_BUSY));
+    e.observe(
+        at(1_001),
+        Observation::KillReply(KillReply::Unkillable("UNKILLABLE".into())),
+    );
+    e.observe(
+        at(1_100),
+        Observation::Demoted {
+            successor: successor("10.0.0.7:6380", "run-new"),
+            by: "sentinel",
+        },
+    );
+    let moved = Snapshot {
+        run_id: Some("run-new".into()),
+        ..snap
+    };
+    let s = observed(
+        &mut e,
+        at(1_200),
+        Observation::Pong {
+            snapshot: Some(Box::new(moved)),
+        },
+    );
+    assert!(!names(&s).contains(&"split_brain"), "{:?}", s.events);
+    assert!(s.action.is_none());
 }

@@ -5,6 +5,7 @@
 use crate::event::Event;
 use crate::model::kinds::{BusyKind, FailoverVia, Resort, Then};
 use crate::model::snapshot::Snapshot;
+use crate::model::takeover::{Lineage, Successor};
 use crate::model::told::{AfterRecovery, RunningFunction};
 use crate::policy::replicas::TrustedReplica;
 use crate::policy::{self, HangSignal, Mode, Policy};
@@ -67,21 +68,23 @@ pub enum Observation {
     Shutdown(ShutdownOutcome),
     /// Whether the signal the engine asked for was delivered.
     Signal(Result<(), String>),
-    /// Another server (this address and run id) serves as the primary now: this server was
-    /// failed over. `by` says who tells (`sentinel`, or `replica`: one of its own replicas
-    /// took over).
+    /// Another server serves as the primary now, verified by busyguard itself (see
+    /// [`crate::model::takeover`]): this server was failed over. `by` says who told of it
+    /// (`sentinel`, or `replica`: one of its own listed replicas took over).
     Demoted {
-        primary: String,
-        run_id: String,
+        successor: Successor,
         by: &'static str,
     },
     /// What became of a failover the engine asked for.
     Failover(FailoverOutcome),
-    /// What came of a fence the engine asked for (`REPLICAOF`'s reply, or why none).
-    Fenced(Result<String, String>),
-    /// The Sentinel group of `topology.sentinel` serves another server than this one: a
-    /// configuration fault; nothing it says is acted on (why).
-    SentinelServesAnother(String),
+    /// What came of a fence the engine asked for.
+    Fenced(FenceOutcome),
+    /// What the Sentinel group of `topology.sentinel` says cannot be verified (it names a server
+    /// that did not take over from this one, or one the policy does not list): nothing it says
+    /// is acted on (why).
+    SentinelUnbelieved(String),
+    /// The Sentinel group names this server again.
+    SentinelNamesThis,
     /// What FUNCTION STATS said, asked at the engine's [`Inquiry::RunningFunction`].
     RunningFunction(RunningFunction),
     /// The SHA1 of the EVAL that went BUSY, as the server's log named it
@@ -123,9 +126,9 @@ pub enum Inquiry {
 /// What became of a requested failover.
 #[derive(Clone, Debug, PartialEq)]
 pub enum FailoverOutcome {
-    /// A replica is the primary now (`new_primary`, `host:port`), as `seen_by` says.
+    /// A replica is the primary now, verified by busyguard, as `seen_by` says.
     Promoted {
-        new_primary: String,
+        successor: Successor,
         seen_by: String,
     },
     /// No promotion was seen within the bound; `accepted` when a request was accepted.
@@ -142,10 +145,10 @@ pub struct FailoverPlan {
     pub watch: Vec<String>,
     /// The request and the promotion together.
     pub timeout_ms: Millis,
-    /// The busy server's run id and replication ID (healthy snapshot): the request goes only
-    /// while Sentinel still serves this server, or to a replica that is still this server's.
-    pub run_id: Option<String>,
-    pub replid: Option<String>,
+    /// Who the busy server is (its run ids and replication IDs): the request goes only while
+    /// Sentinel still serves this server, or to a replica that is still this server's, and a
+    /// promotion counts only when the new primary continues this history.
+    pub lineage: Lineage,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -210,20 +213,37 @@ pub enum Action {
     Fence(FencePlan),
 }
 
-/// Where a fenced old primary is made to replicate from.
+/// Where a fenced old primary is made to replicate from: the successor busyguard verified, and
+/// the lineage it was verified against (the gate asks it again just before `REPLICAOF` leaves).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FencePlan {
     pub host: String,
     pub port: u16,
+    pub successor: Successor,
+    pub lineage: Lineage,
+}
+
+/// What came of a fence.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FenceOutcome {
+    /// `REPLICAOF` answered (its reply).
+    Fenced(String),
+    /// Sent, and refused or unanswered.
+    Failed(String),
+    /// Not sent: the gate's last check found the successor no longer verified, or the target is
+    /// this server (why).
+    NotSent(String),
 }
 
 impl FencePlan {
-    /// The plan for `address` (`host:port`), if it is one.
-    pub fn to(address: &str) -> Option<FencePlan> {
-        let (host, port) = address.rsplit_once(':')?;
+    /// The plan toward `successor`, if its address is a `host:port`.
+    pub fn to(successor: &Successor, lineage: &Lineage) -> Option<FencePlan> {
+        let (host, port) = successor.address.rsplit_once(':')?;
         Some(FencePlan {
             host: host.trim_matches(['[', ']']).to_string(),
             port: port.parse().ok()?,
+            successor: successor.clone(),
+            lineage: lineage.clone(),
         })
     }
 
@@ -354,6 +374,9 @@ pub struct Rules {
     pub sentinel_master: Option<String>,
     /// `topology.replicas`: the only replicas a failover may promote or ask.
     pub replicas: Vec<TrustedReplica>,
+    /// `topology.fence`: fence this server after a failover busyguard did not make (Sentinel's
+    /// own), under `then: shutdown` or `ask`; under `then: failover` the fence is always on.
+    pub fence: bool,
     /// `on_busy.scripts`: ladders of their own for known functions.
     pub scripts: Vec<crate::policy::scripts::ScriptRule>,
     /// A rule names a function: a busy FCALL's kill waits for its name.
@@ -391,6 +414,7 @@ impl Rules {
             failover_max_lag: p.on_busy.on_unkillable.failover.max_lag,
             sentinel_master: p.topology.sentinel.as_ref().map(|s| s.master.clone()),
             replicas: p.topology.replicas.clone(),
+            fence: p.topology.fence,
             scripts: p.on_busy.scripts.clone(),
             function_rules: p.on_busy.names_functions(),
             eval_rules: p.on_busy.eval_log().is_some(),

@@ -196,6 +196,10 @@ pub enum RecoveredHow {
     /// one (`split_brain`).
     #[serde(rename = "fenced as a replica")]
     Fenced,
+    /// Such an old primary that the policy does not let busyguard fence (`then: notify`, no
+    /// `topology.fence`), or whose fence failed: two primaries remain.
+    #[serde(rename = "still a primary, not fenced")]
+    NotFenced,
 }
 
 impl RecoveredHow {
@@ -208,6 +212,7 @@ impl RecoveredHow {
             RecoveredHow::KilledByOther => "killed by another client",
             RecoveredHow::RestartedByOther => "restarted, not by busyguard",
             RecoveredHow::Fenced => "fenced as a replica",
+            RecoveredHow::NotFenced => "still a primary, not fenced",
         }
     }
 }
@@ -269,8 +274,11 @@ pub struct FailoverRequested {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SplitBrain {
     pub new_primary: String,
-    /// The command, as sent.
-    pub fence: String,
+    /// The command, as sent; `None` when none is (`not_fenced` says why).
+    pub fence: Option<String>,
+    /// Why no fence goes (`then: notify`, no `topology.fence`), and what to do by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_fenced: Option<String>,
     /// How it came back as a primary.
     pub why: String,
     /// This server's role as it last said (`master`; unknown without a fresh snapshot).
@@ -283,6 +291,12 @@ pub struct SplitBrain {
 pub struct FailoverCompleted {
     pub via: FailoverVia,
     pub new_primary: String,
+    /// Its run id and `master_replid2` (this server's history it continues), as busyguard
+    /// verified them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_primary_run_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_primary_replid2: Option<String>,
     /// From the request to the promotion seen.
     pub elapsed_ms: u64,
     pub since_first_busy_ms: Option<u64>,
@@ -310,9 +324,12 @@ pub struct FailoverFailed {
 pub struct RoleChanged {
     /// Who says so (`sentinel`).
     pub by: String,
-    /// The server now serving as the primary (`host:port`) and its run id.
+    /// The server now serving as the primary (`host:port`) and its run id, as busyguard
+    /// verified them, with the `master_replid2` that continues this server's history.
     pub primary: String,
     pub primary_run_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_replid2: Option<String>,
     /// What follows: the role-based guards no longer apply to this server.
     pub note: String,
 }

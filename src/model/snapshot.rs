@@ -59,6 +59,10 @@ pub struct Snapshot {
     pub process_id: Option<u32>,
     /// Changes on every start: how a restart is told from a reconnect.
     pub run_id: Option<String>,
+    /// The TCP port it listens on (`tcp_port`; 0: none): how a local server reached through
+    /// its unix socket is recognised when a peer names it by `host:port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_port: Option<u16>,
     pub uptime_seconds: Option<u64>,
     pub aof_enabled: Option<bool>,
     #[serde(skip)]
@@ -148,6 +152,9 @@ impl Snapshot {
             server_name: text("server_name").unwrap_or_else(|| "redis".into()),
             process_id: num("process_id").map(|p| p as u32),
             run_id: text("run_id"),
+            tcp_port: num("tcp_port")
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|p| *p > 0),
             uptime_seconds: num("uptime_in_seconds"),
             aof_enabled: num("aof_enabled").map(|v| v == 1),
             aof_last_write_status: text("aof_last_write_status"),

@@ -172,10 +172,18 @@ pub fn title(record: &Record) -> String {
             d.new_primary
         ),
         D::FailoverFailed(d) => format!("no failover: {}", d.reason),
-        D::SplitBrain(d) => format!(
-            "TWO PRIMARIES: this server answers as a primary after {} took over; fenced with {}",
-            d.new_primary, d.fence
-        ),
+        D::SplitBrain(d) => match (&d.fence, &d.not_fenced) {
+            (Some(fence), _) => format!(
+                "TWO PRIMARIES: this server answers as a primary after {} took over; fenced with {fence}",
+                d.new_primary
+            ),
+            (None, why) => format!(
+                "TWO PRIMARIES: this server answers as a primary after {} took over; NOT fenced ({}): make it a replica (REPLICAOF {}) or stop it by hand",
+                d.new_primary,
+                why.as_deref().unwrap_or("-"),
+                d.new_primary.replace(':', " ")
+            ),
+        },
         D::WatchdogStarted(_)
         | D::WatchdogStopped(_)
         | D::PolicyLoaded(_)
@@ -334,15 +342,15 @@ fn slack(record: &Record, ctx: &Context) -> Value {
 }
 
 /// The highest severity each dedup key was paged at: a later trigger on the same key never goes
-/// lower (an escalation stays escalated until the resolve). And the keys whose incident ended in
-/// a SHUTDOWN NOSAVE that lost data: their page is never resolved by busyguard (the server being
-/// back is not the end of the trouble); the recovery is told as an update that says what was
-/// lost, and an operator resolves it.
+/// lower (an escalation stays escalated until the resolve). And the keys whose incident left
+/// trouble the server's recovery does not end: a SHUTDOWN NOSAVE that lost data, or a split
+/// brain busyguard did not fence. Their page is never resolved by busyguard; the recovery is
+/// told as an update that says what remains, and an operator resolves it.
 #[derive(Debug, Default)]
 pub struct Paged {
     top: std::collections::HashMap<String, Severity>,
-    /// Per key: what the shutdown lost, and the trigger's `source`.
-    lost: std::collections::HashMap<String, (String, Value)>,
+    /// Per key: the update's summary, and the trigger's `source`.
+    unresolved: std::collections::HashMap<String, (String, Value)>,
 }
 
 impl Paged {
@@ -357,7 +365,7 @@ impl Paged {
         };
         if json["event_action"] == "resolve" {
             let top = self.top.remove(&key).unwrap_or(Severity::Critical);
-            let Some((loses, source)) = self.lost.remove(&key) else {
+            let Some((summary, source)) = self.unresolved.remove(&key) else {
                 return body;
             };
             let instance = record.event.instance.as_deref().unwrap_or("-");
@@ -366,9 +374,7 @@ impl Paged {
                 "event_action": "trigger",
                 "dedup_key": key,
                 "payload": {
-                    "summary": format!(
-                        "busyguard {instance}: the server is back after busyguard's SHUTDOWN NOSAVE, which lost {loses}; busyguard does not resolve this page: resolve it once the loss is accounted for"
-                    ).chars().take(PAGERDUTY_SUMMARY_MAX).collect::<String>(),
+                    "summary": summary.chars().take(PAGERDUTY_SUMMARY_MAX).collect::<String>(),
                     "source": source,
                     "severity": top.name(),
                     "timestamp": record.ts,
@@ -378,19 +384,30 @@ impl Paged {
             })
             .to_string();
         }
-        if let Detail::ShutdownSent(sent) = &record.event.detail {
-            let risk = sent.inputs.data_at_risk.as_ref();
-            // With AOF only the script's own writes go: the page may resolve with the server.
-            let aof = matches!(risk, Some(crate::model::snapshot::DataAtRisk::Aof { .. }));
-            if !record.event.dry_run && !aof {
+        let instance = record.event.instance.as_deref().unwrap_or("-");
+        let unresolved = match &record.event.detail {
+            _ if record.event.dry_run => None,
+            Detail::ShutdownSent(sent) => {
+                let risk = sent.inputs.data_at_risk.as_ref();
+                // With AOF only the script's own writes go: the page may resolve with the server.
+                let aof = matches!(risk, Some(crate::model::snapshot::DataAtRisk::Aof { .. }));
                 let loses = risk
                     .and_then(|d| d.loses())
                     .unwrap_or("an unknown amount of data (its persistence was not known)");
-                self.lost.insert(
-                    key.clone(),
-                    (loses.to_string(), json["payload"]["source"].clone()),
-                );
+                (!aof).then(|| format!(
+                    "busyguard {instance}: the server is back after busyguard's SHUTDOWN NOSAVE, which lost {loses}; busyguard does not resolve this page: resolve it once the loss is accounted for"
+                ))
             }
+            Detail::SplitBrain(split) if split.fence.is_none() => Some(format!(
+                "busyguard {instance}: its script is over, and it still answers as a primary beside {} (not fenced: {}); busyguard does not resolve this page: resolve it once the server is a replica of the new primary or stopped",
+                split.new_primary,
+                split.not_fenced.as_deref().unwrap_or("-")
+            )),
+            _ => None,
+        };
+        if let Some(summary) = unresolved {
+            self.unresolved
+                .insert(key.clone(), (summary, json["payload"]["source"].clone()));
         }
         let Some(level) = json["payload"]["severity"]
             .as_str()

@@ -261,6 +261,12 @@ pub const KEYS: &[KeyDoc] = &[
         doc: "Environment variable holding this replica's own password.",
     },
     KeyDoc {
+        path: "topology.fence",
+        default: Default::Bool(false),
+        bounds: Bounds::None,
+        doc: "Fence this server (`REPLICAOF` the new primary) when it answers as a primary after a failover busyguard did not ask for (Sentinel's own, a replica promoted by hand), under `then: shutdown` or `ask`. Under `then: failover` the fence is part of the failover and always on; under `then: notify` nothing is ever sent (a split brain is recorded and paged). Either way the new primary must be one of `topology.replicas` that busyguard itself saw take over from this server (ROLE master, this server's replication ID as its `master_replid2`), asked again just before the fence leaves.",
+    },
+    KeyDoc {
         path: "topology.sentinel.master",
         default: Default::Unset("required with `topology.sentinel`"),
         bounds: Bounds::None,

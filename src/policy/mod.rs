@@ -54,6 +54,8 @@ pub struct Topology {
     pub sentinel: Option<SentinelTopology>,
     /// `topology.replicas`: the only replicas watched, asked and promoted.
     pub replicas: Vec<replicas::TrustedReplica>,
+    /// `topology.fence`: fence this server after a failover busyguard did not ask for.
+    pub fence: bool,
 }
 
 /// `topology.sentinel`.
@@ -166,6 +168,43 @@ pub struct OnBusy {
 }
 
 impl OnBusy {
+    /// The `then` of every ladder an incident may climb: the instance's, and each script
+    /// rule's (its own, or the instance's it leaves in place). What `status` checks rights for
+    /// and warns of, and what `check` weighs, follows from all of them, not the instance's alone.
+    pub fn thens(&self) -> Vec<Then> {
+        let mut thens = vec![self.on_unkillable.then];
+        for rule in &self.scripts {
+            let then = rule.then.unwrap_or(self.on_unkillable.then);
+            if !thens.contains(&then) {
+                thens.push(then);
+            }
+        }
+        thens
+    }
+
+    /// Whether some ladder ends in `then`.
+    pub fn may(&self, then: Then) -> bool {
+        self.thens().contains(&then)
+    }
+
+    /// Whether the end of some ladder's budget may end in SHUTDOWN NOSAVE without an
+    /// operator's word: its `then`, or the default or fallback it names.
+    pub fn shuts_down_by_itself(&self) -> bool {
+        self.thens()
+            .into_iter()
+            .any(|then| self.on_unkillable.shuts_down_by_itself_under(then))
+    }
+
+    /// Whether a ladder may fence this server after a failover (`REPLICAOF`): `then: failover`,
+    /// or `shutdown`/`ask` with `topology.fence`.
+    pub fn may_fence(&self, fence: bool) -> bool {
+        self.thens().into_iter().any(|then| match then {
+            Then::Failover => true,
+            Then::Shutdown | Then::Ask => fence,
+            Then::Notify => false,
+        })
+    }
+
     /// Whether a rule names a function: a busy FCALL's kill then waits for FUNCTION STATS.
     pub fn names_functions(&self) -> bool {
         self.scripts
@@ -201,10 +240,10 @@ pub struct OnUnkillable {
 }
 
 impl OnUnkillable {
-    /// Whether the end of a budget may end in SHUTDOWN NOSAVE without an operator's word: the
-    /// policy's `then`, or the default or fallback it names.
-    pub fn shuts_down_by_itself(&self) -> bool {
-        match self.then {
+    /// Whether the end of a budget under `then` may end in SHUTDOWN NOSAVE without an
+    /// operator's word: `then` itself, or the default or fallback it names.
+    pub fn shuts_down_by_itself_under(&self, then: Then) -> bool {
+        match then {
             Then::Shutdown => true,
             Then::Notify => false,
             Then::Ask => self.ask_default == Resort::Shutdown,

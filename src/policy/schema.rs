@@ -92,6 +92,7 @@ pub fn parse_policy_with(
     let early_warning = early_warning(&mut w, &top);
     let notify = notify(&mut w, &top);
     let topology = topology(&mut w, &top);
+    fence_that_never_goes(&mut w, &top, &on_busy, &topology);
     let runbook_url = match top.get("runbook_url") {
         Some(n) => w.http_url(n, "runbook_url"),
         None => None,
@@ -128,6 +129,23 @@ pub fn parse_policy_with(
             errors.sort_by_key(|d| (d.line, d.col));
             Err(errors)
         }
+    }
+}
+
+/// `topology.fence: true` where no ladder can use it (every `then` is `notify` or `failover`,
+/// which fences anyway): said, so an operator does not count on it.
+fn fence_that_never_goes(r: &mut Reader, top: &Section, on_busy: &OnBusy, topology: &Topology) {
+    let Some(Node::Map { entries, .. }) = top.get("topology") else {
+        return;
+    };
+    let Some((_, n)) = entries.iter().find(|(k, _)| k.name == "fence") else {
+        return;
+    };
+    if topology.fence && !on_busy.may(Then::Shutdown) && !on_busy.may(Then::Ask) {
+        r.warn(
+            n.pos(),
+            "`topology.fence: true` changes nothing here: no ladder ends in `then: shutdown` or `ask` (`then: failover` fences anyway, and `then: notify` never sends anything, a fence included)".into(),
+        );
     }
 }
 
@@ -238,6 +256,7 @@ fn topology(r: &mut Reader, top: &Section) -> Topology {
     Topology {
         sentinel: t.get("sentinel").and_then(|node| sentinel(r, &t, node)),
         replicas: replicas(r, &t),
+        fence: r.opt_bool(&t, "fence"),
     }
 }
 

@@ -5,18 +5,18 @@
 //!
 //! During an incident only, a task asks each replica online in the healthy snapshot that the
 //! policy lists (`topology.replicas`: never an address INFO announced) `ROLE` once a second on
-//! a connection of its own; one that answers `master` is asked `INFO replication`:
-//! it took over from this server when its second replication ID is this server's (a replica
-//! keeps its primary's ID as `master_replid2` when promoted). That is passed on as the primary
-//! now serving, and the engine records `role_changed`.
+//! a connection of its own, through [`super::takeover::verify`]: it took over from this server
+//! when it answers ROLE `master` and its second replication ID is one of this server's (a
+//! replica keeps its primary's ID as `master_replid2` when promoted). That is passed on as the
+//! verified successor, and the engine records `role_changed`.
 
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::ASK_LIMIT;
 use super::probe;
-use super::takeover::{PrimaryView, took_over};
+use super::takeover::Verdict;
+use crate::model::takeover::{Lineage, Successor};
 use crate::policy::RedisTarget;
 use crate::policy::replicas::TrustedReplica;
 
@@ -25,7 +25,7 @@ const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// The task watching the replicas; it ends when dropped.
 pub struct ReplicaWatch {
-    pub views: mpsc::Receiver<PrimaryView>,
+    pub views: mpsc::Receiver<Successor>,
     task: tokio::task::AbortHandle,
 }
 
@@ -37,12 +37,12 @@ impl Drop for ReplicaWatch {
 
 impl ReplicaWatch {
     /// Watch those of `addresses` (as the primary's INFO names them) that the policy `listed`,
-    /// reached like `primary`, for one that took over from the replication ID `replid`.
+    /// reached like `primary`, for one that took over from the server of `lineage`.
     pub fn start(
         primary: &RedisTarget,
         listed: &[TrustedReplica],
         addresses: Vec<String>,
-        replid: String,
+        lineage: Lineage,
     ) -> ReplicaWatch {
         let (tx, views) = mpsc::channel(4);
         let mut replicas: Vec<(String, probe::Kept)> = addresses
@@ -55,15 +55,11 @@ impl ReplicaWatch {
         let task = tokio::spawn(async move {
             loop {
                 for (address, kept) in &mut replicas {
-                    let asked = kept.ask(ASK_LIMIT, async |c| took_over(c, &replid).await);
-                    if let Some(Some(run_id)) = asked.await {
-                        let view = PrimaryView {
-                            address: address.clone(),
-                            run_id,
-                        };
-                        if tx.send(view).await.is_err() {
-                            return;
-                        }
+                    let verdict = super::takeover::verify(kept, address, &lineage).await;
+                    if let Verdict::TookOver(successor) = verdict
+                        && tx.send(successor).await.is_err()
+                    {
+                        return;
                     }
                 }
                 tokio::time::sleep(WATCH_EVERY).await;

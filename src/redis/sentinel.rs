@@ -6,9 +6,11 @@
 //!
 //! `status` shows it. The daemon's watchdog runs a [`Feed`]: a task that asks the sentinels once a
 //! second and passes on what a majority of the configured sentinels says, once checked: a
-//! failover counts only when the server they name took over from this one (asked only when the
-//! policy lists it in `topology.replicas`) or this run saw them name this server before, never on a run id alone (a restarted primary is named by its
-//! old one for up to 10 s), and a group that serves another server is said so, never acted on.
+//! failover counts only when busyguard verified that the server they name took over from this
+//! one ([`super::takeover`]: listed in `topology.replicas`, ROLE master, this primary's history
+//! in its `master_replid2`), never on Sentinel's word or a run id alone (a restarted primary is
+//! named by its old one for up to 10 s, a group may be re-pointed to another server), and a word
+//! that cannot be verified is said so, never acted on.
 
 use std::time::Duration;
 
@@ -17,7 +19,9 @@ use serde::Serialize;
 use super::ASK_LIMIT;
 use super::probe::{self, Outcome};
 pub use super::takeover::PrimaryView;
-use crate::model::snapshot::{Identity, Snapshot};
+use super::takeover::Verdict;
+use crate::model::snapshot::Snapshot;
+use crate::model::takeover::{Lineage, Successor};
 use crate::policy::replicas::TrustedReplica;
 use crate::policy::{Policy, RedisTarget, SentinelTopology};
 
@@ -178,13 +182,15 @@ pub async fn ask_on(
 /// What the feed passes on, once checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SentinelWord {
-    /// A majority names another server, which took over from this one (its `master_replid2`
-    /// is this server's replication ID), or this run saw them name this server before: this
-    /// one was failed over.
-    FailedOver(PrimaryView),
-    /// The group serves another server than this one (`topology.sentinel.master` names another
-    /// group): nothing it says of a primary is acted on.
-    OtherGroup(String),
+    /// A majority names another server, which busyguard verified took over from this one
+    /// ([`super::takeover::verify`]): this one was failed over.
+    FailedOver(Successor),
+    /// A majority names a server busyguard cannot verify took over from this one (it did not,
+    /// or it is not listed): nothing the group says of a primary is acted on (why).
+    Unbelieved(String),
+    /// A majority names this server again after an earlier word: what Sentinel says may be
+    /// acted on again.
+    NamesThis,
 }
 
 /// How often the feed asks.
@@ -205,13 +211,13 @@ impl Drop for Feed {
 
 impl Feed {
     /// Ask `topology`'s sentinels; `primary` is the watched server's target (the server a
-    /// majority names is asked with its credentials: Sentinel is trusted by configuration);
-    /// `ours` follows this server's identity.
+    /// majority names is asked with its credentials when the policy lists it); `ours` follows
+    /// this server's lineage (its healthy snapshots', or the trail's after a restart).
     pub fn start(
         topology: &SentinelTopology,
         primary: &RedisTarget,
         listed: &[TrustedReplica],
-        ours: tokio::sync::watch::Receiver<Option<Identity>>,
+        ours: tokio::sync::watch::Receiver<Lineage>,
     ) -> Feed {
         let (tx, words) = tokio::sync::mpsc::channel(4);
         let asked = topology.clone();
@@ -227,9 +233,10 @@ impl Feed {
                 .collect();
             let mut check = Check::default();
             loop {
-                let identity = ours.borrow().clone();
-                if let (Some(view), Some(identity)) = (majority(&asked, &mut open).await, identity)
-                    && let Some(word) = check.word(view, &identity, &primary, &listed).await
+                let lineage = ours.borrow().clone();
+                if lineage.is_known()
+                    && let Some(view) = majority(&asked, &mut open).await
+                    && let Some(word) = check.word(view, &lineage, &primary, &listed).await
                     && tx.send(word).await.is_err()
                 {
                     return;
@@ -245,8 +252,7 @@ impl Feed {
 /// What the feed has learned of this server from Sentinel.
 #[derive(Default)]
 struct Check {
-    /// The address the sentinels named for this server (by its run id), and whether they did
-    /// in this run.
+    /// The address the sentinels named for this server (by one of its run ids) in this run.
     our_address: Option<String>,
     /// A connection to the server a majority names instead, kept while they do.
     named: Option<(String, probe::Kept)>,
@@ -257,86 +263,70 @@ struct Check {
 impl Check {
     /// What `view` means for this server: nothing (it names this server, or this server's own
     /// address with an old run id: Sentinel refreshes a master's INFO every 10 s, and a
-    /// restarted primary is named by its old run id until then), a failover, or another group.
+    /// restarted primary is named by its old run id until then), a verified failover, or a
+    /// word not to believe.
     async fn word(
         &mut self,
         view: PrimaryView,
-        ours: &Identity,
+        ours: &Lineage,
         primary: &RedisTarget,
         listed: &[TrustedReplica],
     ) -> Option<SentinelWord> {
-        if view.run_id == ours.run_id {
+        if ours.is_this_server(&view.run_id) {
             self.our_address = Some(view.address);
-            self.told = None;
+            return self.tell(SentinelWord::NamesThis);
+        }
+        // This server's own address under a run id of another run: a stale view.
+        if self.our_address.as_deref() == Some(view.address.as_str())
+            || super::takeover::is_own_address(&primary.endpoint, ours.tcp_port, &view.address)
+                .await
+        {
             return None;
         }
-        if self.our_address.as_deref() == Some(view.address.as_str()) {
-            return None;
-        }
-        let word = match self.took_over(&view, ours, primary, listed).await {
-            Asked::TookOver => SentinelWord::FailedOver(view.clone()),
-            Asked::DidNot | Asked::NotListed if self.our_address.is_some() => {
-                SentinelWord::FailedOver(view.clone())
+        let verdict = match super::takeover::listed(primary, listed, &view.address, ours).await {
+            Err(verdict) => verdict,
+            Ok(target) => {
+                if self.named.as_ref().is_none_or(|(a, _)| *a != view.address) {
+                    self.named = Some((view.address.clone(), probe::Kept::new(target)));
+                }
+                let (_, kept) = self.named.as_mut()?;
+                super::takeover::verify(kept, &view.address, ours).await
             }
-            // Not asked (busyguard sends no credentials to a server the policy does not
-            // list), and not seen named before: nothing is known.
-            Asked::NotListed => return None,
-            Asked::DidNot => SentinelWord::OtherGroup(format!(
-                "the sentinels name {} (run id {}) as the primary of their group, a server that \
-                 never took over from this one (run id {}): `topology.sentinel.master` names \
-                 another group, and nothing it says is acted on",
-                view.address, view.run_id, ours.run_id
-            )),
-            // Not reached: nothing is known yet.
-            Asked::Unreached => return None,
         };
-        if self.told.as_ref() == Some(&word) {
+        let word = match verdict {
+            Verdict::TookOver(successor) => SentinelWord::FailedOver(successor),
+            Verdict::Not(why) => SentinelWord::Unbelieved(format!(
+                "a majority of the sentinels name {} (run id {}) as the group's primary, and it \
+                 did not take over from this server ({why}): the group serves another server, \
+                 or was re-pointed; nothing it says is acted on",
+                view.address, view.run_id
+            )),
+            Verdict::Unknown(why)
+                if super::listed_target(primary, listed, &view.address).is_none() =>
+            {
+                SentinelWord::Unbelieved(format!(
+                    "a majority of the sentinels name {} (run id {}) as the group's primary: \
+                 {why}; nothing the group says is acted on (list it in `topology.replicas` \
+                 if it is a replica of this server)",
+                    view.address, view.run_id
+                ))
+            }
+            // Not reached: nothing is known yet.
+            Verdict::Unknown(_) => return None,
+        };
+        self.tell(word)
+    }
+
+    /// `word`, unless it was the last one passed on; `NamesThis` only after another word.
+    fn tell(&mut self, word: SentinelWord) -> Option<SentinelWord> {
+        if self.told.as_ref() == Some(&word)
+            || (word == SentinelWord::NamesThis && self.told.is_none())
+        {
             return None;
         }
         self.told = Some(word.clone());
         Some(word)
     }
-
-    /// Whether the server at the view's address took over from this one, asked when the
-    /// policy lists it (`topology.replicas`).
-    async fn took_over(
-        &mut self,
-        view: &PrimaryView,
-        ours: &Identity,
-        primary: &RedisTarget,
-        listed: &[TrustedReplica],
-    ) -> Asked {
-        if self.named.as_ref().is_none_or(|(a, _)| *a != view.address) {
-            let Some(target) = super::listed_target(primary, listed, &view.address) else {
-                self.named = None;
-                return Asked::NotListed;
-            };
-            self.named = Some((view.address.clone(), probe::Kept::new(target)));
-        }
-        let Some((_, kept)) = self.named.as_mut() else {
-            return Asked::NotListed;
-        };
-        let replid = ours.replid.clone();
-        let asked = kept
-            .ask(ASK_LIMIT, async |conn| {
-                super::takeover::took_over(conn, &replid).await
-            })
-            .await;
-        match asked {
-            Some(Some(_)) => Asked::TookOver,
-            Some(None) => Asked::DidNot,
-            None => Asked::Unreached,
-        }
-    }
-}
-
-/// What the server Sentinel names said when asked whether it took over from this one.
-enum Asked {
-    TookOver,
-    DidNot,
-    Unreached,
-    /// Not asked: the policy does not list it.
-    NotListed,
 }
 
 /// The primary named by more than half of the configured sentinels, if any is; `open` holds a

@@ -8,8 +8,10 @@
 //! - Cluster: `CLUSTER FAILOVER FORCE` to the replica the engine chose (the busy node cannot
 //!   take part in a normal failover; FORCE still needs the other primaries' votes).
 //!
-//! The promotion is seen when a watched replica answers ROLE `master`, or, under Sentinel,
-//! when the sentinel that accepted names a primary with another run id. Requests go once per
+//! The promotion counts only when busyguard verifies it ([`crate::redis::takeover::verify`]):
+//! a watched replica, or the server the sentinel that accepted names, answers ROLE `master` with
+//! this primary's history in its `master_replid2`. A run id that differs proves nothing (a
+//! restarted primary is named by its old one for up to 10 s). Requests go once per
 //! sentinel per round; the replicas are asked every [`WATCH_EVERY`]: a replica takes a
 //! `REPLICAOF NO ONE` in microseconds, and every millisecond here is one more of BUSY for the
 //! clients still on the old primary.
@@ -21,10 +23,11 @@ use tokio::time::{Instant, sleep, timeout};
 use super::{Context, Gate, Remedy, Runtime};
 use crate::engine::{FailoverOutcome, FailoverPlan, Observation};
 use crate::model::kinds::FailoverVia;
+use crate::model::takeover::{Lineage, Successor};
 use crate::policy::replicas::TrustedReplica;
 use crate::policy::{RedisTarget, SentinelTopology};
 use crate::redis::probe::{self, Connection, Outcome};
-use crate::redis::reply::role_in;
+use crate::redis::takeover::{PrimaryView, Verdict};
 use crate::redis::{ASK_LIMIT, listed_target};
 
 impl Remedy for FailoverPlan {
@@ -74,7 +77,9 @@ pub async fn carry_out(
 ) -> FailoverOutcome {
     let deadline = Instant::now() + Duration::from_millis(plan.timeout_ms);
     let requested = match (plan.via, sentinel) {
-        (FailoverVia::Sentinel, Some(topology)) => request_sentinel(topology, plan, deadline).await,
+        (FailoverVia::Sentinel, Some(topology)) => {
+            request_sentinel(topology, primary, listed, plan, deadline).await
+        }
         (FailoverVia::Sentinel, None) => Err("no `topology.sentinel` in the policy".into()),
         (FailoverVia::Cluster, _) => request_cluster(primary, listed, plan, deadline).await,
     };
@@ -88,34 +93,33 @@ pub async fn carry_out(
             };
         }
     };
-    let run_id = plan.run_id.as_deref();
+    let lineage = &plan.lineage;
     let master = sentinel.map(|s| s.master.as_str()).unwrap_or_default();
     let mut replicas = Watched::new(primary, listed, &plan.watch);
     loop {
-        if let Some(new_primary) = replicas.promoted(deadline).await {
+        if let Some(successor) = replicas.promoted(lineage).await {
             return FailoverOutcome::Promoted {
-                new_primary,
-                seen_by: "ROLE on the replica".into(),
+                successor,
+                seen_by: "ROLE and INFO on the replica".into(),
             };
         }
-        if let (Some(conn), Some(ours)) = (&sentinel_conn, run_id)
+        // The sentinel that accepted names another primary: verified like any claim.
+        if let Some(conn) = &sentinel_conn
             && let Ok(Ok(fields)) =
                 timeout(left(deadline), crate::redis::sentinel::ask_on(conn, master)).await
-            && fields
-                .get("runid")
-                .is_some_and(|r| !r.is_empty() && r != ours)
+            && let Some(view) = named(&fields).filter(|v| !lineage.is_this_server(&v.run_id))
+            && let Some(successor) = replicas.verify(primary, listed, &view, lineage).await
         {
-            let field = |k: &str| fields.get(k).cloned().unwrap_or_default();
             return FailoverOutcome::Promoted {
-                new_primary: format!("{}:{}", field("ip"), field("port")),
-                seen_by: "Sentinel".into(),
+                successor,
+                seen_by: "Sentinel, verified on the server it names".into(),
             };
         }
         if Instant::now() + WATCH_EVERY >= deadline {
             return FailoverOutcome::Failed {
                 accepted: true,
                 reason: format!(
-                    "the request was accepted, but no promotion was seen within {} ms (no watched replica answered ROLE `master`{})",
+                    "the request was accepted, but no promotion was seen within {} ms (no watched replica answered ROLE `master` with this server's history{})",
                     plan.timeout_ms,
                     if sentinel_conn.is_some() {
                         ", and Sentinel still names this server"
@@ -140,17 +144,23 @@ enum Requested {
 /// of the primary. Every configured sentinel is first asked whom it serves under the master's
 /// name (by run id), and the request goes only while more than half of them name this server,
 /// and only to one that does: a sentinel left behind by a failover the others made would, asked
-/// now, promote one of the new primary's replicas beside it (two primaries). When more than half
-/// name another server, the role has moved already. Each round is tried again every
+/// now, promote one of the new primary's replicas beside it (two primaries). A sentinel naming
+/// this server's own address by an old run id names this server (Sentinel refreshes a master's
+/// INFO every 10 s; a restarted primary keeps its old run id there until then). When more than
+/// half name another server, the role has moved already, but only if busyguard verifies it (a
+/// group re-pointed elsewhere names another server too). Each round is tried again every
 /// [`RETRY_EVERY`] (`-NOGOODSLAVE`, a sentinel away) until the bound.
 async fn request_sentinel(
     topology: &SentinelTopology,
+    primary: &RedisTarget,
+    listed: &[TrustedReplica],
     plan: &FailoverPlan,
     deadline: Instant,
 ) -> Result<Requested, String> {
-    let Some(ours) = plan.run_id.as_deref() else {
+    let lineage = &plan.lineage;
+    if !lineage.is_known() {
         return Err("this server's run id is unknown: Sentinel's primary cannot be matched to it, so no failover is asked for".into());
-    };
+    }
     let master = topology.master.as_str();
     let needed = topology.sentinels.len() / 2 + 1;
     let mut last;
@@ -158,8 +168,9 @@ async fn request_sentinel(
     // short by the deadline.
     let mut refused: Option<String> = None;
     loop {
-        // Each sentinel's view: (its connection, the run id and address it names).
-        let mut views: Vec<(Connection, String, String)> = Vec::new();
+        // Each sentinel's view: its connection, and whether it names this server (by one of its
+        // run ids, or its own address under an old one) or another.
+        let mut views: Vec<(Connection, bool, PrimaryView)> = Vec::new();
         let mut away = Vec::new();
         for target in &topology.sentinels {
             let url = target.endpoint.to_string();
@@ -177,26 +188,50 @@ async fn request_sentinel(
             .await
             {
                 Ok(Ok(fields)) => {
-                    let field = |k: &str| fields.get(k).cloned().unwrap_or_default();
-                    let address = format!("{}:{}", field("ip"), field("port"));
-                    views.push((conn, field("runid"), address));
+                    let Some(view) = named(&fields) else {
+                        away.push(format!("sentinel {url}: names no primary"));
+                        continue;
+                    };
+                    let ours = lineage.is_this_server(&view.run_id)
+                        || crate::redis::takeover::is_own_address(
+                            &primary.endpoint,
+                            lineage.tcp_port,
+                            &view.address,
+                        )
+                        .await;
+                    views.push((conn, ours, view));
                 }
                 Ok(Err(e)) => away.push(format!("sentinel {url}: {e}")),
                 Err(_) => away.push(format!("sentinel {url}: no answer in time")),
             }
         }
-        let naming = |id: &str| views.iter().filter(|v| v.1 == id).count();
-        if let Some((_, _, address)) = views
+        let others = |id: &str| views.iter().filter(|v| !v.1 && v.2.run_id == id).count();
+        let other = views
             .iter()
-            .find(|v| !v.1.is_empty() && v.1 != ours && naming(&v.1) >= needed)
-        {
-            return Ok(Requested::AlreadyDone(FailoverOutcome::Promoted {
-                new_primary: address.clone(),
-                seen_by: "Sentinel, before the request: a majority serves another primary already"
-                    .into(),
-            }));
+            .find(|v| !v.1 && others(&v.2.run_id) >= needed)
+            .map(|v| v.2.clone());
+        if let Some(view) = other {
+            let mut kept = None;
+            match verify_named(primary, listed, &view, lineage, &mut kept).await {
+                Some(successor) => {
+                    return Ok(Requested::AlreadyDone(FailoverOutcome::Promoted {
+                        successor,
+                        seen_by: "Sentinel, before the request, verified on the server it names: \
+                                  a majority serves it already"
+                            .into(),
+                    }));
+                }
+                None => {
+                    return Err(format!(
+                        "a majority of the sentinels name {} (run id {}) as `{master}`'s primary, \
+                         a server busyguard cannot verify took over from this one: no failover is \
+                         asked of a group that may serve another server",
+                        view.address, view.run_id
+                    ));
+                }
+            }
         }
-        last = match naming(ours) {
+        last = match views.iter().filter(|v| v.1).count() {
             n if n >= needed => String::new(),
             n => format!(
                 "{n} of {} configured sentinel(s) name this server as `{master}`'s primary, {needed} needed{}",
@@ -209,7 +244,7 @@ async fn request_sentinel(
             ),
         };
         if last.is_empty() {
-            for (conn, _, _) in views.into_iter().filter(|v| v.1 == ours) {
+            for (conn, _, _) in views.into_iter().filter(|v| v.1) {
                 let words = ["FAILOVER", master];
                 match timeout(left(deadline), conn.call_with("SENTINEL", &words)).await {
                     Ok(Outcome::Reply(_)) => return Ok(Requested::Sent(Some(conn))),
@@ -266,24 +301,31 @@ async fn request_cluster(
         }
     };
     let field = |k: &str| crate::model::snapshot::info_field(&info, k);
-    let ours = plan.replid.as_deref();
-    match (
-        field("role"),
-        field("master_replid"),
-        field("master_replid2"),
-    ) {
-        (_, _, _) if ours.is_none() => {
-            return Err("this server's replication ID is unknown: the replica cannot be matched to it, so no failover is asked for".into());
+    let lineage = &plan.lineage;
+    if !lineage.is_known() {
+        return Err("this server's replication ID is unknown: the replica cannot be matched to it, so no failover is asked for".into());
+    }
+    match (field("role"), field("master_replid")) {
+        (Some("slave"), Some(id)) if lineage.continued_by(id) => {}
+        // Promoted already? Verified like any claim.
+        (Some("master"), _) => {
+            let view = PrimaryView {
+                address: replica.to_string(),
+                run_id: String::new(),
+            };
+            return match verify_named(primary, listed, &view, lineage, &mut Some(conn)).await {
+                Some(successor) => Ok(Requested::AlreadyDone(FailoverOutcome::Promoted {
+                    successor,
+                    seen_by: "the replica's ROLE and INFO, before the request: it is the primary \
+                              already"
+                        .into(),
+                })),
+                None => Err(format!(
+                    "replica {replica} is a primary that did not take over from this server: no failover is asked for"
+                )),
+            };
         }
-        (Some("slave"), id, _) if id == ours => {}
-        // Promoted already (the replication ID it had from this server is its second now).
-        (Some("master"), _, id2) if id2 == ours => {
-            return Ok(Requested::AlreadyDone(FailoverOutcome::Promoted {
-                new_primary: replica.to_string(),
-                seen_by: "the replica's INFO, before the request: it is the primary already".into(),
-            }));
-        }
-        (role, _, _) => {
+        (role, _) => {
             return Err(format!(
                 "replica {replica} is no longer a replica of this server (role {}, another replication ID): no failover is asked for",
                 role.unwrap_or("unknown")
@@ -302,6 +344,43 @@ fn left(deadline: Instant) -> Duration {
     deadline
         .saturating_duration_since(Instant::now())
         .min(ASK_LIMIT)
+}
+
+/// The primary a sentinel names (`SENTINEL MASTER`'s fields), if it names one.
+fn named(fields: &std::collections::HashMap<String, String>) -> Option<PrimaryView> {
+    let field = |k: &str| fields.get(k).cloned().unwrap_or_default();
+    let run_id = field("runid");
+    (!run_id.is_empty()).then(|| PrimaryView {
+        address: format!("{}:{}", field("ip"), field("port")),
+        run_id,
+    })
+}
+
+/// The successor at the server `view` names, if busyguard verifies that it took over from this
+/// one ([`crate::redis::takeover`]); `conn`, an open connection to it, is used when given.
+async fn verify_named(
+    primary: &RedisTarget,
+    listed: &[TrustedReplica],
+    view: &PrimaryView,
+    lineage: &Lineage,
+    conn: &mut Option<Connection>,
+) -> Option<Successor> {
+    let target = crate::redis::takeover::listed(primary, listed, &view.address, lineage)
+        .await
+        .ok()?;
+    let verdict = match conn.as_ref() {
+        Some(conn) => crate::redis::takeover::verify_on(conn, &view.address, lineage)
+            .await
+            .ok()?,
+        None => {
+            let mut kept = probe::Kept::new(target);
+            crate::redis::takeover::verify(&mut kept, &view.address, lineage).await
+        }
+    };
+    match verdict {
+        Verdict::TookOver(successor) => Some(successor),
+        Verdict::Not(_) | Verdict::Unknown(_) => None,
+    }
 }
 
 /// The replicas watched for the promotion, each with its connection while it holds. Sentinel
@@ -325,23 +404,33 @@ impl Watched {
         Watched { replicas }
     }
 
-    /// The first replica that answers ROLE `master`, if one does.
-    async fn promoted(&mut self, deadline: Instant) -> Option<String> {
+    /// The first watched replica verified to have taken over from this server, if one has.
+    async fn promoted(&mut self, lineage: &Lineage) -> Option<Successor> {
         for (address, kept) in &mut self.replicas {
-            let role = kept
-                .ask(left(deadline), async |conn| {
-                    match timeout(left(deadline), conn.call(&["ROLE"])).await {
-                        Ok(Outcome::Reply(v)) => Ok(role_in(&v)),
-                        Ok(Outcome::ErrorReply(_)) => Ok(None),
-                        Ok(Outcome::Lost(_)) | Err(_) => Err(probe::Lost),
-                    }
-                })
-                .await;
-            if role.flatten().as_deref() == Some("master") {
-                return Some(address.clone());
+            if let Verdict::TookOver(successor) =
+                crate::redis::takeover::verify(kept, address, lineage).await
+            {
+                return Some(successor);
             }
         }
         None
+    }
+
+    /// The server `view` names, verified (on a watched replica's connection when it is one).
+    async fn verify(
+        &mut self,
+        primary: &RedisTarget,
+        listed: &[TrustedReplica],
+        view: &PrimaryView,
+        lineage: &Lineage,
+    ) -> Option<Successor> {
+        if let Some((address, kept)) = self.replicas.iter_mut().find(|(a, _)| *a == view.address) {
+            return match crate::redis::takeover::verify(kept, address, lineage).await {
+                Verdict::TookOver(successor) => Some(successor),
+                Verdict::Not(_) | Verdict::Unknown(_) => None,
+            };
+        }
+        verify_named(primary, listed, view, lineage, &mut None).await
     }
 }
 

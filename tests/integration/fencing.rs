@@ -36,12 +36,14 @@ fn ms(record: &Value) -> u64 {
     (t.unix_timestamp_nanos() / 1_000_000) as u64
 }
 
-/// #26.1: the primary restarts (a crash, a deploy) just before an incident; every sentinel
-/// still names it by its old run id. That is no failover: no `role_changed`, no shutdown of a
-/// "zombie"; the failover asked for is refused (no majority names this server) and the
-/// fallback (notify) applies.
+/// #26.1 and #33: the primary restarts (a crash, a deploy) just before an incident; every
+/// sentinel still names it by its old run id at its own address. That is no failover seen (no
+/// `role_changed`), and at the end of the budget the request path reads it as what it is, this
+/// server under a stale run id: a real failover is asked for, the replica promoted and verified,
+/// and the old primary ended. Before #33 the request path took the stale run id for a failover
+/// done, shut the primary down, and at its return fenced it with `REPLICAOF` its own address.
 #[test]
-fn a_stale_sentinel_view_after_a_restart_is_no_failover() {
+fn a_stale_run_id_in_the_request_path_leads_to_a_real_failover_never_a_self_fence() {
     let mut primary = RedisServer::start(ServerOptions::default());
     let replica = primary.start_replica(ServerOptions::default());
     let sentinel = Sentinel::start(&primary, 60_000);
@@ -51,6 +53,7 @@ fn a_stale_sentinel_view_after_a_restart_is_no_failover() {
     primary.signal(nix::sys::signal::Signal::SIGKILL);
     assert!(primary.wait_exit(LONG));
     primary.spawn().unwrap();
+    primary.wait_replica_online(&replica);
     let daemon = Daemon::start(&policy(&primary, &replica, &sentinel, "500ms"), &[]);
     primary.wait_snapshot();
     assert_eq!(
@@ -59,23 +62,90 @@ fn a_stale_sentinel_view_after_a_restart_is_no_failover() {
         "still stale"
     );
     let _writer = Caller::eval(&primary, scripts::WRITING_LOOP, &["k"], &[]);
-    let failed = daemon.wait_event("failover_failed", LONG);
-    assert!(
-        daemon.records_of("role_changed").is_empty(),
-        "{:?}",
-        daemon.events()
-    );
-    assert!(
-        daemon.records_of("shutdown_sent").is_empty(),
-        "{:?}",
-        daemon.events()
-    );
-    assert_eq!(failed["detail"]["fallback"], "notify", "{failed}");
+    let requested = daemon.wait_event("failover_requested", LONG);
+    let completed = daemon.wait_event("failover_completed", LONG);
     assert_eq!(
-        role(&replica).as_deref(),
-        Some("slave"),
-        "the replica stays a replica"
+        completed["detail"]["new_primary"],
+        format!("127.0.0.1:{}", replica.port),
+        "{completed}"
     );
+    assert!(
+        daemon
+            .records_of("role_changed")
+            .iter()
+            .all(|r| r["seq"].as_u64() > requested["seq"].as_u64()),
+        "the stale view was no failover: {:?}",
+        daemon.events()
+    );
+    assert!(wait_for(LONG, || role(&replica).as_deref() == Some("master")));
+    daemon.wait_event("shutdown_confirmed", LONG);
+    assert!(
+        daemon.records_of("split_brain").is_empty(),
+        "{:?}",
+        daemon.events()
+    );
+}
+
+/// #33.1: while a script is unkillable, the Sentinel group that named this primary is
+/// re-pointed to another server (an operator's migration reusing the name; anyone who reaches
+/// an unauthenticated sentinel can do it). Even listed in `topology.replicas`, that server
+/// never took over from this one (its history is another's): nothing Sentinel says is acted
+/// on, the fault is recorded, and under `then: notify` nothing at all is sent. Before #33
+/// busyguard took the group's word for a failover and fenced the primary toward it: 1000 keys
+/// replaced by the other server's 5.
+#[test]
+fn a_repointed_sentinel_group_fences_nothing_and_under_notify_sends_nothing() {
+    let primary = RedisServer::start(ServerOptions::default());
+    let replica = primary.start_replica(ServerOptions::default());
+    primary.fill(1000);
+    let other = RedisServer::start(ServerOptions::default());
+    other.fill(5);
+    let sentinel = Sentinel::start(&primary, 60_000);
+    assert!(wait_for(LONG, || sentinel.field("num-slaves").as_deref()
+        == Some("1")));
+    let policy = primary.policy(
+        "orders",
+        &format!(
+            "{}topology:\n{}  sentinel:\n    master: m\n    urls: [{}]\n",
+            support::ladder("500ms", "notify"),
+            RedisServer::listed(&[&replica, &other]),
+            sentinel.url()
+        ),
+    );
+    let daemon = Daemon::start(&policy, &[]);
+    primary.wait_snapshot();
+    // The feed has seen the group name this server.
+    assert!(wait_for(LONG, || sentinel.asked_by_another_client()));
+    let writer = Caller::eval(&primary, scripts::WRITE_THEN_SPIN_MS, &["k"], &["4000"]);
+    daemon.wait_event("unkillable", LONG);
+    sentinel.serve(&other);
+    let fault = daemon
+        .wait_record(LONG, |r| {
+            r["event"] == "probe_fault"
+                && r["detail"]["reply"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("did not take over"))
+        })
+        .unwrap_or_else(|| panic!("{:?}", daemon.events()));
+    assert!(
+        fault["detail"]["reply"]
+            .as_str()
+            .unwrap()
+            .contains("never replicated"),
+        "{fault}"
+    );
+    assert_eq!(writer.reply().unwrap().text(), Some("done"));
+    daemon.wait_event("recovered", LONG);
+    for event in ["role_changed", "split_brain", "shutdown_sent"] {
+        assert!(
+            daemon.records_of(event).is_empty(),
+            "{event}: {:?}",
+            daemon.events()
+        );
+    }
+    assert_eq!(role(&primary).as_deref(), Some("master"));
+    assert!(primary.holds_keys(1001), "the primary kept its data");
+    assert_eq!(primary.command_calls("replicaof"), 0);
 }
 
 /// #26.2: the old primary answers as a primary again after its failover, its script ended by

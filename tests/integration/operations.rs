@@ -840,3 +840,35 @@ fn succeeded(out: &std::process::Output) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// #32: `status` checks the rights of every ladder an incident may climb, not the instance's
+/// alone. A script rule with `then: failover` under a `notify` policy needs `+role` and
+/// `+replicaof` as much as the instance's would; before, they were never checked, and the
+/// "nothing restarts it" warning ignored a rule that may shut the server down.
+#[test]
+fn status_checks_the_rights_and_warnings_of_every_script_rules_ladder() {
+    let server = RedisServer::start(ServerOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ruled.yaml");
+    std::fs::write(
+        &file,
+        server.policy(
+            "ruled",
+            "on_busy:\n  on_unkillable:\n    then: notify\n  scripts:\n    - function: nightly_*\n      on_unkillable:\n        then: failover\n",
+        ),
+    )
+    .unwrap();
+    let (_, report) = status_json(&[&file]);
+    let s = &report["instances"][0];
+    for right in ["role", "replicaof", "cluster|failover"] {
+        assert!(s["rights"][right].is_string(), "`{right}` unchecked: {s:#}");
+    }
+    assert!(
+        s["failover"].is_object(),
+        "the failover a rule may ask is shown: {s:#}"
+    );
+    // The same rule with `then: notify` too: nothing needs them.
+    std::fs::write(&file, server.policy("ruled", "")).unwrap();
+    let (_, report) = status_json(&[&file]);
+    assert!(report["instances"][0]["rights"]["replicaof"].is_null());
+}

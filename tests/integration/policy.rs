@@ -212,6 +212,7 @@ fn a_file_with_every_key_loads_to_the_expected_policy() {
         ],
         runbook_url: Some("https://wiki.example/runbooks/redis-busy".into()),
         topology: policy::Topology {
+            fence: false,
             replicas: vec![
                 policy::replicas::TrustedReplica {
                     host: "10.0.0.8".into(),
@@ -581,4 +582,28 @@ fn check_warns_of_a_policy_accepting_empty_restarts() {
         out.contains("cache.yaml:5:24: warning: `guards.allow_empty_restart: true` lets busyguard shut down a primary with replicas and no persistence"),
         "{out}"
     );
+}
+
+/// #33.2: `topology.fence` serves only `then: shutdown` or `ask` (a failover fences anyway;
+/// `notify` never sends anything): with neither, `check` says it changes nothing, at its line.
+#[test]
+fn check_warns_of_a_fence_no_ladder_can_use() {
+    let dir = support::state_dir();
+    let file = dir.path().join("fenced.yaml");
+    let write = |then: &str| {
+        std::fs::write(
+            &file,
+            format!("instance: f\nredis:\n  url: unix:///x.sock\non_busy:\n  on_unkillable:\n    then: {then}\ntopology:\n  fence: true\n"),
+        )
+        .unwrap();
+        check_output(&[file.to_str().unwrap()])
+    };
+    let (ok, out) = write("notify");
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("fenced.yaml:8:10: warning: `topology.fence: true` changes nothing here"),
+        "{out}"
+    );
+    let (ok, out) = write("shutdown");
+    assert!(ok && !out.contains("warning"), "{out}");
 }

@@ -206,7 +206,10 @@ fn then_failover_under_sentinel_promotes_the_replica_and_ends_the_busy_primary()
         "{completed}"
     );
     // Seen on the replica itself, well before Sentinel's next INFO would tell it.
-    assert_eq!(completed["detail"]["seen_by"], "ROLE on the replica");
+    assert_eq!(
+        completed["detail"]["seen_by"],
+        "ROLE and INFO on the replica"
+    );
     daemon.wait_event("shutdown_confirmed", LONG);
     assert_eq!(
         ladder_of(&daemon, &requested),

@@ -130,7 +130,7 @@ const CHECKS: &[Check] = &[
         right: "replicaof",
         words: &["REPLICAOF", "NO", "ONE"],
         queued: true,
-        needed_for: "`then: failover`: fencing an old primary that answers as a primary after its failover (REPLICAOF the new one)",
+        needed_for: "`then: failover` (or `topology.fence`): fencing an old primary that answers as a primary after its failover (REPLICAOF the new one)",
         since_major: 0,
         for_failover: true,
     },
@@ -273,8 +273,15 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> InstanceStatus {
     let major = snapshot
         .as_ref()
         .and_then(crate::model::snapshot::Snapshot::major_version);
-    let failover = p.on_busy.on_unkillable.then == Then::Failover;
-    for check in CHECKS.iter().filter(|c| failover || !c.for_failover) {
+    // The rights of every ladder: a script rule's `then: failover` needs them as much as the
+    // instance's would; fencing (REPLICAOF) also under `topology.fence`.
+    let failover = p.on_busy.may(Then::Failover);
+    let fence = p.on_busy.may_fence(p.topology.fence);
+    let applies = |c: &&Check| match c.right {
+        "replicaof" => fence,
+        _ => failover || !c.for_failover,
+    };
+    for check in CHECKS.iter().filter(applies) {
         if let Some(major) = major.filter(|m| *m < check.since_major) {
             let why = format!("not applicable (version {major} has no such command)");
             rights.insert(check.right.to_string(), why);
@@ -304,11 +311,10 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> InstanceStatus {
     }
     // What restarts a local server a policy may shut down (its systemd unit), asked once for
     // both warnings: `None` when not asked (remote, no shutdown, pid unknown).
-    let supervisor = (p.on_busy.on_unkillable.shuts_down_by_itself()
-        && p.redis.endpoint.is_local())
-    .then(|| snapshot.as_ref().and_then(|s| s.process_id))
-    .flatten()
-    .map(crate::commands::status::restart::Supervisor::of_process);
+    let supervisor = (p.on_busy.shuts_down_by_itself() && p.redis.endpoint.is_local())
+        .then(|| snapshot.as_ref().and_then(|s| s.process_id))
+        .flatten()
+        .map(crate::commands::status::restart::Supervisor::of_process);
     if let Some(warning) = restarted_too_soon(&s, supervisor.as_ref().and_then(Option::as_ref)) {
         warnings.push(warning);
     }
@@ -369,7 +375,7 @@ async fn server_facts(
     if snap.cluster_enabled == Some(true) {
         s.cluster_enabled = Some(true);
         let cluster = cluster_view(conn).await;
-        if p.on_busy.on_unkillable.then != Then::Failover {
+        if !p.on_busy.may(Then::Failover) {
             let down = match (snap.busy_threshold_ms, cluster.node_timeout_ms()) {
                 (Some(t), Some(n)) => format!(
                     "; after a shutdown its slots are down for threshold + wait + node-timeout ({} ms) before the Cluster fails them over, if its supervisor does not restart it first",
@@ -381,7 +387,7 @@ async fn server_facts(
         }
         s.cluster = Some(cluster);
     }
-    if p.on_busy.on_unkillable.then == Then::Failover {
+    if p.on_busy.may(Then::Failover) {
         let master = p.topology.sentinel.as_ref().map(|t| t.master.as_str());
         s.failover = Some(
             match crate::engine::failover::plan(master, &p.topology.replicas, snap) {
@@ -520,7 +526,7 @@ fn nothing_restarts(
     p: &Policy,
     asked: Option<Option<&crate::commands::status::restart::Supervisor>>,
 ) -> Option<String> {
-    if !p.on_busy.on_unkillable.shuts_down_by_itself() {
+    if !p.on_busy.shuts_down_by_itself() {
         return None;
     }
     if !p.redis.endpoint.is_local() {

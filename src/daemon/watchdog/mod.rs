@@ -24,7 +24,7 @@ use crate::engine::early::EarlyWarnings;
 use crate::engine::{At, Engine, Live, Observation, Rules, Source, Steer, Step};
 use crate::event::Event;
 use crate::event::detail::{Carried, WatchdogStarted, WatchdogStopped};
-use crate::model::snapshot::Identity;
+use crate::model::takeover::Lineage;
 use crate::policy::Policy;
 use crate::record::Recorder;
 use crate::redis::probe::{self, ConnectError, Connection, Outcome, classify_error};
@@ -88,8 +88,9 @@ pub struct Watchdog {
     carried: Carried,
     /// The generation of the probe connection: each session's is the next.
     conn: u64,
-    /// Who this server is (its healthy snapshot), for the Sentinel feed to check against.
-    identity: watch::Sender<Option<Identity>>,
+    /// Who this server has been (its healthy snapshots', or the trail's), for the Sentinel
+    /// feed to check a takeover against.
+    identity: watch::Sender<Lineage>,
 }
 
 /// What the daemon hands a watchdog to steer it.
@@ -151,7 +152,7 @@ impl Watchdog {
             snapshot_after: None,
             carried: Carried::default(),
             conn: 0,
-            identity: watch::Sender::new(None),
+            identity: watch::Sender::new(Lineage::default()),
             beat,
             early: EarlyWarnings::new(policy.early_warning, None),
             server_log: server_log_of(&policy),
@@ -222,14 +223,14 @@ impl Watchdog {
     /// this one was failed over.
     async fn role_views(&mut self) {
         let mut seen = Vec::new();
-        self.identity
-            .send_if_modified(|known| match self.engine.identity() {
-                Some(now) if known.as_ref() != Some(&now) => {
-                    *known = Some(now);
-                    true
-                }
-                Some(_) | None => false,
-            });
+        self.identity.send_if_modified(|known| {
+            let now = self.engine.lineage();
+            let changed = known != now;
+            if changed {
+                *known = now.clone();
+            }
+            changed
+        });
         if let Some(topology) = &self.policy.topology.sentinel {
             let (primary, ours) = (&self.policy.redis, self.identity.subscribe());
             let listed = &self.policy.topology.replicas;
@@ -238,22 +239,21 @@ impl Watchdog {
             });
             while let Ok(word) = feed.words.try_recv() {
                 seen.push(match word {
-                    SentinelWord::FailedOver(view) => Observation::Demoted {
-                        primary: view.address,
-                        run_id: view.run_id,
+                    SentinelWord::FailedOver(successor) => Observation::Demoted {
+                        successor,
                         by: "sentinel",
                     },
-                    SentinelWord::OtherGroup(why) => Observation::SentinelServesAnother(why),
+                    SentinelWord::Unbelieved(why) => Observation::SentinelUnbelieved(why),
+                    SentinelWord::NamesThis => Observation::SentinelNamesThis,
                 });
             }
         }
         self.watch_replicas();
         if let Some(watch) = &mut self.replicas
-            && let Some(view) = latest(&mut watch.views)
+            && let Some(successor) = latest(&mut watch.views)
         {
             seen.push(Observation::Demoted {
-                primary: view.address,
-                run_id: view.run_id,
+                successor,
                 by: "replica",
             });
         }
@@ -278,9 +278,9 @@ impl Watchdog {
         let Some(s) = self.engine.snapshot() else {
             return;
         };
-        let (Some("master"), Some(replid)) = (s.role.as_deref(), s.master_replid.clone()) else {
+        if s.role.as_deref() != Some("master") || !self.engine.lineage().is_known() {
             return;
-        };
+        }
         let listed = &self.policy.topology.replicas;
         let addresses: Vec<String> = s
             .replica_links()
@@ -295,7 +295,7 @@ impl Watchdog {
                 &self.policy.redis,
                 listed,
                 addresses,
-                replid,
+                self.engine.lineage().clone(),
             );
             self.replicas = Some(watch);
         }
@@ -751,10 +751,10 @@ async fn second_opinion(target: crate::policy::RedisTarget) -> Option<Connection
         .flatten()
 }
 
-/// The last view a feed has passed on since it was last asked, if any.
+/// The last successor a watch has passed on since it was last asked, if any.
 fn latest(
-    views: &mut tokio::sync::mpsc::Receiver<crate::redis::sentinel::PrimaryView>,
-) -> Option<crate::redis::sentinel::PrimaryView> {
+    views: &mut tokio::sync::mpsc::Receiver<crate::model::takeover::Successor>,
+) -> Option<crate::model::takeover::Successor> {
     let mut last = None;
     while let Ok(view) = views.try_recv() {
         last = Some(view);

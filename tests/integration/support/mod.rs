@@ -324,6 +324,12 @@ impl RedisServer {
             .extra
             .push(format!("replicaof 127.0.0.1 {}", self.port));
         let replica = RedisServer::start(options);
+        self.wait_replica_online(&replica);
+        replica
+    }
+
+    /// Wait until `replica`'s link to this server is up and this server lists it online.
+    pub fn wait_replica_online(&self, replica: &RedisServer) {
         let online = format!("port={},state=online", replica.port);
         assert!(
             wait_for(Duration::from_secs(20), || {
@@ -339,7 +345,6 @@ impl RedisServer {
             }),
             "the replica never came up"
         );
-        replica
     }
 
     /// Write `n` keys (`k0` ..) for a test to find again on another node.

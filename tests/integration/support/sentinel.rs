@@ -76,6 +76,18 @@ impl Sentinel {
             .is_some_and(|r| !r.is_empty())));
     }
 
+    /// Whether another client (busyguard's Sentinel feed) has asked it `SENTINEL MASTER` on a
+    /// connection it keeps.
+    pub fn asked_by_another_client(&self) -> bool {
+        let Ok(mut c) = Conn::open(&self.socket) else {
+            return false;
+        };
+        c.call(&["CLIENT", "LIST"])
+            .ok()
+            .and_then(|r| r.text().map(|t| t.contains("cmd=sentinel|master")))
+            .unwrap_or(false)
+    }
+
     /// What it logged (`Executing user requested FAILOVER of 'm'` when asked for one).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self._dir.path().join("sentinel.log")).unwrap_or_default()

@@ -28,6 +28,7 @@ use super::backwards::Backwards;
 use crate::engine::{History, OpenIncident, ResumedShutdown};
 use crate::event::detail::{CarriedHold, CarriedPause, SlowlogCursor, WatchdogStarted};
 use crate::event::{Detail, EventKind};
+use crate::model::takeover::Successor;
 
 /// Read the trail at `path`, and the files rotation moved away beside it, back into the
 /// [`History`] of each of `instances`, as of `now_unix_ms`: backwards from the end, until each
@@ -318,7 +319,31 @@ fn open_incident(records: &[Record]) -> Option<OpenIncident> {
                 })
             }
             Detail::ShutdownConfirmed(_) => inc.shutdown = Some(ResumedShutdown::Confirmed),
+            Detail::RoleChanged(d) => {
+                inc.successor = Some(Successor {
+                    address: d.primary.clone(),
+                    run_id: d.primary_run_id.clone(),
+                    replid2: d.primary_replid2.clone().unwrap_or_default(),
+                })
+            }
+            Detail::FailoverRequested(d) if !r.event.dry_run => {
+                inc.failover_in_flight = Some((d.via, r.unix_ms()?));
+            }
+            Detail::FailoverFailed(_) => inc.failover_in_flight = None,
+            Detail::FailoverCompleted(d) => {
+                inc.failover_in_flight = None;
+                inc.successor = Some(Successor {
+                    address: d.new_primary.clone(),
+                    run_id: d.new_primary_run_id.clone().unwrap_or_default(),
+                    replid2: d.new_primary_replid2.clone().unwrap_or_default(),
+                });
+            }
+            // Handled: fenced, or said not to be.
+            Detail::SplitBrain(_) => inc.successor = None,
             _ => {}
+        }
+        if let Some(successor) = r.event.detail.inputs().and_then(|i| i.successor.clone()) {
+            inc.successor = Some(successor);
         }
         // The snapshot the incident's first decision rested on, placed at the time it was taken.
         if inc.snapshot.is_none()

@@ -64,6 +64,13 @@ impl Engine {
         if let Some(doubt) = &inc.doubt {
             return Some(doubt.clone());
         }
+        if inc.answered_healthy {
+            return Some(
+                "the server answered healthy since the last BUSY reply (its script ended): \
+                 this BUSY is another script's"
+                    .into(),
+            );
+        }
         if reply.conn != inc.conn {
             return Some(
                 "a new connection since the last BUSY reply: another server may answer at this \
@@ -72,7 +79,7 @@ impl Engine {
             );
         }
         // A failed-over server is ended for its role, whatever script it runs.
-        if inc.demoted.is_some() {
+        if inc.failed_over {
             return None;
         }
         if let Some(was) = inc.seen_kind

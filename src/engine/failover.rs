@@ -24,6 +24,10 @@ use super::{Action, Engine, FailoverOutcome, FailoverPlan, Inquiry, Millis, Step
 /// `min-replicas-max-lag` default).
 pub const MAX_LAG_S: u64 = 10;
 
+/// How long past `failover.timeout` an incident whose script ended waits for the failover's
+/// outcome (the remedy's own margin, and the feed's second to tell a takeover).
+pub const OUTCOME_MARGIN_MS: Millis = 1_500;
+
 impl Engine {
     /// The budget is spent, the last reply was BUSY, and `then` is `failover`.
     pub(super) fn failover(
@@ -34,7 +38,7 @@ impl Engine {
         step: &mut Step,
     ) {
         // Failed over already (by this request, or by Sentinel on its own): end the zombie.
-        if inc.demoted.is_some() {
+        if inc.failed_over {
             self.escalate(inc, now, reply, Order::Demoted, step);
             return;
         }
@@ -214,7 +218,8 @@ impl Engine {
                         since_first_busy_ms: inc.first_busy.map(|f| now.saturating_sub(f)),
                         seen_by,
                     };
-                    inc.demoted = Some(successor);
+                    inc.failed_over = true;
+                    self.successor = Some(successor);
                     detail.into()
                 }
                 FailoverOutcome::Failed { accepted, reason } => {

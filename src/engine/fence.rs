@@ -33,7 +33,7 @@ impl Engine {
         let Some(inc) = self.incident.as_mut() else {
             return false;
         };
-        let (Some(successor), false) = (inc.demoted.clone(), inc.fenced) else {
+        let (Some(successor), false) = (self.successor.clone(), inc.fenced) else {
             return false;
         };
         let snapshot = self.snapshot.as_ref().map(|h| &h.snapshot);
@@ -49,6 +49,8 @@ impl Engine {
             return false;
         };
         inc.fenced = true;
+        // Handled once: fenced, or said not to be.
+        self.successor = None;
         let why = match inc.escalation {
             Escalation::ShutdownSent | Escalation::ShutdownConfirmed => {
                 "it came back after its shutdown (a supervisor restarted it from its own redis.conf)"

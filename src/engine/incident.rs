@@ -140,10 +140,10 @@ pub(super) struct Incident {
     pub(super) approved: bool,
     /// The pause or hold last reported as withholding an action here (reported once each).
     pub(super) steer_reported: Option<String>,
-    /// This server was failed over during the incident, to a successor busyguard verified: the
-    /// role-based guards no longer hold back its zombie's shutdown, and it is fenced should it
-    /// answer as a primary again (as the policy allows).
-    pub(super) demoted: Option<crate::model::takeover::Successor>,
+    /// This server was failed over during the incident, on this connection, to a successor
+    /// busyguard verified (the engine's `successor`): the role-based guards no longer hold back
+    /// its zombie's shutdown, and continuity holds whatever script it runs.
+    pub(super) failed_over: bool,
     /// `then: failover`: none could be made, or the one requested was not seen: the fallback
     /// applies at the next BUSY reply.
     pub(super) failover_failed: bool,
@@ -173,6 +173,9 @@ pub(super) struct Incident {
     pub(super) slow_reported: bool,
     /// A fence was sent (once per incident): a split brain after its failover.
     pub(super) fenced: bool,
+    /// The server answered healthy while the incident stayed open (a fence's or a failover's
+    /// outcome awaited): its script is over, and a BUSY reply now is another script's.
+    pub(super) answered_healthy: bool,
     /// The failover candidates' replication offsets, asked just before the request, and the
     /// BUSY reply the request answers (kept while they are asked).
     pub(super) offsets: Option<Vec<(String, Option<u64>)>>,

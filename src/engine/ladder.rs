@@ -137,6 +137,9 @@ impl Engine {
         let mut reason = why;
         if same_connection {
             inc.failover_failed = old.failover_failed;
+            // Failed over stays failed over on the same connection, but not past a healthy
+            // answer: the fence (or Sentinel) may have made it a replica since.
+            inc.failed_over = old.failed_over && !old.answered_healthy;
         } else if let (true, Some(sent), None) = (old.shutdown_lost, old.shutdown_at, &old.retries)
         {
             self.shutdowns.forget(sent);
@@ -342,7 +345,7 @@ impl Engine {
             let known = Known {
                 snapshot: self.snapshot(),
                 fresh: self.snapshot.as_ref().is_some_and(|h| h.fresh),
-                demoted: inc.demoted.is_some(),
+                demoted: inc.failed_over,
                 counted: self.counted(inc),
             };
             guards::withheld(rules, order, self.shutdowns.counted(dry_run), known, now)
@@ -392,10 +395,13 @@ impl Engine {
     /// role is decided again at the next BUSY reply (the evidence an action needs). Under
     /// `then: notify` nothing changes but the record: nothing is ever sent.
     pub(super) fn on_demoted(&mut self, successor: Successor, by: &'static str, step: &mut Step) {
+        // A verified fact about this server, whatever is in flight: the fence's target should it
+        // answer as a primary at the end of an incident.
+        self.successor = Some(successor.clone());
         let Some(mut inc) = self.incident.take() else {
             return;
         };
-        if inc.demoted.is_none() && inc.first_busy.is_some() {
+        if !inc.failed_over && inc.first_busy.is_some() {
             let notify = inc.ladder.then == Then::Notify;
             if inc.escalation == Escalation::Withheld && !notify {
                 inc.escalation = Escalation::NotYet;
@@ -415,7 +421,7 @@ impl Engine {
                 primary_replid2: Some(successor.replid2.clone()),
                 note: note.into(),
             };
-            inc.demoted = Some(successor);
+            inc.failed_over = true;
             step.events.push(self.event(Some(&inc), false, detail));
         }
         self.incident = Some(inc);

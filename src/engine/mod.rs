@@ -42,7 +42,7 @@ use crate::event::detail::{self as d, DecisionInputs, PolicyInputs};
 use crate::event::{Detail, Event};
 use crate::model::kinds::State;
 use crate::model::snapshot::Snapshot;
-use crate::model::takeover::Lineage;
+use crate::model::takeover::{Lineage, Successor};
 use crate::policy::HangSignal;
 use incident::{Cause, Escalation, Held, Incident, Kill};
 use ladder::Recovering;
@@ -98,6 +98,11 @@ pub struct Engine {
     /// Who this server has been in this run (and in the snapshot restored from the trail): what
     /// a successor must continue.
     lineage: Lineage,
+    /// The newest server busyguard verified took over from this one (this run's word, or the
+    /// trail's after a restart), until its split brain is handled (fenced, or said not to be)
+    /// or this server is seen a replica: the fence's target should this server answer as a
+    /// primary.
+    successor: Option<Successor>,
 }
 
 impl Engine {
@@ -129,6 +134,7 @@ impl Engine {
             unsaved: None,
             sentinel_elsewhere: None,
             lineage: Lineage::default(),
+            successor: None,
         }
     }
 
@@ -172,11 +178,18 @@ impl Engine {
             (None, true) => Cause::Hang,
             (None, false) => Cause::Unreachable,
         };
-        let escalation = match open.shutdown {
-            Some(ResumedShutdown::Confirmed) => Escalation::ShutdownConfirmed,
-            Some(ResumedShutdown::Sent) => Escalation::ShutdownSent,
-            Some(ResumedShutdown::Decided) => Escalation::ShutdownDecided,
-            None => Escalation::NotYet,
+        // A verified successor carries over: this server is fenced should it answer as a
+        // primary. Its zombie's shutdown waits for this run's own word (the feed, a watch).
+        self.successor = open.successor.clone();
+        let escalation = match (open.shutdown, open.failover_in_flight) {
+            (Some(ResumedShutdown::Confirmed), _) => Escalation::ShutdownConfirmed,
+            (Some(ResumedShutdown::Sent), _) => Escalation::ShutdownSent,
+            (Some(ResumedShutdown::Decided), _) => Escalation::ShutdownDecided,
+            (None, Some((via, at))) => Escalation::FailoverRequested {
+                via,
+                at: to_mono(at),
+            },
+            (None, None) => Escalation::NotYet,
         };
         self.opened += 1;
         self.resumed = Some(Incident {
@@ -196,7 +209,7 @@ impl Engine {
             run_id_before: open.snapshot.as_ref().and_then(|(s, _)| s.run_id.clone()),
             approved: false,
             steer_reported: None,
-            demoted: None,
+            failed_over: false,
             failover_failed: false,
             function: None,
             eval_sha: None,
@@ -210,6 +223,7 @@ impl Engine {
             retries: None,
             slow_reported: false,
             fenced: false,
+            answered_healthy: false,
             offsets: None,
             offsets_for: None,
             requested_behind: Vec::new(),
@@ -502,10 +516,26 @@ impl Engine {
     fn healthy(&mut self, now: Millis, step: &mut Step) {
         self.fault = None;
         self.loading = false;
-        if self.fence(now, step) {
+        if self.fence(now, step) || self.failover_in_flight(now) {
+            if let Some(inc) = self.incident.as_mut() {
+                inc.answered_healthy = true;
+            }
             return;
         }
         self.recover(now, step);
+    }
+
+    /// The script ended while a failover was in flight (requested by this run or an earlier
+    /// one, its outcome not known yet): the replica may be promoted any moment, and this server
+    /// would then be a primary beside it. The incident stays open until the outcome, or the
+    /// takeover, is known (its fence follows), or `failover.timeout` (and a margin) passes.
+    fn failover_in_flight(&self, now: Millis) -> bool {
+        let Some(Escalation::FailoverRequested { at, .. }) =
+            self.incident.as_ref().map(|i| &i.escalation)
+        else {
+            return false;
+        };
+        now < at + self.rules.failover_timeout + failover::OUTCOME_MARGIN_MS
     }
 
     /// The last count of unsaved changes, against the start of `inc`: read no longer before
@@ -580,6 +610,10 @@ impl Engine {
             (Some(false), None) | (None, _) => {}
         }
         self.lineage.saw_snapshot(&s);
+        // A replica now (Sentinel reconfigured it, an operator did): no split brain to fence.
+        if s.role.as_deref() == Some("slave") {
+            self.successor = None;
+        }
         self.snapshot = Some(Held {
             snapshot: s,
             taken: now,
@@ -606,7 +640,7 @@ impl Engine {
             run_id_before: self.snapshot().and_then(|s| s.run_id.clone()),
             approved: false,
             steer_reported: None,
-            demoted: None,
+            failed_over: false,
             failover_failed: false,
             function: None,
             eval_sha: None,
@@ -620,6 +654,7 @@ impl Engine {
             retries: None,
             slow_reported: false,
             fenced: false,
+            answered_healthy: false,
             offsets: None,
             offsets_for: None,
             requested_behind: Vec::new(),
@@ -655,6 +690,7 @@ impl Engine {
             snapshot: snapshot.cloned(),
             data_at_risk: snapshot.map(Snapshot::data_at_risk),
             snapshot_from_trail: self.snapshot.as_ref().is_some_and(|h| !h.fresh),
+            successor: self.successor.clone(),
         }
     }
 

@@ -15,6 +15,7 @@
 use crate::event::detail::{CarriedHold, CarriedPause, SlowlogCursor};
 use crate::model::kinds::BusyKind;
 use crate::model::snapshot::Snapshot;
+use crate::model::takeover::Successor;
 
 /// What the trail says of one instance when its watchdog starts (the audit module reads it):
 /// the engine's, the early warnings' and the pause's input from before a restart.
@@ -47,6 +48,13 @@ pub struct OpenIncident {
     pub shutdown: Option<ResumedShutdown>,
     /// The healthy snapshot the incident's decisions rested on, and when it was taken.
     pub snapshot: Option<(Snapshot, u64)>,
+    /// The newest server the earlier run verified took over from this one: it is fenced should
+    /// this server answer as a primary (as the policy allows), and Sentinel's feed checks
+    /// against the restored snapshot's lineage.
+    pub successor: Option<Successor>,
+    /// A failover was requested (its way, and when) and its outcome not recorded: it may have
+    /// happened.
+    pub failover_in_flight: Option<(crate::model::kinds::FailoverVia, u64)>,
 }
 
 /// How far the earlier run got with a shutdown.

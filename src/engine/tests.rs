@@ -1087,7 +1087,8 @@ proptest! {
 
     /// An incident left open by an earlier run never gets an action from the new run: whatever
     /// the new run sees first (a healthy reply, a new run id, BUSY again), kills and shutdowns
-    /// belong to incidents it opened itself.
+    /// belong to incidents it opened itself. (A fence may end the old incident: its failover's
+    /// split brain, on a successor verified and a healthy answer seen; #33.3.)
     #[test]
     fn resumed_incidents_never_carry_actions_over(
         rules in any_rules(),
@@ -1106,7 +1107,7 @@ proptest! {
         for (t, o) in &after {
             let step = fresh.observe(restarted(end, *t + 1), o.clone());
             for ev in &step.events {
-                if ev.kind().announces_an_action() {
+                if ev.kind().announces_an_action() && ev.kind() != crate::event::EventKind::SplitBrain {
                     prop_assert_ne!(ev.incident.as_deref(), Some(old.as_str()));
                 }
             }
@@ -2381,4 +2382,70 @@ fn a_split_brain_is_fenced_only_as_far_as_the_policy_allows() {
     );
     assert!(!names(&s).contains(&"split_brain"), "{:?}", s.events);
     assert!(s.action.is_none());
+}
+
+/// #33.3: a takeover the earlier run verified survives a restart of busyguard: the old
+/// primary is fenced at its first healthy answer (no snapshot of this run needed), whether that
+/// answer ends the resumed incident or one that superseded it at a BUSY reply; the zombie's
+/// shutdown waits for this run's own word.
+#[test]
+fn a_verified_takeover_survives_a_restart_and_fences_at_the_first_healthy_answer() {
+    let snap = Snapshot {
+        master_replid: Some("replid-a".into()),
+        ..snapshot("7.0.15", "run-a")
+    };
+    let rules = failover_rules(true, Resort::Notify);
+    let mut e = engine_seeing(rules.clone(), snap);
+    let mut steps = Vec::new();
+    for (t, obs) in [
+        (1_000, busy(SCRIPT_BUSY)),
+        (
+            1_001,
+            Observation::KillReply(KillReply::Unkillable("UNKILLABLE".into())),
+        ),
+        (
+            1_500,
+            Observation::Demoted {
+                successor: successor("10.0.0.7:6380", "run-new"),
+                by: "sentinel",
+            },
+        ),
+    ] {
+        steps.push((at(t), e.observe(at(t), obs)));
+    }
+    let history = trail_of(&steps);
+    let open = history.open_incident.as_ref().unwrap();
+    assert_eq!(
+        open.successor.as_ref().map(|s| s.run_id.as_str()),
+        Some("run-new")
+    );
+    for first_busy in [false, true] {
+        let mut fresh = Engine::new(rules.clone());
+        fresh.resume(&history, restarted(1_600, 0));
+        assert!(fresh.lineage().is_this_server("run-a"), "from the trail");
+        if first_busy {
+            let s = fresh.observe(restarted(1_600, 10), busy(SCRIPT_BUSY));
+            assert_eq!(
+                names(&s),
+                ["incident_superseded", "busy_detected", "kill_sent"]
+            );
+            fresh.observe(
+                restarted(1_600, 11),
+                Observation::KillReply(KillReply::Unkillable("UNKILLABLE".into())),
+            );
+            // Past the new budget: no zombie shutdown on the earlier run's word.
+            let s = observed(&mut fresh, restarted(1_600, 2_100), busy(SCRIPT_BUSY));
+            assert!(
+                !matches!(s.action, Some(Action::Shutdown(_))),
+                "{:?}",
+                s.events
+            );
+        }
+        let s = observed(&mut fresh, restarted(1_600, 3_000), pong());
+        assert_eq!(names(&s)[0], "split_brain", "{:?}", s.events);
+        let Some(Action::Fence(plan)) = &s.action else {
+            panic!("{s:?}")
+        };
+        assert_eq!(plan.text(), "REPLICAOF 10.0.0.7 6380");
+    }
 }

@@ -48,6 +48,11 @@ pub struct DecisionInputs {
     /// incident left open by an earlier run): facts from before a restart, possibly stale.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub snapshot_from_trail: bool,
+    /// A server busyguard verified took over from this one, when one did: this server is
+    /// fenced should it answer as a primary again (as the policy allows). Carried across a
+    /// restart of busyguard from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successor: Option<crate::model::takeover::Successor>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -604,6 +609,8 @@ impl crate::event::Detail {
             D::HangDetected(d) => Some(&d.inputs),
             D::SignalSent(d) => Some(&d.inputs),
             D::Unreachable(d) => Some(&d.inputs),
+            D::FailoverRequested(d) => Some(&d.inputs),
+            D::FailoverFailed(d) => Some(&d.inputs),
             _ => None,
         }
     }

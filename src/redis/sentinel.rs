@@ -317,9 +317,12 @@ impl Check {
         self.tell(word)
     }
 
-    /// `word`, unless it was the last one passed on; `NamesThis` only after another word.
+    /// `word`, unless it was the last one passed on; `NamesThis` only after another word. A
+    /// verified failover is passed on at every check (the engine records it once an incident):
+    /// an engine that restarted, or had no incident open when it first came, learns it still.
     fn tell(&mut self, word: SentinelWord) -> Option<SentinelWord> {
-        if self.told.as_ref() == Some(&word)
+        let again = matches!(word, SentinelWord::FailedOver(_));
+        if (!again && self.told.as_ref() == Some(&word))
             || (word == SentinelWord::NamesThis && self.told.is_none())
         {
             return None;

@@ -258,3 +258,62 @@ fn the_same_sentinel_twice_is_a_policy_error() {
     assert!(out.contains("twice.yaml:12:9"), "{out}");
     assert!(out.contains("the same sentinel as urls[0]"), "{out}");
 }
+
+/// #33.3: Sentinel fails a busy primary over on its own (down-after 1 s) while busyguard's budget
+/// is long; busyguard verifies the takeover (`role_changed`) and is then restarted (an upgrade, a
+/// crash) before the script ends. When the script ends, the old primary answers as a primary
+/// beside the new one: the restarted busyguard fences it at once, without waiting for a healthy
+/// snapshot. Before #33 the takeover was not carried over, the feed waited for a snapshot a busy
+/// server never gives, and the old primary took writes for about 10 s, until Sentinel's
+/// reconfiguration.
+#[test]
+fn a_restart_between_the_promotion_and_the_scripts_end_still_fences_the_old_primary() {
+    let primary = RedisServer::start(ServerOptions::default());
+    let replica = primary.start_replica(ServerOptions::default());
+    primary.fill(100);
+    assert!(wait_for(LONG, || replica.holds_keys(100)));
+    let sentinel = Sentinel::start(&primary, 1000);
+    assert!(wait_for(LONG, || sentinel.field("num-slaves").as_deref()
+        == Some("1")));
+    let mut daemon = Daemon::start(&policy(&primary, &replica, &sentinel, "60s"), &[]);
+    primary.wait_snapshot();
+    // Sentinel takes some 13 s to fail a busy primary over (down after 1 s, then its own
+    // failover's steps): the script outlives it.
+    let writer = Caller::eval(&primary, scripts::WRITE_THEN_SPIN_MS, &["k"], &["20000"]);
+    let changed = daemon.wait_event("role_changed", LONG);
+    assert_eq!(
+        changed["detail"]["primary"],
+        format!("127.0.0.1:{}", replica.port),
+        "{changed}"
+    );
+    daemon.kill9();
+    daemon.spawn();
+    assert_eq!(writer.reply().unwrap().text(), Some("done"));
+    let ended = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let split = daemon
+        .wait_record(LONG, |r| {
+            r["event"] == "split_brain" && r["seq"].as_u64() > changed["seq"].as_u64()
+        })
+        .unwrap_or_else(|| panic!("{:?}", daemon.events()));
+    assert_eq!(
+        split["detail"]["fence"],
+        format!("REPLICAOF 127.0.0.1 {}", replica.port),
+        "{split}"
+    );
+    let recovered = daemon
+        .wait_record(LONG, |r| {
+            r["event"] == "recovered" && r["incident"] == split["incident"]
+        })
+        .unwrap();
+    assert_eq!(
+        recovered["detail"]["how"], "fenced as a replica",
+        "{recovered}"
+    );
+    assert!(wait_for(LONG, || role(&primary).as_deref() == Some("slave")));
+    let fenced_in = ms(&recovered).saturating_sub(ended);
+    println!("fenced {fenced_in} ms after the script's end, busyguard restarted in between");
+    assert!(fenced_in < 3_000, "{fenced_in} ms");
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::sentinel::Sentinel;
+use crate::support::sentinel::{self, Sentinel};
 use crate::support::{self, Caller, Daemon, RedisServer, ServerOptions, scripts, wait_for};
 
 const LONG: Duration = Duration::from_secs(30);
@@ -23,6 +23,37 @@ fn policy(primary: &RedisServer, replica: &RedisServer, sentinel: &Sentinel, wai
             sentinel.url()
         ),
     )
+}
+
+/// The split brain fenced toward `replica` (recorded after `after`, a seq), and the
+/// `recovered` that ends it, once `primary` is a replica.
+fn fenced_toward(
+    daemon: &Daemon,
+    primary: &RedisServer,
+    replica: &RedisServer,
+    after: u64,
+) -> (Value, Value) {
+    let split = daemon
+        .wait_record(LONG, |r| {
+            r["event"] == "split_brain" && r["seq"].as_u64() > Some(after)
+        })
+        .unwrap_or_else(|| panic!("{:?}", daemon.events()));
+    assert_eq!(
+        split["detail"]["fence"],
+        format!("REPLICAOF 127.0.0.1 {}", replica.port),
+        "{split}"
+    );
+    let recovered = daemon
+        .wait_record(LONG, |r| {
+            r["event"] == "recovered" && r["incident"] == split["incident"]
+        })
+        .unwrap();
+    assert_eq!(
+        recovered["detail"]["how"], "fenced as a replica",
+        "{recovered}"
+    );
+    assert!(wait_for(LONG, || role(primary).as_deref() == Some("slave")));
+    (split, recovered)
 }
 
 fn role(server: &RedisServer) -> Option<String> {
@@ -181,22 +212,7 @@ fn an_old_primary_whose_script_ended_after_the_failover_is_fenced() {
     let writer = Caller::eval(&primary, scripts::WRITE_THEN_SPIN_MS, &["k"], &["3000"]);
     let completed = daemon.wait_event("failover_completed", LONG);
     assert_eq!(writer.reply().unwrap().text(), Some("done"));
-    let split = daemon.wait_event("split_brain", LONG);
-    assert_eq!(
-        split["detail"]["fence"],
-        format!("REPLICAOF 127.0.0.1 {}", replica.port),
-        "{split}"
-    );
-    let recovered = daemon
-        .wait_record(LONG, |r| {
-            r["event"] == "recovered" && r["incident"] == split["incident"]
-        })
-        .unwrap();
-    assert_eq!(
-        recovered["detail"]["how"], "fenced as a replica",
-        "{recovered}"
-    );
-    assert!(wait_for(LONG, || role(&primary).as_deref() == Some("slave")));
+    let (split, recovered) = fenced_toward(&daemon, &primary, &replica, 0);
     assert_eq!(role(&replica).as_deref(), Some("master"));
     // From the old primary's first healthy reply (the fence's record) to the fence's answer.
     let fenced_in = ms(&recovered).saturating_sub(ms(&split));
@@ -268,13 +284,7 @@ fn the_same_sentinel_twice_is_a_policy_error() {
 /// reconfiguration.
 #[test]
 fn a_restart_between_the_promotion_and_the_scripts_end_still_fences_the_old_primary() {
-    let primary = RedisServer::start(ServerOptions::default());
-    let replica = primary.start_replica(ServerOptions::default());
-    primary.fill(100);
-    assert!(wait_for(LONG, || replica.holds_keys(100)));
-    let sentinel = Sentinel::start(&primary, 1000);
-    assert!(wait_for(LONG, || sentinel.field("num-slaves").as_deref()
-        == Some("1")));
+    let (primary, replica, sentinel) = sentinel::watched_pair(1000);
     let mut daemon = Daemon::start(&policy(&primary, &replica, &sentinel, "60s"), &[]);
     primary.wait_snapshot();
     // Sentinel takes some 13 s to fail a busy primary over (down after 1 s, then its own
@@ -293,26 +303,8 @@ fn a_restart_between_the_promotion_and_the_scripts_end_still_fences_the_old_prim
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    let split = daemon
-        .wait_record(LONG, |r| {
-            r["event"] == "split_brain" && r["seq"].as_u64() > changed["seq"].as_u64()
-        })
-        .unwrap_or_else(|| panic!("{:?}", daemon.events()));
-    assert_eq!(
-        split["detail"]["fence"],
-        format!("REPLICAOF 127.0.0.1 {}", replica.port),
-        "{split}"
-    );
-    let recovered = daemon
-        .wait_record(LONG, |r| {
-            r["event"] == "recovered" && r["incident"] == split["incident"]
-        })
-        .unwrap();
-    assert_eq!(
-        recovered["detail"]["how"], "fenced as a replica",
-        "{recovered}"
-    );
-    assert!(wait_for(LONG, || role(&primary).as_deref() == Some("slave")));
+    let after = changed["seq"].as_u64().unwrap();
+    let (_, recovered) = fenced_toward(&daemon, &primary, &replica, after);
     let fenced_in = ms(&recovered).saturating_sub(ended);
     println!("fenced {fenced_in} ms after the script's end, busyguard restarted in between");
     assert!(fenced_in < 3_000, "{fenced_in} ms");

@@ -87,13 +87,7 @@ fn status_shows_sentinels_view_its_timing_and_when_sentinel_serves_another_prima
 /// has the data.
 #[test]
 fn after_sentinel_fails_a_busy_primary_over_busyguard_ends_the_zombie() {
-    let mut primary = RedisServer::start(ServerOptions::default());
-    let replica = primary.start_replica(ServerOptions::default());
-    primary.fill(100);
-    assert!(wait_for(LONG, || replica.holds_keys(100)));
-    let sentinel = Sentinel::start(&primary, 1000);
-    assert!(wait_for(LONG, || sentinel.field("num-slaves").as_deref()
-        == Some("1")));
+    let (mut primary, replica, sentinel) = crate::support::sentinel::watched_pair(1000);
     let policy = sentinel_policy(
         &primary,
         &[&replica],
@@ -181,13 +175,7 @@ fn ladder_of(daemon: &Daemon, record: &serde_json::Value) -> Vec<String> {
 /// holds the data, and Sentinel serves it.
 #[test]
 fn then_failover_under_sentinel_promotes_the_replica_and_ends_the_busy_primary() {
-    let mut primary = RedisServer::start(ServerOptions::default());
-    let replica = primary.start_replica(ServerOptions::default());
-    primary.fill(100);
-    assert!(wait_for(LONG, || replica.holds_keys(100)));
-    let sentinel = Sentinel::start(&primary, 60_000);
-    assert!(wait_for(LONG, || sentinel.field("num-slaves").as_deref()
-        == Some("1")));
+    let (mut primary, replica, sentinel) = crate::support::sentinel::watched_pair(60_000);
     let daemon = failover_daemon(&primary, &replica, &sentinel);
     let _caller =
         crate::support::Caller::eval(&primary, crate::support::scripts::WRITING_LOOP, &["k"], &[]);

@@ -8,6 +8,19 @@ use super::{Conn, RedisServer, Reply, wait_for};
 
 const LONG: Duration = Duration::from_secs(20);
 
+/// A primary holding 100 keys, its replica in sync, and a sentinel (marking it down after
+/// `down_after` ms) that knows both.
+pub fn watched_pair(down_after: u64) -> (RedisServer, RedisServer, Sentinel) {
+    let primary = RedisServer::start(super::ServerOptions::default());
+    let replica = primary.start_replica(super::ServerOptions::default());
+    primary.fill(100);
+    assert!(wait_for(LONG, || replica.holds_keys(100)));
+    let sentinel = Sentinel::start(&primary, down_after);
+    assert!(wait_for(LONG, || sentinel.field("num-slaves").as_deref()
+        == Some("1")));
+    (primary, replica, sentinel)
+}
+
 /// A redis-sentinel process monitoring one server.
 pub struct Sentinel {
     child: Child,

@@ -290,7 +290,19 @@ pub fn run(rules: Rules, steps: &[(Millis, Input)]) -> Vec<(Millis, Step)> {
             {
                 break;
             }
-            let more = engine.observe(at, not_asked(&inquiry));
+            let mut more = engine.observe(at, not_asked(&inquiry));
+            // The candidates' offsets come beside the probe, and the BUSY reply after them
+            // decides: an idealized probe has one at the same instant.
+            if let (
+                Inquiry::ReplicaOffsets { .. },
+                Input::Observe(busy @ Observation::Busy { .. }),
+            ) = (&inquiry, input)
+            {
+                let next = engine.observe(at, busy.clone());
+                more.events.extend(next.events);
+                more.action = more.action.or(next.action);
+                more.inquiry = more.inquiry.or(next.inquiry);
+            }
             step.events.extend(more.events);
             step.action = step.action.or(more.action);
             step.inquiry = more.inquiry;

@@ -50,13 +50,17 @@ impl Engine {
         let planned = self.plan().and_then(|plan| self.lag_told(inc, plan));
         let (via, target, replicas) = match planned {
             Ok(Some(plan)) => plan,
-            // The candidates are asked their offsets first; the answer decides.
+            // Asked already: their answer comes beside the probe, and a BUSY reply after it
+            // decides (the request rests on a reply that just arrived, never on one as old as
+            // the wait for the offsets).
+            Ok(None) if inc.offsets_asked => return,
+            // The candidates are asked their offsets first.
             Ok(None) => {
                 let replicas = match self.plan() {
                     Ok((_, _, replicas)) => replicas.into_iter().map(|r| r.address).collect(),
                     Err(_) => Vec::new(),
                 };
-                inc.offsets_for = Some(reply);
+                inc.offsets_asked = true;
                 step.inquiry = Some(Inquiry::ReplicaOffsets {
                     replicas,
                     primary_offset: self.primary_offset().unwrap_or(0),
@@ -147,6 +151,7 @@ impl Engine {
         let Some(offsets) = inc.offsets.take() else {
             return Ok(None);
         };
+        inc.offsets_asked = false;
         let max = self.rules.failover_max_lag;
         let mut behind_all = Vec::new();
         let fresh: Vec<ReplicaLink> = replicas
@@ -176,22 +181,12 @@ impl Engine {
         Ok(Some((via, target, fresh)))
     }
 
-    /// The candidates told their offsets: the failover is decided again with them, on the BUSY
-    /// reply they were asked for.
-    pub(super) fn on_offsets(
-        &mut self,
-        now: Millis,
-        offsets: Vec<(String, Option<u64>)>,
-        step: &mut Step,
-    ) {
-        let Some(mut inc) = self.incident.take() else {
-            return;
-        };
-        if let Some(reply) = inc.offsets_for.take() {
+    /// The candidates told their offsets (beside the probe): the failover is decided with them
+    /// at the next BUSY reply, which the watchdog asks for at once.
+    pub(super) fn on_offsets(&mut self, offsets: Vec<(String, Option<u64>)>) {
+        if let Some(inc) = self.incident.as_mut().filter(|i| i.offsets_asked) {
             inc.offsets = Some(offsets);
-            self.failover(&mut inc, now, reply, step);
         }
-        self.incident = Some(inc);
     }
 
     /// What became of the failover requested.

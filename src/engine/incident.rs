@@ -176,10 +176,10 @@ pub(super) struct Incident {
     /// The server answered healthy while the incident stayed open (a fence's or a failover's
     /// outcome awaited): its script is over, and a BUSY reply now is another script's.
     pub(super) answered_healthy: bool,
-    /// The failover candidates' replication offsets, asked just before the request, and the
-    /// BUSY reply the request answers (kept while they are asked).
+    /// The failover candidates' replication offsets, asked just before the request (beside the
+    /// probe), and whether they were asked.
     pub(super) offsets: Option<Vec<(String, Option<u64>)>>,
-    pub(super) offsets_for: Option<String>,
+    pub(super) offsets_asked: bool,
     /// How far behind each replica was when the failover was requested (bytes, a lower bound).
     pub(super) requested_behind: Vec<(String, u64)>,
 }

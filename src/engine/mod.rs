@@ -83,11 +83,9 @@ pub struct Engine {
     /// An incident's `recovered` record, waiting for what the server tells after it
     /// ([`Inquiry::AfterRecovery`]).
     recovering: Option<Recovering>,
-    /// The probe connection in use (its generation), its fastest recent round trip, and the
-    /// last two it came from.
+    /// The probe connection in use (its generation), and its round trips (see `continuity`).
     conn: u64,
-    rtt_floor: Option<Millis>,
-    recent_waits: [Option<Millis>; 2],
+    path: continuity::Path,
     /// How the reply being decided came (see `continuity`).
     reply: continuity::Reply,
     /// The server's last count of unsaved changes, whether the AOF is on, and when it was read.
@@ -128,8 +126,7 @@ impl Engine {
             baseline: None,
             recovering: None,
             conn: 0,
-            rtt_floor: None,
-            recent_waits: [None; 2],
+            path: continuity::Path::default(),
             reply: continuity::Reply::default(),
             unsaved: None,
             sentinel_elsewhere: None,
@@ -225,7 +222,7 @@ impl Engine {
             fenced: false,
             answered_healthy: false,
             offsets: None,
-            offsets_for: None,
+            offsets_asked: false,
             requested_behind: Vec::new(),
         });
         Some(open.id.clone())
@@ -294,6 +291,11 @@ impl Engine {
     pub fn next_deadline(&self) -> Option<Millis> {
         let i = self.incident.as_ref()?;
         let first = i.first_busy?;
+        // The candidates' offsets are being asked beside the probe: PINGs go on at their
+        // cadence, and the first BUSY reply after the answer decides.
+        if i.offsets_asked && i.offsets.is_none() {
+            return None;
+        }
         let paused = self.pause.is_some();
         let waiting = paused || self.hold.is_some();
         match (&i.kill, &i.escalation) {
@@ -347,31 +349,41 @@ impl Engine {
     fn observe_reply(&mut self, at: At, reply: continuity::Reply, obs: Observation) -> Step {
         if reply.conn != self.conn {
             self.conn = reply.conn;
-            self.rtt_floor = None;
-            self.recent_waits = [None; 2];
+            self.path = continuity::Path::default();
         }
         let waited = reply.waited;
         self.reply = reply;
-        // Replies the server gives at once, busy or not (a kill's too: allowed while busy).
-        let answered = matches!(
+        // Answers a healthy server gives at once measure the path; a busy one's answers wait
+        // for its next hook, and only bound it.
+        let healthy = matches!(
             obs,
             Observation::Pong { .. }
                 | Observation::Unsaved { .. }
-                | Observation::Busy { .. }
                 | Observation::Loading
                 | Observation::Fault { .. }
-                | Observation::KillReply(
-                    KillReply::Ok | KillReply::Unkillable(_) | KillReply::Replicated(_)
-                )
         );
-        let step = self.decide_observation(at, obs);
-        // The connection's recent round trips, for telling a queued PING from a slow path (a
-        // path that became slow is the floor after two replies).
-        if answered {
-            self.recent_waits = [self.recent_waits[1], Some(waited)];
-            self.rtt_floor = self.recent_waits.iter().flatten().copied().min();
+        // A busy server's answer bounds the path only when its question was sent after a BUSY
+        // reply on this connection (not one that waited through a script's silent phase).
+        let after_busy = self.incident.as_ref().is_some_and(|i| {
+            i.first_busy.is_some()
+                && i.conn == reply.conn
+                && reply.sent.is_some_and(|sent| sent >= i.last_busy)
+        });
+        let busy = after_busy
+            && matches!(
+                obs,
+                Observation::Busy { .. }
+                    | Observation::KillReply(
+                        KillReply::Ok | KillReply::Unkillable(_) | KillReply::Replicated(_)
+                    )
+            );
+        // A reply measures the path it came over, its own freshness included.
+        if healthy {
+            self.path.healthy(waited);
+        } else if busy {
+            self.path.busy(waited);
         }
-        step
+        self.decide_observation(at, obs)
     }
 
     fn decide_observation(&mut self, at: At, obs: Observation) -> Step {
@@ -433,7 +445,7 @@ impl Engine {
             Observation::Demoted { successor, by } => self.on_demoted(successor, by, &mut step),
             Observation::Failover(outcome) => self.on_failover(now, outcome, &mut step),
             Observation::Fenced(outcome) => self.on_fenced(now, outcome, &mut step),
-            Observation::ReplicaOffsets(offsets) => self.on_offsets(now, offsets, &mut step),
+            Observation::ReplicaOffsets(offsets) => self.on_offsets(offsets),
             Observation::SentinelNamesThis => self.sentinel_elsewhere = None,
             Observation::SentinelUnbelieved(why) => {
                 if self.sentinel_elsewhere.as_deref() != Some(why.as_str()) {
@@ -656,7 +668,7 @@ impl Engine {
             fenced: false,
             answered_healthy: false,
             offsets: None,
-            offsets_for: None,
+            offsets_asked: false,
             requested_behind: Vec::new(),
         }
     }

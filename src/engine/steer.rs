@@ -88,9 +88,13 @@ impl Engine {
                     .incident
                     .as_ref()
                     .ok_or("no incident in flight to hold")?;
+                // A failover in flight cannot be called back, but what follows it (the old
+                // primary's shutdown, or the fallback) can be held.
                 if !matches!(
                     inc.escalation,
-                    Escalation::NotYet | Escalation::Asked { .. }
+                    Escalation::NotYet
+                        | Escalation::Asked { .. }
+                        | Escalation::FailoverRequested { .. }
                 ) {
                     return Err("the escalation of this incident is already decided".into());
                 }

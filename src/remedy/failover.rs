@@ -62,6 +62,24 @@ impl Remedy for FailoverPlan {
 /// What the last question of a failover in flight may take beyond `failover.timeout`.
 const REPLY_MARGIN: Duration = Duration::from_millis(500);
 
+/// The failover, carried out beside the probe (its record on disk already): the request and
+/// the watch for the promotion, within the plan's bound, as the observation the engine gets.
+/// It owns what it needs, so the watchdog goes on probing meanwhile (continuity holds, and the
+/// zombie's shutdown or the fallback rests on a BUSY reply that just arrived).
+pub async fn detached(plan: FailoverPlan, policy: crate::policy::Policy) -> Observation {
+    let bound = plan.bound().expect("a failover bounds itself");
+    let outcome = carry_out(
+        &plan,
+        &policy.redis,
+        &policy.topology.replicas,
+        policy.topology.sentinel.as_ref(),
+    );
+    match timeout(bound, outcome).await {
+        Ok(outcome) => Observation::Failover(outcome),
+        Err(_) => plan.unanswered(format!("no outcome within {} ms", bound.as_millis()), true),
+    }
+}
+
 /// How often a refused Sentinel request is tried again.
 const RETRY_EVERY: Duration = Duration::from_millis(100);
 /// How often the replicas (and Sentinel) are asked whether the promotion happened.

@@ -93,23 +93,31 @@ pub async fn carry_out(action: &Action, ctx: &Context<'_>, runtime: &impl Runtim
     }
 }
 
-async fn run<R: Remedy>(remedy: &R, ctx: &Context<'_>, runtime: &impl Runtime) -> Performed {
-    let held_back = match (R::GATE, &ctx.recorded) {
+/// Whether an action whose records stand as `recorded` may leave under `gate`: `Err` says why
+/// not (a record that could not be written or flushed to disk).
+pub async fn recorded_first(
+    gate: Gate,
+    recorded: &Result<(), String>,
+    runtime: &impl Runtime,
+) -> Result<(), String> {
+    match (gate, recorded) {
         (Gate::Anyway, Err(e)) => {
             tracing::error!(error = %e, "the audit record could not be written: the kill goes all the same");
-            None
+            Ok(())
         }
-        (Gate::Anyway, Ok(())) => None,
-        (Gate::OnDisk, Err(e)) => Some(format!(
+        (Gate::Anyway, Ok(())) => Ok(()),
+        (Gate::OnDisk, Err(e)) => Err(format!(
             "not sent: the audit record could not be written ({e})"
         )),
         (Gate::OnDisk, Ok(())) => runtime
             .flushed()
             .await
-            .err()
-            .map(|e| format!("not sent: the audit record could not be flushed ({e})")),
-    };
-    if let Some(why) = held_back {
+            .map_err(|e| format!("not sent: the audit record could not be flushed ({e})")),
+    }
+}
+
+async fn run<R: Remedy>(remedy: &R, ctx: &Context<'_>, runtime: &impl Runtime) -> Performed {
+    if let Err(why) = recorded_first(R::GATE, &ctx.recorded, runtime).await {
         tracing::error!(reason = %why, "action withheld");
         return Performed {
             observations: vec![remedy.unanswered(why, false)],

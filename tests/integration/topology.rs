@@ -444,7 +444,8 @@ fn a_long_failover_keeps_systemds_watchdog_fed_and_ends_in_its_fallback() {
     let _caller =
         crate::support::Caller::eval(&primary, crate::support::scripts::WRITING_LOOP, &["k"], &[]);
     daemon.wait_event("failover_requested", LONG);
-    // A command sent while the failover runs is answered as queued, and applied after it.
+    // A hold sent while the failover runs (beside the probe) applies at once: the failover
+    // requested goes on, what follows it waits.
     let state_dir = daemon.dir.path().to_path_buf();
     let hold = std::thread::spawn(move || {
         let out = std::process::Command::new(support::busyguard_bin())
@@ -480,9 +481,13 @@ fn a_long_failover_keeps_systemds_watchdog_fed_and_ends_in_its_fallback() {
     assert!(support::reason(failed).contains("NOGOODSLAVE"), "{failed}");
     let (code, out) = hold.join().unwrap();
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("orders: queued"), "{out}");
+    assert!(out.contains("orders: hold applied"), "{out}");
     let held = daemon.wait_event("operator_command", LONG);
     assert_eq!(held["detail"]["command"], "hold", "{held}");
+    assert!(
+        held["seq"].as_u64() < failed["seq"].as_u64(),
+        "applied while the failover ran: {held}"
+    );
     // Released, the fallback applies at the next BUSY reply.
     let (code, out) = support::busyguard_ctl(&daemon, &["release", "orders"]);
     assert_eq!(code, 0, "{out}");

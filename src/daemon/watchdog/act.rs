@@ -16,12 +16,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::audit::AuditLog;
-use crate::engine::{Inquiry, Observation, Step};
+use crate::engine::{Action, FailoverPlan, Inquiry, Observation, Step};
 use crate::model::told::RunningFunction;
 use crate::policy::Policy;
 use crate::redis::forensics;
 use crate::redis::probe::Connection;
-use crate::remedy::{self, Context, Runtime};
+use crate::remedy::{self, Context, Remedy, Runtime};
+
+use super::beside::Beside;
 
 use super::Watchdog;
 
@@ -68,6 +70,18 @@ impl Watchdog {
             };
             let sent = std::time::Instant::now();
             let observations = match (step.action.take(), step.inquiry) {
+                // Long work that does not talk on the probe's connection goes on beside it.
+                (Some(Action::Failover(plan)), _) => {
+                    let gate = <FailoverPlan as Remedy>::GATE;
+                    match remedy::recorded_first(gate, &recorded, &self.lent()).await {
+                        Err(why) => vec![plan.unanswered(why, false)],
+                        Ok(()) => {
+                            let work = remedy::failover::detached(plan, self.policy.clone());
+                            self.beside = Some(Beside::start(work));
+                            Vec::new()
+                        }
+                    }
+                }
                 (Some(action), ahead) => {
                     let ctx = Context {
                         conn,
@@ -81,7 +95,13 @@ impl Watchdog {
                     performed.observations
                 }
                 (None, Some(inquiry)) => {
-                    vec![ask(conn, &self.policy, inquiry, self.server_log.as_ref()).await]
+                    match ask(conn, &self.policy, inquiry, self.server_log.as_ref()).await {
+                        Asked::Now(observation) => vec![observation],
+                        Asked::Beside(work) => {
+                            self.beside = Some(work);
+                            Vec::new()
+                        }
+                    }
                 }
                 (None, None) => return gone,
             };
@@ -118,34 +138,46 @@ impl Watchdog {
     }
 }
 
-/// Ask what the engine wants to hear, within its bound; `primary` is the watched server's
-/// target (its replicas are asked with its credentials).
+/// What asking gave: an answer now, or work going on beside the probe whose answer comes later.
+enum Asked {
+    Now(Observation),
+    Beside(Beside),
+}
+
+/// Ask what the engine wants to hear, within its bound; `policy` names the watched server and
+/// the replicas it lists (asked with its credentials).
 async fn ask(
     conn: &Connection,
     policy: &Policy,
     inquiry: Inquiry,
     server_log: Option<&crate::redis::serverlog::ServerLog>,
-) -> Observation {
-    match inquiry {
+) -> Asked {
+    let now = match inquiry {
         // A local file, read up to its bound: no wait on the server.
         Inquiry::IdentifyEval => Observation::EvalNamed(match server_log {
             Some(log) => log.running_eval(),
             None => Err("`on_busy.server_log` is not set".into()),
         }),
+        // Up to half of `failover.timeout`: beside the probe.
         Inquiry::ReplicaOffsets {
             replicas,
             primary_offset,
             within_ms,
-        } => Observation::ReplicaOffsets(
-            forensics::replica_offsets(
-                &policy.redis,
-                &policy.topology.replicas,
-                &replicas,
-                primary_offset,
-                Duration::from_millis(within_ms),
-            )
-            .await,
-        ),
+        } => {
+            let (primary, listed) = (policy.redis.clone(), policy.topology.replicas.clone());
+            return Asked::Beside(Beside::start(async move {
+                Observation::ReplicaOffsets(
+                    forensics::replica_offsets(
+                        &primary,
+                        &listed,
+                        &replicas,
+                        primary_offset,
+                        Duration::from_millis(within_ms),
+                    )
+                    .await,
+                )
+            }));
+        }
         Inquiry::RunningFunction | Inquiry::Identify => {
             // A kill waits on the name only this long: a busy server answers FUNCTION STATS
             // at its next event-loop pass (well under a millisecond on a script's hook).
@@ -167,7 +199,8 @@ async fn ask(
                 .map(Box::new)
                 .map_err(|_| "no reply in time: another script may have started".to_string()),
         ),
-    }
+    };
+    Asked::Now(now)
 }
 
 /// The watchdog's part of an action.

@@ -11,6 +11,7 @@
 //! leaves its facts unknown but never blinds the probe.
 
 mod act;
+mod beside;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,6 +92,8 @@ pub struct Watchdog {
     /// Who this server has been (its healthy snapshots', or the trail's), for the Sentinel
     /// feed to check a takeover against.
     identity: watch::Sender<Lineage>,
+    /// A failover, or its candidates' offsets, going on beside the probe.
+    beside: Option<beside::Beside>,
 }
 
 /// What the daemon hands a watchdog to steer it.
@@ -153,6 +156,7 @@ impl Watchdog {
             carried: Carried::default(),
             conn: 0,
             identity: watch::Sender::new(Lineage::default()),
+            beside: None,
             beat,
             early: EarlyWarnings::new(policy.early_warning, None),
             server_log: server_log_of(&policy),
@@ -208,6 +212,9 @@ impl Watchdog {
             self.answer(message);
         }
         self.role_views().await;
+        if let Some(outcome) = self.beside.as_mut().and_then(beside::Beside::try_outcome) {
+            self.beside_done(outcome).await;
+        }
         if self.stopping() {
             return Wake::Stop;
         }
@@ -519,6 +526,10 @@ impl Watchdog {
                     }
                     // While a probe is outstanding (a silent phase, a hang), commands still apply.
                     Some(message) = self.steer.recv() => self.answer(message),
+                    // And what the work beside the probe found is recorded.
+                    Some(outcome) = async { self.beside.as_mut().expect("beside").outcome().await }, if self.beside.is_some() => {
+                        self.beside_done(outcome).await;
+                    }
                 }
             };
             tracing::trace!(instance = %self.policy.instance, snapshot = with_snapshot,
@@ -605,6 +616,14 @@ impl Watchdog {
                 return SessionEnd::Stopped;
             }
         }
+    }
+
+    /// The work beside the probe ended: its outcome goes to the engine. Nothing is sent on its
+    /// account now: what it decides goes at the next BUSY reply.
+    async fn beside_done(&mut self, outcome: Observation) {
+        self.beside = None;
+        let step = self.decide(outcome);
+        self.act(None, step).await;
     }
 
     /// How long a PING may stay outstanding before a second connection is asked: a threshold

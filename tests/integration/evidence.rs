@@ -409,3 +409,102 @@ fn a_shutdown_behind_a_proxy_is_confirmed() {
         daemon.events()
     );
 }
+
+/// #33.4: a writing loop with a heavy call per iteration lets the busy server answer only at its
+/// hook, a few hundred milliseconds apart. Each of those replies is the same script's: one
+/// incident, one kill, and the shutdown at the first BUSY reply after the budget. Before #33
+/// busyguard read the wait for a hook as a PING queued behind a new script: 2 to 17 incidents,
+/// as many kills and pages, and the shutdown 5 to 24 s late.
+#[test]
+fn a_runaway_whose_hooks_are_far_apart_is_one_incident_shut_down_on_budget() {
+    let mut server = RedisServer::start(ServerOptions {
+        threshold_ms: 500,
+        ..Default::default()
+    });
+    server.sorted_set("z", 500);
+    let daemon = Daemon::start(
+        &server.policy(
+            "heavy",
+            &format!(
+                "{}{}",
+                support::ladder("3s", "shutdown"),
+                support::ACCEPT_EMPTY_RESTART
+            ),
+        ),
+        &[],
+    );
+    server.wait_snapshot();
+    let _caller = Caller::eval(&server, scripts::HEAVY_LOOP_MS, &["k", "z"], &["60000"]);
+    let sent = daemon.wait_event("shutdown_sent", LONG);
+    assert!(server.wait_exit(LONG));
+    assert_eq!(
+        daemon.records_of("busy_detected").len(),
+        1,
+        "{:?}",
+        daemon.events()
+    );
+    assert_eq!(
+        daemon.records_of("kill_sent").len(),
+        1,
+        "{:?}",
+        daemon.events()
+    );
+    assert!(daemon.records_of("incident_superseded").is_empty());
+    let late = sent["detail"]["since_first_busy_ms"].as_u64().unwrap() - 3_000;
+    println!(
+        "shut down {late} ms after the budget (the first BUSY reply after it, hooks a few hundred ms apart)"
+    );
+    // At the first hook after the budget: one hook interval at most (and a loaded host's slack).
+    assert!(late < 1_000, "{sent}");
+}
+
+/// #33 (a failover or its fallback on a BUSY reply 5 s old): the only listed replica is frozen
+/// (a paused VM), so asking its offset takes half of `failover.timeout`; meanwhile the script
+/// ends by itself and the application writes. Before #33 nothing was probed during that wait,
+/// and the fallback SHUTDOWN NOSAVE went to the healthy primary. Now the offsets are asked
+/// beside the probe, the next answer is a PONG, and nothing is sent.
+#[test]
+fn after_a_long_offset_wait_a_fallback_never_rests_on_a_reply_that_old() {
+    let (primary, replica, sentinel) = crate::support::sentinel::watched_pair(60_000);
+    let daemon = Daemon::start(
+        &primary.policy(
+            "frozen",
+            &format!(
+                "on_busy:\n  on_unkillable:\n    wait: 500ms\n    then: failover\n    failover:\n      fallback: shutdown\n      timeout: 10s\ntopology:\n{}  sentinel:\n    master: m\n    urls: [{}]\n{}",
+                RedisServer::listed(&[&replica]),
+                sentinel.url(),
+                support::ACCEPT_EMPTY_RESTART
+            ),
+        ),
+        &[],
+    );
+    primary.wait_snapshot();
+    replica.signal(nix::sys::signal::Signal::SIGSTOP);
+    let writer = Caller::eval(&primary, scripts::WRITE_THEN_SPIN_MS, &["k"], &["1500"]);
+    let done = writer.reply();
+    assert_eq!(
+        done.as_ref().ok().and_then(|r| r.text()),
+        Some("done"),
+        "{done:?} {:?}",
+        daemon.stderr()
+    );
+    let mut conn = primary.conn();
+    for i in 0..300 {
+        conn.call(&["SET", &format!("app{i}"), "v"]).unwrap();
+    }
+    let recovered = daemon.wait_event("recovered", LONG);
+    replica.signal(nix::sys::signal::Signal::SIGCONT);
+    for event in ["shutdown_sent", "failover_requested", "failover_failed"] {
+        assert!(
+            daemon.records_of(event).is_empty(),
+            "{event}: {:?}",
+            daemon.events()
+        );
+    }
+    assert_eq!(conn.call(&["PING"]).unwrap().text(), Some("PONG"));
+    assert_eq!(
+        conn.call(&["GET", "app299"]).unwrap().text(),
+        Some("v"),
+        "{recovered}"
+    );
+}

@@ -347,6 +347,17 @@ impl RedisServer {
         );
     }
 
+    /// A sorted set `key` of `n` members, for [`scripts::HEAVY_LOOP_MS`].
+    pub fn sorted_set(&self, key: &str, n: usize) {
+        let mut args = vec!["ZADD".to_string(), key.to_string()];
+        for i in 0..n {
+            args.push(i.to_string());
+            args.push(format!("member-{i}"));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.conn().call(&args).unwrap();
+    }
+
     /// Write `n` keys (`k0` ..) for a test to find again on another node.
     pub fn fill(&self, n: usize) {
         let mut conn = self.conn();
@@ -452,6 +463,14 @@ pub mod scripts {
     pub const WRITE_THEN_SPIN_MS: &str = "redis.call('SET', KEYS[1], 'written') \
         local t = redis.call('TIME') local start = t[1] * 1000 + t[2] / 1000 \
         while true do t = redis.call('TIME') \
+        if t[1] * 1000 + t[2] / 1000 - start >= tonumber(ARGV[1]) then return 'done' end end";
+    /// Writes once, then loops on a heavy call (`ZRANGE` of the whole sorted set KEYS[2]) for
+    /// ARGV[1] milliseconds: a busy server answers other clients only at its hook, every 100 000
+    /// Lua instructions, which such a loop reaches only every few hundred milliseconds with 500
+    /// members (every 60 to 100 ms with 100). Unkillable. See [`RedisServer::sorted_set`].
+    pub const HEAVY_LOOP_MS: &str = "redis.call('SET', KEYS[1], 'written') \
+        local t = redis.call('TIME') local start = t[1] * 1000 + t[2] / 1000 \
+        while true do redis.call('ZRANGE', KEYS[2], 0, -1) t = redis.call('TIME') \
         if t[1] * 1000 + t[2] / 1000 - start >= tonumber(ARGV[1]) then return 'done' end end";
     /// Reads only and spins for ARGV[1] milliseconds: a legitimate slow script.
     pub const SPIN_MS: &str = "local t = redis.call('TIME') local start = t[1] * 1000 + t[2] / 1000 \

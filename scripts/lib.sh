@@ -7,6 +7,8 @@ ensure_redis_packages() {
   command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
   # The TLS tests make their private CA with the openssl command line.
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  # The gate's tests slow the trail's flush down with strace's fault injection.
+  command -v strace >/dev/null 2>&1 || missing+=(strace)
   [ ${#missing[@]} -eq 0 ] && return 0
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -26,6 +26,7 @@ use std::time::Duration;
 use super::Record;
 use super::backwards::Backwards;
 use crate::engine::{History, OpenIncident, ResumedShutdown};
+use crate::event::detail::WithheldAction;
 use crate::event::detail::{CarriedHold, CarriedPause, SlowlogCursor, WatchdogStarted};
 use crate::event::{Detail, EventKind};
 use crate::model::takeover::Successor;
@@ -77,10 +78,21 @@ pub fn history(
                 continue;
             };
             let at = record.unix_ms().unwrap_or(0);
+            // A shutdown the gate held back (its record written, the command not sent) is
+            // said after it: read first, it keeps that shutdown from counting.
+            if let Detail::EscalationWithheld(w) = &record.event.detail
+                && w.withheld_action == Some(WithheldAction::Shutdown)
+            {
+                scan.unsent.push(record.event.incident.clone());
+            }
             if record.kind() == EventKind::ShutdownSent && at >= horizon {
-                match record.event.dry_run {
-                    true => scan.rehearsals.push(at),
-                    false => scan.shutdowns.push(at),
+                let unsent = scan.unsent.iter().position(|i| *i == record.event.incident);
+                match (unsent, record.event.dry_run) {
+                    (Some(i), _) => {
+                        scan.unsent.remove(i);
+                    }
+                    (None, true) => scan.rehearsals.push(at),
+                    (None, false) => scan.shutdowns.push(at),
                 }
             }
             scan.take(record, at, window_ms);
@@ -113,6 +125,8 @@ struct Scan {
     /// ones, newest first.
     shutdowns: Vec<u64>,
     rehearsals: Vec<u64>,
+    /// Incidents with a shutdown the gate held back, not yet matched to its `shutdown_sent`.
+    unsent: Vec<Option<String>>,
 }
 
 impl Scan {

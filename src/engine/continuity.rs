@@ -38,7 +38,7 @@
 use crate::model::kinds::BusyKind;
 
 use super::incident::Incident;
-use super::{Engine, Millis};
+use super::{BusySeen, Engine, Millis};
 
 /// The longest round trip a shutdown may rest on, whatever the threshold.
 pub const FRESH_MAX_MS: Millis = 100;
@@ -185,6 +185,19 @@ impl Engine {
                  {bound} ms a shutdown may rest on (a BUSY reply says little of the server by the \
                  time the command would arrive): nothing that changes the server goes while it is"
             )
+        })
+    }
+
+    /// The BUSY reply just decided on (at `now`), as the evidence a command that changes the
+    /// server rests on; `None` when the threshold is unknown (nothing tells how long it holds).
+    pub(super) fn busy_seen(&self, inc: &Incident, now: Millis) -> Option<BusySeen> {
+        let t = self.threshold()?;
+        Some(BusySeen {
+            conn: self.reply.conn,
+            at: now,
+            kind: inc.seen_kind?,
+            fresh_ms: fresh_within(t),
+            continuity_ms: t.saturating_sub(self.margin(t)),
         })
     }
 

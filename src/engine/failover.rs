@@ -82,6 +82,22 @@ impl Engine {
                 return;
             }
         };
+        let Some(evidence) = self.busy_seen(inc, now) else {
+            inc.failover_failed = true;
+            let detail = d::FailoverFailed {
+                inputs: self.inputs(Some(inc), now),
+                requested: false,
+                reason:
+                    "the busy threshold is unknown (CONFIG GET refused): how long a BUSY reply \
+                         holds as evidence cannot be told"
+                        .into(),
+                fallback,
+            };
+            step.events
+                .push(self.event(Some(inc), self.rules.dry_run, detail));
+            self.escalate(inc, now, reply, Order::FailoverFallback(fallback), step);
+            return;
+        };
         let dry_run = self.rules.dry_run;
         let request = match via {
             FailoverVia::Sentinel => format!("SENTINEL FAILOVER {target}"),
@@ -93,6 +109,7 @@ impl Engine {
             watch: replicas.iter().map(|r| r.address.clone()).collect(),
             timeout_ms: self.rules.failover_timeout,
             lineage: self.lineage.clone(),
+            evidence,
         };
         inc.requested_behind = replicas
             .iter()

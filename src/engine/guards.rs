@@ -124,8 +124,10 @@ pub fn withheld(
             rules.max_shutdowns
         )));
     }
+    // Failed over: its data lives on in the new primary, so the guards that protect a primary
+    // no longer hold it back; what tells one script from the next still must be known.
     if known.demoted {
-        return None;
+        return continuity(known);
     }
 
     let guards = &rules.guards;

@@ -368,6 +368,7 @@ impl Engine {
         let major = self.snapshot().and_then(Snapshot::major_version);
         let command = ShutdownCommand {
             run_id: self.snapshot().and_then(|s| s.run_id.clone()),
+            evidence: self.busy_seen(inc, now),
             ..ShutdownCommand::for_version(major, rules.force)
         };
         inc.escalation = if dry_run {
@@ -424,6 +425,48 @@ impl Engine {
             inc.failed_over = true;
             step.events.push(self.event(Some(&inc), false, detail));
         }
+        self.incident = Some(inc);
+    }
+
+    /// The gate held back a command the engine decided (its record written, the command not
+    /// sent): the evidence no longer held by the time it would have left. It does not count for
+    /// `limits`, and the next fresh BUSY reply decides again.
+    pub(super) fn on_not_sent(
+        &mut self,
+        now: Millis,
+        action: d::WithheldAction,
+        reason: String,
+        missing: String,
+        step: &mut Step,
+    ) {
+        let Some(mut inc) = self.incident.take() else {
+            return;
+        };
+        match (action, &inc.escalation) {
+            (d::WithheldAction::Shutdown, Escalation::ShutdownSent) => {
+                if let Some(at) = inc.shutdown_at.take() {
+                    self.shutdowns.forget(at);
+                }
+                inc.escalation = Escalation::NotYet;
+            }
+            (d::WithheldAction::Failover, Escalation::FailoverRequested { .. }) => {
+                inc.escalation = Escalation::NotYet;
+            }
+            _ => {}
+        }
+        let detail = d::EscalationWithheld {
+            inputs: self.inputs(Some(&inc), now),
+            reason: format!(
+                "not sent, though its record was written: {reason}; the next fresh BUSY reply \
+                 decides again"
+            ),
+            withheld_action: Some(action),
+            missing: Some(missing),
+            reply_seen: None,
+            silent_ms: None,
+            signal: None,
+        };
+        step.events.push(self.event(Some(&inc), false, detail));
         self.incident = Some(inc);
     }
 

@@ -445,6 +445,11 @@ impl Engine {
             Observation::Demoted { successor, by } => self.on_demoted(successor, by, &mut step),
             Observation::Failover(outcome) => self.on_failover(now, outcome, &mut step),
             Observation::Fenced(outcome) => self.on_fenced(now, outcome, &mut step),
+            Observation::NotSent {
+                action,
+                reason,
+                missing,
+            } => self.on_not_sent(now, action, reason, missing, &mut step),
             Observation::ReplicaOffsets(offsets) => self.on_offsets(offsets),
             Observation::SentinelNamesThis => self.sentinel_elsewhere = None,
             Observation::SentinelUnbelieved(why) => {

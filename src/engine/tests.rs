@@ -274,6 +274,15 @@ fn past_the_budget_an_unkillable_script_ends_in_a_version_aware_shutdown() {
             words: vec!["SHUTDOWN", "NOSAVE", "NOW"],
             legacy_fallback: false,
             run_id: Some("run-a".into()),
+            // The BUSY reply it rests on: this connection's, at 2_000, a quarter threshold
+            // fresh, and holding a threshold less the margin (a tenth, and the path's 0 ms).
+            evidence: Some(BusySeen {
+                conn: 0,
+                at: 2_000,
+                kind: BusyKind::Script,
+                fresh_ms: 50,
+                continuity_ms: 180,
+            }),
         }))
     );
     assert_eq!(
@@ -2468,5 +2477,111 @@ fn a_verified_takeover_survives_a_restart_and_fences_at_the_first_healthy_answer
             panic!("{s:?}")
         };
         assert_eq!(plan.text(), "REPLICAOF 10.0.0.7 6380");
+    }
+}
+
+/// #33.1: a shutdown the gate held back (its record written, its BUSY reply no longer fresh
+/// when it would have left) is recorded as not sent, does not count for `limits` (in this run,
+/// nor read back from the trail), and the next fresh BUSY reply decides again.
+#[test]
+fn a_shutdown_the_gate_held_back_is_not_counted_and_decided_again() {
+    let mut e = engine_with(rules());
+    let mut steps = Vec::new();
+    let s = run_to_budget(&mut e, 1_000);
+    assert!(matches!(s.action, Some(Action::Shutdown(_))));
+    steps.push((at(3_000), s));
+    let s = e.observe(
+        at(3_400),
+        Observation::NotSent {
+            action: d::WithheldAction::Shutdown,
+            reason: "a PING asked again was answered".into(),
+            missing: "a fresh BUSY reply".into(),
+        },
+    );
+    assert_eq!(names(&s), ["escalation_withheld"]);
+    let held = s.events[0].detail.to_value();
+    assert_eq!(held["withheld_action"], "shutdown", "{held}");
+    assert_eq!(held["missing"], "a fresh BUSY reply", "{held}");
+    steps.push((at(3_400), s));
+    assert_eq!(e.live(at(3_400)).limits.unwrap().used, 0);
+    let history = trail_of(&steps);
+    assert!(history.shutdowns.is_empty(), "{history:?}");
+    // Decided again on the next fresh BUSY reply (max_shutdowns 1: not spent).
+    let s = e.observe(at(3_440), busy(SCRIPT_BUSY));
+    assert!(
+        matches!(s.action, Some(Action::Shutdown(_))),
+        "{:?}",
+        s.events
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// #33.7: whatever the order of observations, restarts of busyguard (the trail read back
+    /// into a new engine) and Sentinel's answers: a fence goes only on a healthy answer, toward
+    /// a successor a verified-takeover observation named (in this run or before the restart),
+    /// under a policy that fences; a shutdown or a failover request only on the BUSY reply that
+    /// just arrived, carrying it as its evidence.
+    #[test]
+    fn no_fence_failover_or_shutdown_without_its_evidence(
+        rules in any_rules(),
+        fence in any::<bool>(),
+        before in any_run(),
+        after in any_run(),
+        restart in any::<bool>(),
+    ) {
+        let rules = Rules { fence, ..rules };
+        let may_fence = match rules.then {
+            Then::Failover => true,
+            Then::Shutdown | Then::Ask => fence,
+            Then::Notify => false,
+        };
+        let mut named: Vec<String> = Vec::new();
+        let mut e = engine_with(rules.clone());
+        let mut steps: Vec<(At, Step)> = Vec::new();
+        let end = before.last().map_or(0, |(t, _)| *t);
+        let timeline = before
+            .iter()
+            .map(|(t, o)| (false, at(*t), o.clone()))
+            .chain(after.iter().map(|(t, o)| (true, restarted(end, *t + 1), o.clone())));
+        let mut restarted_yet = false;
+        for (in_after, when, obs) in timeline {
+            if in_after && !restarted_yet && restart {
+                restarted_yet = true;
+                let history = trail_of(&steps);
+                e = Engine::new(rules.clone());
+                e.resume(&history, restarted(end, 0));
+            }
+            match &obs {
+                Observation::Demoted { successor, .. }
+                | Observation::Failover(FailoverOutcome::Promoted { successor, .. }) => {
+                    named.push(successor.address.clone());
+                }
+                _ => {}
+            }
+            let step = observed(&mut e, when, obs.clone());
+            match &step.action {
+                Some(Action::Fence(plan)) => {
+                    prop_assert!(may_fence, "a fence under {:?} (fence {fence})", rules.then);
+                    prop_assert!(
+                        matches!(obs, Observation::Pong { .. } | Observation::Unsaved { .. }),
+                        "a fence after {obs:?}"
+                    );
+                    prop_assert!(named.contains(&plan.successor.address), "{plan:?} never verified");
+                }
+                Some(Action::Shutdown(command)) => {
+                    prop_assert!(matches!(obs, Observation::Busy { .. }), "a shutdown after {obs:?}");
+                    let seen = command.evidence.expect("a shutdown carries its BUSY reply");
+                    prop_assert_eq!(seen.at, when.mono);
+                }
+                Some(Action::Failover(plan)) => {
+                    prop_assert!(matches!(obs, Observation::Busy { .. }), "a failover after {obs:?}");
+                    prop_assert_eq!(plan.evidence.at, when.mono);
+                }
+                _ => {}
+            }
+            steps.push((when, step));
+        }
     }
 }

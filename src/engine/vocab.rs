@@ -79,6 +79,14 @@ pub enum Observation {
     Failover(FailoverOutcome),
     /// What came of a fence the engine asked for.
     Fenced(FenceOutcome),
+    /// A command the engine decided did not leave: the gate found the evidence it rests on no
+    /// longer holds (why, and the input that is missing). Its record was written; it was not
+    /// sent.
+    NotSent {
+        action: crate::event::detail::WithheldAction,
+        reason: String,
+        missing: String,
+    },
     /// What the Sentinel group of `topology.sentinel` says cannot be verified (it names a server
     /// that did not take over from this one, or one the policy does not list): nothing it says
     /// is acted on (why).
@@ -123,6 +131,21 @@ pub enum Inquiry {
     AfterRecovery,
 }
 
+/// The BUSY reply a command that changes the server rests on: the connection it came on, when
+/// it came, what it named, and for how long it holds. The gate checks it again just before the
+/// command leaves (`remedy::gate`): a record flushed slowly to disk may have aged it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BusySeen {
+    pub conn: u64,
+    pub at: Millis,
+    pub kind: BusyKind,
+    /// Up to this age it is fresh: the command goes on it.
+    pub fresh_ms: Millis,
+    /// Up to this age (a threshold, less the margin) no other script can have answered BUSY
+    /// since: one PING asked again, answered BUSY of the same kind, makes it fresh again.
+    pub continuity_ms: Millis,
+}
+
 /// What became of a requested failover.
 #[derive(Clone, Debug, PartialEq)]
 pub enum FailoverOutcome {
@@ -149,6 +172,8 @@ pub struct FailoverPlan {
     /// Sentinel still serves this server, or to a replica that is still this server's, and a
     /// promotion counts only when the new primary continues this history.
     pub lineage: Lineage,
+    /// The BUSY reply the request rests on.
+    pub evidence: BusySeen,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -293,6 +318,8 @@ pub struct ShutdownCommand {
     /// The server's run id (healthy snapshot): a different run answering after the shutdown is
     /// a restart (it did stop); the same one answering means it did not.
     pub run_id: Option<String>,
+    /// The BUSY reply it rests on: without one, the gate does not let it leave.
+    pub evidence: Option<BusySeen>,
 }
 
 /// The only SHUTDOWN a busy 6.x server accepts.
@@ -310,6 +337,7 @@ impl ShutdownCommand {
                 words: LEGACY_SHUTDOWN.to_vec(),
                 legacy_fallback: false,
                 run_id: None,
+                evidence: None,
             };
         }
         let mut words = vec!["SHUTDOWN", "NOSAVE", "NOW"];
@@ -321,6 +349,7 @@ impl ShutdownCommand {
             words,
             legacy_fallback: major.is_none(),
             run_id: None,
+            evidence: None,
         }
     }
 

@@ -135,6 +135,11 @@ pub struct ShutdownConfirmed {
 #[serde(rename_all = "lowercase")]
 pub enum WithheldAction {
     Kill,
+    /// A shutdown whose record was written, held back by the gate (its evidence no longer
+    /// held): not sent, and not counted for `limits`.
+    Shutdown,
+    /// A failover request likewise.
+    Failover,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

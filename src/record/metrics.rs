@@ -192,12 +192,15 @@ impl Metrics {
             EventKind::ShutdownSent => Some(("shutdown", decided)),
             EventKind::ShutdownConfirmed => Some(("shutdown", "confirmed")),
             EventKind::EscalationWithheld => match &event.detail {
-                Detail::EscalationWithheld(w)
-                    if w.withheld_action == Some(WithheldAction::Kill) =>
-                {
-                    Some(("kill", "withheld"))
-                }
-                _ => Some(("shutdown", "withheld")),
+                Detail::EscalationWithheld(w) => Some((
+                    match w.withheld_action {
+                        Some(WithheldAction::Kill) => "kill",
+                        Some(WithheldAction::Failover) => "failover",
+                        Some(WithheldAction::Shutdown) | None => "shutdown",
+                    },
+                    "withheld",
+                )),
+                _ => None,
             },
             EventKind::SignalSent => Some(("signal", decided)),
             EventKind::FailoverRequested => Some(("failover", decided)),

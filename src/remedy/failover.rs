@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep, timeout};
 
+use super::gate::Needs;
 use super::{Context, Gate, Remedy, Runtime};
 use crate::engine::{FailoverOutcome, FailoverPlan, Observation};
 use crate::model::kinds::FailoverVia;
@@ -32,6 +33,18 @@ use crate::redis::{ASK_LIMIT, listed_target};
 
 impl Remedy for FailoverPlan {
     const GATE: Gate = Gate::OnDisk;
+
+    fn needs(&self) -> Needs<'_> {
+        Needs::Busy(Some(&self.evidence))
+    }
+
+    fn not_sent(&self, reason: String, missing: String) -> Observation {
+        Observation::NotSent {
+            action: crate::event::detail::WithheldAction::Failover,
+            reason,
+            missing,
+        }
+    }
 
     /// The failover bounds itself; the margin is for the last question in flight.
     fn bound(&self) -> Option<Duration> {

@@ -2,12 +2,21 @@
 //! and idempotent, so it goes even when its record could not be written, and the trail's flush
 //! starts only once the command is on its way.
 
+use super::gate::Needs;
 use super::{Context, Gate, Remedy, Runtime};
 use crate::engine::{KillCommand, KillReply, Observation};
 use crate::redis::probe::{Connection, Outcome};
 
 impl Remedy for KillCommand {
     const GATE: Gate = Gate::Anyway;
+
+    fn needs(&self) -> Needs<'_> {
+        Needs::Nothing
+    }
+
+    fn not_sent(&self, reason: String, _missing: String) -> Observation {
+        Observation::KillReply(KillReply::Error(reason))
+    }
 
     async fn perform(&self, ctx: &Context<'_>, runtime: &impl Runtime) -> (Observation, bool) {
         let reply = kill_then(ctx.conn, *self, || runtime.flush_later()).await;

@@ -11,13 +11,14 @@
 
 pub mod failover;
 pub mod fence;
+pub mod gate;
 pub mod kill;
 pub mod shutdown;
 pub mod signal;
 
 use std::time::Duration;
 
-use crate::engine::{Action, Inquiry, Observation};
+use crate::engine::{Action, FailoverPlan, Inquiry, Observation};
 use crate::policy::Policy;
 use crate::redis::forensics;
 use crate::redis::probe::Connection;
@@ -35,6 +36,12 @@ pub enum Gate {
 /// One kind of action, carried out.
 pub trait Remedy {
     const GATE: Gate;
+
+    /// What it rests on besides its record, checked by the gate just before it leaves.
+    fn needs(&self) -> gate::Needs<'_>;
+
+    /// What the engine is told when the gate held it back because its evidence no longer held.
+    fn not_sent(&self, reason: String, missing: String) -> Observation;
 
     /// Its own bound on the wait, when it has one (a failover); else the watchdog's reply limit.
     fn bound(&self) -> Option<Duration> {
@@ -62,8 +69,11 @@ pub trait Runtime {
 
 /// What an action needs beyond its own words.
 pub struct Context<'a> {
-    /// The connection BUSY was just seen on.
+    /// The connection BUSY was just seen on, and its generation (the engine's `conn`).
     pub conn: &'a Connection,
+    pub generation: u64,
+    /// The engine's clock (monotonic ms), for the age of the evidence.
+    pub now_ms: &'a (dyn Fn() -> u64 + Sync),
     pub policy: &'a Policy,
     /// Whether the action's records were written, or why not.
     pub recorded: Result<(), String>,
@@ -76,10 +86,12 @@ pub struct Context<'a> {
 }
 
 /// What came of an action: the observations for the engine, in order (an inquiry's answer
-/// first), and whether the connection is gone and must be opened anew.
+/// first), whether the connection is gone and must be opened anew, and the work that goes on
+/// beside the probe (a failover: its outcome comes later, as an observation).
 pub struct Performed {
     pub observations: Vec<Observation>,
     pub gone: bool,
+    pub beside: Option<std::pin::Pin<Box<dyn std::future::Future<Output = Observation> + Send>>>,
 }
 
 /// Carry out `action`: the one place an action is dispatched.
@@ -88,7 +100,7 @@ pub async fn carry_out(action: &Action, ctx: &Context<'_>, runtime: &impl Runtim
         Action::Kill(command) => run(command, ctx, runtime).await,
         Action::Shutdown(command) => run(command, ctx, runtime).await,
         Action::Signal(target) => run(target, ctx, runtime).await,
-        Action::Failover(plan) => run(plan, ctx, runtime).await,
+        Action::Failover(plan) => beside(plan, ctx, runtime).await,
         Action::Fence(plan) => run(plan, ctx, runtime).await,
     }
 }
@@ -116,13 +128,46 @@ pub async fn recorded_first(
     }
 }
 
+/// Through the gate, or what the engine is told when it held the command back.
+async fn admitted<R: Remedy>(
+    remedy: &R,
+    ctx: &Context<'_>,
+    runtime: &impl Runtime,
+) -> Result<(), Performed> {
+    let (why, observation) = match gate::admit(R::GATE, remedy.needs(), ctx, runtime).await {
+        Ok(()) => return Ok(()),
+        Err(gate::Held::Record(why)) => (why.clone(), remedy.unanswered(why, false)),
+        Err(gate::Held::Evidence { reason, missing }) => {
+            (reason.clone(), remedy.not_sent(reason, missing))
+        }
+    };
+    tracing::error!(reason = %why, "action withheld");
+    Err(Performed {
+        observations: vec![observation],
+        gone: false,
+        beside: None,
+    })
+}
+
+/// A failover: through the gate here, then carried out beside the probe (it talks to the
+/// sentinels and the replicas, not on the probe's connection, for up to `failover.timeout`).
+async fn beside(plan: &FailoverPlan, ctx: &Context<'_>, runtime: &impl Runtime) -> Performed {
+    if let Err(held) = admitted(plan, ctx, runtime).await {
+        return held;
+    }
+    Performed {
+        observations: Vec::new(),
+        gone: false,
+        beside: Some(Box::pin(failover::detached(
+            plan.clone(),
+            ctx.policy.clone(),
+        ))),
+    }
+}
+
 async fn run<R: Remedy>(remedy: &R, ctx: &Context<'_>, runtime: &impl Runtime) -> Performed {
-    if let Err(why) = recorded_first(R::GATE, &ctx.recorded, runtime).await {
-        tracing::error!(reason = %why, "action withheld");
-        return Performed {
-            observations: vec![remedy.unanswered(why, false)],
-            gone: false,
-        };
+    if let Err(held) = admitted(remedy, ctx, runtime).await {
+        return held;
     }
     let limit = remedy.bound().unwrap_or(ctx.reply_limit);
     // The inquiry is polled first (join polls in order): it is written ahead of the action.
@@ -153,12 +198,14 @@ async fn run<R: Remedy>(remedy: &R, ctx: &Context<'_>, runtime: &impl Runtime) -
         Ok((answer, (outcome, gone))) => Performed {
             observations: answer.into_iter().chain([outcome]).collect(),
             gone,
+            beside: None,
         },
         Err(why) => {
             tracing::warn!(reason = %why, "action unanswered");
             Performed {
                 observations: vec![remedy.unanswered(why, true)],
                 gone: true,
+                beside: None,
             }
         }
     }

@@ -3,14 +3,28 @@
 
 use std::time::{Duration, Instant};
 
+use super::gate::Needs;
 use super::{Context, Gate, Remedy, Runtime};
 use crate::engine::{LEGACY_SHUTDOWN, Observation, ShutdownCommand, ShutdownOutcome};
+use crate::event::detail::WithheldAction;
 use crate::model::kinds::BusyKind;
 use crate::policy::{Endpoint, RedisTarget};
 use crate::redis::probe::{self, ConnectError, Connection, Outcome};
 
 impl Remedy for ShutdownCommand {
     const GATE: Gate = Gate::OnDisk;
+
+    fn needs(&self) -> Needs<'_> {
+        Needs::Busy(self.evidence.as_ref())
+    }
+
+    fn not_sent(&self, reason: String, missing: String) -> Observation {
+        Observation::NotSent {
+            action: WithheldAction::Shutdown,
+            reason,
+            missing,
+        }
+    }
 
     async fn perform(&self, ctx: &Context<'_>, _: &impl Runtime) -> (Observation, bool) {
         let outcome = shutdown(ctx.conn, self, &ctx.policy.redis).await;

@@ -1,11 +1,22 @@
 //! SIGKILL to a hung local server (`on_hang.signal`), only while its pid still names the
 //! process the healthy snapshot saw: the start time read from `/proc` guards against pid reuse.
 
+use super::gate::Needs;
 use super::{Context, Gate, Remedy, Runtime};
 use crate::engine::{Observation, SignalTarget};
 
 impl Remedy for SignalTarget {
     const GATE: Gate = Gate::OnDisk;
+
+    /// Its evidence (a hang on this run's own probe, and the process the snapshot saw) is
+    /// checked as it is sent: the pid's start time.
+    fn needs(&self) -> Needs<'_> {
+        Needs::Nothing
+    }
+
+    fn not_sent(&self, reason: String, _missing: String) -> Observation {
+        Observation::Signal(Err(reason))
+    }
 
     async fn perform(&self, _: &Context<'_>, _: &impl Runtime) -> (Observation, bool) {
         (

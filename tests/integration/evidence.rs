@@ -508,3 +508,99 @@ fn after_a_long_offset_wait_a_fallback_never_rests_on_a_reply_that_old() {
         "{recovered}"
     );
 }
+
+/// The trail's flush made slow (a disk under load: strace delays every `fdatasync` 400 ms).
+fn slow_disk(daemon: &mut Daemon) {
+    daemon.wrapper = [
+        "strace",
+        "-f",
+        "-qq",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=fdatasync",
+        "-e",
+        "inject=fdatasync:delay_enter=400000",
+    ]
+    .map(String::from)
+    .to_vec();
+}
+
+/// #33.1, the gate: a shutdown's record reaches the disk 400 ms after its BUSY reply (a slow
+/// flush). The reply is older than its fresh bound by then, but younger than a threshold: one
+/// PING asked again answers BUSY, and the shutdown goes.
+#[test]
+fn after_a_slow_flush_the_gate_asks_again_and_the_shutdown_goes_on_a_busy_reply() {
+    let mut server = RedisServer::start(ServerOptions {
+        threshold_ms: 1_000,
+        ..Default::default()
+    });
+    let dir = support::state_dir();
+    let file = dir.path().join("policy.yaml");
+    let ladder = format!(
+        "{}{}",
+        support::ladder("500ms", "shutdown"),
+        support::ACCEPT_EMPTY_RESTART
+    );
+    std::fs::write(&file, server.policy("slowdisk", &ladder)).unwrap();
+    let mut daemon = Daemon::prepare(dir, &[file], &[]);
+    slow_disk(&mut daemon);
+    daemon.spawn();
+    server.wait_snapshot();
+    let _writer = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
+    daemon.wait_event("shutdown_confirmed", LONG);
+    assert!(server.wait_exit(LONG));
+    assert!(
+        daemon.stderr().contains("asked again: still BUSY"),
+        "{}",
+        daemon.stderr()
+    );
+    assert!(
+        daemon.records_of("escalation_withheld").is_empty(),
+        "{:?}",
+        daemon.events()
+    );
+}
+
+/// #33.1, the gate: the script ends while the shutdown's record is being flushed (400 ms). The
+/// PING asked again is answered PONG: the shutdown does not leave, the trail says so (its
+/// record written, the command not sent, not counted for `limits`), and the server is up.
+#[test]
+fn a_shutdown_whose_script_ended_during_its_flush_is_held_back_by_the_gate() {
+    let server = RedisServer::start(ServerOptions {
+        threshold_ms: 1_000,
+        ..Default::default()
+    });
+    let dir = support::state_dir();
+    let file = dir.path().join("policy.yaml");
+    let ladder = format!(
+        "{}{}",
+        support::ladder("500ms", "shutdown"),
+        support::ACCEPT_EMPTY_RESTART
+    );
+    std::fs::write(&file, server.policy("ended", &ladder)).unwrap();
+    let mut daemon = Daemon::prepare(dir, &[file], &[]);
+    slow_disk(&mut daemon);
+    daemon.spawn();
+    server.wait_snapshot();
+    // BUSY from 1 s, the budget's end at 1.5 s, the script's end at 1.65 s: within the flush.
+    let writer = Caller::eval(&server, scripts::WRITE_THEN_SPIN_MS, &["k"], &["1650"]);
+    assert_eq!(writer.reply().unwrap().text(), Some("done"));
+    daemon.wait_event("recovered", LONG);
+    assert_eq!(server.conn().call(&["PING"]).unwrap().text(), Some("PONG"));
+    let sent = daemon.records_of("shutdown_sent");
+    if !sent.is_empty() {
+        let held = daemon
+            .records_of("escalation_withheld")
+            .into_iter()
+            .find(|r| r["detail"]["withheld_action"] == "shutdown")
+            .unwrap_or_else(|| panic!("sent and not held: {:?}", daemon.events()));
+        assert!(
+            support::reason(&held).starts_with("not sent, though its record was written"),
+            "{held}"
+        );
+        assert_eq!(held["detail"]["missing"], "a fresh BUSY reply", "{held}");
+    } else {
+        eprintln!("the script ended before the shutdown was decided: nothing to hold back");
+    }
+}

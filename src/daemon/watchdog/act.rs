@@ -16,12 +16,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::audit::AuditLog;
-use crate::engine::{Action, FailoverPlan, Inquiry, Observation, Step};
+use crate::engine::{Inquiry, Observation, Step};
 use crate::model::told::RunningFunction;
 use crate::policy::Policy;
 use crate::redis::forensics;
 use crate::redis::probe::Connection;
-use crate::remedy::{self, Context, Remedy, Runtime};
+use crate::remedy::{self, Context, Runtime};
 
 use super::beside::Beside;
 
@@ -70,21 +70,13 @@ impl Watchdog {
             };
             let sent = std::time::Instant::now();
             let observations = match (step.action.take(), step.inquiry) {
-                // Long work that does not talk on the probe's connection goes on beside it.
-                (Some(Action::Failover(plan)), _) => {
-                    let gate = <FailoverPlan as Remedy>::GATE;
-                    match remedy::recorded_first(gate, &recorded, &self.lent()).await {
-                        Err(why) => vec![plan.unanswered(why, false)],
-                        Ok(()) => {
-                            let work = remedy::failover::detached(plan, self.policy.clone());
-                            self.beside = Some(Beside::start(work));
-                            Vec::new()
-                        }
-                    }
-                }
                 (Some(action), ahead) => {
+                    let epoch = self.epoch;
+                    let now_ms = move || super::MONO_ORIGIN_MS + epoch.elapsed().as_millis() as u64;
                     let ctx = Context {
                         conn,
+                        generation: self.conn,
+                        now_ms: &now_ms,
                         policy: &self.policy,
                         recorded,
                         ahead,
@@ -92,6 +84,10 @@ impl Watchdog {
                     };
                     let performed = remedy::carry_out(&action, &ctx, &self.lent()).await;
                     gone = performed.gone;
+                    // Long work that does not talk on the probe's connection goes on beside it.
+                    if let Some(work) = performed.beside {
+                        self.beside = Some(Beside::start(work));
+                    }
                     performed.observations
                 }
                 (None, Some(inquiry)) => {

@@ -509,8 +509,22 @@ fn after_a_long_offset_wait_a_fallback_never_rests_on_a_reply_that_old() {
     );
 }
 
-/// The trail's flush made slow (a disk under load: strace delays every `fdatasync` 400 ms).
-fn slow_disk(daemon: &mut Daemon) {
+/// A server (threshold 1 s) and a daemon shutting it down at a 500 ms budget, whose trail's
+/// flush is slow (a disk under load: strace delays every `fdatasync` 400 ms).
+fn on_a_slow_disk() -> (RedisServer, Daemon) {
+    let server = RedisServer::start(ServerOptions {
+        threshold_ms: 1_000,
+        ..Default::default()
+    });
+    let dir = support::state_dir();
+    let file = dir.path().join("policy.yaml");
+    let ladder = format!(
+        "{}{}",
+        support::ladder("500ms", "shutdown"),
+        support::ACCEPT_EMPTY_RESTART
+    );
+    std::fs::write(&file, server.policy("slowdisk", &ladder)).unwrap();
+    let mut daemon = Daemon::prepare(dir, &[file], &[]);
     daemon.wrapper = [
         "strace",
         "-f",
@@ -524,6 +538,9 @@ fn slow_disk(daemon: &mut Daemon) {
     ]
     .map(String::from)
     .to_vec();
+    daemon.spawn();
+    server.wait_snapshot();
+    (server, daemon)
 }
 
 /// #33.1, the gate: a shutdown's record reaches the disk 400 ms after its BUSY reply (a slow
@@ -531,22 +548,7 @@ fn slow_disk(daemon: &mut Daemon) {
 /// PING asked again answers BUSY, and the shutdown goes.
 #[test]
 fn after_a_slow_flush_the_gate_asks_again_and_the_shutdown_goes_on_a_busy_reply() {
-    let mut server = RedisServer::start(ServerOptions {
-        threshold_ms: 1_000,
-        ..Default::default()
-    });
-    let dir = support::state_dir();
-    let file = dir.path().join("policy.yaml");
-    let ladder = format!(
-        "{}{}",
-        support::ladder("500ms", "shutdown"),
-        support::ACCEPT_EMPTY_RESTART
-    );
-    std::fs::write(&file, server.policy("slowdisk", &ladder)).unwrap();
-    let mut daemon = Daemon::prepare(dir, &[file], &[]);
-    slow_disk(&mut daemon);
-    daemon.spawn();
-    server.wait_snapshot();
+    let (mut server, daemon) = on_a_slow_disk();
     let _writer = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
     daemon.wait_event("shutdown_confirmed", LONG);
     assert!(server.wait_exit(LONG));
@@ -567,22 +569,7 @@ fn after_a_slow_flush_the_gate_asks_again_and_the_shutdown_goes_on_a_busy_reply(
 /// record written, the command not sent, not counted for `limits`), and the server is up.
 #[test]
 fn a_shutdown_whose_script_ended_during_its_flush_is_held_back_by_the_gate() {
-    let server = RedisServer::start(ServerOptions {
-        threshold_ms: 1_000,
-        ..Default::default()
-    });
-    let dir = support::state_dir();
-    let file = dir.path().join("policy.yaml");
-    let ladder = format!(
-        "{}{}",
-        support::ladder("500ms", "shutdown"),
-        support::ACCEPT_EMPTY_RESTART
-    );
-    std::fs::write(&file, server.policy("ended", &ladder)).unwrap();
-    let mut daemon = Daemon::prepare(dir, &[file], &[]);
-    slow_disk(&mut daemon);
-    daemon.spawn();
-    server.wait_snapshot();
+    let (server, daemon) = on_a_slow_disk();
     // BUSY from 1 s, the budget's end at 1.5 s, the script's end at 1.65 s: within the flush.
     let writer = Caller::eval(&server, scripts::WRITE_THEN_SPIN_MS, &["k"], &["1650"]);
     assert_eq!(writer.reply().unwrap().text(), Some("done"));

@@ -115,6 +115,21 @@ fn main() {
         }
         return;
     }
+    // `--slow-hook-job T N`: a job whose hooks are far apart (a ZRANGE of 100 members per step),
+    // named by a `never_kill` rule, N times at threshold T: how late FUNCTION STATS names it
+    // (its kill waits for that), and, on the same server, a runaway's kill under the same rules.
+    if let (Some(t), Some(n)) = (arg("--slow-hook-job", 1), arg("--slow-hook-job", 2)) {
+        let (named, runaways) = slow_hook_job(t, n as usize);
+        println!(
+            "slow-hook job, threshold={t}: named n={n} median={:.1} p99={:.1} max={:.1} ms after its first BUSY reply (never killed); runaway FCALL under the same rules: median=+{:.2} p99=+{:.2}",
+            named.median(),
+            named.p99(),
+            named.quantile(1.0),
+            runaways.median() - t as f64,
+            runaways.p99() - t as f64
+        );
+        return;
+    }
     // `--slow-disk N`: recovery at threshold 200 while another writer stalls the trail's disk
     // with large flushes (no disk flush is on a watchdog's path).
     if let Some(n) = arg("--slow-disk", 1) {
@@ -431,6 +446,62 @@ fn recovery_of(threshold: u64, n: usize, on_busy: &str, fcall: bool) -> Samples 
     }
     println!("slowest incident at threshold {threshold}: {}", worst.1);
     s
+}
+
+/// A job named by a `never_kill` rule (its hooks ~120 ms apart) and runaways of another
+/// function, alternately, `n` of each: when its name came (ms after its first BUSY reply), and
+/// the runaways' answer times.
+fn slow_hook_job(threshold: u64, n: usize) -> (Samples, Samples) {
+    let server = RedisServer::start(ServerOptions {
+        threshold_ms: threshold,
+        ..Default::default()
+    });
+    server
+        .conn()
+        .call(&["FUNCTION", "LOAD", scripts::JOBS_LIBRARY])
+        .unwrap();
+    server.sorted_set("z", 100);
+    let rules = "on_busy:\n  kill_after: 0s\n  scripts:\n    - function: scan_job\n      never_kill: true\n";
+    let daemon = Daemon::start(&policy_for(&server, "bench", rules), &[]);
+    server.wait_snapshot();
+    let (mut named, mut runaways) = (Samples::default(), Samples::default());
+    for i in 0..n {
+        let job = Caller::start(&server, &["FCALL", "scan_job", "1", "z"]);
+        assert!(wait_for(Duration::from_secs(30), || {
+            daemon
+                .records_of("escalation_withheld")
+                .iter()
+                .filter(|r| r["detail"]["withheld_action"] == "kill")
+                .count()
+                > i
+        }));
+        let withheld = daemon
+            .records_of("escalation_withheld")
+            .into_iter()
+            .filter(|r| r["detail"]["withheld_action"] == "kill")
+            .nth(i)
+            .unwrap();
+        named.push(Duration::from_millis(
+            withheld["detail"]["since_first_busy_ms"].as_u64().unwrap(),
+        ));
+        // Ended by the bench itself (read-only: FUNCTION KILL works), then a runaway.
+        let mut admin = server.conn();
+        assert!(wait_for(Duration::from_secs(10), || admin
+            .call(&["FUNCTION", "KILL"])
+            .is_ok_and(|r| r.error().is_none())));
+        let _ = job.reply();
+        wait_recovered(&daemon, 2 * i + 1);
+        let caller = Caller::start(&server, &["FCALL", "spin", "0"]);
+        let (reply, took) = caller.reply_timed();
+        assert!(reply.unwrap().error().unwrap().contains("killed"));
+        runaways.push(took);
+        wait_recovered(&daemon, 2 * i + 2);
+    }
+    assert!(
+        daemon.records_of("kill_sent").len() == n,
+        "only the runaways were killed"
+    );
+    (named, runaways)
 }
 
 /// Recovery at threshold 200 while a neighbour writes 8 MiB and `fdatasync`s it, over and over,

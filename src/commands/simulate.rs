@@ -316,7 +316,7 @@ pub fn run(rules: Rules, steps: &[(Millis, Input)]) -> Vec<(Millis, Step)> {
 fn answers(input: &Input, inquiry: &Inquiry) -> bool {
     match (inquiry, input) {
         (
-            Inquiry::RunningFunction | Inquiry::Identify,
+            Inquiry::RunningFunction | Inquiry::Identify { .. },
             Input::Observe(Observation::RunningFunction(_)),
         ) => true,
         (Inquiry::IdentifyEval, Input::Observe(Observation::EvalNamed(_))) => true,
@@ -324,7 +324,7 @@ fn answers(input: &Input, inquiry: &Inquiry) -> bool {
         (Inquiry::ReplicaOffsets { .. }, Input::Observe(Observation::ReplicaOffsets(_))) => true,
         (
             Inquiry::RunningFunction
-            | Inquiry::Identify
+            | Inquiry::Identify { .. }
             | Inquiry::IdentifyEval
             | Inquiry::AfterRecovery
             | Inquiry::ReplicaOffsets { .. },
@@ -338,7 +338,7 @@ fn answers(input: &Input, inquiry: &Inquiry) -> bool {
 fn not_asked(inquiry: &Inquiry) -> Observation {
     const WHY: &str = "not asked in a simulation";
     match inquiry {
-        Inquiry::RunningFunction | Inquiry::Identify => {
+        Inquiry::RunningFunction | Inquiry::Identify { .. } => {
             Observation::RunningFunction(RunningFunction::Unknown(WHY.into()))
         }
         Inquiry::AfterRecovery => Observation::AfterRecovery(Err(WHY.into())),

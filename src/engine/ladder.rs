@@ -107,7 +107,9 @@ impl Engine {
         match kind {
             BusyKind::Function if self.rules.function_rules => {
                 inc.identifying = Some(reply.to_string());
-                step.inquiry = Some(Inquiry::Identify);
+                step.inquiry = Some(Inquiry::Identify {
+                    within_ms: self.rules.identify_within,
+                });
             }
             BusyKind::Function => step.inquiry = Some(Inquiry::RunningFunction),
             BusyKind::Script if self.rules.eval_rules => {
@@ -169,11 +171,23 @@ impl Engine {
     ) {
         let rules = &self.rules;
         let first = inc.first_busy.unwrap_or(now);
-        // A kill a script rule could change waits for the function's name, a few ms at most
-        // (the watchdog bounds FUNCTION STATS): never applied on a guess, never long.
+        // A kill a script rule could change waits for the function's name, up to
+        // `identify_within` (the watchdog bounds FUNCTION STATS): never applied on a guess.
         if inc.kill == Kill::NotYet && inc.identifying.is_some() {
             inc.identifying = Some(reply);
             return;
+        }
+        // A function still unnamed (FUNCTION STATS did not answer in time: its hooks are far
+        // apart) is asked again at each BUSY reply while its name could still set the ladder.
+        if rules.function_rules
+            && inc.cause == Cause::Busy(BusyKind::Function)
+            && inc.function.as_ref().and_then(|f| f.name()).is_none()
+            && inc.escalation == Escalation::NotYet
+            && step.inquiry.is_none()
+        {
+            step.inquiry = Some(Inquiry::Identify {
+                within_ms: rules.identify_within,
+            });
         }
         if inc.kill == Kill::NotYet && inc.ladder.never_kill {
             inc.kill = Kill::NoneExists;
@@ -482,6 +496,15 @@ impl Engine {
                 self.script_answered(&mut inc, now);
             }
             self.kill_answered(&mut inc, command, at, now, reply, step);
+            // Every EVAL is named in its incident when the server's log is at hand: read once
+            // its kill is on its way (a local file; never ahead of the kill).
+            if self.rules.server_log
+                && command == KillCommand::ScriptKill
+                && inc.identity.is_none()
+                && step.inquiry.is_none()
+            {
+                step.inquiry = Some(Inquiry::IdentifyEval);
+            }
         }
         self.incident = Some(inc);
     }
@@ -681,6 +704,12 @@ impl Engine {
         if let Some(function) = &inc.function {
             found.insert("function".into(), function.to_json());
         }
+        if let Some(sha) = &inc.eval_sha {
+            found.insert(
+                "eval".into(),
+                serde_json::json!({ "sha": sha, "named_by": "the server's log" }),
+            );
+        }
         let server_knows = restarted != Some(true) && how != RecoveredHow::ReachableAgain;
         if restarted == Some(true) {
             found.insert(
@@ -836,24 +865,39 @@ impl Engine {
         if seen.name().is_some() {
             inc.last_busy = now;
         }
-        // The first name decides; a later answer never moves an incident to another ladder.
-        if let (None, Some(name)) = (&inc.ladder.rule, seen.name()) {
+        // The first name decides; a later answer never moves an incident to another ladder. A
+        // name that comes after the kill still sets the rule's `wait` and `then`.
+        let after = inc.first_busy.map_or(0, |f| now.saturating_sub(f));
+        let killed = !matches!(inc.kill, Kill::NotYet | Kill::NoneExists);
+        let named = inc.function.as_ref().and_then(|f| f.name()).is_some();
+        if let (None, Some(name), false) = (&inc.ladder.rule, seen.name(), named) {
             inc.ladder = Ladder::for_script(&self.rules, Running::Function(name));
         }
-        if inc.identifying.is_some() {
-            inc.identity = Some(match &seen {
-                RunningFunction::Seen { name: Some(n), .. } => {
-                    format!("function {n} (FUNCTION STATS)")
-                }
-                RunningFunction::Seen { name: None, .. } => {
-                    "unknown: FUNCTION STATS named no running function; the instance's ladder applies".into()
-                }
-                RunningFunction::Unknown(why) => {
-                    format!("unknown: FUNCTION STATS: {why}")
-                }
-            });
+        if self.rules.function_rules && !named {
+            let late = match killed {
+                true => "; named after the kill went: the rule's wait and then apply",
+                false => "",
+            };
+            let identity = match &seen {
+                RunningFunction::Seen { name: Some(n), .. } => Some(format!(
+                    "function {n} (FUNCTION STATS, {after} ms after the first BUSY reply{late})"
+                )),
+                RunningFunction::Seen { name: None, .. } => Some(
+                    "unknown: FUNCTION STATS named no running function; the instance's ladder applies".into(),
+                ),
+                // Asked again later: said once.
+                RunningFunction::Unknown(why) if inc.identity.is_none() => Some(format!(
+                    "unknown: FUNCTION STATS: {why}; asked again at each BUSY reply, the instance's ladder applies meanwhile"
+                )),
+                RunningFunction::Unknown(_) => None,
+            };
+            if identity.is_some() {
+                inc.identity = identity;
+            }
         }
-        inc.function = Some(seen);
+        if !named {
+            inc.function = Some(seen);
+        }
         self.identified(&mut inc, now, step);
         self.incident = Some(inc);
     }

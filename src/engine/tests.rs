@@ -36,6 +36,8 @@ fn rules() -> Rules {
             .to_vec(),
         scripts: Vec::new(),
         function_rules: false,
+        identify_within: 300,
+        server_log: false,
         eval_rules: false,
         hang_after: 30_000,
         hang_signal: HangSignal::None,
@@ -114,7 +116,7 @@ fn observed(e: &mut Engine, at: At, obs: Observation) -> Step {
                 snapshot: Ok(e.snapshot().cloned().unwrap_or_default()),
                 slowlog: Ok(Vec::new()),
             }))),
-            Inquiry::RunningFunction | Inquiry::Identify => {
+            Inquiry::RunningFunction | Inquiry::Identify { .. } => {
                 Observation::RunningFunction(RunningFunction::Unknown("not asked".into()))
             }
             Inquiry::IdentifyEval => Observation::EvalNamed(Err("not asked".into())),
@@ -1716,7 +1718,7 @@ fn with_script_rules() -> Rules {
 fn a_script_rule_that_names_the_running_function_sets_its_ladder() {
     let mut e = engine_with(with_script_rules());
     let s = e.observe(at(10), busy(FUNCTION_BUSY));
-    assert_eq!(s.inquiry, Some(Inquiry::Identify));
+    assert_eq!(s.inquiry, Some(Inquiry::Identify { within_ms: 300 }));
     assert_eq!(s.action, None, "the kill waits for the name");
     // Named: the rule's kill_after (1 s) applies; no kill yet.
     let s = e.observe(at(11), seen("nightly_compact"));
@@ -2584,4 +2586,43 @@ proptest! {
             steps.push((when, step));
         }
     }
+}
+
+/// #34.1: a job whose hooks are far apart answers FUNCTION STATS too late for its kill (the
+/// instance's ladder sends FUNCTION KILL, UNKILLABLE: it wrote). FUNCTION STATS is asked again
+/// at each BUSY reply; its name, when it comes, still sets the rule's `wait` and `then`: no
+/// shutdown at the instance's budget.
+#[test]
+fn a_name_that_comes_after_the_kill_still_sets_the_escalation() {
+    let mut e = engine_with(Rules {
+        wait: 2_000,
+        then: Then::Shutdown,
+        ..with_script_rules()
+    });
+    e.observe(at(10), busy(FUNCTION_BUSY));
+    let s = e.observe(
+        at(310),
+        Observation::RunningFunction(RunningFunction::Unknown("no reply within 300ms".into())),
+    );
+    assert_eq!(s.action, Some(Action::Kill(KillCommand::FunctionKill)));
+    e.observe(
+        at(311),
+        Observation::KillReply(KillReply::Unkillable("UNKILLABLE".into())),
+    );
+    // Asked again at the next BUSY reply, named this time.
+    let s = e.observe(at(350), busy(FUNCTION_BUSY));
+    assert_eq!(s.inquiry, Some(Inquiry::Identify { within_ms: 300 }));
+    e.observe(at(480), seen("migrate_users"));
+    // Past the instance's 2 s budget: the rule's 10 s wait holds, nothing is sent.
+    let s = e.observe(at(2_100), busy(FUNCTION_BUSY));
+    assert!(s.action.is_none(), "{:?}", s.events);
+    assert!(s.inquiry.is_none(), "named: not asked again");
+    // At the rule's budget, its `then: notify`, which the record says was named late.
+    let s = e.observe(at(10_020), busy(FUNCTION_BUSY));
+    assert_eq!(names(&s), ["escalation_withheld"]);
+    let policy = &s.events[0].detail.to_value()["policy"];
+    assert_eq!(policy["script_rule"], "migrate_*", "{policy}");
+    let said = policy["script"].as_str().unwrap();
+    assert!(said.contains("named after the kill went"), "{said}");
+    assert!(said.contains("470 ms after the first BUSY reply"), "{said}");
 }

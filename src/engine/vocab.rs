@@ -120,9 +120,10 @@ pub enum Inquiry {
     /// FUNCTION STATS (allowed while busy): which function runs. With a kill in the same step it
     /// is written just ahead of it, so it reaches the server before the function dies.
     RunningFunction,
-    /// FUNCTION STATS alone, for a kill that waits for the name (`on_busy.scripts`): the
-    /// watchdog gives it a few milliseconds at most, then the kill goes on the instance's ladder.
-    Identify,
+    /// FUNCTION STATS alone, for a kill that waits for the name (`on_busy.scripts`), or for a
+    /// name still unknown after the kill: the watchdog gives it `within_ms` at most (a busy
+    /// server answers at its script's next hook).
+    Identify { within_ms: Millis },
     /// The server's log, for the line that names the EVAL that went BUSY (`on_busy.scripts`
     /// with `sha` rules and `on_busy.server_log`).
     IdentifyEval,
@@ -408,8 +409,12 @@ pub struct Rules {
     pub fence: bool,
     /// `on_busy.scripts`: ladders of their own for known functions.
     pub scripts: Vec<crate::policy::scripts::ScriptRule>,
-    /// A rule names a function: a busy FCALL's kill waits for its name.
+    /// A rule names a function: a busy FCALL's kill waits for its name, up to
+    /// `identify_within`, and it is asked again until known.
     pub function_rules: bool,
+    pub identify_within: Millis,
+    /// `on_busy.server_log` is set: every busy EVAL is named from it (after its kill).
+    pub server_log: bool,
     /// A rule names an EVAL and the server's log can name one: a busy EVAL's kill waits for it.
     pub eval_rules: bool,
     pub hang_after: Millis,
@@ -446,6 +451,8 @@ impl Rules {
             fence: p.topology.fence,
             scripts: p.on_busy.scripts.clone(),
             function_rules: p.on_busy.names_functions(),
+            identify_within: ms(p.on_busy.identify_within),
+            server_log: p.on_busy.server_log.is_some(),
             eval_rules: p.on_busy.eval_log().is_some(),
             hang_after: ms(p.on_hang.after),
             hang_signal: p.on_hang.signal,

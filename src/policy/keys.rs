@@ -381,7 +381,16 @@ pub const KEYS: &[KeyDoc] = &[
         path: "on_busy.scripts",
         default: Default::Unset("none: every script gets the instance's ladder"),
         bounds: Bounds::None,
-        doc: "Rules for known scripts, at most 32, the first that names the running script wins: `- {function: nightly_*, kill_after: 10m, never_kill: true, on_unkillable: {wait: 2h, then: notify}}`, or `- {sha: <sha1>, kill_after: 30s}` for an EVAL. A rule applies only when the server named the script during the incident: a function by FUNCTION STATS (asked at the first BUSY reply; the kill waits for it 20 ms at most, normally well under 1 ms), an EVAL by `on_busy.server_log`. An unknown name, or a script no rule names, gets the instance's ladder.",
+        doc: "Rules for known scripts, at most 32, the first that names the running script wins: `- {function: nightly_*, kill_after: 10m, never_kill: true, on_unkillable: {wait: 2h, then: notify}}`, or `- {sha: <sha1>, kill_after: 30s}` for an EVAL. A rule applies only when the server named the script during the incident: a function by FUNCTION STATS (asked at the first BUSY reply; the kill waits for it up to `on_busy.identify_within`, and a name that comes later still decides the rule's `wait` and `then`), an EVAL by `on_busy.server_log` (only when every slow-script line since the last healthy answer names the same script: a script can write such a line itself). An unknown name, or a script no rule names, gets the instance's ladder.",
+    },
+    KeyDoc {
+        path: "on_busy.identify_within",
+        default: Default::Duration(Duration::from_millis(300)),
+        bounds: Bounds::Duration {
+            min: Duration::ZERO,
+            max: Duration::from_secs(5),
+        },
+        doc: "With rules that name functions: how long a busy FCALL's kill waits for FUNCTION STATS to name it (a busy server answers it only at its script's hook: within a millisecond for a loop of cheap steps, 40 to 300 ms for a job with heavy calls). Past it the kill goes on the instance's ladder, FUNCTION STATS is asked again at each BUSY reply, and a name that comes later still sets the rule's `wait` and `then`.",
     },
     KeyDoc {
         path: "on_busy.scripts[].function",
@@ -399,7 +408,7 @@ pub const KEYS: &[KeyDoc] = &[
         path: "on_busy.server_log",
         default: Default::Unset("none: an EVAL is never named"),
         bounds: Bounds::None,
-        doc: "The server's log file on this host (`logfile` in redis.conf), read at a busy EVAL's first BUSY reply for the line that names it (`Slow script detected ... Script name is: <sha1>`, Redis 7.0.1+ and Valkey; 6.2's `Script SHA1 is`; Valkey's logfmt too). Needed only by `sha` rules; busyguard's user must be able to read it. A path the server announces is never opened.",
+        doc: "The server's log file on this host (`logfile` in redis.conf), read at a busy EVAL's first BUSY reply for the line that names it (`Slow script detected ... Script name is: <sha1>`, Redis 7.0.1+ and Valkey; 6.2's `Script SHA1 is`; Valkey's logfmt too). With it every EVAL is named in its incident's records; `sha` rules need it. busyguard's user must be able to read it (on Debian the package adds it to `adm`, the group that reads /var/log/redis); `check` and `status` say when it cannot, and `busyguard_server_log_readable` tells it. A path the server announces is never opened.",
     },
     KeyDoc {
         path: "on_busy.scripts[].kill_after",

@@ -8,6 +8,7 @@
 
 pub mod keys;
 pub mod pem;
+pub mod readable;
 mod reader;
 pub mod replicas;
 mod schema;
@@ -165,6 +166,8 @@ pub struct OnBusy {
     pub scripts: Vec<scripts::ScriptRule>,
     /// `on_busy.server_log`: the server's log file on this host, which names a busy EVAL.
     pub server_log: Option<std::path::PathBuf>,
+    /// `on_busy.identify_within`: how long a kill waits for a function's name.
+    pub identify_within: Duration,
 }
 
 impl OnBusy {

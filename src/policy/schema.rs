@@ -545,6 +545,16 @@ fn on_busy(r: &mut Reader, top: &Section) -> OnBusy {
         .get("server_log")
         .and_then(|n| r.string(n, "on_busy.server_log"))
         .map(std::path::PathBuf::from);
+    // Said before any incident needs it: an unreadable log names no EVAL.
+    if let (Some(path), Some(n), false) =
+        (&server_log, s.get("server_log"), r.sources == Sources::Skip)
+        && let Err(why) = super::readable::by_the_service(path)
+    {
+        r.warn(
+            n.pos(),
+            format!("`on_busy.server_log`: {why}: {}", super::readable::FIX),
+        );
+    }
     let evals = scripts.iter().any(|x| matches!(x.names, Names::Eval(_)));
     if let (true, None, Some(pos)) = (evals, &server_log, s.key_pos("scripts")) {
         r.warn(pos, "`on_busy.scripts` names EVALs by `sha`, but `on_busy.server_log` is not set: an EVAL is named only by the server's log, so those rules never apply".into());
@@ -553,6 +563,7 @@ fn on_busy(r: &mut Reader, top: &Section) -> OnBusy {
         kill_after,
         scripts,
         server_log,
+        identify_within: r.opt_duration(&s, "identify_within"),
         on_unkillable: OnUnkillable {
             wait,
             then,

@@ -88,6 +88,8 @@ struct Registry {
     near_threshold: BTreeMap<String, u64>,
     /// Whether an operator's pause is in force.
     paused: BTreeMap<String, bool>,
+    /// Whether the server's log (`on_busy.server_log`) can be read, for instances that name one.
+    server_log_readable: BTreeMap<String, bool>,
     /// The escalation deadline of the incident in flight, Unix seconds (0: none).
     deadline: BTreeMap<String, f64>,
     /// Whether the last load of the policies took every file, and when one last did.
@@ -281,6 +283,7 @@ impl Metrics {
             r.slow_scripts.retain(|(i, _), _| i != instance);
             r.near_threshold.remove(instance);
             r.paused.remove(instance);
+            r.server_log_readable.remove(instance);
             r.deadline.remove(instance);
         });
     }
@@ -312,6 +315,16 @@ impl Metrics {
     }
 
     /// Whether an operator's pause is in force on the instance.
+    /// Whether the server's log can be read (`None`: the policy names none).
+    pub fn set_server_log_readable(&self, instance: &str, readable: Option<bool>) {
+        self.with_redis(instance, |r| match readable {
+            Some(readable) => set(&mut r.server_log_readable, instance, readable),
+            None => {
+                r.server_log_readable.remove(instance);
+            }
+        });
+    }
+
     pub fn set_paused(&self, instance: &str, paused: bool) {
         self.with_redis(instance, |r| set(&mut r.paused, instance, paused));
     }
@@ -489,6 +502,14 @@ impl Metrics {
             ("busyguard_paused", "gauge"),
             "1 while an operator's pause withholds every action on the instance",
             r.paused.iter().map(|(i, p)| (i, u8::from(*p).to_string())),
+        );
+        per_instance(
+            &mut out,
+            ("busyguard_server_log_readable", "gauge"),
+            "1 while the server's log (on_busy.server_log) can be read by busyguard, 0 when it cannot: no EVAL is then named and sha rules never apply",
+            r.server_log_readable
+                .iter()
+                .map(|(i, p)| (i, u8::from(*p).to_string())),
         );
         // /proc is read outside the lock: a probe never waits on a scrape's file reads.
         drop(r);

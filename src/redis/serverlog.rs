@@ -12,6 +12,13 @@
 //! The log is read from where it ended at the last healthy answer (so a line from an earlier
 //! script is never taken for this one's), at most [`READ_LIMIT`] bytes, and only the file the
 //! policy names: a path the server announced (`CONFIG GET logfile`) is not opened.
+//!
+//! A script can write the same line itself (`redis.log(redis.LOG_WARNING, "Slow script
+//! detected: ... Script name is: f_<a trusted sha>.")`): in the log it looks exactly like the
+//! server's. The server writes its own line once per script, when the threshold passes. So the
+//! log names the script only when every slow-script line written since the last healthy answer
+//! names the same one: a forged line and the server's true one disagree, and a disagreement is
+//! no name at all (the record says the log disagreed; the instance's ladder applies).
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
@@ -24,6 +31,8 @@ pub const READ_LIMIT: u64 = 256 * 1024;
 pub struct ServerLog {
     path: PathBuf,
     healthy_end: Option<u64>,
+    /// Where it ended when the probe now outstanding was sent.
+    at_probe: Option<u64>,
 }
 
 impl ServerLog {
@@ -31,16 +40,30 @@ impl ServerLog {
         ServerLog {
             path,
             healthy_end: None,
+            at_probe: None,
         }
     }
 
-    /// The server answered healthy: what its log holds now is from before any script to come.
+    /// A probe is about to be sent: where the log ends now.
+    pub fn before_probe(&mut self) {
+        self.at_probe = self.len();
+    }
+
+    /// The probe sent last was answered healthy: what the log held when it was sent is from
+    /// before any script to come. Where it ends by the time the answer is read may already
+    /// hold a line of the next script (which starts the instant the server answered), and a
+    /// script that wrote a line at once could otherwise hide it behind the mark.
     pub fn mark_healthy(&mut self) {
-        self.healthy_end = std::fs::metadata(&self.path).ok().map(|m| m.len());
+        self.healthy_end = self.at_probe.take().or_else(|| self.len());
+    }
+
+    fn len(&self) -> Option<u64> {
+        std::fs::metadata(&self.path).ok().map(|m| m.len())
     }
 
     /// The SHA1 of the EVAL that went BUSY, from the lines written since the last healthy
-    /// answer; `Err` says why it is not known (no such line, the log unreadable).
+    /// answer, when they all name the same one; `Err` says why it is not known (no such line,
+    /// lines that disagree, the log unreadable).
     pub fn running_eval(&self) -> Result<String, String> {
         let shown = self.path.display();
         let mut file = std::fs::File::open(&self.path)
@@ -60,11 +83,36 @@ impl ServerLog {
             .read_to_end(&mut text)
             .map_err(|e| format!("the server's log {shown}: {e}"))?;
         let text = String::from_utf8_lossy(&text);
-        text.lines()
-            .rev()
-            .find_map(script_named)
-            .ok_or_else(|| format!("no `Slow script detected` line naming the script in {shown} since the last healthy answer (Redis 7.0.0 names none; is `loglevel` warning or lower?)"))
+        agreed(text.lines().filter_map(slow_script_line)).map_err(|why| match why {
+            None => format!("no `Slow script detected` line naming the script in {shown} since the last healthy answer (Redis 7.0.0 names none; is `loglevel` warning or lower?)"),
+            Some(names) => format!(
+                "the server's log disagreed: {} `Slow script detected` lines since the last healthy answer name {} (a script can write such a line itself with redis.log; the server writes one per script): no line is believed",
+                names.len(),
+                names.iter().map(|n| n.as_deref().unwrap_or("no script")).collect::<Vec<_>>().join(", ")
+            ),
+        })
     }
+}
+
+/// The one script every slow-script line names (each line's name, `None` for a line naming
+/// none); `Err(None)` when there is no line, `Err(Some(names))` when they disagree.
+fn agreed(
+    lines: impl Iterator<Item = Option<String>>,
+) -> Result<String, Option<Vec<Option<String>>>> {
+    let names: Vec<Option<String>> = lines.collect();
+    match names.first() {
+        None => Err(None),
+        Some(Some(first)) if names.iter().all(|n| n.as_ref() == Some(first)) => Ok(first.clone()),
+        Some(None) if names.len() == 1 => Err(None),
+        Some(_) => Err(Some(names)),
+    }
+}
+
+/// A slow-script line (the server's, or one a script wrote to look like it), with the SHA1 it
+/// names (`None`: it names none, as Redis 7.0.0's).
+fn slow_script_line(line: &str) -> Option<Option<String>> {
+    line.contains("low script detected")
+        .then(|| script_named(line))
 }
 
 /// The SHA1 a slow-script line names (`f_<sha1>` or `<sha1>`), lower case.
@@ -106,6 +154,33 @@ mod tests {
             None
         );
         assert_eq!(script_named("Script name is: nightly"), None);
+    }
+
+    /// #34.2: a line a script wrote itself (naming a trusted SHA) beside the server's own
+    /// (naming the forger): they disagree, and no name is believed.
+    #[test]
+    fn lines_that_disagree_name_no_script() {
+        let line = |sha: &str| {
+            format!(
+                "1:M 02 Dec 2026 01:55:33.123 # Slow script detected: still in execution after 200 milliseconds. You can try killing the script using the SCRIPT KILL command. Script name is: f_{sha}."
+            )
+        };
+        let forger = "f".repeat(40);
+        let names = |lines: &[String]| agreed(lines.iter().filter_map(|l| slow_script_line(l)));
+        assert_eq!(names(&[line(SHA)]), Ok(SHA.to_string()));
+        assert_eq!(names(&[line(SHA), line(SHA)]), Ok(SHA.to_string()));
+        // Forged before the server's line, and after it.
+        for lines in [[line(SHA), line(&forger)], [line(&forger), line(SHA)]] {
+            let Err(Some(seen)) = names(&lines) else {
+                panic!("believed: {lines:?}")
+            };
+            assert_eq!(seen.len(), 2);
+        }
+        // A server that names none (7.0.0) beside a forged line naming one: no name either.
+        let unnamed = "1:M 02 Dec 2026 01:55:33.123 # Slow script detected: still in execution after 200 milliseconds.".to_string();
+        assert!(matches!(names(&[line(SHA), unnamed.clone()]), Err(Some(_))));
+        assert_eq!(names(&[unnamed]), Err(None));
+        assert_eq!(names(&[]), Err(None));
     }
 
     #[test]

@@ -173,7 +173,7 @@ async fn run<R: Remedy>(remedy: &R, ctx: &Context<'_>, runtime: &impl Runtime) -
     // The inquiry is polled first (join polls in order): it is written ahead of the action.
     let ahead = async {
         match &ctx.ahead {
-            Some(Inquiry::RunningFunction | Inquiry::Identify) => Some(
+            Some(Inquiry::RunningFunction | Inquiry::Identify { .. }) => Some(
                 Observation::RunningFunction(forensics::ask_running_function(ctx.conn).await),
             ),
             // The server's log is read alone, never with an action (a kill waits for it).

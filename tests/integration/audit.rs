@@ -491,3 +491,36 @@ fn audit_show_follows_the_trail() {
         "{seen:?}"
     );
 }
+
+/// #34.4: with `on_busy.server_log` set, every EVAL is named in its incident, whether or not a
+/// rule names it: its kill goes at once (no wait on the kill path), then the log is read, and
+/// the `recovered` record's forensics carry its SHA1.
+#[test]
+fn with_the_servers_log_every_killed_eval_is_named() {
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("server.log");
+    let server = RedisServer::start(ServerOptions {
+        extra: vec![format!("logfile {}", log.display())],
+        ..Default::default()
+    });
+    let sha = server.script_load(scripts::READ_ONLY_LOOP);
+    let daemon = Daemon::start(
+        &server.policy(
+            "named",
+            &format!("on_busy:\n  server_log: {}\n", log.display()),
+        ),
+        &[],
+    );
+    server.wait_snapshot();
+    let caller = Caller::eval(&server, scripts::READ_ONLY_LOOP, &[], &[]);
+    let sent = support::first_kill(&daemon, caller);
+    assert!(
+        sent["detail"]["since_first_busy_ms"].as_u64().unwrap() < 100,
+        "no wait on the kill path: {sent}"
+    );
+    let recovered = daemon.wait_event("recovered", LONG);
+    assert_eq!(
+        recovered["detail"]["forensics"]["eval"]["sha"], sha,
+        "{recovered}"
+    );
+}

@@ -208,30 +208,119 @@ pub fn script_rules(build: Option<ServerBuild>) {
     assert_eq!(daemon.records_of("kill_sent").len(), 2);
 }
 
+/// #34.1: a job with a heavy call per iteration (a `ZRANGE` of 100 members) lets the busy server
+/// answer only at its hook, about 120 ms apart here: FUNCTION STATS answers that late, and
+/// the kill waits for it (`on_busy.identify_within`). Its `never_kill` rule spares it past the
+/// instance's budget (whose `then` is a shutdown): never killed, never shut down. Another
+/// function on the same server is still killed at once. Before #34 the 20 ms bound missed the
+/// name, the job was killed (UNKILLABLE: it wrote) and shut down at the instance's budget.
+pub fn slow_hook_job(build: Option<ServerBuild>) {
+    if !ServerBuild::has_functions(&build) {
+        return;
+    }
+    // A threshold the hooks' interval (and its jitter) stays well within: the replies between
+    // two hooks are one script's.
+    let server = server(&build, &["busy-reply-threshold 500"]);
+    server
+        .conn()
+        .call(&["FUNCTION", "LOAD", scripts::JOBS_LIBRARY])
+        .unwrap();
+    server.sorted_set("z", 100);
+    let rules = format!(
+        "{}{}on_busy:\n  kill_after: 0s\n  on_unkillable:\n    wait: 1s\n    then: shutdown\n  scripts:\n    - function: compact\n      never_kill: true\n      on_unkillable: {{ wait: 10m, then: notify }}\n",
+        support::ACCEPT_EMPTY_RESTART,
+        "limits:\n  max_shutdowns: 5\n"
+    );
+    let daemon = Daemon::start(&server.policy("jobs", &rules), &[]);
+    server.wait_snapshot();
+    // A runaway of another function: killed at once, on the instance's ladder.
+    let sent = support::first_kill(&daemon, Caller::start(&server, &["FCALL", "spin", "0"]));
+    assert!(
+        sent["detail"]["since_first_busy_ms"].as_u64().unwrap() < 1_000,
+        "{sent}"
+    );
+    assert!(wait_for(LONG, || daemon.records_of("recovered").len() == 1));
+    // The job: named, spared, past the instance's budget and well beyond.
+    let _job = Caller::start(&server, &["FCALL", "compact", "2", "k", "z"]);
+    let withheld = daemon
+        .wait_record(LONG, |r| {
+            r["event"] == "escalation_withheld" && r["detail"]["withheld_action"] == "kill"
+        })
+        .unwrap_or_else(|| panic!("{:?}", daemon.events()));
+    assert_eq!(
+        withheld["detail"]["policy"]["script_rule"], "compact",
+        "{withheld}"
+    );
+    assert!(
+        !wait_for(Duration::from_secs(3), || daemon
+            .records_of("kill_sent")
+            .len()
+            > 1
+            || !daemon.records_of("shutdown_sent").is_empty()),
+        "{}",
+        daemon.stderr()
+    );
+}
+
+/// #34.2: an EVAL writes the server's slow-script line itself (`redis.log`), naming a trusted
+/// script's SHA1, before its own threshold passes; then the server writes its true line. The
+/// lines disagree: no rule applies, the instance's ladder kills it at once, and the record says
+/// the log disagreed. Before #34 the newest matching line won, and a read-only runaway could
+/// claim a trusted script's `never_kill`.
+pub fn forged_log_line(build: Option<ServerBuild>) {
+    let (logs, server) = logging_server(&build);
+    let log = logs.path().join("server.log");
+    let trusted = server.script_load(scripts::READ_ONLY_LOOP);
+    let daemon = Daemon::start(
+        &server.policy(
+            "forged",
+            &format!(
+                "on_busy:\n  kill_after: 0s\n  server_log: {}\n  scripts:\n    - sha: {trusted}\n      never_kill: true\n",
+                log.display()
+            ),
+        ),
+        &[],
+    );
+    server.wait_snapshot();
+    let forger = format!(
+        "redis.log(redis.LOG_WARNING, 'Slow script detected: still in execution after 200 milliseconds. You can try killing the script using the SCRIPT KILL command. Script name is: f_{trusted}.') while true do end"
+    );
+    let sent = support::first_kill(&daemon, Caller::eval(&server, &forger, &[], &[]));
+    assert!(sent["detail"]["policy"]["script_rule"].is_null(), "{sent}");
+    let said = sent["detail"]["policy"]["script"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(said.contains("the server's log disagreed"), "{sent}");
+}
+
+/// A server logging to `server.log` in the folder it returns (as logfmt on Valkey 8.1+, whose
+/// slow-script line busyguard must read in that form too).
+fn logging_server(build: &Option<ServerBuild>) -> (tempfile::TempDir, RedisServer) {
+    let logs = tempfile::tempdir().unwrap();
+    let logfmt = build.as_ref().is_some_and(|b| {
+        let bin = b.binary.to_string_lossy();
+        bin.contains("valkey-8.1") || bin.contains("valkey-9")
+    });
+    let mut extra = vec![format!(
+        "logfile {}",
+        logs.path().join("server.log").display()
+    )];
+    if logfmt {
+        extra.push("log-format logfmt".into());
+    }
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let server = server(build, &extra);
+    (logs, server)
+}
+
 /// #29: an EVAL is named by the server's own log (`on_busy.server_log`): matched by its SHA1,
 /// its rule's longer `kill_after` applies; another EVAL is killed at once; with the log
 /// unreadable the same EVAL falls back to the instance's ladder, and the records say why. On
 /// Valkey 8.1+ the log is logfmt.
 pub fn eval_rules(build: Option<ServerBuild>) {
-    let logs = tempfile::tempdir().unwrap();
+    let (logs, server) = logging_server(&build);
     let log = logs.path().join("server.log");
-    let logfmt = build.as_ref().is_some_and(|b| {
-        let bin = b.binary.to_string_lossy();
-        bin.contains("valkey-8.1") || bin.contains("valkey-9")
-    });
-    let mut extra = vec![format!("logfile {}", log.display())];
-    if logfmt {
-        extra.push("log-format logfmt".into());
-    }
-    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    let server = server(&build, &extra);
-    let sha = server
-        .conn()
-        .call(&["SCRIPT", "LOAD", scripts::READ_ONLY_LOOP])
-        .unwrap()
-        .text()
-        .unwrap()
-        .to_string();
+    let sha = server.script_load(scripts::READ_ONLY_LOOP);
     let policy = |server_log: &std::path::Path| {
         server.policy(
             "evals",
@@ -477,6 +566,14 @@ macro_rules! builds {
             #[test]
             fn eval_rules_follow_the_sha_the_servers_log_names() {
                 eval_rules(build())
+            }
+            #[test]
+            fn a_job_whose_hooks_are_far_apart_is_named_and_spared() {
+                slow_hook_job(build())
+            }
+            #[test]
+            fn an_eval_that_forges_a_trusted_log_line_gets_the_instances_ladder() {
+                forged_log_line(build())
             }
             #[test]
             fn dry_run_sends_nothing() {

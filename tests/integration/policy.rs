@@ -112,6 +112,7 @@ fn a_file_with_every_key_loads_to_the_expected_policy() {
             snapshot_every: ms(30_000),
         },
         on_busy: OnBusy {
+            identify_within: ms(300),
             kill_after: ms(1000),
             on_unkillable: OnUnkillable {
                 wait: ms(90_000),
@@ -126,7 +127,7 @@ fn a_file_with_every_key_loads_to_the_expected_policy() {
                     max_lag: 0,
                 },
             },
-            server_log: Some("/var/log/redis/redis-server.log".into()),
+            server_log: Some("tests/fixtures/valid/redis-server.log".into()),
             scripts: vec![
                 busyguard::policy::scripts::ScriptRule {
                     names: busyguard::policy::scripts::Names::Function("nightly_*".into()),
@@ -606,4 +607,72 @@ fn check_warns_of_a_fence_no_ladder_can_use() {
     );
     let (ok, out) = write("shutdown");
     assert!(ok && !out.contains("warning"), "{out}");
+}
+
+/// #34.3: a server log the service cannot read is said before any incident: by `check` and
+/// `status` (here run as `nobody`, a user outside the log's group), and by the daemon (a
+/// `probe_fault` and `busyguard_server_log_readable` 0). Before, `check` said ok, `status`
+/// nothing, and at the incident every `sha` rule silently fell back to the instance's ladder.
+#[test]
+fn an_unreadable_server_log_is_said_before_any_incident() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let log = dir.path().join("server.log");
+    std::fs::write(&log, "").unwrap();
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let server = crate::support::RedisServer::start(crate::support::ServerOptions::default());
+    let file = dir.path().join("logged.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "instance: logged\nredis:\n  url: redis://127.0.0.1:{}\non_busy:\n  server_log: {}\n",
+            server.port,
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let as_nobody = |args: &[&str]| {
+        let out = std::process::Command::new("runuser")
+            .args(["-u", "nobody", "--"])
+            .arg(support::busyguard_bin())
+            .args(args)
+            .arg(&file)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let out = as_nobody(&["check"]);
+    assert!(
+        out.contains("logged.yaml:5:15: warning: `on_busy.server_log`")
+            && out.contains("cannot be read: permission denied")
+            && out.contains("add the service's user to `adm`"),
+        "{out}"
+    );
+    let out = as_nobody(&["status", "--state-dir", "/nonexistent"]);
+    assert!(out.contains("cannot be read: permission denied"), "{out}");
+    // The daemon (root here, so a log that does not exist).
+    let port = support::free_port();
+    let missing = dir.path().join("missing.log");
+    let daemon = support::Daemon::start(
+        &server.policy(
+            "logged",
+            &format!("on_busy:\n  server_log: {}\n", missing.display()),
+        ),
+        &["--metrics", &format!("127.0.0.1:{port}")],
+    );
+    let fault = daemon.wait_event("probe_fault", Duration::from_secs(20));
+    assert!(
+        fault["detail"]["reply"]
+            .as_str()
+            .unwrap()
+            .contains("missing.log cannot be read: no such file"),
+        "{fault}"
+    );
+    let metrics = support::http_get(port, "/metrics");
+    assert!(
+        metrics.contains("busyguard_server_log_readable{redis=\"logged\"} 0"),
+        "{metrics}"
+    );
 }

@@ -231,6 +231,15 @@ async fn instance_status(p: &Policy, trail: Option<&Path>) -> InstanceStatus {
         };
     s.reachable = true;
     let mut warnings: Vec<String> = Vec::new();
+    // The server's log the service must read to name an EVAL: said before any incident.
+    if let Some(path) = &p.on_busy.server_log
+        && let Err(why) = crate::policy::readable::by_the_service(path)
+    {
+        warnings.push(format!(
+            "`on_busy.server_log`: {why}: {}",
+            crate::policy::readable::FIX
+        ));
+    }
     // Who the server says this connection is (a password given without a username, or a
     // `nopass` user, shows here); `+acl|whoami` is one of the documented rights.
     let whoami = tokio::time::timeout(CHECK_TIMEOUT, conn.call(&["ACL", "WHOAMI"])).await;

@@ -32,11 +32,6 @@ const REPLY_FLOOR: Duration = Duration::from_millis(500);
 /// What FUNCTION STATS during an incident (allowed while busy) may take at most, when no kill
 /// goes with it.
 const FUNCTION_STATS_LIMIT: Duration = Duration::from_secs(2);
-/// What FUNCTION STATS may take when a kill waits for its answer (`on_busy.scripts`): past it,
-/// the kill goes on the instance's ladder. A busy server answers within a millisecond; on a
-/// starved host (a CI runner's two cores shared by two hundred servers) it took over 5 ms, and
-/// a rule that then fails to apply kills a job its policy meant to spare.
-const IDENTIFY_LIMIT: Duration = Duration::from_millis(20);
 /// What the questions after a recovery (INFO, CONFIG, SLOWLOG) may take at most. A client may
 /// start the next script the instant the last one ends; the server then answers nothing until
 /// that script's threshold, and the `recovered` record (its time, its notification, the next
@@ -174,17 +169,17 @@ async fn ask(
                 )
             }));
         }
-        Inquiry::RunningFunction | Inquiry::Identify => {
-            // A kill waits on the name only this long: a busy server answers FUNCTION STATS
-            // at its next event-loop pass (well under a millisecond on a script's hook).
+        Inquiry::RunningFunction | Inquiry::Identify { .. } => {
+            // A busy server answers FUNCTION STATS at its script's next hook: within a
+            // millisecond for a loop of cheap steps, a few hundred for a job with heavy calls.
             let limit = match inquiry {
-                Inquiry::Identify => IDENTIFY_LIMIT,
+                Inquiry::Identify { within_ms } => Duration::from_millis(within_ms),
                 _ => FUNCTION_STATS_LIMIT,
             };
             let seen = tokio::time::timeout(limit, forensics::ask_running_function(conn)).await;
             Observation::RunningFunction(seen.unwrap_or_else(|_| {
                 RunningFunction::Unknown(format!(
-                    "no reply within {}: the instance's ladder applies",
+                    "no reply within {}",
                     crate::model::duration::human_ms(limit.as_millis() as u64)
                 ))
             }))

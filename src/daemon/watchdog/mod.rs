@@ -94,6 +94,8 @@ pub struct Watchdog {
     identity: watch::Sender<Lineage>,
     /// A failover, or its candidates' offsets, going on beside the probe.
     beside: Option<beside::Beside>,
+    /// Whether the server's log could be read when last looked at (told once per change).
+    log_readable: Option<bool>,
 }
 
 /// What the daemon hands a watchdog to steer it.
@@ -157,6 +159,7 @@ impl Watchdog {
             conn: 0,
             identity: watch::Sender::new(Lineage::default()),
             beside: None,
+            log_readable: None,
             beat,
             early: EarlyWarnings::new(policy.early_warning, None),
             server_log: server_log_of(&policy),
@@ -363,6 +366,7 @@ impl Watchdog {
             carried: Some(std::mem::take(&mut self.carried)),
         };
         self.record_own(started);
+        self.look_at_server_log();
         let retry = self
             .policy
             .probe
@@ -453,11 +457,15 @@ impl Watchdog {
                 Wake::Reconnect => return SessionEnd::Lost,
             }
             self.alive();
+            if let Some(log) = self.server_log.as_mut() {
+                log.before_probe();
+            }
             let sent = Instant::now();
             let with_snapshot = sent >= next_snapshot;
             if with_snapshot {
                 // Taken at most this often, whether it worked or not: never a hot retry loop.
                 next_snapshot = sent + self.policy.probe.snapshot_every;
+                self.look_at_server_log();
             }
             // Under `guards.max_unsaved_changes` the probe counts the unsaved changes too (INFO
             // persistence instead of PING, outside an incident): the count a shutdown would
@@ -597,7 +605,7 @@ impl Watchdog {
                 self.act(Some(conn), step).await;
             }
             // Where the server's log ends while it is healthy: the line that names a busy EVAL
-            // is written after it (a metadata read per probe, only with EVAL rules).
+            // is written after it (a metadata read per probe, only with `on_busy.server_log`).
             if let (Some(log), Observation::Pong { .. } | Observation::Unsaved { .. }) =
                 (self.server_log.as_mut(), &observation)
             {
@@ -616,6 +624,32 @@ impl Watchdog {
                 return SessionEnd::Stopped;
             }
         }
+    }
+
+    /// Whether the server's log (`on_busy.server_log`) can be read: a gauge, and a fault told
+    /// once per change, before any incident needs the log to name an EVAL.
+    fn look_at_server_log(&mut self) {
+        let instance = self.policy.instance.clone();
+        let Some(path) = self.policy.on_busy.server_log.clone() else {
+            self.recorder
+                .metrics
+                .set_server_log_readable(&instance, None);
+            return;
+        };
+        let read = crate::policy::readable::by_this_process(&path);
+        self.recorder
+            .metrics
+            .set_server_log_readable(&instance, Some(read.is_ok()));
+        if self.log_readable != Some(read.is_ok())
+            && let Err(why) = &read
+        {
+            tracing::warn!(instance = %instance, reason = %why, "the server's log cannot be read");
+            self.record_own(crate::event::detail::ProbeFault::Fault {
+                reply: format!("`on_busy.server_log`: {why}"),
+                note: crate::policy::readable::FIX.into(),
+            });
+        }
+        self.log_readable = Some(read.is_ok());
     }
 
     /// The work beside the probe ended: its outcome goes to the engine. Nothing is sent on its
@@ -781,10 +815,11 @@ fn latest(
     last
 }
 
-/// The server's log to read for a busy EVAL's name: only when a script rule names an EVAL.
+/// The server's log to read for a busy EVAL's name (`on_busy.server_log`).
 fn server_log_of(policy: &Policy) -> Option<crate::redis::serverlog::ServerLog> {
     policy
         .on_busy
-        .eval_log()
-        .map(|path| crate::redis::serverlog::ServerLog::new(path.to_path_buf()))
+        .server_log
+        .as_ref()
+        .map(|path| crate::redis::serverlog::ServerLog::new(path.clone()))
 }

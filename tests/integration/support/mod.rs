@@ -347,6 +347,16 @@ impl RedisServer {
         );
     }
 
+    /// `SCRIPT LOAD` of `script`: its SHA1.
+    pub fn script_load(&self, script: &str) -> String {
+        self.conn()
+            .call(&["SCRIPT", "LOAD", script])
+            .unwrap()
+            .text()
+            .unwrap()
+            .to_string()
+    }
+
     /// A sorted set `key` of `n` members, for [`scripts::HEAVY_LOOP_MS`].
     pub fn sorted_set(&self, key: &str, n: usize) {
         let mut args = vec!["ZADD".to_string(), key.to_string()];
@@ -480,6 +490,14 @@ pub mod scripts {
     pub const SPIN_LIBRARY: &str = "#!lua name=busyguard_test\n\
         redis.register_function('spin', function(keys, args) while true do end end)";
     /// Functions for script rules: two that never end, and one that writes first.
+    /// A runaway (`spin`, read-only) and a job that writes, then loops on a heavy call over the
+    /// sorted set keys[2] (`compact`): its hooks come tens to hundreds of ms apart.
+    pub const JOBS_LIBRARY: &str = "#!lua name=busyguard_jobs\n\
+        redis.register_function('spin', function(keys, args) while true do end end)\n\
+        redis.register_function('compact', function(keys, args) \
+        redis.call('SET', keys[1], 'x') while true do redis.call('ZRANGE', keys[2], 0, -1) end end)\n\
+        redis.register_function('scan_job', function(keys, args) \
+        while true do redis.call('ZRANGE', keys[1], 0, -1) end end)";
     pub const RULED_LIBRARY: &str = "#!lua name=busyguard_rules\n\
         redis.register_function('spin', function(keys, args) while true do end end)\n\
         redis.register_function('nightly_compact', function(keys, args) while true do end end)\n\
@@ -673,6 +691,14 @@ pub fn run_killable_runaway(server: &RedisServer) {
         .reply()
         .unwrap();
     assert!(reply.killed_by_user(), "{reply:?}");
+}
+
+/// `caller`'s script was killed (its caller told so), and busyguard's `kill_sent` for it (the
+/// trail's first).
+pub fn first_kill(daemon: &Daemon, caller: Caller) -> serde_json::Value {
+    let reply = caller.reply().unwrap();
+    assert!(reply.killed_by_user(), "{reply:?}");
+    daemon.wait_event("kill_sent", Duration::from_secs(20))
 }
 
 /// The peak resident memory of a process, in KiB.

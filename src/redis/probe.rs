@@ -327,6 +327,30 @@ impl Connection {
         self.call(&["PING"]).await
     }
 
+    /// The probe of a server that defers PING while a script runs (Valkey's proposed #3363)
+    /// but answers FUNCTION STATS (allowed while busy): BUSY for an EVAL, the running function
+    /// for an FCALL, nothing running when healthy. `None` when FUNCTION STATS tells nothing
+    /// (refused, unknown to a 6.x server, lost): the probe goes back to PING.
+    pub async fn stats_probe(&self) -> Option<Observation> {
+        match self.call(&["FUNCTION", "STATS"]).await {
+            Outcome::ErrorReply(e) => {
+                BusyKind::from_error(&e).map(|kind| Observation::Busy { kind, reply: e })
+            }
+            outcome @ Outcome::Reply(_) => match super::forensics::running_function(&outcome) {
+                crate::model::told::RunningFunction::Seen {
+                    name: Some(name), ..
+                } => Some(Observation::Busy {
+                    kind: BusyKind::Function,
+                    reply: format!(
+                        "BUSY FUNCTION STATS names the running function `{name}` (the server defers PING while busy). You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
+                    ),
+                }),
+                _ => Some(Observation::Pong { snapshot: None }),
+            },
+            Outcome::Lost(_) => None,
+        }
+    }
+
     /// The healthy snapshot: INFO of the sections it reads (`INFO all` on 6.2), then CONFIG GET of
     /// what INFO does not say, and the SLOWLOG. A BUSY, LOADING or lost connection is returned
     /// for the probe to classify; anything else refused (NOPERM, a renamed or unknown command)

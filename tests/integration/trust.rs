@@ -379,3 +379,54 @@ fn under_a_user_namespace_an_unmapped_group_and_caller_cost_no_supervision() {
     );
     assert!(daemon.stderr().contains("recorded as unknown"));
 }
+
+/// #34.5: a server that defers ordinary commands while a script runs instead of answering BUSY
+/// (Valkey's proposed #3363): the PING hangs, but FUNCTION STATS keeps answering (BUSY for an
+/// EVAL). A PING unanswered past the threshold gets a second opinion by FUNCTION STATS on a new
+/// connection, which says a script runs: it is a busy script, not a hang, probed with FUNCTION
+/// STATS and killed, and the probe goes back to PING once the server is healthy.
+#[test]
+fn a_server_that_defers_ping_while_busy_is_seen_busy_and_its_script_killed() {
+    use crate::support::fake::{Answer, FakeRedis};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let busy = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = busy.clone();
+    let fake = FakeRedis::start(move |_, words| {
+        let words: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
+        let busy = flag.load(Ordering::SeqCst);
+        match words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+            ["PING"] if busy => Some(Answer::Silence),
+            ["FUNCTION", "STATS"] if busy => Some(Answer::error(
+                "BUSY Valkey is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+            )),
+            ["FUNCTION", "STATS"] => Some(Answer::Raw(
+                "*4\r\n$14\r\nrunning_script\r\n_\r\n$7\r\nengines\r\n*0\r\n".into(),
+            )),
+            ["SCRIPT", "KILL"] if busy => {
+                flag.store(false, Ordering::SeqCst);
+                Some(Answer::status("OK"))
+            }
+            _ => None,
+        }
+    });
+    let daemon = Daemon::start(&fake.policy("deferring", "on_hang:\n  after: 30s\n"), &[]);
+    assert!(wait_for(LONG, || fake
+        .commands()
+        .iter()
+        .any(|(_, c)| c.starts_with("CONFIG"))));
+    busy.store(true, Ordering::SeqCst);
+    let sent = daemon.wait_event("kill_sent", LONG);
+    assert_eq!(sent["detail"]["command"], "SCRIPT KILL", "{sent}");
+    let recovered = daemon.wait_event("recovered", LONG);
+    assert_eq!(recovered["detail"]["how"], "killed", "{recovered}");
+    assert!(daemon.records_of("hang_detected").is_empty());
+    assert!(
+        daemon
+            .stderr()
+            .contains("probing goes on with FUNCTION STATS")
+    );
+    // Healthy again: PING is the probe once more.
+    let pings = || fake.commands().iter().filter(|(_, c)| c == "PING").count();
+    let before = pings();
+    assert!(wait_for(LONG, || pings() > before + 2));
+}

@@ -44,6 +44,9 @@ const MONO_ORIGIN_MS: u64 = 400 * 24 * 3600 * 1000;
 const SECOND_OPINION_LIMIT: Duration = Duration::from_secs(2);
 /// The least margin past a threshold before a silent PING gets a second opinion.
 const SECOND_OPINION_MARGIN: Duration = Duration::from_millis(500);
+/// How long a PING may stay unanswered by a server that answered FUNCTION STATS, before it is
+/// taken to defer PING while busy (a server that does not answers both at the same hook).
+const DEFERRED_AFTER: Duration = Duration::from_millis(500);
 
 /// The loops show they are alive at least this often (systemd's WatchdogSec must exceed it).
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -55,6 +58,18 @@ enum SessionEnd {
     /// The connection went silent while a new one to the same address answered (a second
     /// opinion): probing goes on over the new one.
     Replaced(Box<Connection>),
+    /// The PING went unanswered while FUNCTION STATS on a new connection says a script runs:
+    /// the server defers PING while busy (Valkey's proposed #3363). Probing goes on over the new
+    /// connection with FUNCTION STATS until the server is healthy again.
+    Deferring(Box<Connection>),
+}
+
+/// What a second connection says of a silent probe.
+enum SecondOpinion {
+    /// The silent connection is half-open: this one answers.
+    Answers(Connection),
+    /// This one's FUNCTION STATS says a script runs: PINGs are deferred, not lost.
+    Busy(Connection),
 }
 
 pub struct Watchdog {
@@ -96,6 +111,8 @@ pub struct Watchdog {
     beside: Option<beside::Beside>,
     /// Whether the server's log could be read when last looked at (told once per change).
     log_readable: Option<bool>,
+    /// The server defers PING while busy: probed with FUNCTION STATS until healthy again.
+    stats_probe: bool,
 }
 
 /// What the daemon hands a watchdog to steer it.
@@ -160,6 +177,7 @@ impl Watchdog {
             identity: watch::Sender::new(Lineage::default()),
             beside: None,
             log_readable: None,
+            stats_probe: false,
             beat,
             early: EarlyWarnings::new(policy.early_warning, None),
             server_log: server_log_of(&policy),
@@ -403,6 +421,12 @@ impl Watchdog {
                                 "the probe connection went silent while a new one to the same address answers (a half-open connection: a partition, a conntrack flush, a balancer): probing goes on over the new one");
                             conn = *other;
                         }
+                        SessionEnd::Deferring(other) => {
+                            tracing::warn!(instance = %self.policy.instance,
+                                "PING went unanswered while FUNCTION STATS says a script runs (the server defers ordinary commands while busy): probing goes on with FUNCTION STATS");
+                            self.stats_probe = true;
+                            conn = *other;
+                        }
                     }
                 },
                 Err(ConnectError::Unreachable(reason)) => {
@@ -472,7 +496,18 @@ impl Watchdog {
             // rest on is then at most one probe interval older than the script.
             let counting = self.policy.guards.max_unsaved_changes.is_some()
                 && self.engine.incident_id().is_none();
+            let stats_probe = self.stats_probe;
             let probe = async {
+                // A server that defers PING while busy is probed with FUNCTION STATS.
+                if stats_probe {
+                    return match conn.stats_probe().await {
+                        Some(Observation::Busy { reply, .. }) => {
+                            (Outcome::ErrorReply(reply), None, None)
+                        }
+                        Some(_) => (Outcome::Reply(fred::types::Value::Null), None, None),
+                        None => (conn.ping().await, None, None),
+                    };
+                }
                 if !with_snapshot && counting {
                     return match conn.unsaved().await {
                         Ok(count) => (Outcome::Reply(fred::types::Value::Null), None, Some(count)),
@@ -501,7 +536,7 @@ impl Watchdog {
             // A PING outstanding past this gets a second opinion on a new connection.
             let second_at = sent + self.second_opinion_after();
             let mut second: Option<
-                std::pin::Pin<Box<dyn Future<Output = Option<Connection>> + Send>>,
+                std::pin::Pin<Box<dyn Future<Output = Option<SecondOpinion>> + Send>>,
             > = None;
             let mut asked = false;
             let (outcome, healthy, counted) = loop {
@@ -517,8 +552,10 @@ impl Watchdog {
                     }
                     answered = async { second.as_mut().expect("asked").await }, if second.is_some() => {
                         second = None;
-                        if let Some(other) = answered {
-                            return SessionEnd::Replaced(Box::new(other));
+                        match answered {
+                            Some(SecondOpinion::Answers(other)) => return SessionEnd::Replaced(Box::new(other)),
+                            Some(SecondOpinion::Busy(other)) => return SessionEnd::Deferring(Box::new(other)),
+                            None => {}
                         }
                     }
                     _ = sleep_until(silence.unwrap_or(sent + Duration::from_secs(86_400)).into()), if silence.is_some() => {
@@ -540,6 +577,10 @@ impl Watchdog {
                     }
                 }
             };
+            // Nothing runs any more: PING answers again.
+            if stats_probe && matches!(outcome, Outcome::Reply(_)) {
+                self.stats_probe = false;
+            }
             tracing::trace!(instance = %self.policy.instance, snapshot = with_snapshot,
                 waited_us = sent.elapsed().as_micros() as u64, outcome = ?outcome, "probe answered");
             match &outcome {
@@ -661,16 +702,16 @@ impl Watchdog {
     }
 
     /// How long a PING may stay outstanding before a second connection is asked: a threshold
-    /// and a margin during an incident (every BUSY reply comes within a round trip then, and a
-    /// new script's silent phase lasts a threshold), `on_hang.after` otherwise.
+    /// and a margin (a script's silent phase lasts a threshold, and a busy server answers BUSY
+    /// then, unless it defers PING while busy), `on_hang.after` when the threshold is unknown.
     fn second_opinion_after(&self) -> Duration {
         let hang = self.policy.on_hang.after;
-        match (self.engine.incident_id(), self.engine.threshold_ms()) {
-            (Some(_), Some(t)) => {
+        match self.engine.threshold_ms() {
+            Some(t) => {
                 let t = Duration::from_millis(t);
                 (t + (t / 2).max(SECOND_OPINION_MARGIN)).min(hang)
             }
-            _ => hang,
+            None => hang,
         }
     }
 
@@ -788,14 +829,42 @@ impl Watchdog {
     }
 }
 
-/// A new connection to `target`, if it answers a PING (any answer: BUSY, PONG, an error) within
-/// [`SECOND_OPINION_LIMIT`]: then the silent one is half-open, not the server.
-async fn second_opinion(target: crate::policy::RedisTarget) -> Option<Connection> {
+/// A new connection to `target`, asked within [`SECOND_OPINION_LIMIT`]: a PING that gets any
+/// answer (BUSY, PONG, an error) means the silent connection is half-open, not the server. A
+/// busy server that defers PING (Valkey's proposed #3363) still answers FUNCTION STATS: asked on
+/// a connection of its own (a deferred PING would hold every command behind it), a script that
+/// runs there while the PING gets no answer makes it [`SecondOpinion::Busy`].
+async fn second_opinion(target: crate::policy::RedisTarget) -> Option<SecondOpinion> {
     let asked = async {
-        let conn = probe::connect(&target, SECOND_OPINION_LIMIT).await.ok()?;
-        match conn.ping().await {
-            Outcome::Lost(_) => None,
-            Outcome::Reply(_) | Outcome::ErrorReply(_) => Some(conn),
+        let (pinged, stats) = tokio::join!(
+            probe::connect(&target, SECOND_OPINION_LIMIT),
+            probe::connect(&target, SECOND_OPINION_LIMIT)
+        );
+        let (pinged, stats) = (pinged.ok()?, stats.ok()?);
+        // Whether the PING was answered (`Some(lost)`), or deferred while a script runs (`None`).
+        let answered: Option<bool> = {
+            let ping = pinged.ping();
+            tokio::pin!(ping);
+            let busy = tokio::select! {
+                answered = &mut ping => Err(matches!(answered, Outcome::Lost(_))),
+                busy = stats.stats_probe() => Ok(matches!(busy, Some(Observation::Busy { .. }))),
+            };
+            match busy {
+                Err(lost) => Some(lost),
+                // Not busy by its word: the PING decides.
+                Ok(false) => Some(matches!(ping.await, Outcome::Lost(_))),
+                // A script runs. A server that answered FUNCTION STATS answers a PING at the
+                // same hook, unless it defers it.
+                Ok(true) => match tokio::time::timeout(DEFERRED_AFTER, &mut ping).await {
+                    Ok(answer) => Some(matches!(answer, Outcome::Lost(_))),
+                    Err(_) => None,
+                },
+            }
+        };
+        match answered {
+            Some(true) => None,
+            Some(false) => Some(SecondOpinion::Answers(pinged)),
+            None => Some(SecondOpinion::Busy(stats)),
         }
     };
     tokio::time::timeout(SECOND_OPINION_LIMIT, asked)

@@ -96,10 +96,14 @@ pub enum Command {
         #[command(flatten)]
         steer: SteerArgs,
     },
-    /// End a hold.
+    /// End a hold. Past the end of the budget the escalation would then go at the next BUSY
+    /// reply: that takes `--now`, so a release never sends SHUTDOWN NOSAVE unannounced.
     Release {
         /// The instance, as its policy names it.
         instance: String,
+        /// Past the end of the budget: let the escalation go now.
+        #[arg(long)]
+        now: bool,
         #[command(flatten)]
         steer: SteerArgs,
     },

@@ -117,9 +117,11 @@ fn main() -> ExitCode {
         Command::Hold { instance, steer } => {
             steer_daemon(control::Command::Hold, Some(instance), steer)
         }
-        Command::Release { instance, steer } => {
-            steer_daemon(control::Command::Release, Some(instance), steer)
-        }
+        Command::Release {
+            instance,
+            now,
+            steer,
+        } => steer_daemon(control::Command::Release { now }, Some(instance), steer),
         Command::Approve { instance, steer } => {
             steer_daemon(control::Command::Approve, Some(instance), steer)
         }

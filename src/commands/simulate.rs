@@ -165,7 +165,7 @@ fn parse_numbered(text: &str) -> Result<Vec<(usize, Millis, Input)>, String> {
                 by: "operator".into(),
                 reason: "simulated".into(),
             }),
-            "release" => Input::Steer(Steer::Release),
+            "release" => Input::Steer(Steer::Release { now: true }),
             "approve" => Input::Steer(Steer::Approve),
             other => return Err(at(format!("unknown step `{other}`"))),
         };

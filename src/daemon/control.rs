@@ -70,7 +70,11 @@ pub enum Command {
     Resume,
     /// No escalation for the incident in flight until `release`.
     Hold,
-    Release,
+    /// End a hold; `now` lets an escalation whose budget already ended go at once.
+    Release {
+        #[serde(default)]
+        now: bool,
+    },
     /// The escalation goes at the next BUSY reply, ahead of the budget.
     Approve,
 }

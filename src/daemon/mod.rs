@@ -543,7 +543,7 @@ impl Daemon {
                 by: caller.user.clone(),
                 reason: request.reason.clone(),
             },
-            Command::Release => Steer::Release,
+            Command::Release { now } => Steer::Release { now },
             Command::Approve => Steer::Approve,
         };
         let mut answers = Vec::new();

@@ -117,7 +117,8 @@ pub fn withheld(
         .iter()
         .filter(|t| now.saturating_sub(**t) < rules.per)
         .count();
-    if recent >= rules.max_shutdowns as usize {
+    // An operator's approval is their decision: it lifts `limits` (never the guards below).
+    if order != Order::Approved && recent >= rules.max_shutdowns as usize {
         return Some(Withheld::because(format!(
             "limits: {recent} shutdown(s) already within {} (max_shutdowns {})",
             humantime::format_duration(std::time::Duration::from_millis(rules.per)),

@@ -138,6 +138,8 @@ pub(super) struct Incident {
     pub(super) run_id_before: Option<String>,
     /// An operator approved the escalation (`busyguard approve`): it goes at the next BUSY.
     pub(super) approved: bool,
+    /// Why the escalation was withheld, when it was (said by `ps`).
+    pub(super) withheld: Option<String>,
     /// The pause or hold last reported as withholding an action here (reported once each).
     pub(super) steer_reported: Option<String>,
     /// This server was failed over during the incident, on this connection, to a successor

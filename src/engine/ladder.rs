@@ -202,6 +202,7 @@ impl Engine {
                 reply_seen: Some(reply.clone()),
                 silent_ms: None,
                 signal: None,
+                by_operator: false,
             };
             step.events.push(self.event(Some(inc), false, detail));
         }
@@ -241,7 +242,7 @@ impl Engine {
         let budget_spent = now >= first + inc.ladder.wait || inc.approved;
         let due = match inc.escalation {
             Escalation::NotYet if killed_or_none && budget_spent => match inc.ladder.then {
-                Then::Ask if inc.approved => Due::Order(Order::Approved),
+                Then::Ask | Then::Shutdown if inc.approved => Due::Order(Order::Approved),
                 Then::Ask => Due::Ask,
                 Then::Failover => Due::Failover,
                 Then::Shutdown => Due::Order(Order::Shutdown),
@@ -274,6 +275,7 @@ impl Engine {
                     reply_seen: Some(reply),
                     silent_ms: None,
                     signal: None,
+                    by_operator: false,
                 };
                 step.events
                     .push(self.event(Some(inc), self.rules.dry_run, detail));
@@ -310,6 +312,7 @@ impl Engine {
             reply_seen: Some(reply),
             silent_ms: None,
             signal: None,
+            by_operator: true,
         };
         step.events
             .push(self.event(Some(inc), self.rules.dry_run, detail));
@@ -356,17 +359,13 @@ impl Engine {
                 missing: None,
             })
         } else {
-            let known = Known {
-                snapshot: self.snapshot(),
-                fresh: self.snapshot.as_ref().is_some_and(|h| h.fresh),
-                demoted: inc.failed_over,
-                counted: self.counted(inc),
-            };
+            let known = self.known(inc);
             guards::withheld(rules, order, self.shutdowns.counted(dry_run), known, now)
         };
         let inputs = self.inputs(Some(inc), now);
         if let Some(w) = withheld {
             inc.escalation = Escalation::Withheld;
+            inc.withheld = Some(w.reason.clone());
             let detail = d::EscalationWithheld {
                 inputs,
                 reason: w.reason,
@@ -375,6 +374,7 @@ impl Engine {
                 reply_seen: Some(reply),
                 silent_ms: None,
                 signal: None,
+                by_operator: false,
             };
             step.events.push(self.event(Some(inc), dry_run, detail));
             return;
@@ -402,6 +402,16 @@ impl Engine {
         step.events.push(self.event(Some(inc), dry_run, detail));
         if !dry_run {
             step.action = Some(Action::Shutdown(command));
+        }
+    }
+
+    /// What a shutdown of `inc` would rest on, for the guards.
+    pub(super) fn known(&self, inc: &Incident) -> Known<'_> {
+        Known {
+            snapshot: self.snapshot(),
+            fresh: self.snapshot.as_ref().is_some_and(|h| h.fresh),
+            demoted: inc.failed_over,
+            counted: self.counted(inc),
         }
     }
 
@@ -479,6 +489,7 @@ impl Engine {
             reply_seen: None,
             silent_ms: None,
             signal: None,
+            by_operator: false,
         };
         step.events.push(self.event(Some(&inc), false, detail));
         self.incident = Some(inc);

@@ -54,6 +54,7 @@ impl Engine {
                     reply_seen: None,
                     silent_ms: Some(for_ms),
                     signal: Some("SIGKILL".into()),
+                    by_operator: false,
                 };
                 step.events.push(self.event(Some(inc), dry_run, detail));
             }

@@ -26,7 +26,11 @@ pub enum Steer {
         by: String,
         reason: String,
     },
-    Release,
+    /// End a hold; past the end of the budget the escalation then goes at the next BUSY reply,
+    /// which `now` says the operator means.
+    Release {
+        now: bool,
+    },
     Approve,
 }
 
@@ -64,8 +68,9 @@ pub struct Live {
 }
 
 impl Engine {
-    /// Apply an operator's command; `Err` says why it does not apply now.
-    pub fn steer(&mut self, at: At, command: Steer) -> Result<(), String> {
+    /// Apply an operator's command: `Ok` says, in words, what will happen now; `Err` why it
+    /// does not apply (and nothing changed).
+    pub fn steer(&mut self, at: At, command: Steer) -> Result<String, String> {
         match command {
             Steer::Pause {
                 until_unix_ms,
@@ -79,9 +84,15 @@ impl Engine {
                     until_unix_ms,
                     until_mono,
                 });
+                Ok(format!(
+                    "every action (kill, shutdown, failover, signal) is withheld, and recorded as \
+                     such, until {}",
+                    crate::model::clock::rfc3339(until_unix_ms)
+                ))
             }
             Steer::Resume => {
                 self.pause.take().ok_or("not paused")?;
+                Ok("actions go again, at the next BUSY reply".into())
             }
             Steer::Hold { by, reason } => {
                 let inc = self
@@ -98,27 +109,113 @@ impl Engine {
                 ) {
                     return Err("the escalation of this incident is already decided".into());
                 }
+                let then = inc.ladder.then;
                 self.hold = Some(Hold { by, reason });
+                Ok(format!(
+                    "kept up until `busyguard release`: at the end of the budget nothing is sent \
+                     (it would be: {}); kills still go",
+                    self.rules.escalation_words_for(then)
+                ))
             }
-            Steer::Release => {
-                self.hold.take().ok_or("not held")?;
-            }
-            Steer::Approve => {
-                let inc = self
-                    .incident
-                    .as_mut()
-                    .ok_or("no incident in flight to approve")?;
-                Rules::approvable(inc.ladder.then)?;
-                if !matches!(
-                    inc.escalation,
-                    Escalation::NotYet | Escalation::Asked { .. }
-                ) {
-                    return Err("the escalation of this incident is already decided".into());
+            Steer::Release { now } => {
+                self.hold.as_ref().ok_or("not held")?;
+                let (words, destructive) = self.pending_escalation();
+                let due = self.escalation_deadline();
+                match due {
+                    Some(due) if due <= at.mono && destructive && !now => Err(format!(
+                        "still held: the budget ended at {}, so released the escalation would go \
+                         at the next BUSY reply ({words}); say `busyguard release {} --now` to let \
+                         it go now, or keep the hold",
+                        crate::model::clock::rfc3339(self.wall(due)),
+                        self.rules.instance
+                    )),
+                    Some(due) if due <= at.mono => {
+                        self.hold = None;
+                        Ok(format!(
+                            "the escalation goes at the next BUSY reply: {words}"
+                        ))
+                    }
+                    Some(due) => {
+                        self.hold = None;
+                        Ok(format!(
+                            "at the end of the budget ({}): {words}",
+                            crate::model::clock::rfc3339(self.wall(due))
+                        ))
+                    }
+                    None => {
+                        self.hold = None;
+                        Ok("released; no escalation is pending".into())
+                    }
                 }
-                inc.approved = true;
+            }
+            Steer::Approve => self.approve(at),
+        }
+    }
+
+    /// What the incident's escalation would send, in words, and whether that changes the server
+    /// (a shutdown, a failover; not a notification, nor asking an operator).
+    fn pending_escalation(&self) -> (String, bool) {
+        use crate::model::kinds::{Resort, Then};
+        let Some(inc) = self.incident.as_ref() else {
+            return ("nothing".into(), false);
+        };
+        let fallback = self.rules.failover_fallback;
+        match (inc.ladder.then, inc.failover_failed) {
+            (Then::Failover, true) => (
+                Rules::resort_words(fallback).to_string(),
+                fallback == Resort::Shutdown,
+            ),
+            (then, _) => (
+                self.rules.escalation_words_for(then),
+                matches!(then, Then::Shutdown | Then::Failover),
+            ),
+        }
+    }
+
+    /// `busyguard approve`: the escalation goes at the next BUSY reply, ahead of the budget or
+    /// after it was withheld. An operator's approval lifts `limits` (it is their decision), never
+    /// the guards that protect data, nor the evidence a command needs; what would withhold it is
+    /// said now rather than after the answer.
+    fn approve(&mut self, at: At) -> Result<String, String> {
+        let inc = self
+            .incident
+            .as_ref()
+            .ok_or("no incident in flight to approve")?;
+        Rules::approvable(inc.ladder.then)?;
+        let withheld = inc.escalation == Escalation::Withheld;
+        if !withheld
+            && !matches!(
+                inc.escalation,
+                Escalation::NotYet | Escalation::Asked { .. }
+            )
+        {
+            return Err("the escalation of this incident is already decided".into());
+        }
+        let then = inc.ladder.then;
+        let shuts_down = matches!(
+            then,
+            crate::model::kinds::Then::Shutdown | crate::model::kinds::Then::Ask
+        ) || inc.failed_over;
+        if shuts_down {
+            let known = self.known(inc);
+            let counted = self.shutdowns.counted(self.rules.dry_run);
+            let order = super::guards::Order::Approved;
+            if let Some(w) = super::guards::withheld(&self.rules, order, counted, known, at.mono) {
+                return Err(format!("approve cannot send SHUTDOWN NOSAVE: {}", w.reason));
             }
         }
-        Ok(())
+        let inc = self.incident.as_mut().expect("checked above");
+        inc.approved = true;
+        if withheld {
+            inc.escalation = Escalation::NotYet;
+        }
+        let words = match shuts_down {
+            true => "SHUTDOWN NOSAVE".to_string(),
+            false => self.rules.escalation_words_for(then),
+        };
+        Ok(format!(
+            "{words} at the next BUSY reply (your approval lifts `limits`; the guards still apply)"
+        ))
     }
 
     /// When the escalation of the incident in flight is due (engine time), if one is pending.
@@ -203,6 +300,19 @@ impl Engine {
                 (Kill::Sent { .. }, _) => Some("read the kill's reply".into()),
                 (Kill::Accepted { .. }, _) => Some("confirm the kill with a PONG".into()),
                 (Kill::Gone { .. }, _) => Some("confirm with a PONG that the script is gone".into()),
+                (_, Escalation::NotYet) if self.hold.is_some() => Some(format!(
+                    "nothing past the kill while held; `busyguard release {}` lets the escalation go ({}), with `--now` once the budget has ended",
+                    self.rules.instance,
+                    self.rules.escalation_words_for(i.ladder.then)
+                )),
+                (_, Escalation::Withheld) => Some(match i.ladder.then {
+                    crate::model::kinds::Then::Notify => "nothing will be sent (`then: notify`): the script ends by itself, or by hand (`redis-cli SHUTDOWN NOSAVE` loses unsaved data)".to_string(),
+                    _ => format!(
+                        "nothing: withheld ({}); `busyguard approve {}` sends SHUTDOWN NOSAVE anyway (it lifts `limits`, not the guards)",
+                        i.withheld.as_deref().unwrap_or("see the trail"),
+                        self.rules.instance
+                    ),
+                }),
                 (_, Escalation::NotYet) => Some(format!(
                     "at the end of the budget: {}",
                     self.rules.escalation_words_for(i.ladder.then)

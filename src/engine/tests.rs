@@ -1509,7 +1509,14 @@ fn a_hold_keeps_the_escalation_until_release_and_approve_goes_early() {
     let s = e.observe(at(3_000), busy(SCRIPT_BUSY));
     assert_eq!(names(&s), ["escalation_withheld"]);
     assert!(s.action.is_none());
-    steer(&mut e, 3_100, Steer::Release);
+    // #35: past the budget, a release says the shutdown would go now, and takes `--now`.
+    let refused = e
+        .steer(at(3_050), Steer::Release { now: false })
+        .unwrap_err();
+    assert!(refused.contains("release t --now"), "{refused}");
+    assert!(e.live(at(3_060)).hold.is_some(), "still held");
+    let said = e.steer(at(3_100), Steer::Release { now: true }).unwrap();
+    assert!(said.contains("SHUTDOWN NOSAVE"), "{said}");
     assert_eq!(e.next_deadline(), Some(3_000), "due at once");
     assert!(matches!(
         e.observe(at(3_200), busy(SCRIPT_BUSY)).action,
@@ -2625,4 +2632,43 @@ fn a_name_that_comes_after_the_kill_still_sets_the_escalation() {
     let said = policy["script"].as_str().unwrap();
     assert!(said.contains("named after the kill went"), "{said}");
     assert!(said.contains("470 ms after the first BUSY reply"), "{said}");
+}
+
+/// #35: `approve` after a withheld escalation sends what the notification promised: the
+/// operator's approval lifts `limits` (never the guards), and the answer says so; ps says what
+/// withholds it and that approve sends it anyway. A guard that would hold it back is said at
+/// once, and nothing changes.
+#[test]
+fn approve_after_a_withhold_by_limits_sends_the_shutdown_and_says_so() {
+    let mut e = engine_with(rules());
+    assert!(matches!(
+        run_to_budget(&mut e, 0).action,
+        Some(Action::Shutdown(_))
+    ));
+    e.observe(at(2_100), pong());
+    // The second incident within the hour: withheld by limits.
+    let s = run_to_budget(&mut e, 3_000);
+    assert_eq!(names(&s), ["escalation_withheld"]);
+    let next = e.live(at(5_010)).next.unwrap();
+    assert!(
+        next.contains("limits") && next.contains("busyguard approve t"),
+        "{next}"
+    );
+    let said = e.steer(at(5_020), Steer::Approve).unwrap();
+    assert!(
+        said.starts_with("SHUTDOWN NOSAVE at the next BUSY reply"),
+        "{said}"
+    );
+    assert!(said.contains("lifts `limits`"), "{said}");
+    let s = e.observe(at(5_060), busy(SCRIPT_BUSY));
+    assert!(
+        matches!(s.action, Some(Action::Shutdown(_))),
+        "{:?}",
+        s.events
+    );
+    // A guard the approval keeps: refused now, with its reason.
+    let mut e = engine_seeing(rules(), replicated_without_persistence());
+    run_to_budget(&mut e, 0);
+    let refused = e.steer(at(2_010), Steer::Approve).unwrap_err();
+    assert!(refused.contains("guards.allow_empty_restart"), "{refused}");
 }

@@ -159,6 +159,10 @@ pub struct EscalationWithheld {
     pub silent_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<String>,
+    /// Withheld by an operator's own pause or hold: information, never a page (the person who
+    /// paused is not to be woken by their pause).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub by_operator: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -240,6 +240,8 @@ impl Event {
             Detail::SlowScript(s) if s.share_of_threshold.is_some_and(|x| x >= NEAR_THRESHOLD) => {
                 Severity::Warning
             }
+            // An operator's own pause or hold: what they asked for.
+            Detail::EscalationWithheld(w) if w.by_operator => Severity::Info,
             d => d.kind().severity(),
         }
     }

@@ -470,10 +470,17 @@ fn pagerduty_action(event: EventKind, severity: &PagerDutySeverities) -> Option<
 pub fn takes(kind: &ReceiverKind, record: &Record) -> bool {
     match kind {
         ReceiverKind::PagerDuty { severity, .. } => {
-            record.event.incident.is_some() && pagerduty_action(record.kind(), severity).is_some()
+            record.event.incident.is_some()
+                && pagerduty_action(record.kind(), severity).is_some()
+                && !operators_own(record)
         }
         _ => true,
     }
+}
+
+/// A record of what an operator's own pause or hold withheld: told, never paged.
+fn operators_own(record: &Record) -> bool {
+    matches!(&record.event.detail, Detail::EscalationWithheld(w) if w.by_operator)
 }
 
 /// PagerDuty's dedup key: the incident, or for a trail fault (outside any incident) one key per
@@ -496,6 +503,9 @@ fn pagerduty(
     ctx: &Context,
 ) -> Option<Value> {
     let event = record.kind();
+    if operators_own(record) {
+        return None;
+    }
     let incident = dedup_key(record)?;
     let incident = incident.as_str();
     let instance = record.event.instance.as_deref().unwrap_or("-");

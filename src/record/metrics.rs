@@ -98,21 +98,32 @@ struct Registry {
 }
 
 /// Every (action, outcome) `busyguard_actions_total` counts, exported at 0 from the start.
-const ACTION_OUTCOMES: [(&str, &str); 14] = [
+const ACTION_OUTCOMES: [(&str, &str); 25] = [
     ("kill", "sent"),
     ("kill", "decided"),
     ("kill", "confirmed"),
     ("kill", "unkillable"),
     ("kill", "withheld"),
+    ("kill", "held"),
     ("kill", "failed"),
     ("shutdown", "sent"),
     ("shutdown", "decided"),
     ("shutdown", "confirmed"),
     ("shutdown", "withheld"),
+    ("shutdown", "held"),
     ("shutdown", "failed"),
     ("signal", "sent"),
     ("signal", "decided"),
     ("signal", "failed"),
+    ("failover", "sent"),
+    ("failover", "decided"),
+    ("failover", "confirmed"),
+    ("failover", "withheld"),
+    ("failover", "failed"),
+    ("fence", "sent"),
+    ("fence", "decided"),
+    ("fence", "withheld"),
+    ("fence", "failed"),
 ];
 
 /// Upper bounds (seconds) of the script duration histogram.
@@ -200,9 +211,19 @@ impl Metrics {
                         Some(WithheldAction::Failover) => "failover",
                         Some(WithheldAction::Shutdown) | None => "shutdown",
                     },
-                    "withheld",
+                    // An operator's own pause or hold: `held`, which no alert pages for.
+                    match w.by_operator {
+                        true => "held",
+                        false => "withheld",
+                    },
                 )),
                 _ => None,
+            },
+            // The fence's record is its `*_sent`: counted as sent (or decided), or as withheld
+            // when the policy lets busyguard send nothing.
+            EventKind::SplitBrain => match &event.detail {
+                Detail::SplitBrain(s) if s.fence.is_some() => Some(("fence", decided)),
+                _ => Some(("fence", "withheld")),
             },
             EventKind::SignalSent => Some(("signal", decided)),
             EventKind::FailoverRequested => Some(("failover", decided)),

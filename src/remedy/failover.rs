@@ -196,8 +196,9 @@ async fn request_sentinel(
     let needed = topology.sentinels.len() / 2 + 1;
     let mut last;
     // The last refusal a sentinel answered (`-NOGOODSLAVE`): it says more than an attempt cut
-    // short by the deadline.
+    // short by the deadline. Likewise the round that heard the most sentinels.
     let mut refused: Option<String> = None;
+    let mut heard_most: Option<(usize, String)> = None;
     loop {
         // Each sentinel's view: its connection, and whether it names this server (by one of its
         // run ids, or its own address under an old one) or another.
@@ -262,6 +263,7 @@ async fn request_sentinel(
                 }
             }
         }
+        let heard = views.len();
         last = match views.iter().filter(|v| v.1).count() {
             n if n >= needed => String::new(),
             n => format!(
@@ -274,6 +276,11 @@ async fn request_sentinel(
                 }
             ),
         };
+        // What the round that heard the most sentinels said: the last round may be cut short by
+        // the deadline, and say less.
+        if !last.is_empty() && heard_most.as_ref().is_none_or(|(n, _)| heard >= *n) {
+            heard_most = Some((heard, last.clone()));
+        }
         if last.is_empty() {
             for (conn, _, _) in views.into_iter().filter(|v| v.1) {
                 let words = ["FAILOVER", master];
@@ -294,6 +301,9 @@ async fn request_sentinel(
             }
         }
         if Instant::now() + RETRY_EVERY >= deadline {
+            if let Some((_, best)) = heard_most.filter(|(n, _)| *n > heard) {
+                last = best;
+            }
             return Err(match refused {
                 Some(r) if r != last => format!(
                     "no sentinel accepted the failover in time; last refusal: {r}; last attempt: {last}"

@@ -227,7 +227,7 @@ pub fn slow_hook_job(build: Option<ServerBuild>) {
         .unwrap();
     server.sorted_set("z", 100);
     let rules = format!(
-        "{}{}on_busy:\n  kill_after: 0s\n  on_unkillable:\n    wait: 1s\n    then: shutdown\n  scripts:\n    - function: compact\n      never_kill: true\n      on_unkillable: {{ wait: 10m, then: notify }}\n",
+        "{}{}on_busy:\n  kill_after: 0s\n  identify_within: 2s\n  on_unkillable:\n    wait: 1s\n    then: shutdown\n  scripts:\n    - function: compact\n      never_kill: true\n      on_unkillable: {{ wait: 10m, then: notify }}\n",
         support::ACCEPT_EMPTY_RESTART,
         "limits:\n  max_shutdowns: 5\n"
     );

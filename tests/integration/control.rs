@@ -131,7 +131,8 @@ fn a_hold_keeps_the_shutdown_past_the_budget_until_release() {
         server.conn().call(&["PING"]).unwrap().error().is_some(),
         "still up, busy"
     );
-    assert_eq!(ctl(&daemon, &["release", "held"]).0, 0);
+    // Past the budget a release lets the shutdown go at once: it takes `--now` (#35).
+    assert_eq!(ctl(&daemon, &["release", "held", "--now"]).0, 0);
     daemon.wait_event("shutdown_confirmed", LONG);
 }
 
@@ -468,4 +469,150 @@ fn a_server_back_after_a_shutdown_without_busyguards_user_is_a_fault_not_down() 
     let (code, out) =
         support::busyguard(&["audit", "show", "--instance", "nope"], &[&daemon.audit]);
     assert_eq!(code, 1, "{out}");
+}
+
+/// #35: after a shutdown withheld by `limits`, `ps` says what withholds it and that approve
+/// sends it anyway, and `approve` does what the notification and the runbook promise: the
+/// operator's approval lifts `limits` (never the guards), its answer says so, and SHUTDOWN
+/// NOSAVE goes at the next BUSY reply. Before, approve answered "already decided" (exit 1).
+#[test]
+fn approve_after_a_withhold_by_limits_sends_the_shutdown_it_promised() {
+    let mut server = RedisServer::start(ServerOptions::default());
+    let daemon = Daemon::start(
+        &server.policy(
+            "spent",
+            &format!(
+                "{}limits:\n  max_shutdowns: 0\n",
+                support::ladder("500ms", "shutdown")
+            ),
+        ),
+        &[],
+    );
+    server.wait_snapshot();
+    let _writer = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
+    let withheld = daemon.wait_event("escalation_withheld", LONG);
+    assert!(
+        support::reason(&withheld).starts_with("limits"),
+        "{withheld}"
+    );
+    let (_, ps) = ctl(&daemon, &["ps"]);
+    assert!(
+        ps.contains("next: nothing: withheld (limits") && ps.contains("busyguard approve spent"),
+        "{ps}"
+    );
+    let (code, out) = ctl(&daemon, &["approve", "spent", "--reason", "on call"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("approve applied: SHUTDOWN NOSAVE at the next BUSY reply")
+            && out.contains("lifts `limits`"),
+        "{out}"
+    );
+    daemon.wait_event("shutdown_sent", LONG);
+    assert!(server.wait_exit(LONG));
+}
+
+/// #35: a hold kept past the end of the budget: `ps` says nothing goes while held; `release`
+/// says the shutdown would go now and takes `--now` (exit 1 without it, still held); with it,
+/// the answer says SHUTDOWN NOSAVE goes, and it does. Before, `release` sent it at once and
+/// answered only "release applied".
+#[test]
+fn a_release_past_the_budget_says_the_shutdown_goes_and_takes_now() {
+    let mut server = RedisServer::start(ServerOptions::default());
+    let daemon = Daemon::start(
+        &server.policy("kept", &support::ladder("500ms", "shutdown")),
+        &[],
+    );
+    server.wait_snapshot();
+    let _writer = Caller::eval(&server, scripts::WRITING_LOOP, &["k"], &[]);
+    daemon.wait_event("unkillable", LONG);
+    let (code, out) = ctl(&daemon, &["hold", "kept", "--reason", "a look"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("kept up until `busyguard release`"), "{out}");
+    let held = daemon
+        .wait_record(LONG, |r| {
+            r["event"] == "escalation_withheld" && r["detail"]["by_operator"] == true
+        })
+        .unwrap();
+    assert!(support::reason(&held).starts_with("held by"), "{held}");
+    let (_, ps) = ctl(&daemon, &["ps"]);
+    assert!(ps.contains("nothing past the kill while held"), "{ps}");
+    let (code, out) = ctl(&daemon, &["release", "kept"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("release kept --now"), "{out}");
+    assert!(daemon.records_of("shutdown_sent").is_empty());
+    let (code, out) = ctl(&daemon, &["release", "kept", "--now"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("goes at the next BUSY reply: SHUTDOWN NOSAVE"),
+        "{out}"
+    );
+    daemon.wait_event("shutdown_sent", LONG);
+    assert!(server.wait_exit(LONG));
+}
+
+/// #35: a BUSY script during the operator's own maintenance pause is told, not paged: the
+/// withheld kill is information (`held` in the metrics, no PagerDuty event), while the
+/// incident's own opening is paged as usual at its low severity.
+#[test]
+fn an_operators_own_pause_is_never_a_critical_page() {
+    let server = RedisServer::start(ServerOptions::default());
+    let pagerduty = HttpReceiver::always(202, "{}");
+    let dir = support::state_dir();
+    std::fs::write(dir.path().join("pd.key"), "routing-key\n").unwrap();
+    let file = dir.path().join("policy.yaml");
+    std::fs::write(
+        &file,
+        server.policy(
+            "maint",
+            &format!(
+                "notify:\n  - pagerduty: {{ routing_key_file: {}/pd.key, events_url: '{}', quiet: 0s }}\n",
+                dir.path().display(),
+                pagerduty.url("/pd")
+            ),
+        ),
+    )
+    .unwrap();
+    let port = support::free_port();
+    let daemon = Daemon::start_with(dir, &[file], &["--metrics", &format!("127.0.0.1:{port}")]);
+    server.wait_snapshot();
+    let (code, out) = ctl(
+        &daemon,
+        &["pause", "maint", "--for", "1h", "--reason", "upgrade"],
+    );
+    assert_eq!(code, 0, "{out}");
+    let _runaway = Caller::eval(&server, scripts::READ_ONLY_LOOP, &[], &[]);
+    let withheld = daemon.wait_event("escalation_withheld", LONG);
+    assert_eq!(withheld["detail"]["by_operator"], true, "{withheld}");
+    assert!(
+        wait_for(LONG, || !pagerduty.requests().is_empty()),
+        "busy_detected paged"
+    );
+    let metrics = support::http_get(port, "/metrics");
+    assert!(
+        metrics.contains(
+            "busyguard_actions_total{redis=\"maint\",action=\"kill\",outcome=\"held\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "busyguard_actions_total{redis=\"maint\",action=\"kill\",outcome=\"withheld\"} 0"
+        ),
+        "{metrics}"
+    );
+    let severities: Vec<String> = pagerduty
+        .requests()
+        .iter()
+        .map(|r| {
+            r.json()["payload"]["severity"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert!(
+        !severities.iter().any(|s| s == "critical"),
+        "{severities:?}"
+    );
+    let _ = ctl(&daemon, &["resume", "maint"]);
 }

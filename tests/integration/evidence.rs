@@ -378,7 +378,10 @@ fn a_hold_lasts_across_a_restart_until_released() {
     assert!(support::reason(&held).starts_with("held by"), "{held}");
     let (_, ps) = support::busyguard_ctl(&daemon, &["ps"]);
     assert!(ps.contains("HELD by"), "{ps}");
-    assert_eq!(support::busyguard_ctl(&daemon, &["release", "held"]).0, 0);
+    assert_eq!(
+        support::busyguard_ctl(&daemon, &["release", "held", "--now"]).0,
+        0
+    );
     daemon.wait_event("shutdown_sent", LONG);
 }
 
@@ -417,8 +420,9 @@ fn a_shutdown_behind_a_proxy_is_confirmed() {
 /// as many kills and pages, and the shutdown 5 to 24 s late.
 #[test]
 fn a_runaway_whose_hooks_are_far_apart_is_one_incident_shut_down_on_budget() {
+    // Hooks ~270 ms apart (more on a loaded host), well within the threshold.
     let mut server = RedisServer::start(ServerOptions {
-        threshold_ms: 500,
+        threshold_ms: 1_000,
         ..Default::default()
     });
     server.sorted_set("z", 500);

@@ -762,12 +762,12 @@ impl Watchdog {
             Steer::Pause { until_unix_ms, .. } => ("pause", Some(*until_unix_ms)),
             Steer::Resume => ("resume", None),
             Steer::Hold { .. } => ("hold", None),
-            Steer::Release => ("release", None),
+            Steer::Release { .. } => ("release", None),
             Steer::Approve => ("approve", None),
         };
         let outcome = self.engine.steer(now, request.steer);
         let answer = match outcome {
-            Ok(()) => {
+            Ok(what) => {
                 let detail = crate::event::detail::OperatorCommand {
                     command: command.to_string(),
                     by_user: request.caller.user.clone(),
@@ -777,7 +777,10 @@ impl Watchdog {
                     until_unix_ms: until,
                 };
                 self.record_own(detail);
-                Ok(format!("{}: {command} applied", self.policy.instance))
+                Ok(format!(
+                    "{}: {command} applied: {what}",
+                    self.policy.instance
+                ))
             }
             Err(e) => Err(format!("{}: {e}", self.policy.instance)),
         };

@@ -100,7 +100,9 @@ fn sections(name: &str) -> String {
             ),
             "busyguard-run" => (
                 "0 after a clean stop (SIGTERM, SIGINT); 2 when no policy was valid at start, or the state \
-                 directory is held by another run.",
+                 directory is held by another run. A start with some invalid files supervises the valid \
+                 ones and names each refused file and its first error (in the log, and in systemd's \
+                 STATUS=).",
                 ".TP\nSIGHUP\nReopen the audit trail (after logrotate) and reload every policy: a file that \
                  no longer validates keeps its previous version running.\n.TP\nSIGTERM, SIGINT\nStop: \
                  every watchdog ends, the trail is flushed, exit 0.\n",

@@ -116,6 +116,8 @@ struct Daemon {
     /// Told the instance of every watchdog task that ends, so a panic is reported at once.
     ended: mpsc::UnboundedSender<(String, Result<(), tokio::task::JoinError>)>,
     running: BTreeMap<String, Supervised>,
+    /// What `systemctl status` shows (sd_notify `STATUS=`): what is supervised, what was refused.
+    status: String,
 }
 
 /// Raise the soft limit on open files to the hard one (systemd's default soft limit is 1024):
@@ -176,6 +178,7 @@ pub async fn run(opts: RunOptions, mut control: mpsc::Receiver<Control>) -> anyh
         recorder,
         ended,
         running: BTreeMap::new(),
+        status: String::new(),
     };
     daemon.record(WatchdogStarted::Daemon {
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -198,7 +201,7 @@ pub async fn run(opts: RunOptions, mut control: mpsc::Receiver<Control>) -> anyh
         return Ok(RunEnd::NoValidPolicy);
     }
     daemon.start_line(&path, metrics_addr);
-    sdnotify::notify("READY=1");
+    sdnotify::ready(&daemon.status);
 
     let syncer = {
         let audit = daemon.recorder.audit.clone();
@@ -227,7 +230,7 @@ pub async fn run(opts: RunOptions, mut control: mpsc::Receiver<Control>) -> anyh
                     daemon.reopen_trail(&path);
                     let seq = daemon.recorder.audit.last_seq();
                     daemon.load(seq).await;
-                    sdnotify::notify("READY=1");
+                    sdnotify::ready(&daemon.status);
                 }
                 Some(Control::Stop) | None => break,
             },
@@ -321,12 +324,17 @@ impl Daemon {
     async fn load(&mut self, start_seq: u64) {
         let Some(report) = read_policies(&self.paths).await else {
             self.recorder.metrics.reloaded(false);
+            self.status = format!(
+                "the policies could not be read; still supervising {}",
+                self.supervised_names()
+            );
             return;
         };
         self.recorder.metrics.reloaded(report.rejected.is_empty());
         for (file, why) in &report.skipped {
             tracing::warn!(file = %file.display(), "policy folder entry skipped: {why}");
         }
+        let mut refused = Vec::new();
         for (file, diags) in &report.rejected {
             for d in diags {
                 tracing::error!("{d}");
@@ -337,6 +345,18 @@ impl Daemon {
                 .filter(|s| &s.policy.source == file)
                 .map(|s| s.policy.instance.as_str())
                 .collect();
+            // One line that names the file and its first error, and what runs meanwhile.
+            let first = diags.first().map(ToString::to_string).unwrap_or_default();
+            refused.push(first.clone());
+            tracing::error!(
+                file = %file.display(),
+                errors = diags.len(),
+                "policy rejected: {first}; {}",
+                match kept.is_empty() {
+                    true => "nothing of it is supervised".to_string(),
+                    false => format!("its running version stays ({})", kept.join(", ")),
+                }
+            );
             self.record(PolicyRejected {
                 file: file.display().to_string(),
                 errors: diags.iter().map(ToString::to_string).collect(),
@@ -410,6 +430,24 @@ impl Daemon {
                     self.start(p.clone(), start_seq, &history)
                 }
             }
+        }
+        self.status = match refused.as_slice() {
+            [] => format!("supervising {}", self.supervised_names()),
+            [first, ..] => format!(
+                "supervising {}; {} policy file(s) REFUSED, first: {first} (`busyguard check` names every error)",
+                self.supervised_names(),
+                refused.len()
+            ),
+        };
+    }
+
+    /// The supervised instances, for one line: "2 instances: a, b".
+    fn supervised_names(&self) -> String {
+        let names: Vec<&str> = self.running.keys().map(String::as_str).collect();
+        match names.as_slice() {
+            [] => "nothing".to_string(),
+            [one] => format!("1 instance: {one}"),
+            all => format!("{} instances: {}", all.len(), all.join(", ")),
         }
     }
 

@@ -1,6 +1,6 @@
 //! systemd's notification protocol, spoken directly: one datagram to `$NOTIFY_SOCKET` per state
-//! change (`READY=1`, `RELOADING=1`, `STOPPING=1`, `WATCHDOG=1`). Outside systemd the socket is
-//! unset and every call is a no-op.
+//! change (`READY=1` with `STATUS=`, `RELOADING=1`, `STOPPING=1`, `WATCHDOG=1`). Outside
+//! systemd the socket is unset and every call is a no-op.
 
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
@@ -21,6 +21,16 @@ pub fn notify(state: &str) {
     if let Err(e) = sent {
         tracing::warn!(error = %e, "cannot notify systemd");
     }
+}
+
+/// `READY=1` with the one line `systemctl status` shows (`Status:`): what is supervised and
+/// which policy files were refused, so a reload that rejected a file is visible there.
+pub fn ready(status: &str) {
+    let line: String = status
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    notify(&format!("READY=1\nSTATUS={line}"));
 }
 
 /// `RELOADING=1` also carries the monotonic time systemd's `notify-reload` wants.

@@ -2,12 +2,12 @@
 //! against real servers, the unit's hardening score, and journald-friendly logs.
 
 use std::io::{Read, Write};
-use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support;
+use crate::support::daemon::NotifySocket;
 use crate::support::{
     Caller, Daemon, RedisServer, Reply, ServerOptions, busyguard_bin, scripts, wait_for,
 };
@@ -98,46 +98,114 @@ fn sighup_keeps_a_broken_policy_running_starts_added_ones_and_sigterm_stops() {
 fn systemd_hears_ready_watchdog_reloading_and_stopping() {
     let server = RedisServer::start(ServerOptions::default());
     let state = tempfile::tempdir().unwrap();
-    let socket_path = state.path().join("notify.sock");
-    let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let systemd = NotifySocket::bind(state.path(), Duration::from_secs(10));
     let file = state.path().join("p.yaml");
     std::fs::write(&file, server.policy("sd", "")).unwrap();
     let mut daemon = Daemon::prepare(state, &[file], &[]);
     daemon.env = vec![
-        ("NOTIFY_SOCKET".into(), socket_path.display().to_string()),
+        systemd.env(),
         ("WATCHDOG_USEC".into(), "2000000".into()),
         ("JOURNAL_STREAM".into(), "8:1234".into()),
     ];
     daemon.spawn();
-    let next = || {
-        let mut buf = [0u8; 512];
-        let n = socket.recv(&mut buf).expect("a notification within 10s");
-        String::from_utf8_lossy(&buf[..n]).to_string()
-    };
-    assert_eq!(next(), "READY=1");
-    assert_eq!(next(), "WATCHDOG=1", "pinged while the probe loop lives");
+    assert_eq!(systemd.next(), "READY=1\nSTATUS=supervising 1 instance: sd");
+    assert_eq!(
+        systemd.next(),
+        "WATCHDOG=1",
+        "pinged while the probe loop lives"
+    );
     daemon.signal(Signal::SIGHUP);
-    let mut got = next();
-    while got == "WATCHDOG=1" {
-        got = next();
-    }
+    let got = systemd.next_but_watchdog();
     assert!(got.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{got}");
-    assert_eq!(next(), "READY=1");
+    assert!(systemd.next().starts_with("READY=1\nSTATUS=supervising"));
     daemon.signal(Signal::SIGTERM);
-    let mut got = next();
-    while got == "WATCHDOG=1" {
-        got = next();
-    }
-    assert_eq!(got, "STOPPING=1");
+    assert_eq!(systemd.next_but_watchdog(), "STOPPING=1");
     // Under journald each line carries its syslog priority and no timestamp of its own.
     assert!(wait_for(LONG, || daemon
         .stderr()
         .lines()
         .any(|l| l.starts_with("<6>"))));
     assert!(!daemon.stderr().contains("INFO"), "{}", daemon.stderr());
+}
+
+/// #35: a start with one broken file among others supervises the valid ones (the unit has no
+/// `ExecStartPre=busyguard check` to fail it as a whole); systemd's Status: and one log line name
+/// the refused file and its first error, at the start and at a reload that rejects an edit.
+#[test]
+fn a_start_with_a_broken_file_supervises_the_others_and_systemd_shows_which() {
+    let server = RedisServer::start(ServerOptions::default());
+    let state = tempfile::tempdir().unwrap();
+    let systemd = NotifySocket::bind(state.path(), Duration::from_secs(10));
+    let policies = state.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(policies.join("good.yaml"), server.policy("good", "")).unwrap();
+    let broken = policies.join("broken.yaml");
+    std::fs::write(&broken, server.policy("other", "not_a_key: 1\n")).unwrap();
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/busyguard.service"),
+    )
+    .unwrap();
+    assert!(
+        !unit.lines().any(|l| l.starts_with("ExecStartPre=")),
+        "a check before the start would fail it as a whole"
+    );
+    let mut daemon = Daemon::prepare(state, std::slice::from_ref(&policies), &[]);
+    daemon.env = vec![systemd.env()];
+    daemon.spawn();
+    let ready = systemd.next();
+    let status = ready.strip_prefix("READY=1\nSTATUS=").expect(&ready);
+    assert!(
+        status.starts_with("supervising 1 instance: good; 1 policy file(s) REFUSED, first: ")
+            && status.contains(&format!("{}:", broken.display()))
+            && status.contains("unknown key `not_a_key`"),
+        "{status}"
+    );
+    let line = format!("policy rejected: {}:", broken.display());
+    assert!(
+        daemon.stderr().lines().any(|l| l.contains(&line)
+            && l.contains("unknown key `not_a_key`")
+            && l.contains("nothing of it is supervised")),
+        "{}",
+        daemon.stderr()
+    );
+    server.wait_snapshot();
+    support::run_killable_runaway(&server);
+    assert!(
+        daemon
+            .wait_record(LONG, |r| r["instance"] == "good" && r["event"] == "killed")
+            .is_some(),
+        "the valid policy is enforced"
+    );
+
+    // The file fixed, then an edit of the good one broken: the reload says so in Status:.
+    std::fs::write(&broken, server.policy("other", "")).unwrap();
+    daemon.signal(Signal::SIGHUP);
+    assert!(systemd.next().starts_with("RELOADING=1"));
+    assert_eq!(
+        systemd.next(),
+        "READY=1\nSTATUS=supervising 2 instances: good, other"
+    );
+    std::fs::write(
+        policies.join("good.yaml"),
+        server.policy("good", "on_busy:\n  kil_after: 1s\n"),
+    )
+    .unwrap();
+    daemon.signal(Signal::SIGHUP);
+    assert!(systemd.next().starts_with("RELOADING=1"));
+    let got = systemd.next();
+    assert!(
+        got.contains("supervising 2 instances: good, other; 1 policy file(s) REFUSED")
+            && got.contains("good.yaml:"),
+        "{got}"
+    );
+    assert!(
+        daemon
+            .stderr()
+            .lines()
+            .any(|l| l.contains("policy rejected: ")
+                && l.contains("good.yaml:")
+                && l.contains("its running version stays (good)"))
+    );
 }
 
 fn scrape(port: u16) -> String {

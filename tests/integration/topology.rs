@@ -417,7 +417,6 @@ fn a_replica_promoted_by_hand_during_an_incident_lets_busyguard_end_the_zombie()
 /// systemd never kills busyguard in the middle of a failover. Then the fallback applies.
 #[test]
 fn a_long_failover_keeps_systemds_watchdog_fed_and_ends_in_its_fallback() {
-    use std::os::unix::net::UnixDatagram;
     let primary = RedisServer::start(ServerOptions::default());
     let replica = primary.start_replica(ServerOptions {
         extra: vec!["replica-priority 0".into()],
@@ -427,18 +426,11 @@ fn a_long_failover_keeps_systemds_watchdog_fed_and_ends_in_its_fallback() {
     let on_busy = support::ladder("500ms", "failover") + "    failover: { timeout: 5s }\n";
     let policy = sentinel_policy(&primary, &[&replica], &[sentinel.url()], &on_busy);
     let state = support::state_dir();
-    let socket_path = state.path().join("notify.sock");
-    let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
+    let systemd = support::daemon::NotifySocket::bind(state.path(), Duration::from_millis(100));
     let file = state.path().join("policy.yaml");
     std::fs::write(&file, policy).unwrap();
     let mut daemon = Daemon::prepare(state, &[file], &[]);
-    daemon.env = vec![
-        ("NOTIFY_SOCKET".into(), socket_path.display().to_string()),
-        ("WATCHDOG_USEC".into(), "2000000".into()),
-    ];
+    daemon.env = vec![systemd.env(), ("WATCHDOG_USEC".into(), "2000000".into())];
     daemon.spawn();
     primary.wait_snapshot();
     let _caller =
@@ -464,10 +456,7 @@ fn a_long_failover_keeps_systemds_watchdog_fed_and_ends_in_its_fallback() {
     let deadline = last + LONG;
     while daemon.records_of("failover_failed").is_empty() {
         assert!(std::time::Instant::now() < deadline, "no failover_failed");
-        let mut buf = [0u8; 512];
-        if let Ok(n) = socket.recv(&mut buf)
-            && &buf[..n] == b"WATCHDOG=1"
-        {
+        if systemd.try_next().as_deref() == Some("WATCHDOG=1") {
             widest = widest.max(last.elapsed());
             last = std::time::Instant::now();
         }

@@ -211,3 +211,47 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// systemd's side of its notification protocol: a datagram socket the daemon is pointed at
+/// (`NOTIFY_SOCKET`), read one notification at a time.
+pub struct NotifySocket {
+    socket: std::os::unix::net::UnixDatagram,
+    path: PathBuf,
+}
+
+impl NotifySocket {
+    /// Bound in `dir`; a read waits at most `wait`.
+    pub fn bind(dir: &std::path::Path, wait: Duration) -> NotifySocket {
+        let path = dir.join("notify.sock");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        socket.set_read_timeout(Some(wait)).unwrap();
+        NotifySocket { socket, path }
+    }
+
+    /// The environment variable that points the daemon here.
+    pub fn env(&self) -> (String, String) {
+        ("NOTIFY_SOCKET".into(), self.path.display().to_string())
+    }
+
+    /// The next notification, or None when none came within the wait.
+    pub fn try_next(&self) -> Option<String> {
+        let mut buf = [0u8; 2048];
+        let n = self.socket.recv(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    /// The next notification; it must come within the wait.
+    pub fn next(&self) -> String {
+        self.try_next().expect("a notification within the wait")
+    }
+
+    /// The next notification that is not `WATCHDOG=1`.
+    pub fn next_but_watchdog(&self) -> String {
+        loop {
+            let got = self.next();
+            if got != "WATCHDOG=1" {
+                return got;
+            }
+        }
+    }
+}

@@ -345,18 +345,7 @@ impl Daemon {
                 .filter(|s| &s.policy.source == file)
                 .map(|s| s.policy.instance.as_str())
                 .collect();
-            // One line that names the file and its first error, and what runs meanwhile.
-            let first = diags.first().map(ToString::to_string).unwrap_or_default();
-            refused.push(first.clone());
-            tracing::error!(
-                file = %file.display(),
-                errors = diags.len(),
-                "policy rejected: {first}; {}",
-                match kept.is_empty() {
-                    true => "nothing of it is supervised".to_string(),
-                    false => format!("its running version stays ({})", kept.join(", ")),
-                }
-            );
+            refused.push(diags.first().map(ToString::to_string).unwrap_or_default());
             self.record(PolicyRejected {
                 file: file.display().to_string(),
                 errors: diags.iter().map(ToString::to_string).collect(),
@@ -396,6 +385,7 @@ impl Daemon {
             let loaded = Event {
                 instance: Some(p.instance.clone()),
                 policy: Some(p.content_hash.clone()),
+                dry_run: self.dry_run || p.mode == policy::Mode::DryRun,
                 ..Event::daemon(PolicyLoaded {
                     file: p.source.display().to_string(),
                     policy_hash: p.content_hash.clone(),

@@ -727,6 +727,64 @@ impl crate::event::Detail {
             }) => snapshot_errors.join("; "),
             D::Recovered(d) => d.how.text().to_string(),
             D::ShutdownConfirmed(d) => d.how.clone(),
+            D::PolicyLoaded(d) => format!(
+                "{} {} for {}",
+                d.file,
+                if d.update { "updated" } else { "loaded" },
+                d.endpoint
+            ),
+            // One line that says what runs meanwhile, then the file and its first error (a log
+            // line's message is cut at 200 characters; the record keeps every error).
+            D::PolicyRejected(d) => format!(
+                "{} ({} error(s)), first: {}",
+                match d.kept_running.as_slice() {
+                    [] => "nothing of it is supervised".to_string(),
+                    kept => format!("its running version stays ({})", kept.join(", ")),
+                },
+                d.errors.len(),
+                d.errors.first().map_or(d.file.as_str(), String::as_str),
+            ),
+            D::WatchdogStarted(WatchdogStarted::Instance {
+                endpoint,
+                policy_file,
+                dry_run,
+                probe_interval_ms,
+                resumed_incident,
+                ..
+            }) => format!(
+                "{endpoint} by {policy_file}: {}, a PING every {}{}",
+                if *dry_run {
+                    "dry-run (sends nothing)"
+                } else {
+                    "enforce"
+                },
+                crate::model::duration::human_ms(*probe_interval_ms),
+                resumed_incident
+                    .as_deref()
+                    .map(|i| format!(", incident {i} resumed"))
+                    .unwrap_or_default()
+            ),
+            D::WatchdogStarted(WatchdogStarted::Daemon {
+                version,
+                pid,
+                dry_run_forced,
+                ..
+            }) => format!(
+                "busyguard {version}, pid {pid}{}",
+                if *dry_run_forced {
+                    ", --dry-run: sends nothing"
+                } else {
+                    ""
+                }
+            ),
+            D::WatchdogStopped(WatchdogStopped::Instance {
+                state,
+                incident_in_flight,
+            }) => match incident_in_flight {
+                Some(i) => format!("{state}, incident {i} in flight (resumed at the next start)"),
+                None => state.clone(),
+            },
+            D::WatchdogStopped(WatchdogStopped::Daemon { reason }) => reason.clone(),
             _ => return None,
         })
     }

@@ -160,11 +160,15 @@ fn a_start_with_a_broken_file_supervises_the_others_and_systemd_shows_which() {
             && status.contains("unknown key `not_a_key`"),
         "{status}"
     );
-    let line = format!("policy rejected: {}:", broken.display());
+    let line = format!(
+        "policy_rejected: nothing of it is supervised (1 error(s)), first: {}:",
+        broken.display()
+    );
     assert!(
-        daemon.stderr().lines().any(|l| l.contains(&line)
-            && l.contains("unknown key `not_a_key`")
-            && l.contains("nothing of it is supervised")),
+        daemon
+            .stderr()
+            .lines()
+            .any(|l| l.contains(&line) && l.contains(":1: unknown key `not_a_key`")),
         "{}",
         daemon.stderr()
     );
@@ -198,14 +202,10 @@ fn a_start_with_a_broken_file_supervises_the_others_and_systemd_shows_which() {
             && got.contains("good.yaml:"),
         "{got}"
     );
-    assert!(
-        daemon
-            .stderr()
-            .lines()
-            .any(|l| l.contains("policy rejected: ")
-                && l.contains("good.yaml:")
-                && l.contains("its running version stays (good)"))
-    );
+    assert!(daemon.stderr().lines().any(|l| {
+        l.contains("policy_rejected: its running version stays (good) (1 error(s)), first: ")
+            && l.contains("good.yaml:")
+    }));
 }
 
 fn scrape(port: u16) -> String {

@@ -454,6 +454,9 @@ fn after_a_dry_run_rehearsal_the_first_enforced_shutdown_goes() {
     )
     .unwrap();
     let mut daemon = Daemon::start_with(dir, std::slice::from_ref(&file), &[]);
+    // #35: the policy's own mode is said where it is loaded (`dry_run=true` in the log line).
+    let loaded = daemon.wait_event("policy_loaded", LONG);
+    assert_eq!(loaded["dry_run"], true, "{loaded}");
     server.wait_snapshot();
     let rehearsal = Caller::eval(&server, scripts::WRITE_THEN_SPIN_MS, &["k"], &["1500"]);
     let decided = daemon.wait_event("shutdown_sent", LONG);
@@ -468,7 +471,12 @@ fn after_a_dry_run_rehearsal_the_first_enforced_shutdown_goes() {
     // Enforce, as the README says: edit, reload, and (an upgrade) a restart.
     std::fs::write(&file, server.policy("rehearsed", &ladder)).unwrap();
     daemon.signal(Signal::SIGHUP);
-    daemon.wait_event("policy_loaded", LONG);
+    let enforced = daemon
+        .wait_record(LONG, |r| {
+            r["event"] == "policy_loaded" && r["detail"]["update"] == true
+        })
+        .unwrap();
+    assert_eq!(enforced["dry_run"], false, "{enforced}");
     daemon.stop();
     daemon.spawn();
     daemon

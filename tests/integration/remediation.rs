@@ -478,7 +478,10 @@ fn after_a_dry_run_rehearsal_the_first_enforced_shutdown_goes() {
         .unwrap();
     assert_eq!(enforced["dry_run"], false, "{enforced}");
     daemon.stop();
+    let taken = server.command_calls("slowlog|get");
     daemon.spawn();
+    // A restart breaks continuity: a shutdown rests on a healthy answer seen since.
+    server.wait_snapshot_past(taken);
     daemon
         .wait_record(LONG, |r| {
             r["event"] == "watchdog_started" && r["seq"].as_u64() > decided["seq"].as_u64()

@@ -307,11 +307,18 @@ impl RedisServer {
     /// Wait until a busyguard watchdog has taken its healthy snapshot (the server counted its
     /// last command, SLOWLOG GET), so the decisions of the test rest on real INFO values.
     pub fn wait_snapshot(&self) {
+        self.wait_snapshot_past(0);
+    }
+
+    /// Wait for a snapshot past the `taken` ones the server counted already (a restarted
+    /// busyguard's first: its healthy answer, which a destructive command rests on after a
+    /// restart).
+    pub fn wait_snapshot_past(&self, taken: u64) {
         // SLOWLOG GET is the snapshot's last command.
         assert!(
             wait_for(Duration::from_secs(10), || self
                 .command_calls("slowlog|get")
-                >= 1),
+                > taken),
             "busyguard never took its snapshot"
         );
     }

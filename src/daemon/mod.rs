@@ -375,10 +375,9 @@ impl Daemon {
             }
         }
         for p in report.policies {
-            let changed = self
-                .running
-                .get(&p.instance)
-                .map(|s| s.policy.content_hash != p.content_hash);
+            // Any difference counts, a secret file's new content too (a rotated password: the
+            // file's bytes, and so its hash, may be the same).
+            let changed = self.running.get(&p.instance).map(|s| s.policy != p);
             if changed == Some(false) {
                 continue;
             }

@@ -539,6 +539,7 @@ impl Engine {
             reply,
             replicated,
             data_at_risk: self.snapshot().map(Snapshot::data_at_risk),
+            data_at_risk_age_ms: self.snapshot.as_ref().map(|h| now.saturating_sub(h.taken)),
             function: inc
                 .function
                 .as_ref()
@@ -693,8 +694,10 @@ impl Engine {
             (_, Escalation::ShutdownConfirmed | Escalation::ShutdownSent) => {
                 RecoveredHow::RestartedAfterShutdown
             }
-            (_, _) if inc.cause == Cause::Unreachable => RecoveredHow::ReachableAgain,
+            // Back under a new run id: a restart, whatever it looked like from here (what it had
+            // not saved is gone), never merely "reachable again".
             _ if restarted == Some(true) => RecoveredHow::RestartedByOther,
+            (_, _) if inc.cause == Cause::Unreachable => RecoveredHow::ReachableAgain,
             _ => RecoveredHow::EndedByItself,
         };
         let how = how.unwrap_or(how_seen);

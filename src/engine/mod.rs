@@ -62,6 +62,8 @@ pub struct Engine {
     fault: Option<String>,
     /// What the last snapshot could not read, reported once per change.
     snapshot_errors: Vec<String>,
+    /// The refusal of busyguard's credential at the last snapshot's check, told once.
+    login_refused: Option<String>,
     loading: bool,
     /// The last word about the server is that nothing answers (refused, reset, timed out): an
     /// incident in flight is then shown as unreachable, not busy (an operator's own SHUTDOWN).
@@ -113,6 +115,7 @@ impl Engine {
             shutdowns: limits::Ledger::default(),
             fault: None,
             snapshot_errors: Vec::new(),
+            login_refused: None,
             loading: false,
             unreachable_now: false,
             threshold_zero_reported: false,
@@ -619,6 +622,20 @@ impl Engine {
                 .push(self.event(self.incident.as_ref(), false, detail));
         }
         self.snapshot_errors = s.errors.clone();
+        if s.login_refused != self.login_refused
+            && let Some(reply) = &s.login_refused
+        {
+            let detail = d::ProbeFault::LoginRefused {
+                login_refused: reply.clone(),
+                note: "busyguard's credential no longer logs in (a password rotated on the \
+                       server?): this connection still works and busyguard still acts through \
+                       it, but once it drops busyguard is blind"
+                    .into(),
+            };
+            step.events
+                .push(self.event(self.incident.as_ref(), false, detail));
+        }
+        self.login_refused = s.login_refused.clone();
         if self.incident.is_none() && self.resumed.is_none() {
             self.baseline = Some(s.clone());
         }

@@ -793,6 +793,17 @@ fn faults_are_reported_once_and_never_acted_on() {
 
 #[test]
 fn a_server_that_goes_away_is_unreachable_then_recovered_with_no_action() {
+    // The same run: reachable again. Another run id: a restart (#35: what it had not saved is
+    // gone, never "reachable again").
+    for (run_id, how) in [
+        ("run-a", "reachable again"),
+        ("run-b", "restarted, not by busyguard"),
+    ] {
+        unreachable_then_back(run_id, how);
+    }
+}
+
+fn unreachable_then_back(run_id: &str, how: &str) {
     let mut e = engine_with(rules());
     let s = e.observe(
         at(1),
@@ -814,11 +825,11 @@ fn a_server_that_goes_away_is_unreachable_then_recovered_with_no_action() {
     let s = e.observe(
         at(3),
         Observation::Pong {
-            snapshot: Some(Box::new(snapshot("7.0.15", "run-b"))),
+            snapshot: Some(Box::new(snapshot("7.0.15", run_id))),
         },
     );
     assert_eq!(names(&s), ["recovered"]);
-    assert_eq!(s.events[0].detail.to_value()["how"], "reachable again");
+    assert_eq!(s.events[0].detail.to_value()["how"], how);
 }
 
 /// Any observation, at any time.

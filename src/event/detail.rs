@@ -91,6 +91,9 @@ pub struct KillAnswer {
     /// What a shutdown at the end of the budget would lose, as the healthy snapshot says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_at_risk: Option<DataAtRisk>,
+    /// How old the snapshot `data_at_risk` was counted from, when the kill was answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_at_risk_age_ms: Option<u64>,
     /// The running function, as FUNCTION STATS named it just ahead of the kill (FCALL only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function: Option<String>,
@@ -385,6 +388,12 @@ pub enum ProbeFault {
         warning: String,
         threshold_ms: u64,
     },
+    /// busyguard's credential, checked again with a snapshot, was refused (a password rotated
+    /// on the server): the connection logged in before still works, the next will not.
+    LoginRefused {
+        login_refused: String,
+        note: String,
+    },
     /// The healthy snapshot could not be taken whole: decisions that need what is missing
     /// withhold; detection (PING) goes on.
     SnapshotIncomplete {
@@ -602,7 +611,19 @@ impl crate::event::Detail {
         use crate::event::Detail as D;
         match self {
             D::Unkillable(d) | D::ActionFailed(ActionFailed::Kill(d)) => d.data_at_risk.as_ref(),
+            // An outage: no shutdown is ahead, and what is at risk is not busyguard's to say.
+            D::Unreachable(_) => None,
             other => other.inputs()?.data_at_risk.as_ref(),
+        }
+    }
+
+    /// How old the snapshot [`Detail::data_at_risk`] was counted from, when known: a count of
+    /// changes is only as true as it is fresh.
+    pub fn data_at_risk_age_ms(&self) -> Option<u64> {
+        use crate::event::Detail as D;
+        match self {
+            D::Unkillable(d) | D::ActionFailed(ActionFailed::Kill(d)) => d.data_at_risk_age_ms,
+            other => other.inputs()?.snapshot_age_ms,
         }
     }
 
@@ -722,6 +743,7 @@ impl crate::event::Detail {
             D::ProbeFault(
                 ProbeFault::ThresholdZero { warning, .. } | ProbeFault::Elsewhere { warning, .. },
             ) => warning.clone(),
+            D::ProbeFault(ProbeFault::LoginRefused { login_refused, .. }) => login_refused.clone(),
             D::ProbeFault(ProbeFault::SnapshotIncomplete {
                 snapshot_errors, ..
             }) => snapshot_errors.join("; "),

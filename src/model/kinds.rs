@@ -1,6 +1,6 @@
 //! The words every layer shares: what a BUSY reply says is running ([`BusyKind`], with its
 //! parser), what the end of a budget does ([`Then`]) and how a failover is made
-//! ([`FailoverVia`]). Each is defined once, with its table of every variant and its word
+//! ([`FailoverVia`]), and why a server refuses busyguard ([`FaultCause`]). Each is defined once, with its table of every variant and its word
 //! (`words!`): the policy's validator, the docs and the trail read their words from here, and a
 //! new variant is a compiler error wherever it must be handled (no code matches them with `_`).
 
@@ -185,5 +185,30 @@ mod tests {
         }
         assert_eq!(Then::NAMES, ["shutdown", "notify", "failover", "ask"]);
         assert_eq!(Then::default(), Then::Notify);
+    }
+}
+
+/// Why a server refuses busyguard, read from its error reply: what the metrics count as an
+/// answer that leaves busyguard blind, told the same way by every notification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultCause {
+    /// WRONGPASS, NOAUTH, a disabled user: the credential busyguard holds does not log in.
+    Login,
+    /// NOPERM: the user lacks a command or a key the probe needs.
+    Rights,
+    Other,
+}
+
+impl FaultCause {
+    pub fn of(reply: &str) -> FaultCause {
+        match reply.split(' ').next().unwrap_or_default() {
+            "WRONGPASS" | "NOAUTH" => FaultCause::Login,
+            "NOPERM" => FaultCause::Rights,
+            // Redis 6's `requirepass` refusals.
+            _ if reply.starts_with("ERR invalid password") || reply.starts_with("ERR AUTH") => {
+                FaultCause::Login
+            }
+            _ => FaultCause::Other,
+        }
     }
 }

@@ -113,6 +113,11 @@ pub struct Snapshot {
     /// have filled are unknown, and the guards that need them withhold.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// The server's refusal when busyguard's credential was checked again with this snapshot
+    /// (a password rotated on the server): this connection, logged in before, still works;
+    /// the next one will be refused. Told by a `probe_fault`, not kept in records.
+    #[serde(skip)]
+    pub login_refused: Option<String>,
 }
 
 impl DataAtRisk {
@@ -181,6 +186,7 @@ impl Snapshot {
             busy_errors: errorstat(&f, "BUSY"),
             unkillable_errors: errorstat(&f, "UNKILLABLE"),
             errors: Vec::new(),
+            login_refused: None,
             server_time_usec: num("server_time_usec"),
             kill_calls: f.contains_key("total_error_replies").then(|| {
                 ["cmdstat_script|kill", "cmdstat_function|kill"]

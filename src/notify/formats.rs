@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::audit::Record;
-use crate::event::detail::ActionFailed;
+use crate::event::detail::{ActionFailed, ProbeFault, RecoveredHow};
 use crate::event::{Detail, EventKind, Severity};
-use crate::model::kinds::{BusyKind, Then};
+use crate::model::kinds::{BusyKind, FaultCause, Then};
 use crate::policy::{PagerDutySeverities, ReceiverKind};
 
 /// PagerDuty's limit on `payload.summary`.
@@ -155,8 +155,23 @@ pub fn title(record: &Record) -> String {
         D::HangDetected(_) => "no reply, and no BUSY: the server hangs".into(),
         D::SignalSent(d) => format!("{} sent to the hung server", d.signal),
         D::Unreachable(_) => "the server is unreachable".into(),
+        D::Recovered(d) if d.how == RecoveredHow::RestartedByOther => {
+            "the server restarted (a new run id), not by busyguard: what it had not saved is gone"
+                .into()
+        }
         D::Recovered(d) => format!("recovered ({})", d.how.text()),
         D::ActionFailed(_) => "an action failed".into(),
+        D::ProbeFault(ProbeFault::Fault { reply, .. }) => match FaultCause::of(reply) {
+            FaultCause::Login => {
+                "busyguard's login is refused: it cannot see BUSY on this server".into()
+            }
+            FaultCause::Rights => "busyguard lacks a right on this server".into(),
+            FaultCause::Other => "configuration fault".into(),
+        },
+        D::ProbeFault(ProbeFault::LoginRefused { .. }) => {
+            "busyguard's password is refused at its re-check: it goes blind at the next reconnect"
+                .into()
+        }
         D::ProbeFault(_) => "configuration fault".into(),
         D::IncidentSuperseded(_) => {
             "closed: what busyguard knew of it may not hold now (another script, another server, or a restart); a new incident follows".into()
@@ -258,13 +273,49 @@ fn next_step(record: &Record) -> String {
             d.deadline,
             d.default.name()
         ),
-        D::HangDetected(_) | D::Unreachable(_) => "keep probing".into(),
+        D::HangDetected(_) => "keep probing".into(),
+        D::Unreachable(_) => "check the server: is it running (`systemctl status redis-server`, its log), the address and port, a firewall; busyguard keeps probing and says when it answers".into(),
+        D::ProbeFault(ProbeFault::LoginRefused { .. }) => format!(
+            "{}; until then busyguard acts through the connection it has",
+            login_fix()
+        ),
+        D::ProbeFault(ProbeFault::Fault { reply, .. }) => match FaultCause::of(reply) {
+            FaultCause::Login => format!(
+                "{}; until then nothing on {instance} is killed",
+                login_fix()
+            ),
+            FaultCause::Rights => "grant the right the reply names to busyguard's Redis user (docs/servers.md lists them); `busyguard status` checks them".into(),
+            FaultCause::Other => "read the reply; `busyguard status` on the policy checks the connection and the rights".into(),
+        },
         _ => "none".into(),
     }
 }
 
-/// What SHUTDOWN NOSAVE would lose, from the decision's snapshot.
+/// What to do when busyguard's credential no longer logs in.
+fn login_fix() -> &'static str {
+    "make the password busyguard reads (the policy's `redis.password_file`) and the server's (`ACL SETUSER`) the same; under the packaged unit a changed secret file needs `systemctl restart busyguard` (LoadCredential= copies it at start: a reload reads the old copy), run by hand a reload reads it; `busyguard status --credentials DIR` on the policy says when it works"
+}
+
+/// What SHUTDOWN NOSAVE would lose, from the decision's snapshot, and how old that count is.
 fn data_at_risk(record: &Record) -> String {
+    let age = record
+        .event
+        .detail
+        .data_at_risk_age_ms()
+        .map(|ms| {
+            format!(
+                "; counted {} before this, more since if it kept writing",
+                crate::model::duration::human_ms(ms)
+            )
+        })
+        .unwrap_or_default();
+    match loses(record) {
+        told if told == "-" => told,
+        told => format!("{told}{age}"),
+    }
+}
+
+fn loses(record: &Record) -> String {
     use crate::model::snapshot::DataAtRisk as R;
     match record.event.detail.data_at_risk() {
         Some(R::Aof { loses, .. }) | Some(R::None { loses, .. }) => loses.clone(),
@@ -342,7 +393,8 @@ fn slack(record: &Record, ctx: &Context) -> Value {
 }
 
 /// The highest severity each dedup key was paged at: a later trigger on the same key never goes
-/// lower (an escalation stays escalated until the resolve). And the keys whose incident left
+/// lower (an escalation stays escalated until the resolve), and goes only when it raises it:
+/// one trigger per change of severity (an unkillable script shut down is two, not five). And the keys whose incident left
 /// trouble the server's recovery does not end: a SHUTDOWN NOSAVE that lost data, or a split
 /// brain busyguard did not fence. Their page is never resolved by busyguard; the recovery is
 /// told as an update that says what remains, and an operator resolves it.
@@ -354,35 +406,38 @@ pub struct Paged {
 }
 
 impl Paged {
-    /// `body` with its severity raised to the highest already paged for its key; a resolve
-    /// after a data-losing shutdown becomes that update.
-    pub fn raise(&mut self, record: &Record, body: String) -> String {
+    /// `body` with its severity raised to the highest already paged for its key, or `None`
+    /// when that key was already triggered at that severity; a resolve after a data-losing
+    /// shutdown becomes that update. Called once per record (it remembers what was sent).
+    pub fn raise(&mut self, record: &Record, body: String) -> Option<String> {
         let Some(key) = dedup_key(record) else {
-            return body;
+            return Some(body);
         };
         let Ok(mut json) = serde_json::from_str::<Value>(&body) else {
-            return body;
+            return Some(body);
         };
         if json["event_action"] == "resolve" {
             let top = self.top.remove(&key).unwrap_or(Severity::Critical);
             let Some((summary, source)) = self.unresolved.remove(&key) else {
-                return body;
+                return Some(body);
             };
             let instance = record.event.instance.as_deref().unwrap_or("-");
-            return json!({
-                "routing_key": json["routing_key"],
-                "event_action": "trigger",
-                "dedup_key": key,
-                "payload": {
-                    "summary": summary.chars().take(PAGERDUTY_SUMMARY_MAX).collect::<String>(),
-                    "source": source,
-                    "severity": top.name(),
-                    "timestamp": record.ts,
-                    "group": instance,
-                    "class": "recovered",
-                },
-            })
-            .to_string();
+            return Some(
+                json!({
+                    "routing_key": json["routing_key"],
+                    "event_action": "trigger",
+                    "dedup_key": key,
+                    "payload": {
+                        "summary": summary.chars().take(PAGERDUTY_SUMMARY_MAX).collect::<String>(),
+                        "source": source,
+                        "severity": top.name(),
+                        "timestamp": record.ts,
+                        "group": instance,
+                        "class": "recovered",
+                    },
+                })
+                .to_string(),
+            );
         }
         let instance = record.event.instance.as_deref().unwrap_or("-");
         let unresolved = match &record.event.detail {
@@ -413,15 +468,25 @@ impl Paged {
             .as_str()
             .and_then(Severity::parse)
         else {
-            return body;
+            return Some(body);
         };
-        let top = *self
-            .top
-            .entry(key)
-            .and_modify(|s| *s = (*s).max(level))
-            .or_insert(level);
-        json["payload"]["severity"] = json!(top.name());
-        json.to_string()
+        match self.top.get(&key) {
+            Some(top) if *top >= level => None,
+            _ => {
+                self.top.insert(key, level);
+                json["payload"]["severity"] = json!(level.name());
+                Some(json.to_string())
+            }
+        }
+    }
+}
+
+impl Paged {
+    /// `record`'s trigger was given up: its key's next trigger goes, whatever its severity.
+    pub fn forget(&mut self, record: &Record) {
+        if let Some(key) = dedup_key(record) {
+            self.top.remove(&key);
+        }
     }
 }
 

@@ -178,7 +178,7 @@ mod paged {
     use crate::event::detail::{DecisionInputs, HangDetected};
 
     #[test]
-    fn a_dedup_keys_severity_never_goes_down_before_its_resolve() {
+    fn a_dedup_key_is_triggered_once_per_raise_of_its_severity_until_its_resolve() {
         let record = Record {
             ts: "2026-11-26T23:00:00.000Z".into(),
             seq: 1,
@@ -202,9 +202,16 @@ mod paged {
         let mut paged = Paged::default();
         let severity =
             |b: String| serde_json::from_str::<Value>(&b).unwrap()["payload"]["severity"].clone();
+        let severity = |b: Option<String>| severity(b.expect("a trigger"));
+        assert_eq!(severity(paged.raise(&record, body("warning"))), "warning");
         assert_eq!(severity(paged.raise(&record, body("critical"))), "critical");
-        assert_eq!(severity(paged.raise(&record, body("warning"))), "critical");
+        // One trigger per change of severity: not lower, not the same again.
+        assert_eq!(paged.raise(&record, body("warning")), None);
+        assert_eq!(paged.raise(&record, body("critical")), None);
         paged.raise(&record, json!({"event_action": "resolve"}).to_string());
+        assert_eq!(severity(paged.raise(&record, body("warning"))), "warning");
+        // A trigger given up: the next goes, even at the same severity.
+        paged.forget(&record);
         assert_eq!(severity(paged.raise(&record, body("warning"))), "warning");
     }
 }

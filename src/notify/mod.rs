@@ -271,6 +271,8 @@ impl Outbox {
         let give_up_at = happened + self.receiver.max_age.as_millis() as u64;
         let mut backoff = BACKOFF_FIRST;
         let mut attempts = 0u32;
+        // PagerDuty: the body as decided at the first attempt (`Paged` remembers what it sent).
+        let mut paged: Option<String> = None;
         loop {
             let now = crate::model::clock::unix_ms();
             if now >= give_up_at {
@@ -289,9 +291,16 @@ impl Outbox {
             ) else {
                 return;
             };
-            // One dedup key's severity never goes down before its resolve.
+            // One dedup key's severity never goes down before its resolve, and a trigger goes
+            // only when it raises it.
             if let ReceiverKind::PagerDuty { .. } = self.receiver.kind {
-                req.body = self.paged.raise(&r.record, req.body);
+                if paged.is_none() {
+                    match self.paged.raise(&r.record, req.body.clone()) {
+                        Some(body) => paged = Some(body),
+                        None => return,
+                    }
+                }
+                req.body = paged.clone().unwrap_or_default();
             }
             attempts += 1;
             let mut builder = self.client.post(&req.url).body(req.body);
@@ -338,7 +347,10 @@ impl Outbox {
         }
     }
 
-    fn give_up(&self, r: &TrailRecord, attempts: u32, why: &str) {
+    fn give_up(&mut self, r: &TrailRecord, attempts: u32, why: &str) {
+        // A trigger that never arrived: the next one of its incident must go, whatever its
+        // severity.
+        self.paged.forget(&r.record);
         tracing::error!(receiver = %self.name, seq = r.seq, attempts, reason = %why, "notification given up");
         self.recorder.metrics.notification(&self.name, "given_up");
         let event = Event {

@@ -6,7 +6,10 @@
 //!   `recovered` (how: killed), and no page at all; anything else in that time (unkillable, a
 //!   failed kill) or the end of the wait lets every held record go, in order.
 //! - An `unreachable` incident is held for `unreachable_grace` (30 s by default): a restart
-//!   shorter than that is not news at all.
+//!   shorter than that is not news, unless the server came back under a new run id (what it
+//!   had not saved is gone): that outcome alone is told, never paged.
+//! - A pager gets an unkillable script as one trigger: the `unkillable` stands for the held
+//!   `busy_detected` and `kill_sent`.
 //! - For people reading a chat (`collapse`, Slack): what changed, not every step. An
 //!   `unkillable` within the moment stands for the `busy_detected` and `kill_sent` before it
 //!   (it names the kill and its answer), and a `shutdown_confirmed` for its `shutdown_sent` (held
@@ -67,8 +70,11 @@ impl Quiet {
                     held.records.push(r);
                     Vec::new()
                 }
-                // For a chat: the answer to the kill tells the BUSY and the kill.
-                Detail::Unkillable(_) if self.rules.collapse && !held.unreachable => {
+                // For a chat, and a pager: the answer to the kill tells the BUSY and the kill
+                // (one page, at the unkillable's severity, not a BUSY trigger 2 ms before it).
+                Detail::Unkillable(_)
+                    if (self.rules.collapse || self.rules.pages) && !held.unreachable =>
+                {
                     self.held.remove(i);
                     vec![r]
                 }
@@ -90,6 +96,16 @@ impl Quiet {
                         true => Vec::new(),
                         false => vec![r],
                     }
+                }
+                // Back under a new run id: what it had not saved is gone. Told to people
+                // (the outcome alone), not paged.
+                Detail::Recovered(rec)
+                    if held.unreachable
+                        && rec.how == RecoveredHow::RestartedByOther
+                        && !self.rules.pages =>
+                {
+                    self.held.remove(i);
+                    vec![r]
                 }
                 Detail::Recovered(_) if held.unreachable => {
                     self.held.remove(i);
@@ -261,6 +277,7 @@ mod tests {
             reply: "UNKILLABLE".into(),
             replicated: false,
             data_at_risk: None,
+            data_at_risk_age_ms: None,
             function: None,
             since_first_busy_ms: Some(1),
         })
@@ -324,6 +341,48 @@ mod tests {
             all.iter().map(|r| r.seq).collect::<Vec<_>>(),
             [1, 2, 3, 4, 5]
         );
+    }
+
+    /// #35: a pager is sent the unkillable alone, not a BUSY trigger 2 ms before it.
+    #[test]
+    fn for_a_pager_an_unkillable_script_is_one_trigger() {
+        let mut pager = Quiet::new(Rules {
+            pages: true,
+            ..RULES
+        });
+        let mut sent = Vec::new();
+        sent.extend(pager.take(rec(1, 0, "a", busy())));
+        sent.extend(pager.take(rec(2, 1, "a", kill_sent())));
+        sent.extend(pager.take(rec(3, 2, "a", unkillable())));
+        assert_eq!(sent.iter().map(|r| r.seq).collect::<Vec<_>>(), [3]);
+        assert_eq!(pager.oldest_held_seq(), None);
+    }
+
+    fn unreachable() -> Detail {
+        d::Unreachable {
+            inputs: DecisionInputs::default(),
+            reason: "connection refused".into(),
+        }
+        .into()
+    }
+
+    /// #35: a short outage is no news, but a server back under a new run id lost what it had
+    /// not saved: people are told (the outcome alone), a pager is not.
+    #[test]
+    fn a_short_outage_is_quiet_unless_the_server_came_back_as_a_new_run() {
+        for (how, chat_told, paged) in [
+            (RecoveredHow::ReachableAgain, false, false),
+            (RecoveredHow::RestartedByOther, true, false),
+        ] {
+            for (pages, told) in [(false, chat_told), (true, paged)] {
+                let mut q = Quiet::new(Rules { pages, ..RULES });
+                assert!(q.take(rec(1, 0, "a", unreachable())).is_empty());
+                let out = q.take(rec(2, 5_000, "a", recovered(how)));
+                let want: &[u64] = if told { &[2] } else { &[] };
+                assert_eq!(out.iter().map(|r| r.seq).collect::<Vec<_>>(), want);
+                assert_eq!(q.oldest_held_seq(), None);
+            }
+        }
     }
 
     #[test]

@@ -121,6 +121,8 @@ pub struct Connection {
     closed: watch::Receiver<bool>,
     /// What fred's bytes pass through.
     relay: super::relay::Relay,
+    /// The credential it logged in with, checked again with each snapshot.
+    login: Option<(Option<String>, crate::policy::Secret)>,
 }
 
 impl Drop for Connection {
@@ -196,6 +198,10 @@ pub async fn connect(
                 task,
                 closed,
                 relay,
+                login: target
+                    .password
+                    .clone()
+                    .map(|p| (target.username.clone(), p)),
             })
         }
         Err(e) if is_unknown_hello(e.details()) => Err(ConnectError::Rejected(format!(
@@ -351,11 +357,34 @@ impl Connection {
         }
     }
 
+    /// AUTH again with the credential this connection logged in with, so that a password
+    /// rotated on the server shows within `snapshot_every`, not at the next reconnect. A
+    /// refused AUTH leaves the connection logged in as before. `Some(reply)`: refused; any
+    /// other error (NOPERM) is no verdict on the credential.
+    async fn login_again(&self) -> Result<Option<String>, Outcome> {
+        let Some((user, password)) = &self.login else {
+            return Ok(None);
+        };
+        let mut args: Vec<&str> = user.iter().map(String::as_str).collect();
+        args.push(password.expose());
+        match self.call_with("AUTH", &args).await {
+            Outcome::ErrorReply(e)
+                if crate::model::kinds::FaultCause::of(&e)
+                    == crate::model::kinds::FaultCause::Login =>
+            {
+                Ok(Some(e))
+            }
+            Outcome::Reply(_) | Outcome::ErrorReply(_) => Ok(None),
+            lost @ Outcome::Lost(_) => Err(lost),
+        }
+    }
+
     /// The healthy snapshot: INFO of the sections it reads (`INFO all` on 6.2), then CONFIG GET of
     /// what INFO does not say, and the SLOWLOG. A BUSY, LOADING or lost connection is returned
     /// for the probe to classify; anything else refused (NOPERM, a renamed or unknown command)
     /// leaves those facts unknown and is named in the snapshot's `errors`.
     pub async fn snapshot(&self) -> Result<Healthy, Outcome> {
+        let login_refused = self.login_again().await?;
         let mut errors = Vec::new();
         let asked = match self.call(&INFO_SECTIONS).await {
             // Redis 6.2's INFO takes one section: all of them then.
@@ -402,6 +431,7 @@ impl Connection {
         let answered = !info.is_empty() || !config.is_empty() || slowlog.is_ok();
         let mut snapshot = Snapshot::from_info(&info, &config);
         snapshot.errors = errors;
+        snapshot.login_refused = login_refused;
         Ok(Healthy {
             snapshot,
             slowlog,

@@ -653,6 +653,17 @@ impl Watchdog {
                 log.mark_healthy();
             }
             let lost = matches!(observation, Observation::Unreachable { .. });
+            // A connection closed while all is well is not yet an outage: the server may have
+            // closed it (CLIENT KILL, a rotated password, `timeout`). The next connection, one
+            // interval later, says what it is: unreachable (with its own reason), a refused
+            // login (a fault, not an outage), or healthy.
+            if let Observation::Unreachable { reason } = &observation
+                && self.engine.incident_id().is_none()
+            {
+                tracing::warn!(instance = %self.policy.instance, %reason,
+                    "the probe connection was lost while the server was healthy: connecting again");
+                return SessionEnd::Lost;
+            }
             let step = self.decide_reply(sent, observation);
             let gone = self.act(Some(conn), step).await;
             if lost || gone {

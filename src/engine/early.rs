@@ -8,6 +8,9 @@
 //! across a restart of busyguard. With no cursor at all (a first start) the entries already in
 //! the log are taken as seen: busyguard warns of what happens while it watches.
 //!
+//! A script that reached the threshold is not one of them: it went BUSY, and its incident tells
+//! it.
+//!
 //! A script that keeps crossing the line is told once an hour at most: the first time, then a
 //! summary (`repeats_since_last`) at its next crossing an hour or more later; every warning
 //! says how often the script was slow in the last hour.
@@ -105,6 +108,11 @@ impl EarlyWarnings {
         for entry in &fresh {
             let duration_ms = entry.duration_us as f64 / 1000.0;
             if line.is_none_or(|l| duration_ms < l) {
+                continue;
+            }
+            // At or past the threshold the script went BUSY: its incident tells it, and "a slow
+            // script, before BUSY" would be a second, wrong, message about it.
+            if threshold_ms.is_some_and(|t| t > 0 && duration_ms >= t as f64) {
                 continue;
             }
             let Some((command, script)) = entry.script() else {
@@ -240,6 +248,8 @@ mod tests {
         assert_eq!(warnings(&mut e, "a", &[entry(5, 190, "s95")], t), [5]);
         // A restarted server counts ids from 0 again, under a new run id.
         assert_eq!(warnings(&mut e, "b", &[entry(0, 150, "new")], t), [0]);
+        // A script that reached the threshold (200 ms) went BUSY: its incident tells it.
+        assert!(warnings(&mut e, "b", &[entry(1, 200, "busy"), entry(2, 900, "x")], t).is_empty());
     }
 
     #[test]

@@ -105,6 +105,16 @@ fn scripts_near_the_threshold_are_warned_of_once_by_their_share() {
     let reads = server.command_calls("slowlog|get");
     wait_slowlog_reads(&server, reads, 2);
     assert_eq!(slow_scripts(&daemon).len(), 3);
+    // A script that went BUSY is its incident's, never also "a slow script, before BUSY" (#35).
+    support::run_killable_runaway(&server);
+    let recovered = daemon.wait_event("recovered", LONG);
+    assert!(
+        recovered["detail"]["forensics"]["slowlog"]["duration_us"].is_u64(),
+        "the SLOWLOG holds it: {recovered}"
+    );
+    let reads = server.command_calls("slowlog|get");
+    wait_slowlog_reads(&server, reads, 2);
+    assert_eq!(slow_scripts(&daemon).len(), 3, "{:?}", daemon.events());
 }
 
 #[test]

@@ -93,7 +93,8 @@ fn sections(name: &str) -> String {
                  (busyguard\\-policy(5)).\n.TP\n/var/lib/busyguard/audit.jsonl\nThe audit trail.\n"
                     .into(),
                 format!("{state_env}{no_color}"),
-                "busyguard check /etc/busyguard/policies\n.br\nbusyguard status /etc/busyguard/policies\n.br\nbusyguard ps",
+                "busyguard check \\-\\-credentials /etc/busyguard/credentials /etc/busyguard/policies\n.br\n\
+                 busyguard status \\-\\-credentials /etc/busyguard/credentials /etc/busyguard/policies\n.br\nbusyguard ps",
                 "busyguard\\-run(1), busyguard\\-check(1), busyguard\\-status(1), busyguard\\-ps(1), \
                  busyguard\\-simulate(1), busyguard\\-audit(1), busyguard\\-policy(5)"
                     .into(),
@@ -128,8 +129,8 @@ fn sections(name: &str) -> String {
                 ".TP\n/etc/busyguard/policies/\nWhere the unit's policies live.\n".into(),
                 ".TP\n\\fBCREDENTIALS_DIRECTORY\\fR\nRead by policies that name it; see \\-\\-credentials.\n"
                     .into(),
-                "busyguard check /etc/busyguard/policies\n.br\nbusyguard check \\-\\-credentials \
-                 /etc/busyguard/credentials /etc/busyguard/policies\n.br\nbusyguard check \\-\\-syntax\\-only policies/",
+                "busyguard check \\-\\-credentials /etc/busyguard/credentials /etc/busyguard/policies\n.br\n\
+                 busyguard check \\-\\-syntax\\-only policies/",
                 "busyguard\\-policy(5), busyguard\\-run(1)".into(),
             ),
             "busyguard-status" => (
@@ -137,7 +138,9 @@ fn sections(name: &str) -> String {
                 "",
                 format!("{socket}.TP\n\\fI<state\\-dir>/audit.jsonl\\fR\nRead for the slowest scripts of the last day.\n"),
                 format!("{state_env}{no_color}"),
-                "busyguard status /etc/busyguard/policies\n.br\nbusyguard status \\-\\-json cache.yaml | jq .",
+                "busyguard status \\-\\-credentials /etc/busyguard/credentials /etc/busyguard/policies\n.br\n\
+                 busyguard status \\-\\-credentials /etc/busyguard/credentials \\-\\-json \
+                 /etc/busyguard/policies/cache.yaml | jq .",
                 "busyguard\\-check(1), busyguard\\-ps(1), busyguard\\-policy(5)".into(),
             ),
             "busyguard-simulate" => (
@@ -146,8 +149,9 @@ fn sections(name: &str) -> String {
                 ".TP\n/usr/share/doc/busyguard/examples/scenarios/\nExample scenarios, each with the \
                  output it is expected to print (*.expected).\n".into(),
                 String::new(),
-                "busyguard simulate cache.yaml /usr/share/doc/busyguard/examples/scenarios/unkillable.txt\n.br\n\
-                 busyguard simulate cache.yaml \\-\\-trail /var/lib/busyguard/audit.jsonl",
+                "busyguard simulate /usr/share/doc/busyguard/examples/scenarios/cache.yaml \
+                 /usr/share/doc/busyguard/examples/scenarios/unkillable.txt\n.br\n\
+                 busyguard simulate /etc/busyguard/policies/cache.yaml \\-\\-trail /var/lib/busyguard/audit.jsonl",
                 "busyguard\\-policy(5), busyguard\\-audit\\-show(1)".into(),
             ),
             "busyguard-audit" | "busyguard-audit-verify" | "busyguard-audit-show" => (

@@ -234,16 +234,24 @@ fn summary_line(id: &str, records: &[Record]) -> String {
             _ => None,
         })
         .unwrap_or_else(|| first.kind().name().to_string());
-    let actions: Vec<&str> = records
+    let actions: Vec<String> = records
         .iter()
         .filter(|r| {
             r.kind().announces_an_action()
                 || r.kind() == crate::event::EventKind::EscalationWithheld
         })
-        .map(|r| r.kind().name())
+        // A dry-run decision is marked: nothing of it was sent.
+        .map(|r| match r.event.dry_run {
+            true => format!("{} (dry run)", r.kind().name()),
+            false => r.kind().name().to_string(),
+        })
         .collect();
     let end = records.iter().rev().find_map(|r| match &r.event.detail {
-        Detail::Recovered(d) => Some(format!("{} after {} ms", d.how.text(), d.duration_ms)),
+        Detail::Recovered(d) => Some(format!(
+            "{} after {}",
+            d.how.text(),
+            crate::model::duration::human_ms(d.duration_ms)
+        )),
         Detail::IncidentSuperseded(_) => Some("superseded".to_string()),
         _ => None,
     });

@@ -620,7 +620,9 @@ pub fn simulate_files(
     scenario: Option<&Path>,
     trail: Option<&Path>,
 ) -> Result<String, String> {
-    let report = crate::policy::load(&[policy.to_path_buf()]);
+    // A rehearsal talks to no server: the policy's secrets are not read (the README's policy
+    // names `${CREDENTIALS_DIRECTORY}`, which only the service has).
+    let report = crate::policy::load_with(&[policy.to_path_buf()], &crate::policy::Sources::Skip);
     if let Some((_, diags)) = report.rejected.first() {
         return Err(diags
             .iter()
@@ -629,7 +631,25 @@ pub fn simulate_files(
             .join("\n"));
     }
     let policy = report.policies.first().ok_or("no policy loaded")?;
-    let rules = Rules::from_policy(policy, false);
+    let mut rules = Rules::from_policy(policy, false);
+    // A dry-run policy is rehearsed as it will act once enforced: in dry-run the daemon sends
+    // nothing, so no kill or shutdown would ever meet the scenario's outcomes.
+    let note = match rules.dry_run {
+        true => {
+            "note: this policy is `mode: dry-run`: rehearsed as it will act with `mode: enforce` (in dry-run the daemon decides the same but sends nothing)\n"
+        }
+        false => "",
+    };
+    rules.dry_run = false;
+    simulate_with(rules, &policy.instance, scenario, trail).map(|out| format!("{note}{out}"))
+}
+
+fn simulate_with(
+    rules: Rules,
+    instance: &str,
+    scenario: Option<&Path>,
+    trail: Option<&Path>,
+) -> Result<String, String> {
     match (scenario, trail) {
         (Some(file), _) => {
             let text =
@@ -645,8 +665,8 @@ pub fn simulate_files(
             Ok(out)
         }
         (None, Some(trail)) => {
-            let steps = from_trail(trail, &policy.instance)
-                .map_err(|e| format!("{}: {e}", trail.display()))?;
+            let steps =
+                from_trail(trail, instance).map_err(|e| format!("{}: {e}", trail.display()))?;
             Ok(render(&run(rules, &steps)))
         }
         (None, None) => Err("a scenario or --trail".into()),

@@ -198,3 +198,23 @@ fn every_man_page_has_its_sections_and_no_dangling_reference() {
     }
     assert!(names.contains(&"busyguard-policy.5".to_string()));
 }
+
+/// The README's first-run policy (step 2) is the one its rehearsal (step 4) runs: the scenario
+/// `first-run.txt` and its expected output are checked against that very file.
+#[test]
+fn the_readmes_first_run_policy_is_the_rehearsed_one() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let start = readme
+        .find("# /etc/busyguard/policies/local-redis.yaml\n")
+        .expect("the README's policy block");
+    let block = &readme[start..];
+    let block = &block[block.find('\n').unwrap() + 1..block.find("```").unwrap()];
+    let rehearsed = std::fs::read_to_string("examples/scenarios/first-run.yaml").unwrap();
+    let rehearsed: String = rehearsed
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(block, rehearsed);
+    assert!(readme.contains("/usr/share/doc/busyguard/examples/scenarios/first-run.txt"));
+}

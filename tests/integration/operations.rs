@@ -873,7 +873,10 @@ fn alerts_and_the_dashboard_name_only_series_the_daemon_exports() {
         .iter()
         .enumerate()
         .map(|(i, q)| {
-            let q = q.replace("$redis", ".*").replace("$__rate_interval", "5m");
+            let q = q
+                .replace("$redis", ".*")
+                .replace("$host", ".*")
+                .replace("$__rate_interval", "5m");
             format!("      - record: dashboard:query_{i}\n        expr: '{q}'\n")
         })
         .collect();
@@ -939,4 +942,143 @@ fn status_checks_the_rights_and_warnings_of_every_script_rules_ladder() {
     std::fs::write(&file, server.policy("ruled", "")).unwrap();
     let (_, report) = status_json(&[&file]);
     assert!(report["instances"][0]["rights"]["replicaof"].is_null());
+}
+
+/// #35: the Alertmanager example implements the split docs/metrics.md recommends: it pages only
+/// for busyguard's own health (what busyguard cannot page for itself); every incident alert
+/// goes to the ticket queue, since busyguard's own PagerDuty receiver paged it. Each alert of
+/// the rules is routed by `amtool config routes test`.
+#[test]
+fn the_alertmanager_example_pages_only_for_busyguards_own_health() {
+    const PAGED: [&str; 5] = [
+        "BusyguardDown",
+        "BusyguardSilent",
+        "BusyguardBlind",
+        "BusyguardTrailFailing",
+        "BusyguardNotificationsFailing",
+    ];
+    let rules = std::fs::read_to_string("examples/prometheus/alerts.yml").unwrap();
+    let mut alerts: Vec<(String, String)> = Vec::new();
+    for line in rules.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix("- alert: ") {
+            alerts.push((name.to_string(), String::new()));
+        } else if let Some(rest) = line.strip_prefix("labels: { severity: ")
+            && let Some(last) = alerts.last_mut()
+        {
+            last.1 = rest.trim_end_matches(" }").to_string();
+        }
+    }
+    assert!(alerts.len() >= 15, "{alerts:?}");
+    for (name, severity) in &alerts {
+        assert!(!severity.is_empty(), "{name} has no severity");
+        let out = Command::new("amtool")
+            .args([
+                "config",
+                "routes",
+                "test",
+                "--config.file=examples/prometheus/alertmanager.yml",
+                &format!("alertname={name}"),
+                &format!("severity={severity}"),
+                "redis=cache-01",
+                "instance=host:9754",
+            ])
+            .output()
+            .expect("amtool: run scripts/test, or apt-get install prometheus-alertmanager");
+        succeeded(&out);
+        let receiver = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let want = match PAGED.contains(&name.as_str()) {
+            true => "busyguard-oncall",
+            false => "redis-tickets",
+        };
+        assert_eq!(receiver, want, "{name} ({severity})");
+    }
+    // No inhibit rule rests on an alert that outlives its incident.
+    let config = std::fs::read_to_string("examples/prometheus/alertmanager.yml").unwrap();
+    assert!(
+        !config.contains("source_matchers: [alertname = BusyguardShutdownSent]"),
+        "{config}"
+    );
+}
+
+/// #35: the dashboard's state timeline is one row per Redis (and busyguard host), its value the
+/// state's code, and every state busyguard exports has a mapping to its name and a colour;
+/// a host selector scopes every query; busyguard's own `up` has a panel. The timeline's query
+/// is evaluated by `promtool test rules` on the series a busy server and a healthy one leave.
+#[test]
+fn the_dashboards_state_timeline_is_one_coloured_row_per_redis() {
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string("examples/grafana/busyguard.json").unwrap())
+            .unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    let timeline = panels
+        .iter()
+        .find(|p| p["type"] == "state-timeline")
+        .expect("a state timeline");
+    let mappings = &timeline["fieldConfig"]["defaults"]["mappings"][0]["options"];
+    let mut code_of = std::collections::HashMap::new();
+    for state in busyguard::model::kinds::State::NAMES {
+        let (code, _) = mappings
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(_, m)| m["text"] == *state)
+            .unwrap_or_else(|| panic!("no mapping for `{state}`: {mappings}"));
+        code_of.insert(state, code.parse::<u32>().unwrap());
+    }
+    for p in panels {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            assert!(
+                expr.contains("instance=~\"$host\""),
+                "not scoped by host: {expr}"
+            );
+        }
+    }
+    assert!(panels.iter().any(|p| {
+        p["targets"][0]["expr"]
+            .as_str()
+            .unwrap()
+            .starts_with("up{job=\"busyguard\"")
+    }));
+    let vars: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert!(
+        vars.contains(&"host") && vars.contains(&"redis"),
+        "{vars:?}"
+    );
+    // Two Redis on one host: `a` busy, `b` healthy; every other state 0, as the daemon exports.
+    let expr = timeline["targets"][0]["expr"]
+        .as_str()
+        .unwrap()
+        .replace("$host", ".*")
+        .replace("$redis", ".*");
+    let mut series = String::new();
+    for (redis, current) in [("a", "busy"), ("b", "healthy")] {
+        for state in busyguard::model::kinds::State::NAMES {
+            series.push_str(&format!(
+                "      - series: 'busyguard_state{{instance=\"h:9754\",redis=\"{redis}\",state=\"{state}\"}}'\n        values: '{}'\n",
+                u8::from(*state == current)
+            ));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let test = dir.path().join("timeline_test.yml");
+    std::fs::write(
+        &test,
+        format!(
+            "tests:\n  - interval: 1m\n    input_series:\n{series}    promql_expr_test:\n      - expr: '{expr}'\n        eval_time: 0m\n        exp_samples:\n          - labels: '{{instance=\"h:9754\",redis=\"a\"}}'\n            value: {}\n          - labels: '{{instance=\"h:9754\",redis=\"b\"}}'\n            value: {}\n",
+            code_of[&"busy"], code_of[&"healthy"]
+        ),
+    )
+    .unwrap();
+    let out = Command::new("promtool")
+        .args(["test", "rules"])
+        .arg(&test)
+        .output()
+        .expect("promtool: run scripts/test, or apt-get install prometheus");
+    succeeded(&out);
 }

@@ -464,6 +464,13 @@ fn after_a_dry_run_rehearsal_the_first_enforced_shutdown_goes() {
     assert_eq!(decided["dry_run"], true, "{decided}");
     assert_eq!(rehearsal.reply().unwrap().text(), Some("done"));
     daemon.wait_event("recovered", LONG);
+    // #35: the summary marks what was only decided, and says durations as elsewhere.
+    let (code, summary) = support::busyguard(&["audit", "show", "--summary"], &[&daemon.audit]);
+    assert_eq!(code, 0, "{summary}");
+    assert!(
+        summary.contains("shutdown_sent (dry run)") && !summary.contains(" ms"),
+        "{summary}"
+    );
     let (_, ps) = support::busyguard_ctl(&daemon, &["ps"]);
     assert!(
         ps.contains("limits: 1 of 1 shutdown(s) per 1h used"),

@@ -147,3 +147,38 @@ fn lines_the_timeline_never_reaches_are_warned_of_and_times_must_go_forward() {
         "{said}"
     );
 }
+
+/// #35: the README's policy as written (dry-run, its secret under `${CREDENTIALS_DIRECTORY}`,
+/// which only the service has) is rehearsed with no secret and no flag, as it will act once
+/// enforced: the unkillable script is shut down at the end of its budget; `status` of the same
+/// file from a shell says the policy is invalid there (and why), not that a server is down.
+#[test]
+fn the_readmes_dry_run_policy_is_rehearsed_as_enforced_with_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("local-redis.yaml");
+    std::fs::write(
+        &policy,
+        "instance: local-redis\nmode: dry-run\nredis:\n  url: unix:///run/redis/redis-server.sock\n  username: busyguard\n  password_file: ${CREDENTIALS_DIRECTORY}/local-redis\non_busy:\n  kill_after: 0s\n  on_unkillable:\n    wait: 1s\n    then: shutdown\nlimits: { max_shutdowns: 1, per: 1h }\n",
+    )
+    .unwrap();
+    let scenario = Path::new("examples/scenarios/unkillable.txt");
+    let (code, out) = support::busyguard(&["simulate"], &[&policy, scenario]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with("note: this policy is `mode: dry-run`"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("shutdown_sent") && !l.contains("dry run")),
+        "{out}"
+    );
+    assert!(!out.contains("warning:"), "{out}");
+    let (code, status) = support::busyguard(&["status"], &[&policy]);
+    assert_eq!(code, 1, "{status}");
+    assert!(
+        status.contains("INVALID") && !status.contains("UNREACHABLE"),
+        "{status}"
+    );
+    assert!(status.contains("--credentials"), "{status}");
+}

@@ -187,7 +187,11 @@ impl fmt::Display for Entry {
         match self {
             Entry::Instance(s) => s.fmt(f),
             Entry::Rejected(r) => {
-                writeln!(f, "{}    UNREACHABLE", r.file)?;
+                writeln!(
+                    f,
+                    "{}    INVALID (not connected: the policy cannot be read)",
+                    r.file
+                )?;
                 writeln!(f, "  error: {}", r.error)?;
                 for p in &r.problems {
                     writeln!(f, "  problem: {p}")?;

@@ -240,7 +240,7 @@ pub const KEYS: &[KeyDoc] = &[
         path: "topology.replicas[].address",
         default: Default::Unset("required in a replica written as a mapping"),
         bounds: Bounds::None,
-        doc: "`host:port` of a replica with credentials of its own (`{address: 10.0.0.8:6379, username: busyguard, password_file: /run/credentials/busyguard.service/replica-b}`).",
+        doc: "`host:port` of a replica with credentials of its own (`{address: 10.0.0.8:6379, username: busyguard, password_file: \"${CREDENTIALS_DIRECTORY}/replica-b\"}`).",
     },
     KeyDoc {
         path: "topology.replicas[].username",

@@ -29,7 +29,8 @@ pub enum Command {
         /// Decide and record everything, send nothing, whatever the files say.
         #[arg(long)]
         dry_run: bool,
-        /// Serve Prometheus metrics at ADDR (host:port, or :port for every interface).
+        /// Serve Prometheus metrics at ADDR (host:port, or :port for every interface), and the
+        /// health endpoints /livez, /readyz and /healthz.
         #[arg(long)]
         metrics: Option<String>,
         /// Log lines as `text` or `json` (one object a line); under journald each keeps its

@@ -1,5 +1,6 @@
 //! Prometheus metrics: a small registry the watchdogs and delivery tasks update, rendered in
-//! the text exposition format at `/metrics` by a minimal HTTP responder (`--metrics ADDR`).
+//! the text exposition format at `/metrics` by a minimal HTTP responder (`--metrics ADDR`), which
+//! also answers the health endpoints ([`super::health`]) from the same registry.
 //!
 //! Every per-Redis series names the policy's instance in the label `redis`: `instance` and `job`
 //! belong to Prometheus (the busyguard host it scraped), so two hosts watching one server never
@@ -70,6 +71,10 @@ struct Registry {
     /// Whether the server answered the last attempt at all (a reply, an error, a refused AUTH).
     up: BTreeMap<String, bool>,
     state: BTreeMap<String, State>,
+    /// When each instance entered its state (Unix seconds), and how long it may answer nothing
+    /// before `/livez` calls it dead (`on_hang.after`).
+    state_since: BTreeMap<String, f64>,
+    liveness_grace: BTreeMap<String, f64>,
     last_reply: BTreeMap<String, f64>,
     /// When the watchdog's loop last ran: it stops moving only when the task is stuck or gone.
     heartbeat: BTreeMap<String, f64>,
@@ -191,7 +196,40 @@ impl Metrics {
     }
 
     pub fn set_state(&self, instance: &str, state: State) {
-        self.with_redis(instance, |r| set(&mut r.state, instance, state));
+        let now = crate::model::clock::unix_secs_f64();
+        self.with_redis(instance, |r| {
+            if r.state.get(instance) != Some(&state) {
+                set(&mut r.state_since, instance, now);
+            }
+            set(&mut r.state, instance, state)
+        });
+    }
+
+    /// How long the instance's server may answer nothing before `/livez` says it is dead.
+    pub fn set_liveness_grace(&self, instance: &str, grace: Duration) {
+        self.with_redis(instance, |r| {
+            set(&mut r.liveness_grace, instance, grace.as_secs_f64())
+        });
+    }
+
+    /// What the health endpoints judge, per loaded instance, at this moment.
+    pub fn health_view(&self) -> BTreeMap<String, super::health::Seen> {
+        let now = crate::model::clock::unix_secs_f64();
+        let r = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        r.registered
+            .iter()
+            .map(|i| {
+                let age =
+                    |map: &BTreeMap<String, f64>| map.get(i).map_or(0.0, |t| (now - t).max(0.0));
+                let seen = super::health::Seen {
+                    state: r.state.get(i).copied(),
+                    state_for_s: age(&r.state_since),
+                    heartbeat_age_s: age(&r.heartbeat),
+                    grace_s: r.liveness_grace.get(i).copied().unwrap_or(0.0),
+                };
+                (i.clone(), seen)
+            })
+            .collect()
     }
 
     /// Count what an event says was done, and incidents opened.
@@ -295,6 +333,8 @@ impl Metrics {
             r.registered.remove(instance);
             r.up.remove(instance);
             r.state.remove(instance);
+            r.state_since.remove(instance);
+            r.liveness_grace.remove(instance);
             r.last_reply.remove(instance);
             r.heartbeat.remove(instance);
             r.probes.remove(instance);
@@ -622,7 +662,7 @@ fn head(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-/// Serve `GET /metrics` on `listener` until the task is dropped.
+/// Serve `GET /metrics` and the health endpoints on `listener` until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, metrics: std::sync::Arc<Metrics>) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
@@ -637,13 +677,18 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: std::sync::Arc<Me
                 _ => return,
             };
             let request = String::from_utf8_lossy(&buf[..n]);
-            let (status, body) = if request.starts_with("GET /metrics") {
-                ("200 OK", metrics.render())
-            } else {
-                (
-                    "404 Not Found",
-                    "only /metrics is served here\n".to_string(),
-                )
+            // `GET PATH HTTP/1.x`; a query string is no part of the path.
+            let path = request
+                .strip_prefix("GET ")
+                .and_then(|r| r.split(' ').next())
+                .map(|p| p.split('?').next().unwrap_or(p));
+            let (status, body) = match path {
+                Some("/metrics") => ("200 OK".to_string(), metrics.render()),
+                Some(path) => match super::health::answer(path, &metrics.health_view()) {
+                    Some(a) => (reason(a.status), a.body + "\n"),
+                    None => not_served(),
+                },
+                None => not_served(),
             };
             let reply = format!(
                 "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -652,4 +697,21 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: std::sync::Arc<Me
             let _ = stream.write_all(reply.as_bytes()).await;
         });
     }
+}
+
+fn not_served() -> (String, String) {
+    (
+        "404 Not Found".to_string(),
+        "served here: GET /metrics, /livez[/INSTANCE], /readyz[/INSTANCE], /healthz\n".to_string(),
+    )
+}
+
+/// The status line's code and reason.
+fn reason(status: u16) -> String {
+    match status {
+        200 => "200 OK",
+        404 => "404 Not Found",
+        _ => "503 Service Unavailable",
+    }
+    .to_string()
 }

@@ -2,6 +2,7 @@
 //! (from which the notifiers deliver it). The watchdogs, the daemon and the notifiers all record
 //! through it, so what is logged, counted and kept cannot disagree.
 
+pub mod health;
 pub mod metrics;
 pub mod process;
 

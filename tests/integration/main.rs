@@ -29,6 +29,7 @@
 //! - [`trust`]: no peer is believed or handed more than it should be: announced replicas,
 //!   hostile replies, control clients that hold on, the unit's user namespace.
 //! - [`operations`]: systemd, reload, stop, metrics, `status`.
+//! - [`health`]: `/livez`, `/readyz` and `/healthz` for Kubernetes' probes.
 //!
 //! Run with `scripts/test` (it installs redis-server when missing), or `cargo test`.
 
@@ -42,6 +43,7 @@ mod early;
 mod evidence;
 mod fencing;
 mod harness;
+mod health;
 mod notify;
 mod operations;
 mod policy;

@@ -157,6 +157,9 @@ impl Watchdog {
     ) -> Watchdog {
         let engine = Engine::new(Rules::from_policy(&policy, force_dry_run));
         recorder.metrics.register(&policy.instance);
+        recorder
+            .metrics
+            .set_liveness_grace(&policy.instance, policy.on_hang.after);
         let mut beat = tokio::time::interval(HEARTBEAT);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Watchdog {
@@ -212,6 +215,9 @@ impl Watchdog {
         self.engine
             .set_rules(Rules::from_policy(&new, self.force_dry_run));
         self.early.set_rule(new.early_warning);
+        self.recorder
+            .metrics
+            .set_liveness_grace(&new.instance, new.on_hang.after);
         if new.on_busy.server_log != self.policy.on_busy.server_log
             || new.on_busy.scripts != self.policy.on_busy.scripts
         {

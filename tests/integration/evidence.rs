@@ -595,3 +595,23 @@ fn a_shutdown_whose_script_ended_during_its_flush_is_held_back_by_the_gate() {
         eprintln!("the script ended before the shutdown was decided: nothing to hold back");
     }
 }
+
+/// #35: a connection that closes while the server is healthy is opened again before anything is
+/// said (a rotated password is then a refused login, not an outage) — once: a peer that
+/// accepts every connection and drops it at the first PING is an outage, told as one.
+#[test]
+fn a_peer_that_drops_every_connection_is_unreachable_not_a_quiet_loop() {
+    let server = RedisServer::start(ServerOptions::default());
+    let proxy = Proxy::start(&format!("127.0.0.1:{}", server.port));
+    let daemon = Daemon::start(&policy_at(&proxy.url(), "flaps", ""), &[]);
+    server.wait_snapshot();
+    proxy.reset_on(Some("PING"));
+    let told = daemon.wait_event("unreachable", LONG);
+    assert!(
+        proxy.resets() >= 2,
+        "told at the second loss, not the first"
+    );
+    assert!(told["incident"].is_string(), "{told}");
+    proxy.reset_on(None);
+    daemon.wait_event("recovered", LONG);
+}

@@ -97,6 +97,10 @@ pub struct Watchdog {
     /// The last reason the relay dropped the probe connection (a reply past its bound): told
     /// once, until a healthy snapshot comes through again.
     cut_told: Option<String>,
+    /// A lost connection was reopened without a word (it closed while the server was healthy);
+    /// until a connection answers healthy twice, the next loss is told: a peer that accepts
+    /// every connection and drops it is an outage, not a quiet loop.
+    reopened_quietly: bool,
     /// No snapshot before this (after a cut: the next one waits `probe.snapshot_every`, while
     /// PINGs go on, rather than pull another bound's worth at every reconnect).
     snapshot_after: Option<Instant>,
@@ -174,6 +178,7 @@ impl Watchdog {
             sentinel: None,
             replicas: None,
             cut_told: None,
+            reopened_quietly: false,
             snapshot_after: None,
             carried: Carried::default(),
             conn: 0,
@@ -473,6 +478,10 @@ impl Watchdog {
     async fn session(&mut self, conn: &Connection) -> SessionEnd {
         // A new connection: the engine's evidence starts anew with it.
         self.conn += 1;
+        // Healthy answers on this connection: a quiet reopen is allowed again only once one
+        // survived past its first (a peer that answers the first probe and drops the next is
+        // no healthy server).
+        let mut healthy_answers = 0u32;
         let interval = self.policy.probe.interval;
         let mut next_probe = Instant::now();
         let mut next_snapshot = self.snapshot_after.unwrap_or_else(Instant::now);
@@ -662,13 +671,23 @@ impl Watchdog {
             // A connection closed while all is well is not yet an outage: the server may have
             // closed it (CLIENT KILL, a rotated password, `timeout`). The next connection, one
             // interval later, says what it is: unreachable (with its own reason), a refused
-            // login (a fault, not an outage), or healthy.
-            if let Observation::Unreachable { reason } = &observation
-                && self.engine.incident_id().is_none()
-            {
-                tracing::warn!(instance = %self.policy.instance, %reason,
-                    "the probe connection was lost while the server was healthy: connecting again");
-                return SessionEnd::Lost;
+            // login (a fault, not an outage), or healthy. Once only, until a healthy answer.
+            match &observation {
+                Observation::Unreachable { reason }
+                    if self.engine.incident_id().is_none() && !self.reopened_quietly =>
+                {
+                    tracing::warn!(instance = %self.policy.instance, %reason,
+                        "the probe connection was lost while the server was healthy: connecting again");
+                    self.reopened_quietly = true;
+                    return SessionEnd::Lost;
+                }
+                Observation::Pong { .. } | Observation::Unsaved { .. } => {
+                    healthy_answers += 1;
+                    if healthy_answers >= 2 {
+                        self.reopened_quietly = false;
+                    }
+                }
+                _ => {}
             }
             let step = self.decide_reply(sent, observation);
             let gone = self.act(Some(conn), step).await;

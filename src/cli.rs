@@ -33,6 +33,12 @@ pub enum Command {
         /// health endpoints /livez, /readyz and /healthz.
         #[arg(long)]
         metrics: Option<String>,
+        /// Beside Redis in a pod: when told to stop (SIGTERM, or kubelet's preStop call
+        /// `GET /prestop` on the metrics listener), kill any running script first, grace and
+        /// script rules aside, so Redis can act on its own SIGTERM instead of being SIGKILLed.
+        /// Not for a host's service: stopping busyguard there must not touch a script.
+        #[arg(long)]
+        kill_on_stop: bool,
         /// Log lines as `text` or `json` (one object a line); under journald each keeps its
         /// priority.
         #[arg(long, value_parser = ["text", "json"], default_value = "text")]

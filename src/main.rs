@@ -36,6 +36,7 @@ fn main() -> ExitCode {
             state_dir,
             dry_run,
             metrics,
+            kill_on_stop,
             log_format,
             log_level,
         } => {
@@ -61,6 +62,7 @@ fn main() -> ExitCode {
                     state_dir,
                     dry_run,
                     metrics,
+                    kill_on_stop,
                 };
                 daemon::run(opts, os_signals()?).await
             };

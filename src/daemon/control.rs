@@ -77,6 +77,8 @@ pub enum Command {
     },
     /// The escalation goes at the next BUSY reply, ahead of the budget.
     Approve,
+    /// The pod is stopping: kill the running script now (see [`super::stopping`]).
+    Stopping,
 }
 
 impl Request {
@@ -93,7 +95,8 @@ impl Request {
 /// Who sent a command, from the socket's peer credentials.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Caller {
-    pub uid: u32,
+    /// From the socket's peer credentials; `None` for kubelet's preStop call over HTTP.
+    pub uid: Option<u32>,
     pub user: String,
 }
 
@@ -212,7 +215,10 @@ fn caller(uid: u32) -> Caller {
         tracing::warn!(uid, "control socket: a caller whose uid maps to no user (under PrivateUsers=, operators' uids are not mapped): recorded as unknown");
         format!("unknown (uid {uid})")
     });
-    Caller { uid, user }
+    Caller {
+        uid: Some(uid),
+        user,
+    }
 }
 
 async fn answer(stream: UnixStream, daemon: mpsc::Sender<Incoming>) -> std::io::Result<()> {

@@ -12,9 +12,11 @@
 //! reported the moment it ends, not found at the stop.
 
 pub mod control;
+mod listener;
 pub mod logs;
 pub(crate) mod sdnotify;
 pub(crate) mod statedir;
+mod stopping;
 pub(crate) mod watchdog;
 
 use std::collections::{BTreeMap, HashMap};
@@ -62,6 +64,9 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Where `/metrics` is served, bound by the caller.
     pub metrics: Option<tokio::net::TcpListener>,
+    /// The pod is stopping when busyguard is told to stop: kill running scripts first, and
+    /// serve kubelet's preStop call (`/prestop`) on the metrics listener.
+    pub kill_on_stop: bool,
 }
 
 /// What the caller asks of a running daemon.
@@ -157,19 +162,20 @@ pub async fn run(opts: RunOptions, mut control: mpsc::Receiver<Control>) -> anyh
         audit: Arc::new(audit),
         metrics: Arc::new(Metrics::default()),
     };
+    let (control_tx, mut control_rx) = mpsc::channel(16);
     let metrics_addr = opts.metrics.as_ref().and_then(|l| l.local_addr().ok());
     let metrics_server = opts.metrics.map(|listener| {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "serving /metrics");
         }
-        tokio::spawn(crate::record::metrics::serve(
+        tokio::spawn(listener::serve(
             listener,
             recorder.metrics.clone(),
+            opts.kill_on_stop.then(|| control_tx.clone()),
         ))
     });
     crate::install_crypto_provider();
     let (ended, mut ended_rx) = mpsc::unbounded_channel();
-    let (control_tx, mut control_rx) = mpsc::channel(16);
     let control_server = tokio::spawn(crate::daemon::control::serve(control_listener, control_tx));
     let mut daemon = Daemon {
         paths: opts.policies,
@@ -200,7 +206,7 @@ pub async fn run(opts: RunOptions, mut control: mpsc::Receiver<Control>) -> anyh
         let _ = daemon.recorder.audit.sync();
         return Ok(RunEnd::NoValidPolicy);
     }
-    daemon.start_line(&path, metrics_addr);
+    daemon.start_line(&path, metrics_addr, opts.kill_on_stop);
     sdnotify::ready(&daemon.status);
 
     let syncer = {
@@ -232,7 +238,12 @@ pub async fn run(opts: RunOptions, mut control: mpsc::Receiver<Control>) -> anyh
                     daemon.load(seq).await;
                     sdnotify::ready(&daemon.status);
                 }
-                Some(Control::Stop) | None => break,
+                Some(Control::Stop) | None => {
+                    if opts.kill_on_stop {
+                        daemon.stop_scripts().await;
+                    }
+                    break;
+                }
             },
             Some((instance, result)) = ended_rx.recv() => daemon.task_ended(&instance, result),
             Some((request, caller, reply)) = control_rx.recv() => daemon.control(request, caller, reply),
@@ -284,7 +295,7 @@ impl Daemon {
     }
 
     /// One line that says what is supervised and how, where the trail is, and where to ask.
-    fn start_line(&self, trail: &Path, metrics: Option<std::net::SocketAddr>) {
+    fn start_line(&self, trail: &Path, metrics: Option<std::net::SocketAddr>, kill_on_stop: bool) {
         let supervised: Vec<String> = self
             .running
             .values()
@@ -299,14 +310,19 @@ impl Daemon {
             })
             .collect();
         tracing::info!(
-            "busyguard {} ({}) supervises {} Redis: {}; audit trail {}; metrics {}; control socket {}",
+            "busyguard {} ({}) supervises {} Redis: {}; audit trail {}; metrics {}; control socket {}{}",
             env!("CARGO_PKG_VERSION"),
             crate::COMMIT,
             supervised.len(),
             supervised.join(", "),
             trail.display(),
             metrics.map_or("off".to_string(), |a| format!("on {a}")),
-            crate::daemon::control::socket_path(&self.dir).display()
+            crate::daemon::control::socket_path(&self.dir).display(),
+            match kill_on_stop {
+                true =>
+                    "; a pod: a running script is killed when busyguard stops or at GET /prestop",
+                false => "",
+            }
         );
     }
 
@@ -572,6 +588,7 @@ impl Daemon {
             },
             Command::Release { now } => Steer::Release { now },
             Command::Approve => Steer::Approve,
+            Command::Stopping => Steer::Stopping,
         };
         let mut answers = Vec::new();
         for name in targets {
@@ -615,6 +632,20 @@ impl Daemon {
                 instances: Vec::new(),
             });
         });
+    }
+
+    /// Told to stop under `--kill-on-stop`: the pod is stopping, so every running script is
+    /// killed first (within [`stopping::SETTLE_WITHIN`]), and what became of each is logged.
+    async fn stop_scripts(&self) {
+        let (tx, rx) = oneshot::channel();
+        let request = stopping::request(None, "busyguard's SIGTERM");
+        self.control(request, stopping::caller("busyguard".into()), tx);
+        match tokio::time::timeout(QUEUED_AFTER * 2, rx).await {
+            Ok(Ok(response)) => tracing::info!(answer = %response.message, "the pod is stopping"),
+            _ => tracing::warn!("the pod is stopping: the watchdogs did not answer in time"),
+        }
+        let settled = stopping::settle(&self.recorder.metrics, &[]).await;
+        tracing::info!(scripts = %settled, "stopping");
     }
 
     /// `ps`: what each of `targets` is doing now, asked of its watchdog.

@@ -173,7 +173,9 @@ impl Engine {
         let first = inc.first_busy.unwrap_or(now);
         // A kill a script rule could change waits for the function's name, up to
         // `identify_within` (the watchdog bounds FUNCTION STATS): never applied on a guess.
-        if inc.kill == Kill::NotYet && inc.identifying.is_some() {
+        // A stopping pod kills now: no name could spare the script from kubelet's SIGKILL.
+        let stopping = self.stopping;
+        if inc.kill == Kill::NotYet && inc.identifying.is_some() && !stopping {
             inc.identifying = Some(reply);
             return;
         }
@@ -189,7 +191,7 @@ impl Engine {
                 within_ms: rules.identify_within,
             });
         }
-        if inc.kill == Kill::NotYet && inc.ladder.never_kill {
+        if inc.kill == Kill::NotYet && inc.ladder.never_kill && !stopping {
             inc.kill = Kill::NoneExists;
             let detail = d::EscalationWithheld {
                 inputs: self.inputs(Some(inc), now),
@@ -206,7 +208,7 @@ impl Engine {
             };
             step.events.push(self.event(Some(inc), false, detail));
         }
-        if inc.kill == Kill::NotYet && now >= first + inc.ladder.kill_after {
+        if inc.kill == Kill::NotYet && (now >= first + inc.ladder.kill_after || stopping) {
             let known = match inc.cause {
                 Cause::Busy(k) => k,
                 _ => kind,

@@ -103,6 +103,9 @@ pub struct Engine {
     /// or this server is seen a replica: the fence's target should this server answer as a
     /// primary.
     successor: Option<Successor>,
+    /// The pod is stopping (`busyguard run --kill-on-stop`): a killable script is killed at the
+    /// next BUSY reply whatever the ladder's grace, so Redis can act on kubelet's SIGTERM.
+    stopping: bool,
 }
 
 impl Engine {
@@ -135,6 +138,7 @@ impl Engine {
             sentinel_elsewhere: None,
             lineage: Lineage::default(),
             successor: None,
+            stopping: false,
         }
     }
 

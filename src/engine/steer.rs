@@ -32,6 +32,10 @@ pub enum Steer {
         now: bool,
     },
     Approve,
+    /// The pod is being deleted (`--kill-on-stop`: busyguard's SIGTERM, or kubelet's preStop
+    /// call): kill the running script now, grace and script rules aside, so Redis can act on
+    /// its own SIGTERM instead of being SIGKILLed at the end of the grace period.
+    Stopping,
 }
 
 /// A pause in force.
@@ -149,6 +153,7 @@ impl Engine {
                 }
             }
             Steer::Approve => self.approve(at),
+            Steer::Stopping => Ok(self.stop_scripts()),
         }
     }
 
@@ -216,6 +221,30 @@ impl Engine {
         Ok(format!(
             "{words} at the next BUSY reply (your approval lifts `limits`; the guards still apply)"
         ))
+    }
+
+    /// The pod is stopping: from now on a killable script is killed at the next BUSY reply, a
+    /// rule's `never_kill` and any `kill_after` aside (a pause still withholds it: the
+    /// operator's word). Said in words, with what it means for the incident in flight.
+    fn stop_scripts(&mut self) -> String {
+        self.stopping = true;
+        let Some(inc) = self.incident.as_mut() else {
+            return "the pod is stopping: a script that runs past the threshold from now on is \
+                    killed at its first BUSY reply"
+                .into();
+        };
+        // A kill the rule withheld is owed again: the job is lost to SIGKILL otherwise.
+        if inc.kill == Kill::NoneExists && inc.ladder.never_kill {
+            inc.kill = Kill::NotYet;
+        }
+        match inc.kill {
+            Kill::NotYet => "the pod is stopping: the running script is killed at the next BUSY \
+                             reply, so Redis can act on its SIGTERM"
+                .into(),
+            _ => "the pod is stopping: the running script's kill was already decided (an \
+                  unkillable one is left to the policy and the grace period)"
+                .into(),
+        }
     }
 
     /// When the escalation of the incident in flight is due (engine time), if one is pending.

@@ -1770,6 +1770,31 @@ fn a_script_rule_that_names_the_running_function_sets_its_ladder() {
     );
 }
 
+/// #36: a pod that stops kills what its ladder spares: a `never_kill` job already withheld, and
+/// one whose rule's `kill_after` has not yet passed, each at the next BUSY reply (the grace
+/// period ends in SIGKILL, which loses more than the kill).
+#[test]
+fn a_stopping_pod_kills_what_the_ladder_spares() {
+    let mut e = engine_with(with_script_rules());
+    e.observe(at(10), busy(FUNCTION_BUSY));
+    e.observe(at(11), seen("migrate_users"));
+    let s = e.observe(at(100), busy(FUNCTION_BUSY));
+    assert_eq!(s.action, None, "never_kill");
+    let said = e.steer(at(150), Steer::Stopping).unwrap();
+    assert!(said.contains("killed at the next BUSY reply"), "{said}");
+    let s = e.observe(at(200), busy(FUNCTION_BUSY));
+    assert_eq!(s.action, Some(Action::Kill(KillCommand::FunctionKill)));
+
+    let mut e = engine_with(with_script_rules());
+    e.steer(at(5), Steer::Stopping).unwrap();
+    let s = e.observe(at(10), busy(FUNCTION_BUSY));
+    assert_eq!(
+        s.action,
+        Some(Action::Kill(KillCommand::FunctionKill)),
+        "no wait for a name that could only spare it"
+    );
+}
+
 /// A rule never applies on a guess: a function no rule names, or FUNCTION STATS unanswered,
 /// gets the instance's ladder, and the kill goes as soon as the answer (or its bound) is in.
 #[test]

@@ -579,9 +579,11 @@ fn is_zero(n: &u32) -> bool {
 /// A command an operator sent through the control socket (or a pause ending by itself).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OperatorCommand {
-    /// `pause`, `resume`, `hold`, `release`, `approve`, or `pause_expired`.
+    /// `pause`, `resume`, `hold`, `release`, `approve`, `stopping` (the pod is stopping:
+    /// `--kill-on-stop`), or `pause_expired`.
     pub command: String,
-    /// The caller, from the socket's peer credentials (`busyguard` for an expiry).
+    /// The caller, from the socket's peer credentials (`busyguard` for an expiry and its own
+    /// SIGTERM, `preStop (HTTP from ADDR)` for kubelet's call).
     pub by_user: String,
     pub by_uid: Option<u32>,
     pub reason: String,

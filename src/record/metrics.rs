@@ -11,8 +11,6 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 use crate::event::detail::WithheldAction;
 use crate::event::{Detail, Event, EventKind};
 use crate::model::kinds::State;
@@ -660,58 +658,4 @@ fn set<V>(map: &mut BTreeMap<String, V>, instance: &str, value: V) {
 /// The `# HELP` and `# TYPE` lines of a metric.
 fn head(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-/// Serve `GET /metrics` and the health endpoints on `listener` until the task is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, metrics: std::sync::Arc<Metrics>) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let n = match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await
-            {
-                Ok(Ok(n)) => n,
-                _ => return,
-            };
-            let request = String::from_utf8_lossy(&buf[..n]);
-            // `GET PATH HTTP/1.x`; a query string is no part of the path.
-            let path = request
-                .strip_prefix("GET ")
-                .and_then(|r| r.split(' ').next())
-                .map(|p| p.split('?').next().unwrap_or(p));
-            let (status, body) = match path {
-                Some("/metrics") => ("200 OK".to_string(), metrics.render()),
-                Some(path) => match super::health::answer(path, &metrics.health_view()) {
-                    Some(a) => (reason(a.status), a.body + "\n"),
-                    None => not_served(),
-                },
-                None => not_served(),
-            };
-            let reply = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(reply.as_bytes()).await;
-        });
-    }
-}
-
-fn not_served() -> (String, String) {
-    (
-        "404 Not Found".to_string(),
-        "served here: GET /metrics, /livez[/INSTANCE], /readyz[/INSTANCE], /healthz\n".to_string(),
-    )
-}
-
-/// The status line's code and reason.
-fn reason(status: u16) -> String {
-    match status {
-        200 => "200 OK",
-        404 => "404 Not Found",
-        _ => "503 Service Unavailable",
-    }
-    .to_string()
 }

@@ -30,6 +30,7 @@
 //!   hostile replies, control clients that hold on, the unit's user namespace.
 //! - [`operations`]: systemd, reload, stop, metrics, `status`.
 //! - [`health`]: `/livez`, `/readyz` and `/healthz` for Kubernetes' probes.
+//! - [`pod`]: a pod being deleted: `--kill-on-stop`, kubelet's preStop call, busyguard's SIGTERM.
 //!
 //! Run with `scripts/test` (it installs redis-server when missing), or `cargo test`.
 
@@ -46,6 +47,7 @@ mod harness;
 mod health;
 mod notify;
 mod operations;
+mod pod;
 mod policy;
 mod remediation;
 mod safety;

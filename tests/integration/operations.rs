@@ -531,6 +531,7 @@ fn reload_and_stop_drive_the_daemon_in_process() {
         state_dir: Some(dir.path().join("state")),
         dry_run: false,
         metrics: None,
+        kill_on_stop: false,
     };
     let driver = async {
         until("a and b start", || {

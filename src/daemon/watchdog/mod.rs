@@ -800,6 +800,7 @@ impl Watchdog {
             Steer::Hold { .. } => ("hold", None),
             Steer::Release { .. } => ("release", None),
             Steer::Approve => ("approve", None),
+            Steer::Stopping => ("stopping", None),
         };
         let outcome = self.engine.steer(now, request.steer);
         let answer = match outcome {
@@ -807,7 +808,7 @@ impl Watchdog {
                 let detail = crate::event::detail::OperatorCommand {
                     command: command.to_string(),
                     by_user: request.caller.user.clone(),
-                    by_uid: Some(request.caller.uid),
+                    by_uid: request.caller.uid,
                     reason: request.reason,
                     until: until.map(crate::model::clock::rfc3339),
                     until_unix_ms: until,

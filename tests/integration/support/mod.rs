@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod fake;
 pub mod http;
 pub mod pki;
+pub mod pod;
 pub mod proxy;
 pub mod resp;
 pub mod sentinel;

@@ -137,6 +137,7 @@ impl Engine {
         let mut inc = self.open(at, Cause::Busy(kind));
         let same_connection = old.conn == self.reply.conn;
         let mut reason = why;
+        let mut carried = None;
         if same_connection {
             inc.failover_failed = old.failover_failed;
             // Failed over stays failed over on the same connection, but not past a healthy
@@ -150,6 +151,10 @@ impl Engine {
                 "; the SHUTDOWN it sent was lost and the server still answers BUSY: it had no \
                  effect, no longer counts for `limits`, and may go once more",
             );
+            if let Some(same) = self.same_script_after_loss(&old, now) {
+                reason.push_str(&same);
+                carried = Some((old.first_busy, old.kill.clone()));
+            }
         }
         let detail = d::IncidentSuperseded {
             reason,
@@ -157,7 +162,30 @@ impl Engine {
         };
         step.events.push(self.event(Some(&old), false, detail));
         self.busy_detected(&mut inc, now, kind, reply, Some(old.id.clone()), step);
+        // The same script, whose kill was answered and whose budget was spent: the retry goes
+        // at this reply, not after a budget more.
+        if let Some((first_busy, kill)) = carried {
+            inc.first_busy = first_busy;
+            inc.kill = kill;
+        }
         inc
+    }
+
+    /// Whether this BUSY on a new connection is the same script's as the incident whose
+    /// shutdown was lost, and why: the server is on this host (no other can answer at its
+    /// address while it runs) and the reply came within a threshold of the last BUSY seen (no
+    /// new script can draw one sooner). `None` when either is not shown: then the retry waits
+    /// a budget of its own, as after any reconnect.
+    fn same_script_after_loss(&self, old: &Incident, now: Millis) -> Option<String> {
+        let threshold = self.threshold()?;
+        let gap = now.saturating_sub(old.last_busy);
+        (self.rules.local_server && gap < threshold).then(|| {
+            format!(
+                "; the same script (a local server answering BUSY {gap} ms after the last, \
+                 within its threshold of {threshold} ms): its spent budget stands and the \
+                 SHUTDOWN goes again at this reply"
+            )
+        })
     }
 
     /// The next rung for a busy incident that just answered BUSY again.
@@ -636,6 +664,27 @@ impl Engine {
                         note:
                             "refused by the server: not retried (a shutdown is sent at most once)"
                                 .into(),
+                    }
+                    .into()
+                }
+                ShutdownOutcome::Unlanded(reply) => {
+                    inc.escalation = Escalation::ShutdownFailed;
+                    inc.shutdown_lost = true;
+                    // Seen BUSY through the endpoint just now: what the next connection's BUSY
+                    // is measured from.
+                    inc.last_busy = now;
+                    let note = match &inc.retries {
+                        Some(_) => "not sent again: it was itself the one retry of a lost shutdown",
+                        None => {
+                            "it had no effect: it goes once more at the first BUSY reply on the \
+                             next connection (within the budget already spent when that reply \
+                             shows the same script: a local server, a threshold apart at most)"
+                        }
+                    };
+                    d::ActionFailed::Shutdown {
+                        action: d::FailedAction::Shutdown,
+                        reply,
+                        note: note.into(),
                     }
                     .into()
                 }

@@ -46,6 +46,7 @@ fn rules() -> Rules {
         per: 3_600_000,
         guards: Guards::default(),
         probe_interval: 50,
+        local_server: true,
         fence: false,
     }
 }
@@ -1938,10 +1939,15 @@ fn a_lost_kill_is_sent_again_on_the_new_connection() {
 }
 
 /// #25.2: a shutdown lost on the way (a reset) that the server survived (BUSY on a new
-/// connection) may go once more, not counted for `limits`; the retry is not retried.
+/// connection) may go once more, not counted for `limits`; the retry is not retried. A remote
+/// server may be another behind the same address on the new connection: the retry waits a
+/// budget of its own.
 #[test]
 fn a_lost_shutdown_the_server_survived_may_go_once_more() {
-    let mut e = engine_with(rules());
+    let mut e = engine_with(Rules {
+        local_server: false,
+        ..rules()
+    });
     on(&mut e, 1, 1_000, 200, busy(SCRIPT_BUSY));
     on(&mut e, 1, 1_001, 1, unkillable());
     busy_through(&mut e, 1, 1_040, 2_960);
@@ -1981,6 +1987,64 @@ fn a_lost_shutdown_the_server_survived_may_go_once_more() {
             .as_str()
             .unwrap()
             .starts_with("limits")
+    );
+}
+
+/// #37: a local server's shutdown found lost (BUSY on new connections) goes again at the first
+/// BUSY reply on the next connection when that reply shows the same script (within a
+/// threshold of the last BUSY seen): the spent budget and the kill's answer stand. A reply
+/// later than that is maybe another script's: a budget of its own. Either retry goes once.
+#[test]
+fn a_lost_shutdown_of_the_same_local_script_goes_again_at_once() {
+    let lost = |e: &mut Engine| {
+        on(e, 1, 1_000, 200, busy(SCRIPT_BUSY));
+        on(e, 1, 1_001, 1, unkillable());
+        busy_through(e, 1, 1_040, 2_960);
+        assert_eq!(
+            names(&on(e, 1, 3_000, 1, busy(SCRIPT_BUSY))),
+            ["shutdown_sent"]
+        );
+        let unlanded = ShutdownOutcome::Unlanded("still BUSY on new connections".into());
+        let s = on(e, 1, 3_040, 3, Observation::Shutdown(unlanded));
+        assert_eq!(names(&s), ["action_failed"]);
+        assert!(
+            s.events[0].detail.to_value()["note"]
+                .as_str()
+                .unwrap()
+                .contains("it had no effect")
+        );
+    };
+    let mut e = engine_with(rules());
+    lost(&mut e);
+    // 150 ms after BUSY was last seen (through the endpoint), on the next connection.
+    let s = on(&mut e, 2, 3_190, 1, busy(SCRIPT_BUSY));
+    assert_eq!(
+        names(&s),
+        ["incident_superseded", "busy_detected", "shutdown_sent"]
+    );
+    let reason = s.events[0].detail.to_value()["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("the same script"), "{reason}");
+    assert!(matches!(s.action, Some(Action::Shutdown(_))));
+    // Lost again: not retried.
+    let again = ShutdownOutcome::Unlanded("still BUSY".into());
+    let s = on(&mut e, 2, 3_195, 3, Observation::Shutdown(again));
+    assert!(
+        s.events[0].detail.to_value()["note"]
+            .as_str()
+            .unwrap()
+            .contains("not sent again")
+    );
+
+    // 300 ms: beyond the 200 ms threshold, another script may have drawn it.
+    let mut e = engine_with(rules());
+    lost(&mut e);
+    let s = on(&mut e, 2, 3_340, 1, busy(SCRIPT_BUSY));
+    assert_eq!(
+        names(&s),
+        ["incident_superseded", "busy_detected", "kill_sent"]
     );
 }
 

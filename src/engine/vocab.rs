@@ -223,6 +223,11 @@ pub enum ShutdownOutcome {
     /// The connection closed but the server still accepts connections, no reply came in time,
     /// or some other failure.
     Failed(String),
+    /// The connection was lost and the server then answered BUSY on two new connections, one
+    /// after the other: a shutdown that had reached it would have been carried out before the
+    /// second answer (the server reads every ready connection at each turn of its loop), so it
+    /// was lost on the way and had no effect. Seen now: as good as a BUSY reply for continuity.
+    Unlanded(String),
 }
 
 /// A command or signal the watchdog must carry out, after writing the step's events.
@@ -417,6 +422,10 @@ pub struct Rules {
     pub server_log: bool,
     /// A rule names an EVAL and the server's log can name one: a busy EVAL's kill waits for it.
     pub eval_rules: bool,
+    /// The server is on this host (a unix socket, a loopback address): no other server can
+    /// answer at its address while it runs, so a BUSY on a new connection within a threshold of
+    /// the last is the same script's.
+    pub local_server: bool,
     pub hang_after: Millis,
     pub hang_signal: HangSignal,
     pub signal_after: Millis,
@@ -454,6 +463,7 @@ impl Rules {
             identify_within: ms(p.on_busy.identify_within),
             server_log: p.on_busy.server_log.is_some(),
             eval_rules: p.on_busy.eval_log().is_some(),
+            local_server: p.redis.endpoint.is_local(),
             hang_after: ms(p.on_hang.after),
             hang_signal: p.on_hang.signal,
             signal_after: ms(p.on_hang.signal_after),

@@ -30,7 +30,9 @@ impl Remedy for ShutdownCommand {
         let outcome = shutdown(ctx.conn, self, &ctx.policy.redis).await;
         let gone = matches!(
             outcome,
-            ShutdownOutcome::Confirmed { .. } | ShutdownOutcome::Failed(_)
+            ShutdownOutcome::Confirmed { .. }
+                | ShutdownOutcome::Failed(_)
+                | ShutdownOutcome::Unlanded(_)
         );
         (Observation::Shutdown(outcome), gone)
     }
@@ -83,24 +85,38 @@ pub async fn shutdown(
                     command: Some(words.join(" ")),
                     how,
                 },
-                Err(why) => ShutdownOutcome::Failed(why),
+                Err(NotGone::StillBusy) => ShutdownOutcome::Unlanded(
+                    "the connection was lost and the server still answers BUSY on new connections"
+                        .into(),
+                ),
+                Err(NotGone::Unconfirmed(why)) => ShutdownOutcome::Failed(why),
             }
         }
     }
 }
 
+/// Why a server is not seen gone.
+pub enum NotGone {
+    /// BUSY on two new connections, one after the other: the shutdown never reached it.
+    StillBusy,
+    /// Not seen gone within the limit: the last look's words.
+    Unconfirmed(String),
+}
+
 /// Whether the server is gone, as seen through its endpoint within `limit`: connections
 /// refused (or its socket file gone), accepted but closed before any answer (a proxy or a load
 /// balancer in front of a stopped server), or answered by another run of the server (its
-/// supervisor restarted it). The same run answering means it did not stop. `Ok(None)` is the
-/// usual way (refused); `Ok(Some(how))` another.
+/// supervisor restarted it). The same run answering means it did not stop; BUSY twice, that the
+/// shutdown never reached it (found in milliseconds, not at the end of `limit`). `Ok(None)` is
+/// the usual way (refused); `Ok(Some(how))` another.
 pub async fn gone(
     target: &RedisTarget,
     run_id: Option<&str>,
     limit: Duration,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, NotGone> {
     let deadline = Instant::now() + limit;
     let mut last = "the connection closed but the server still accepts connections".to_string();
+    let mut busy_looks = 0;
     loop {
         let refused = match &target.endpoint {
             Endpoint::Tcp { host, port, .. } => {
@@ -127,12 +143,18 @@ pub async fn gone(
                 )));
             }
             Ok(Look::Run(_)) => last = "the same server still answers".into(),
-            Ok(Look::Busy) => last = "the server still answers BUSY".into(),
+            // The first BUSY may have been read in the same turn of the server's loop as a
+            // shutdown that is carried out next; a second, asked after it, may not.
+            Ok(Look::Busy) if busy_looks >= 1 => return Err(NotGone::StillBusy),
+            Ok(Look::Busy) => {
+                busy_looks += 1;
+                last = "the server still answers BUSY".into();
+            }
             Ok(Look::Unknown(why)) => last = why,
             Err(_) => {}
         }
         if Instant::now() >= deadline {
-            return Err(last);
+            return Err(NotGone::Unconfirmed(last));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -61,10 +61,7 @@ fn role(server: &RedisServer) -> Option<String> {
 }
 
 fn ms(record: &Value) -> u64 {
-    let ts = record["ts"].as_str().unwrap();
-    let t =
-        time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).unwrap();
-    (t.unix_timestamp_nanos() / 1_000_000) as u64
+    crate::support::trail::ms_of(record["ts"].as_str().unwrap())
 }
 
 /// #26.1 and #33: the primary restarts (a crash, a deploy) just before an incident; every

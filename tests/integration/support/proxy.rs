@@ -19,6 +19,8 @@ struct Rules {
     black_holed: Vec<u64>,
     /// Reset the connection instead of forwarding a client chunk that holds this text.
     reset_on: Option<String>,
+    /// ... the first time only: `reset_on` is cleared once it matched.
+    reset_once: bool,
 }
 
 #[derive(Default)]
@@ -77,7 +79,16 @@ impl Proxy {
 
     /// Reset the connection instead of forwarding a command that holds `text` (`SCRIPT KILL`).
     pub fn reset_on(&self, text: Option<&str>) {
-        self.shared.lock().unwrap().rules.reset_on = text.map(str::to_string);
+        let rules = &mut self.shared.lock().unwrap().rules;
+        rules.reset_on = text.map(str::to_string);
+        rules.reset_once = false;
+    }
+
+    /// Reset the first connection that sends a command holding `text`, then forward again.
+    pub fn reset_once_on(&self, text: &str) {
+        let rules = &mut self.shared.lock().unwrap().rules;
+        rules.reset_on = Some(text.to_string());
+        rules.reset_once = true;
     }
 
     /// How often a command was reset instead of forwarded.
@@ -140,7 +151,13 @@ fn pump(
             && let Some(text) = &rules.reset_on
             && String::from_utf8_lossy(&buf[..len]).contains(text.as_str())
         {
-            shared.lock().unwrap().resets += 1;
+            {
+                let mut shared = shared.lock().unwrap();
+                shared.resets += 1;
+                if shared.rules.reset_once {
+                    shared.rules.reset_on = None;
+                }
+            }
             reset(&from);
             let _ = to.shutdown(Shutdown::Both);
             break;

@@ -42,15 +42,17 @@ fn with_field(line: &str, key: &str, value: &str) -> String {
     format!("{}{value}{}", &line[..start], &line[start + old.len()..])
 }
 
+/// Unix ms of a record's `ts` (RFC 3339).
+pub fn ms_of(ts: &str) -> u64 {
+    let t = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{ts}: {e}"));
+    (t.unix_timestamp_nanos() / 1_000_000) as u64
+}
+
 /// `lines` with their `ts` moved so that the newest is `newest_unix_ms` (spacing kept), and
 /// the chain recomputed from genesis.
 pub fn moved_to(lines: &[&str], newest_unix_ms: u64) -> Vec<String> {
-    let ms = |line: &str| {
-        let (_, ts) = field(line, "ts");
-        let t = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
-            .unwrap();
-        (t.unix_timestamp_nanos() / 1_000_000) as u64
-    };
+    let ms = |line: &str| ms_of(field(line, "ts").1);
     let newest = lines.iter().map(|l| ms(l)).max().unwrap();
     let moved: Vec<String> = lines
         .iter()

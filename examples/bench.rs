@@ -60,6 +60,17 @@ impl Samples {
     fn p99(&self) -> f64 {
         self.quantile(0.99)
     }
+    /// Median, p90, p99 and max past `threshold` ms, as the focused runs print them.
+    fn past(&self, threshold: u64) -> String {
+        let t = threshold as f64;
+        format!(
+            "median=+{:.2} p90=+{:.2} p99=+{:.2} max=+{:.2}",
+            self.median() - t,
+            self.quantile(0.9) - t,
+            self.p99() - t,
+            self.quantile(1.0) - t
+        )
+    }
 }
 
 struct Config {
@@ -83,16 +94,32 @@ fn main() {
             .and_then(|p| args.get(p + i))
             .map(|v| v.parse::<u64>().expect("a number"))
     };
+    // A CPU-bound neighbour for `--saturated`: spins until killed.
+    if args.iter().any(|a| a == "--spin") {
+        let mut x = 0u64;
+        loop {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+    }
+    // `--saturated T N`: recovery at threshold T, N incidents, with one CPU-bound neighbour per
+    // core, and in the same run the raw floor client at busyguard's scheduling.
+    if let (Some(t), Some(n)) = (arg("--saturated", 1), arg("--saturated", 2)) {
+        let (neighbours, guarded, floor) = saturated(t, n as usize);
+        for (name, s) in [
+            ("busyguard", guarded),
+            ("raw floor, same scheduling", floor),
+        ] {
+            println!(
+                "saturated ({neighbours} CPU-bound neighbours) threshold={t} {name}: n={n} {}",
+                s.past(t)
+            );
+        }
+        return;
+    }
     // `--recovery T N`: only busyguard's recovery at threshold T, N incidents (for profiling).
     if let (Some(t), Some(n)) = (arg("--recovery", 1), arg("--recovery", 2)) {
         let s = busyguard_recovery(t, n as usize);
-        println!(
-            "recovery threshold={t}: n={n} median=+{:.2} p90=+{:.2} p99=+{:.2} max=+{:.2}",
-            s.median() - t as f64,
-            s.quantile(0.9) - t as f64,
-            s.p99() - t as f64,
-            s.quantile(1.0) - t as f64
-        );
+        println!("recovery threshold={t}: n={n} {}", s.past(t));
         return;
     }
     // `--fcall T N`: runaway FCALLs at threshold T, without script rules and with one that
@@ -551,8 +578,42 @@ fn unix_ms_now() -> f64 {
         * 1000.0
 }
 
+/// Recovery (busyguard's, then the raw floor's with its killer at the watchdogs' scheduling)
+/// with one CPU-bound neighbour per core running all along: how many, and the two samples.
+fn saturated(threshold: u64, n: usize) -> (usize, Samples, Samples) {
+    struct Neighbours(Vec<std::process::Child>);
+    impl Drop for Neighbours {
+        fn drop(&mut self) {
+            for child in &mut self.0 {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let neighbours = Neighbours(
+        (0..cores)
+            .map(|_| {
+                Command::new(std::env::current_exe().unwrap())
+                    .arg("--spin")
+                    .spawn()
+                    .expect("a neighbour")
+            })
+            .collect(),
+    );
+    let guarded = busyguard_recovery(threshold, n);
+    let floor = raw_client_at(threshold, n, true);
+    drop(neighbours);
+    (cores, guarded, floor)
+}
+
 /// The floor: one connection that keeps a PING outstanding and sends SCRIPT KILL on BUSY.
 fn raw_client(threshold: u64, n: usize) -> Samples {
+    raw_client_at(threshold, n, false)
+}
+
+/// [`raw_client`], its killer thread at the watchdogs' real-time priority when `favoured`.
+fn raw_client_at(threshold: u64, n: usize, favoured: bool) -> Samples {
     let server = RedisServer::start(ServerOptions {
         threshold_ms: threshold,
         ..Default::default()
@@ -562,6 +623,10 @@ fn raw_client(threshold: u64, n: usize) -> Samples {
         let mut watcher = server.conn();
         let caller = Caller::eval(&server, scripts::READ_ONLY_LOOP, &[], &[]);
         let killer = std::thread::spawn(move || {
+            if favoured {
+                let got = busyguard::daemon::sched::favour_this_thread();
+                assert!(got.contains("real-time"), "{got}");
+            }
             loop {
                 let reply = watcher.call(&["PING"]).unwrap();
                 if reply.error().is_some_and(|e| e.starts_with("BUSY ")) {

@@ -41,6 +41,13 @@ fn main() -> ExitCode {
             log_level,
         } => {
             init_logging(log_level.as_deref(), log_format == "json");
+            // Notifications first, on a thread of their own, so that it keeps normal priority
+            // when this one, the watchdogs', gets real-time priority.
+            let Some(notifications) = notifications_runtime() else {
+                return ExitCode::from(2);
+            };
+            let scheduling = daemon::sched::favour_this_thread();
+            tracing::info!("scheduling: {scheduling}");
             let Some(runtime) = runtime() else {
                 return ExitCode::from(2);
             };
@@ -63,6 +70,7 @@ fn main() -> ExitCode {
                     dry_run,
                     metrics,
                     kill_on_stop,
+                    notifications: Some(notifications),
                 };
                 daemon::run(opts, os_signals()?).await
             };
@@ -323,6 +331,40 @@ fn os_signals() -> anyhow::Result<tokio::sync::mpsc::Receiver<Control>> {
         }
     });
     Ok(rx)
+}
+
+/// A runtime on a thread of its own for the notifications' delivery tasks (HTTP, TLS, reading
+/// the trail back): off the watchdogs' thread and its priority. Lives as long as the process.
+fn notifications_runtime() -> Option<tokio::runtime::Handle> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("notifications".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => {
+                    let _ = tx.send(Ok(rt.handle().clone()));
+                    rt.block_on(std::future::pending::<()>());
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        });
+    let answer = spawned.ok().and_then(|_| rx.recv().ok());
+    match answer {
+        Some(Ok(handle)) => Some(handle),
+        Some(Err(e)) => {
+            eprintln!("busyguard: cannot start the notifications' runtime: {e}");
+            None
+        }
+        None => {
+            eprintln!("busyguard: cannot start the notifications' thread");
+            None
+        }
+    }
 }
 
 /// The single-threaded runtime `run` and `status` share: the work is waiting on sockets, and one

@@ -14,6 +14,7 @@
 pub mod control;
 mod listener;
 pub mod logs;
+pub mod sched;
 pub(crate) mod sdnotify;
 pub(crate) mod statedir;
 mod stopping;
@@ -67,6 +68,9 @@ pub struct RunOptions {
     /// The pod is stopping when busyguard is told to stop: kill running scripts first, and
     /// serve kubelet's preStop call (`/prestop`) on the metrics listener.
     pub kill_on_stop: bool,
+    /// Where the notifications' delivery tasks run: a thread of their own at normal priority
+    /// beside the watchdogs' (see [`sched`]); `None`, the caller's runtime (tests in-process).
+    pub notifications: Option<tokio::runtime::Handle>,
 }
 
 /// What the caller asks of a running daemon.
@@ -115,6 +119,8 @@ struct Supervised {
 /// The daemon's shared parts.
 struct Daemon {
     paths: Vec<PathBuf>,
+    /// The runtime the notifications' delivery tasks run on.
+    notifications: tokio::runtime::Handle,
     dir: PathBuf,
     dry_run: bool,
     recorder: Recorder,
@@ -179,6 +185,9 @@ pub async fn run(opts: RunOptions, mut control: mpsc::Receiver<Control>) -> anyh
     let control_server = tokio::spawn(crate::daemon::control::serve(control_listener, control_tx));
     let mut daemon = Daemon {
         paths: opts.policies,
+        notifications: opts
+            .notifications
+            .unwrap_or_else(tokio::runtime::Handle::current),
         dir,
         dry_run: opts.dry_run,
         recorder,
@@ -425,6 +434,7 @@ impl Daemon {
                         self.dry_run,
                         start_seq,
                         &rx,
+                        &self.notifications,
                     );
                     s.outboxes_stop = tx;
                     let _ = s.updates.send(p.clone());
@@ -516,6 +526,7 @@ impl Daemon {
             self.dry_run,
             start_seq,
             &outboxes_rx,
+            &self.notifications,
         );
         let watchdog = tokio::spawn(dog.run());
         let watchdog_abort = watchdog.abort_handle();

@@ -51,6 +51,7 @@ pub fn spawn_for(
     dry_run: bool,
     start_seq: u64,
     stop: &watch::Receiver<bool>,
+    runtime: &tokio::runtime::Handle,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let dir = state_dir.join("notify");
     if let Err(e) = std::fs::create_dir_all(&dir) {
@@ -93,7 +94,7 @@ pub fn spawn_for(
             dry_run: dry_run || policy.mode == crate::policy::Mode::DryRun,
             stop: stop.clone(),
         };
-        tasks.push(tokio::spawn(outbox.run(start_seq)));
+        tasks.push(runtime.spawn(outbox.run(start_seq)));
     }
     tasks
 }

@@ -532,6 +532,7 @@ fn reload_and_stop_drive_the_daemon_in_process() {
         dry_run: false,
         metrics: None,
         kill_on_stop: false,
+        notifications: None,
     };
     let driver = async {
         until("a and b start", || {
@@ -1082,4 +1083,54 @@ fn the_dashboards_state_timeline_is_one_coloured_row_per_redis() {
         .output()
         .expect("promtool: run scripts/test, or apt-get install prometheus");
     succeeded(&out);
+}
+
+/// #37: the watchdogs' thread asks for real-time priority (as root here, it gets it) and says
+/// what it got; every other thread (notifications, the trail's flushes) keeps normal priority.
+#[test]
+fn the_watchdogs_thread_runs_at_real_time_priority_and_no_other() {
+    let server = RedisServer::start(ServerOptions::default());
+    let receiver = support::http::HttpReceiver::always(200, "ok");
+    let daemon = Daemon::start(&server.policy("sched", &receiver.notify_yaml("/hook")), &[]);
+    server.wait_snapshot();
+    let said = daemon.stderr();
+    let line = said
+        .lines()
+        .find(|l| l.contains("scheduling: "))
+        .unwrap_or_else(|| panic!("no scheduling line: {said}"));
+    // (comm, policy) of each thread: /proc/PID/task/TID/stat, the policy is field 41.
+    let threads: Vec<(String, u32, u64)> =
+        std::fs::read_dir(format!("/proc/{}/task", daemon.pid()))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
+            .map(|stat| {
+                let comm = stat[stat.find('(').unwrap() + 1..stat.rfind(')').unwrap()].to_string();
+                let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+                // After `(comm)`: field 3 is fields[0], so field 41 is fields[38], 1 is the tid.
+                let policy = fields[38].parse().unwrap();
+                let tid = stat.split(' ').next().unwrap().parse().unwrap();
+                (comm, policy, tid)
+            })
+            .collect();
+    assert!(
+        threads.iter().any(|t| t.0 == "notifications"),
+        "{threads:?}"
+    );
+    let main = threads.iter().find(|t| t.2 == daemon.pid() as u64).unwrap();
+    if nix::unistd::geteuid().is_root() {
+        assert!(line.contains("real-time priority (SCHED_FIFO"), "{line}");
+        assert_eq!(
+            main.1, 1,
+            "the watchdogs' thread is SCHED_FIFO: {threads:?}"
+        );
+        for other in threads.iter().filter(|t| t.2 != main.2) {
+            assert_eq!(other.1, 0, "{other:?} keeps normal priority: {threads:?}");
+        }
+    } else {
+        assert!(
+            line.contains("normal scheduling: real-time priority was refused"),
+            "{line}"
+        );
+        assert_eq!(main.1, 0);
+    }
 }

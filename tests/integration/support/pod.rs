@@ -164,6 +164,11 @@ impl Pod {
             &policies,
             "-v",
             &state,
+            // As the manifests in deploy/kubernetes/ grant it: real-time priority.
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "SYS_NICE",
         ];
         let added: Vec<String> = hosts.iter().map(|(h, ip)| format!("{h}:{ip}")).collect();
         for a in &added {

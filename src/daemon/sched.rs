@@ -24,11 +24,18 @@ const RESET_ON_FORK: i32 = 0x4000_0000;
 /// thread on Linux), unless it has it already; say what it has.
 pub fn favour_this_thread() -> String {
     // SAFETY: sched_getscheduler reads the calling thread's policy; no memory is shared.
-    let current = unsafe { libc::sched_getscheduler(0) } & !RESET_ON_FORK;
-    if current == libc::SCHED_FIFO || current == libc::SCHED_RR {
-        return "the watchdogs' thread runs at real-time priority, as the service manager set it \
-                (notifications and disk flushes at normal priority)"
-            .into();
+    let got = unsafe { libc::sched_getscheduler(0) };
+    let current = got & !RESET_ON_FORK;
+    if got >= 0 && (current == libc::SCHED_FIFO || current == libc::SCHED_RR) {
+        return match got & RESET_ON_FORK {
+            0 => "the watchdogs' thread runs at real-time priority, as it was started (the unit's \
+                  CPUSchedulingPolicy=), and so does every thread it starts (notifications, disk \
+                  flushes): set CPUSchedulingResetOnFork=yes to keep those at normal priority"
+                .into(),
+            _ => "the watchdogs' thread runs at real-time priority, as it was started (the unit's \
+                  CPUSchedulingPolicy=); notifications and disk flushes at normal priority"
+                .into(),
+        };
     }
     let param = libc::sched_param {
         sched_priority: PRIORITY,

@@ -637,6 +637,7 @@ impl Engine {
         };
         if inc.escalation == Escalation::ShutdownSent {
             let since_first_busy_ms = inc.first_busy.map(|f| now.saturating_sub(f));
+            let unlanded = matches!(outcome, ShutdownOutcome::Unlanded(_));
             let detail: Detail = match outcome {
                 ShutdownOutcome::Confirmed {
                     elapsed_ms,
@@ -667,33 +668,24 @@ impl Engine {
                     }
                     .into()
                 }
-                ShutdownOutcome::Unlanded(reply) => {
+                ShutdownOutcome::Failed(reply) | ShutdownOutcome::Unlanded(reply) => {
                     inc.escalation = Escalation::ShutdownFailed;
                     inc.shutdown_lost = true;
-                    // Seen BUSY through the endpoint just now: what the next connection's BUSY
-                    // is measured from.
-                    inc.last_busy = now;
-                    let note = match &inc.retries {
-                        Some(_) => "not sent again: it was itself the one retry of a lost shutdown",
-                        None => {
+                    // Unlanded: seen BUSY through the endpoint just now, what the next
+                    // connection's BUSY is measured from.
+                    if unlanded {
+                        inc.last_busy = now;
+                    }
+                    let note = match (&inc.retries, unlanded) {
+                        (Some(_), _) => {
+                            "not sent again: it was itself the one retry of a lost shutdown"
+                        }
+                        (None, true) => {
                             "it had no effect: it goes once more at the first BUSY reply on the \
                              next connection (within the budget already spent when that reply \
                              shows the same script: a local server, a threshold apart at most)"
                         }
-                    };
-                    d::ActionFailed::Shutdown {
-                        action: d::FailedAction::Shutdown,
-                        reply,
-                        note: note.into(),
-                    }
-                    .into()
-                }
-                ShutdownOutcome::Failed(reply) => {
-                    inc.escalation = Escalation::ShutdownFailed;
-                    inc.shutdown_lost = true;
-                    let note = match &inc.retries {
-                        Some(_) => "not sent again: it was itself the one retry of a lost shutdown",
-                        None => {
+                        (None, false) => {
                             "it may have landed, so it is not sent again on this evidence; should \
                              the server still answer BUSY on a new connection, it had no effect and \
                              may go once more"

@@ -16,12 +16,7 @@ const LONG: Duration = Duration::from_secs(30);
 
 /// The status code of `GET path` on the pod's busyguard.
 fn status(pod: &Pod, path: &str) -> u16 {
-    let reply = support::http_get(pod.metrics_port, path);
-    reply
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+    support::http_status(pod.metrics_port, path).0
 }
 
 /// EVAL `script` on its own connection and thread, as the application would; its reply.

@@ -4,22 +4,11 @@
 
 use std::time::Duration;
 
+use crate::support::http_status as get;
 use crate::support::{self, Caller, Daemon, RedisServer, ServerOptions, scripts, wait_for};
 use nix::sys::signal::Signal;
 
 const LONG: Duration = Duration::from_secs(20);
-
-/// The status code and the body of `GET path`.
-fn get(port: u16, path: &str) -> (u16, String) {
-    let reply = support::http_get(port, path);
-    let code = reply
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("{reply}"));
-    let body = reply.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (code, body)
-}
 
 #[test]
 fn a_busy_server_is_alive_and_not_ready_and_a_silent_one_is_dead() {

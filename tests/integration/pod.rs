@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::support::http_status as get;
 use crate::support::{self, Caller, Daemon, RedisServer, ServerOptions, scripts};
 use nix::sys::signal::Signal;
 
@@ -23,14 +24,6 @@ fn beside(server: &RedisServer, extra: &[&str]) -> (Daemon, u16) {
     let daemon = Daemon::start(&server.policy("cache", PATIENT), &args);
     server.wait_snapshot();
     (daemon, port)
-}
-
-/// The status code and body of `GET path`.
-fn get(port: u16, path: &str) -> (u16, String) {
-    let reply = support::http_get(port, path);
-    let code = reply.split(' ').nth(1).and_then(|c| c.parse().ok());
-    let body = reply.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (code.unwrap_or_else(|| panic!("{reply}")), body)
 }
 
 fn script_killed(caller: Caller) -> String {

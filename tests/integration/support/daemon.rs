@@ -1,7 +1,7 @@
 //! The real `busyguard run` as a child process, with its own state dir, and readers for the
 //! audit trail it writes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -121,11 +121,7 @@ impl Daemon {
     }
 
     pub fn records(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.audit)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        read_trail(&self.audit)
     }
 
     /// The records of one event kind, in trail order.
@@ -171,12 +167,7 @@ impl Daemon {
     }
 
     pub fn wait_record(&self, limit: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
-        let mut found = None;
-        wait_for(limit, || {
-            found = self.records().into_iter().find(|r| pred(r));
-            found.is_some()
-        });
-        found
+        wait_trail(&self.audit, limit, pred)
     }
 
     /// SIGTERM and wait for the exit.
@@ -254,4 +245,23 @@ impl NotifySocket {
             }
         }
     }
+}
+
+/// The records of an audit trail file (none while it does not exist yet).
+pub fn read_trail(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The first record of the trail at `path` that `pred` accepts, waiting up to `limit`.
+pub fn wait_trail(path: &Path, limit: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+    let mut found = None;
+    wait_for(limit, || {
+        found = read_trail(path).into_iter().find(|r| pred(r));
+        found.is_some()
+    });
+    found
 }

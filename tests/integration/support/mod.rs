@@ -635,6 +635,18 @@ pub fn http_get(port: u16, path: &str) -> String {
     out
 }
 
+/// [`http_get`], read as its status code and body (the code 0 when there is no status line).
+pub fn http_status(port: u16, path: &str) -> (u16, String) {
+    let reply = http_get(port, path);
+    let code = reply
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = reply.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (code, body)
+}
+
 /// The `reason` a record's detail gives (why an escalation was withheld, why unreachable).
 pub fn reason(record: &serde_json::Value) -> &str {
     record["detail"]["reason"].as_str().unwrap_or("")

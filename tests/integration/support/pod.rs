@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::daemon::{read_trail, wait_trail};
 use super::{Conn, free_port, wait_for};
 
 /// Where the image is, or why the pod tests cannot run.
@@ -281,21 +282,16 @@ impl Pod {
 
     /// busyguard's trail, read from the host.
     pub fn records(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.dir.path().join("state/audit.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        read_trail(&self.trail())
+    }
+
+    fn trail(&self) -> PathBuf {
+        self.dir.path().join("state/audit.jsonl")
     }
 
     /// The first record of `event`, waiting up to `limit` for it.
     pub fn wait_event(&self, event: &str, limit: Duration) -> Value {
-        let mut found = None;
-        wait_for(limit, || {
-            found = self.records().into_iter().find(|r| r["event"] == event);
-            found.is_some()
-        });
-        found.unwrap_or_else(|| {
+        wait_trail(&self.trail(), limit, |r| r["event"] == event).unwrap_or_else(|| {
             panic!(
                 "no `{event}` within {limit:?}: {:?}\nbusyguard: {}",
                 self.records()
